@@ -1,0 +1,50 @@
+# cnm: make run starts a local 3-node cluster, make test runs every test.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+
+# apt-get needs root: use sudo when not root and sudo exists.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
+# Commands the scripts and the race detector need, and the Debian packages that bring them.
+TOOLS := jq curl shellcheck gcc
+PACKAGES := jq curl shellcheck gcc libc6-dev
+
+.PHONY: deps build run down test lint bench clean
+
+deps:
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		$(SUDO) apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $(PACKAGES); \
+	fi
+	$(GO) mod download
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+run: deps build
+	scripts/cluster.sh up 3
+
+down:
+	scripts/cluster.sh down
+
+test: deps
+	$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory lint
+	@if [ -f scripts/smoke.sh ]; then scripts/smoke.sh; fi
+
+lint:
+	@files=$$(git ls-files --cached --others --exclude-standard '*.go'); \
+	unformatted=$$(if [ -n "$$files" ]; then gofmt -l $$files; fi); \
+	if [ -n "$$unformatted" ]; then echo "gofmt -l lists:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+	shellcheck scripts/*.sh .ci/run
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	@if [ -d .cluster ]; then CNM_DIR=.cluster scripts/cluster.sh down; fi
+	rm -rf bin/ .cluster/

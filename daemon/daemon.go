@@ -1,0 +1,381 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"cnm/fsm"
+	"cnm/httpapi"
+	"cnm/pki"
+	"cnm/raftnode"
+)
+
+// Version is the software version nodes report.
+var Version = "0.1.0"
+
+// Config is everything one node needs; cmd/cnmd fills it from flags.
+type Config struct {
+	UID           int
+	DataDir       string
+	APIAddr       string
+	RaftAddr      string
+	Bootstrap     bool
+	Join          string
+	AdminUser     string
+	AdminPassword string
+	ClusterName   string
+
+	Memory    int64
+	MaxShards int
+	RackID    string
+
+	// Raft timeouts; zero takes raftnode's LAN defaults.
+	Raft raftnode.Config
+	// Hold is how long requests wait for a leader before 503 no_quorum.
+	Hold       time.Duration
+	BcryptCost int
+	// JoinTimeout bounds the whole join (default 60 s).
+	JoinTimeout time.Duration
+
+	// Listen and Dial replace the network (tests inject faults here).
+	Listen func(network, addr string) (net.Listener, error)
+	Dial   raftnode.DialFunc
+
+	Logger *slog.Logger
+}
+
+// Defaults for the capacity flags (SPEC §1.1).
+const (
+	DefaultMemory      = 16 << 30
+	DefaultMaxShards   = 100
+	DefaultClusterName = "cnm.local"
+)
+
+// ErrNoClusterState is returned when a node has no state and was told
+// neither to bootstrap nor to join.
+var ErrNoClusterState = errors.New("no cluster state in the data dir: start with --bootstrap or --join")
+
+// Node is a running cnm node.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	raft   *raftnode.Node
+	api    *httpapi.Server
+	peers  *httpapi.PeerClient
+	srv    *http.Server
+	ln     net.Listener
+	served chan error
+}
+
+func (c *Config) validate() error {
+	if c.UID <= 0 {
+		return fmt.Errorf("--uid must be a positive integer, got %d", c.UID)
+	}
+	if c.DataDir == "" {
+		return errors.New("--data-dir is required")
+	}
+	for name, a := range map[string]string{"--api-addr": c.APIAddr, "--raft-addr": c.RaftAddr} {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("%s %q: %w", name, a, err)
+		}
+	}
+	if c.Bootstrap && c.Join != "" {
+		return errors.New("--bootstrap and --join exclude each other")
+	}
+	return nil
+}
+
+func (c *Config) withDefaults() {
+	if c.Memory == 0 {
+		c.Memory = DefaultMemory
+	}
+	if c.MaxShards == 0 {
+		c.MaxShards = DefaultMaxShards
+	}
+	if c.ClusterName == "" {
+		c.ClusterName = DefaultClusterName
+	}
+	if c.BcryptCost == 0 {
+		c.BcryptCost = bcrypt.DefaultCost
+	}
+	if c.JoinTimeout == 0 {
+		c.JoinTimeout = time.Minute
+	}
+	if c.Listen == nil {
+		c.Listen = net.Listen
+	}
+	if c.Dial == nil {
+		c.Dial = raftnode.DefaultDial
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (c *Config) tlsDir() string  { return filepath.Join(c.DataDir, "tls") }
+func (c *Config) raftDir() string { return filepath.Join(c.DataDir, "raft") }
+func (c *Config) host() string    { h, _, _ := net.SplitHostPort(c.APIAddr); return h }
+
+// Start brings a node up: it resumes from the data dir, or creates a cluster
+// (Bootstrap), or joins one (Join). It returns once the node serves its API
+// and is a member of the cluster.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.withDefaults()
+	log := cfg.Logger.With("node_uid", cfg.UID)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	}
+	hasState, err := raftnode.HasState(cfg.raftDir())
+	if err != nil {
+		return nil, err
+	}
+	mat, err := pki.Load(cfg.tlsDir())
+	haveTLS := err == nil
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+
+	joining := false
+	switch {
+	case hasState && haveTLS:
+		log.Info("resuming from data dir", "data_dir", cfg.DataDir)
+	case cfg.Bootstrap:
+		if !haveTLS {
+			if mat, err = newClusterTLS(cfg); err != nil {
+				return nil, err
+			}
+		}
+	case cfg.Join != "":
+		// Even with a certificate from an earlier attempt, ask again: the
+		// answer also confirms the node table entry.
+		if mat, err = joinFirstStep(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+		joining = true
+	case hasState:
+		return nil, fmt.Errorf("data dir %s has raft state but no tls material in %s", cfg.DataDir, cfg.tlsDir())
+	default:
+		return nil, ErrNoClusterState
+	}
+
+	n := &Node{cfg: cfg, log: log, served: make(chan error, 1)}
+	if err := n.open(mat); err != nil {
+		return nil, err
+	}
+	if cfg.Bootstrap {
+		if err := n.ensureBootstrapped(ctx, hasState, mat); err != nil {
+			n.Kill()
+			return nil, err
+		}
+	}
+	if joining {
+		if err := n.joinSecondStep(ctx, mat); err != nil {
+			n.Kill()
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// open starts raft and the API on the given TLS identity.
+func (n *Node) open(mat pki.Material) error {
+	cfg := n.cfg
+	serverTLS, err := mat.ServerConfig(true)
+	if err != nil {
+		return err
+	}
+	clientTLS, err := mat.ClientConfig()
+	if err != nil {
+		return err
+	}
+	rc := cfg.Raft
+	rc.ID, rc.RaftAddr, rc.Dir = cfg.UID, cfg.RaftAddr, cfg.raftDir()
+	rc.ServerTLS, rc.ClientTLS = serverTLS, clientTLS
+	rc.Listen, rc.Dial, rc.Logger = cfg.Listen, cfg.Dial, cfg.Logger
+	r, err := raftnode.Open(rc, fsm.New())
+	if err != nil {
+		return err
+	}
+	n.raft = r
+
+	apiTLS, err := mat.ServerConfig(false)
+	if err != nil {
+		_ = r.Shutdown()
+		return err
+	}
+	apiTLS.NextProtos = []string{"h2", "http/1.1"}
+	n.peers = httpapi.NewPeerClient(clientTLS, cfg.host(), httpapi.DialFunc(cfg.Dial))
+	n.api = httpapi.New(httpapi.Config{
+		Raft: r, Peers: n.peers, Hold: cfg.Hold, BcryptCost: cfg.BcryptCost,
+		Version: Version, APIAddr: cfg.APIAddr, RaftAddr: cfg.RaftAddr, Logger: cfg.Logger,
+	})
+	ln, err := cfg.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		_ = r.Shutdown()
+		return fmt.Errorf("listen for api on %s: %w", cfg.APIAddr, err)
+	}
+	n.ln = ln
+	n.srv = &http.Server{
+		Handler:           n.api,
+		TLSConfig:         apiTLS,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      11 * time.Minute, // blocking reads wait up to 10 min
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	go func() { n.served <- n.srv.Serve(tls.NewListener(ln, apiTLS)) }()
+	n.log.Info("node started", "api_addr", cfg.APIAddr, "raft_addr", cfg.RaftAddr)
+	return nil
+}
+
+// Raft returns the node's raft member.
+func (n *Node) Raft() *raftnode.Node { return n.raft }
+
+// APIAddr returns the address the API listens on.
+func (n *Node) APIAddr() string { return n.cfg.APIAddr }
+
+// UID returns the node uid.
+func (n *Node) UID() int { return n.cfg.UID }
+
+// Served yields the API server's exit error if it stops on its own.
+func (n *Node) Served() <-chan error { return n.served }
+
+// Close leaves gracefully (SIGTERM): stop serving requests, hand leadership
+// over if this node leads, close raft. The node stays a cluster member.
+func (n *Node) Close(ctx context.Context) error {
+	var errs []error
+	if err := n.srv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("stop api: %w", err))
+	}
+	if n.raft.IsLeader() {
+		if err := n.raft.TransferLeadership(ctx); err != nil {
+			n.log.Warn("leadership transfer on shutdown", "error", err)
+		}
+	}
+	n.peers.Close()
+	if err := n.raft.Shutdown(); err != nil {
+		errs = append(errs, err)
+	}
+	n.log.Info("node stopped")
+	return errors.Join(errs...)
+}
+
+// Kill stops the node abruptly, as a crash would: no leadership transfer,
+// connections dropped. Tests use it as an in-process SIGKILL.
+func (n *Node) Kill() {
+	_ = n.srv.Close()
+	n.peers.Close()
+	_ = n.raft.Shutdown()
+}
+
+// ensureBootstrapped creates the cluster state on a bootstrapping node: the
+// raft configuration (first start only) and the bootstrap command (until it
+// has been applied, so a crash between the two is repaired on restart).
+func (n *Node) ensureBootstrapped(ctx context.Context, hasState bool, mat pki.Material) error {
+	if !hasState {
+		if err := n.raft.BootstrapSelf(); err != nil {
+			return err
+		}
+	}
+	done := false
+	n.raft.FSM().Read(func(st *fsm.State, _ uint64) { done = st.Bootstrapped() })
+	if done {
+		return nil
+	}
+	if n.cfg.AdminUser == "" || n.cfg.AdminPassword == "" {
+		return errors.New("--bootstrap needs --admin-user and --admin-password")
+	}
+	caKey, err := os.ReadFile(filepath.Join(n.cfg.tlsDir(), caKeyFile))
+	if err != nil {
+		return fmt.Errorf("read ca key: %w", err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(n.cfg.AdminPassword), n.cfg.BcryptCost)
+	if err != nil {
+		return fmt.Errorf("hash admin password: %w", err)
+	}
+	now := time.Now()
+	cmd, err := fsm.Encode(&fsm.Bootstrap{
+		Cluster: fsm.ClusterInfo{Name: n.cfg.ClusterName, CreatedAt: now.Unix(), CACertPEM: string(mat.CAPEM), CAKeyPEM: string(caKey)},
+		Node:    n.nodeRecord(fsm.NodeActive, now),
+		Admin:   fsm.User{Email: n.cfg.AdminUser, Name: "admin", PasswordHash: string(hash)},
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		_, err := n.raft.Apply(ctx, cmd)
+		if err == nil || errors.Is(err, fsm.ErrAlreadyBootstrapped) {
+			n.log.Info("cluster created", "cluster", n.cfg.ClusterName)
+			return nil
+		}
+		if !errors.Is(err, raftnode.ErrNotLeader) {
+			return fmt.Errorf("apply bootstrap: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for leadership to bootstrap: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) nodeRecord(status string, now time.Time) fsm.Node {
+	return fsm.Node{
+		UID: n.cfg.UID, Addr: n.cfg.host(), APIAddr: n.cfg.APIAddr, RaftAddr: n.cfg.RaftAddr,
+		Status: status, AcceptServers: true, MaxRedisServers: n.cfg.MaxShards, TotalMemory: n.cfg.Memory,
+		RackID: n.cfg.RackID, SoftwareVersion: Version, JoinedAt: now.Unix(),
+	}
+}
+
+const caKeyFile = "ca.key"
+
+// newClusterTLS makes the cluster CA and this node's certificate.
+func newClusterTLS(cfg Config) (pki.Material, error) {
+	now := time.Now()
+	ca, err := pki.NewCA(cfg.ClusterName, now)
+	if err != nil {
+		return pki.Material{}, err
+	}
+	keyPEM, csrPEM, err := pki.NewKeyAndCSR(cfg.UID, pki.HostsOf(cfg.APIAddr, cfg.RaftAddr))
+	if err != nil {
+		return pki.Material{}, err
+	}
+	certPEM, err := ca.Sign(csrPEM, now)
+	if err != nil {
+		return pki.Material{}, err
+	}
+	mat := pki.Material{CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: ca.CertPEM}
+	if err := mat.Save(cfg.tlsDir()); err != nil {
+		return pki.Material{}, err
+	}
+	if err := os.WriteFile(filepath.Join(cfg.tlsDir(), caKeyFile), ca.KeyPEM, 0o600); err != nil {
+		return pki.Material{}, fmt.Errorf("write ca key: %w", err)
+	}
+	return mat, nil
+}
+
+func joinURL(s string) string {
+	s = strings.TrimRight(s, "/")
+	if !strings.Contains(s, "://") {
+		s = "https://" + s
+	}
+	return s
+}

@@ -1,0 +1,116 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options are the command-line settings of cnmd that are not node Config.
+type Options struct {
+	LogFormat string
+	LogLevel  slog.Level
+	// MigrationRate and ShardFileScale configure the node agents (SPEC §4.6).
+	MigrationRate  int64
+	ShardFileScale float64
+}
+
+// ParseFlags reads cnmd's flags (SPEC §1.1), falling back to the CNM_*
+// environment variables for those that have one.
+func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Config, Options, error) {
+	var c Config
+	var o Options
+	fs := flag.NewFlagSet("cnmd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	envInt := func(name string, def int64) int64 {
+		if v, err := strconv.ParseInt(getenv(name), 10, 64); err == nil {
+			return v
+		}
+		return def
+	}
+	envFloat := func(name string, def float64) float64 {
+		if v, err := strconv.ParseFloat(getenv(name), 64); err == nil {
+			return v
+		}
+		return def
+	}
+	fs.IntVar(&c.UID, "uid", int(envInt("CNM_UID", 0)), "node uid, a positive integer unique in the cluster (CNM_UID)")
+	fs.StringVar(&c.DataDir, "data-dir", env("CNM_DATA_DIR", ""), "raft log, snapshots, TLS material, node-local files (CNM_DATA_DIR)")
+	fs.StringVar(&c.APIAddr, "api-addr", env("CNM_API_ADDR", "127.0.0.1:9443"), "HTTPS REST listener (CNM_API_ADDR)")
+	fs.StringVar(&c.RaftAddr, "raft-addr", env("CNM_RAFT_ADDR", "127.0.0.1:9444"), "raft transport listener (CNM_RAFT_ADDR)")
+	fs.BoolVar(&c.Bootstrap, "bootstrap", false, "create a new cluster with this node as its first member")
+	fs.StringVar(&c.Join, "join", env("CNM_JOIN", ""), "https://host:port of any member: join that cluster (CNM_JOIN)")
+	fs.StringVar(&c.AdminUser, "admin-user", env("CNM_ADMIN_USER", ""), "first admin (with --bootstrap) or credentials to join with (CNM_ADMIN_USER)")
+	fs.StringVar(&c.AdminPassword, "admin-password", env("CNM_ADMIN_PASSWORD", ""), "password of --admin-user (CNM_ADMIN_PASSWORD)")
+	fs.StringVar(&c.ClusterName, "cluster-name", DefaultClusterName, "name of a new cluster (with --bootstrap)")
+	fs.Int64Var(&c.Memory, "memory", DefaultMemory, "this node's memory for shards, in bytes")
+	fs.IntVar(&c.MaxShards, "max-shards", DefaultMaxShards, "most shards this node hosts")
+	fs.StringVar(&c.RackID, "rack-id", "", "this node's rack")
+	fs.Int64Var(&o.MigrationRate, "migration-rate", envInt("CNM_MIGRATION_RATE", 0), "bandwidth cap in bytes/s for shard copies; 0 = unlimited (CNM_MIGRATION_RATE)")
+	fs.Float64Var(&o.ShardFileScale, "shard-file-scale", envFloat("CNM_SHARD_FILE_SCALE", 1.0/1024), "bytes of shard data file per byte of shard memory (CNM_SHARD_FILE_SCALE)")
+	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fs.DurationVar(&c.Raft.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "raft heartbeat timeout (default 200ms)")
+	fs.DurationVar(&c.Raft.ElectionTimeout, "raft-election-timeout", 0, "raft election timeout (default 200ms)")
+	fs.DurationVar(&c.Raft.LeaderLeaseTimeout, "raft-lease-timeout", 0, "raft leader lease (default 100ms)")
+	fs.DurationVar(&c.Raft.CommitTimeout, "raft-commit-timeout", 0, "raft commit timeout (default 10ms)")
+	fs.Uint64Var(&c.Raft.SnapshotThreshold, "raft-snapshot-threshold", 0, "log entries between snapshots (default 8192)")
+	if err := fs.Parse(args); err != nil {
+		return c, o, err
+	}
+	if fs.NArg() > 0 {
+		return c, o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if err := o.LogLevel.UnmarshalText([]byte(*level)); err != nil {
+		return c, o, fmt.Errorf("--log-level %q: %w", *level, err)
+	}
+	if o.LogFormat != "text" && o.LogFormat != "json" {
+		return c, o, fmt.Errorf("--log-format must be text or json, got %q", o.LogFormat)
+	}
+	if o.MigrationRate < 0 || o.ShardFileScale <= 0 {
+		return c, o, errors.New("--migration-rate must be >= 0 and --shard-file-scale > 0")
+	}
+	return c, o, nil
+}
+
+// Run is cnmd: parse flags, start the node, serve until ctx ends (SIGTERM),
+// then leave cleanly.
+func Run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, opts, err := ParseFlags(args, getenv, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	hopts := &slog.HandlerOptions{Level: opts.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
+	if opts.LogFormat == "json" {
+		h = slog.NewJSONHandler(stderr, hopts)
+	}
+	cfg.Logger = slog.New(h)
+	n, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-n.Served():
+		cfg.Logger.Error("api server stopped", "error", err)
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return n.Close(closeCtx)
+}

@@ -1,0 +1,178 @@
+package fsm
+
+// apply changes s by one decoded command at the given log index. It checks
+// everything before it changes anything, so a rejected command leaves s as it
+// was. It returns the value to hand back to the proposer.
+func (s *State) apply(c Command, index uint64) (any, *Error) {
+	if c.Type != CmdBootstrap && !s.Bootstrapped() {
+		return nil, errorf(ErrNotBootstrapped, "no cluster has been created")
+	}
+	switch p := c.Payload.(type) {
+	case *Bootstrap:
+		return s.applyBootstrap(p, index)
+	case *AddNode:
+		if err := s.checkActor(p.Actor); err != nil {
+			return nil, err
+		}
+		return s.applyAddNode(p)
+	case *CreateUser:
+		if err := s.checkActor(p.Actor); err != nil {
+			return nil, err
+		}
+		return s.applyCreateUser(p, index)
+	case *UpdateUser:
+		if err := s.checkActor(p.Actor); err != nil {
+			return nil, err
+		}
+		return s.applyUpdateUser(p, index)
+	case *DeleteUser:
+		if err := s.checkActor(p.Actor); err != nil {
+			return nil, err
+		}
+		return s.applyDeleteUser(p)
+	case *SetNodeStatus:
+		if err := s.checkActor(p.Actor); err != nil {
+			return nil, err
+		}
+		return s.applySetNodeStatus(p)
+	}
+	// Decode only returns the types above.
+	panic("fsm: unhandled command " + c.Type.String())
+}
+
+// checkActor ties a write to the identity that was authenticated for it. The
+// zero Actor is the cluster itself (writes the leader makes on its own).
+func (s *State) checkActor(a Actor) *Error {
+	if a.UID == 0 {
+		return nil
+	}
+	u, ok := s.Users[a.UID]
+	if !ok || u.Revision != a.Revision {
+		return errorf(ErrUnauthorized, "the credentials of user %d changed while the request was in flight", a.UID)
+	}
+	return nil
+}
+
+func (s *State) applyBootstrap(p *Bootstrap, index uint64) (any, *Error) {
+	if s.Bootstrapped() {
+		return nil, errorf(ErrAlreadyBootstrapped, "cluster %q already exists", s.Cluster.Name)
+	}
+	if p.Cluster.Name == "" || p.Node.UID <= 0 || p.Admin.Email == "" {
+		return nil, errorf(ErrInvalidParameter, "bootstrap needs a cluster name, a node uid and an admin")
+	}
+	s.Cluster = p.Cluster
+	n := p.Node
+	s.Nodes[n.UID] = &n
+	admin := p.Admin
+	admin.UID = s.NextUserUID
+	admin.Role = RoleAdmin
+	admin.Revision = index
+	s.Users[admin.UID] = &admin
+	s.NextUserUID++
+	return admin, nil
+}
+
+func (s *State) applyAddNode(p *AddNode) (any, *Error) {
+	n := p.Node
+	if n.UID <= 0 {
+		return nil, errorf(ErrInvalidParameter, "node uid must be a positive integer, got %d", n.UID)
+	}
+	for _, o := range s.Nodes {
+		if o.UID == n.UID {
+			continue
+		}
+		if o.RaftAddr == n.RaftAddr || o.APIAddr == n.APIAddr {
+			return nil, errorf(ErrNodeExists, "node %d already uses address %s or %s", o.UID, n.APIAddr, n.RaftAddr)
+		}
+	}
+	if old, ok := s.Nodes[n.UID]; ok {
+		if old.RaftAddr != n.RaftAddr || old.APIAddr != n.APIAddr {
+			return nil, errorf(ErrNodeExists, "node uid %d is already taken by %s", n.UID, old.APIAddr)
+		}
+		// A join retried after a lost answer: keep the first record.
+		return *old, nil
+	}
+	s.Nodes[n.UID] = &n
+	return n, nil
+}
+
+func (s *State) applyCreateUser(p *CreateUser, index uint64) (any, *Error) {
+	u := p.User
+	if !ValidRole(u.Role) {
+		return nil, errorf(ErrInvalidParameter, "role %q is not a role", u.Role)
+	}
+	if u.Email == "" || u.PasswordHash == "" {
+		return nil, errorf(ErrInvalidParameter, "a user needs an email and a password")
+	}
+	if s.UserByEmail(u.Email) != nil {
+		return nil, errorf(ErrUserExists, "a user with email %q already exists", u.Email)
+	}
+	u.UID = s.NextUserUID
+	u.Revision = index
+	s.NextUserUID++
+	s.Users[u.UID] = &u
+	return u, nil
+}
+
+func (s *State) applyUpdateUser(p *UpdateUser, index uint64) (any, *Error) {
+	cur, ok := s.Users[p.UID]
+	if !ok {
+		return nil, errorf(ErrUserNotFound, "user %d does not exist", p.UID)
+	}
+	u := *cur
+	if p.Email != nil {
+		if o := s.UserByEmail(*p.Email); o != nil && o.UID != u.UID {
+			return nil, errorf(ErrUserExists, "a user with email %q already exists", *p.Email)
+		}
+		if *p.Email == "" {
+			return nil, errorf(ErrInvalidParameter, "email must not be empty")
+		}
+		u.Email = *p.Email
+	}
+	if p.Name != nil {
+		u.Name = *p.Name
+	}
+	if p.Role != nil {
+		if !ValidRole(*p.Role) {
+			return nil, errorf(ErrInvalidParameter, "role %q is not a role", *p.Role)
+		}
+		if cur.Role == RoleAdmin && *p.Role != RoleAdmin && s.adminCount() == 1 {
+			return nil, errorf(ErrLastAdmin, "user %d is the last admin; make another admin first", u.UID)
+		}
+		u.Role = *p.Role
+	}
+	if p.PasswordHash != nil {
+		u.PasswordHash = *p.PasswordHash
+	}
+	u.Revision = index
+	s.Users[u.UID] = &u
+	return u, nil
+}
+
+func (s *State) applyDeleteUser(p *DeleteUser) (any, *Error) {
+	u, ok := s.Users[p.UID]
+	if !ok {
+		return nil, errorf(ErrUserNotFound, "user %d does not exist", p.UID)
+	}
+	if u.Role == RoleAdmin && s.adminCount() == 1 {
+		return nil, errorf(ErrLastAdmin, "user %d is the last admin and cannot be deleted", u.UID)
+	}
+	delete(s.Users, p.UID)
+	return nil, nil
+}
+
+func (s *State) applySetNodeStatus(p *SetNodeStatus) (any, *Error) {
+	n, ok := s.Nodes[p.UID]
+	if !ok {
+		return nil, errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
+	}
+	switch p.Status {
+	case NodeActive, NodeDown, NodeProvisioning, NodeDecommissioning:
+	default:
+		return nil, errorf(ErrInvalidParameter, "node status %q is not a status", p.Status)
+	}
+	c := *n
+	c.Status = p.Status
+	s.Nodes[p.UID] = &c
+	return c, nil
+}

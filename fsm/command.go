@@ -1,0 +1,170 @@
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// CommandType is the first byte of every log entry. The numbers live in raft
+// logs forever: they are written out by hand, only ever appended, and never
+// reused.
+type CommandType uint8
+
+// Command types.
+const (
+	CmdBootstrap     CommandType = 1
+	CmdAddNode       CommandType = 2
+	CmdCreateUser    CommandType = 3
+	CmdUpdateUser    CommandType = 4
+	CmdDeleteUser    CommandType = 5
+	CmdSetNodeStatus CommandType = 6
+)
+
+// commandVersion is the second byte of every entry: the payload layout of that
+// type. A change that old code could misread gets a new version, and Decode
+// refuses versions it does not know.
+const commandVersion = 1
+
+func (t CommandType) String() string {
+	switch t {
+	case CmdBootstrap:
+		return "bootstrap"
+	case CmdAddNode:
+		return "add_node"
+	case CmdCreateUser:
+		return "create_user"
+	case CmdUpdateUser:
+		return "update_user"
+	case CmdDeleteUser:
+		return "delete_user"
+	case CmdSetNodeStatus:
+		return "set_node_status"
+	}
+	return fmt.Sprintf("command(%d)", uint8(t))
+}
+
+// Actor is the authenticated user on whose behalf a write is made. Apply
+// rejects the write when that user no longer exists or changed since the
+// proposer authenticated them, so that identity is checked against the same
+// state the write lands in.
+type Actor struct {
+	UID      int    `json:"uid"`
+	Revision uint64 `json:"revision"`
+}
+
+// Bootstrap creates the cluster: its identity, its CA, the first node and the
+// first admin.
+type Bootstrap struct {
+	Cluster ClusterInfo `json:"cluster"`
+	Node    Node        `json:"node"`
+	Admin   User        `json:"admin"`
+}
+
+// AddNode records a node that joined (or re-joined with the same addresses).
+type AddNode struct {
+	Actor Actor `json:"actor"`
+	Node  Node  `json:"node"`
+}
+
+// CreateUser adds a user; Apply assigns the uid.
+type CreateUser struct {
+	Actor Actor `json:"actor"`
+	User  User  `json:"user"`
+}
+
+// UpdateUser changes the given fields of a user; nil fields stay as they are.
+type UpdateUser struct {
+	Actor        Actor   `json:"actor"`
+	UID          int     `json:"uid"`
+	Email        *string `json:"email,omitempty"`
+	Name         *string `json:"name,omitempty"`
+	Role         *string `json:"role,omitempty"`
+	PasswordHash *string `json:"password_hash,omitempty"`
+}
+
+// DeleteUser removes a user.
+type DeleteUser struct {
+	Actor Actor `json:"actor"`
+	UID   int   `json:"uid"`
+}
+
+// SetNodeStatus moves a node to another status (provisioning to active once
+// it is a raft voter; down and back as the leader hears from it).
+type SetNodeStatus struct {
+	Actor  Actor  `json:"actor"`
+	UID    int    `json:"uid"`
+	Status string `json:"status"`
+}
+
+// Command is a decoded log entry.
+type Command struct {
+	Type    CommandType
+	Payload any // one of the pointer types above
+}
+
+// ErrDecode marks log entries that are not valid commands.
+var ErrDecode = errors.New("decode command")
+
+// Encode turns a payload into a log entry: type byte, version byte, JSON.
+func Encode(payload any) ([]byte, error) {
+	t, err := typeOf(payload)
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", t, err)
+	}
+	return append([]byte{byte(t), commandVersion}, body...), nil
+}
+
+func typeOf(payload any) (CommandType, error) {
+	switch payload.(type) {
+	case *Bootstrap:
+		return CmdBootstrap, nil
+	case *AddNode:
+		return CmdAddNode, nil
+	case *CreateUser:
+		return CmdCreateUser, nil
+	case *UpdateUser:
+		return CmdUpdateUser, nil
+	case *DeleteUser:
+		return CmdDeleteUser, nil
+	case *SetNodeStatus:
+		return CmdSetNodeStatus, nil
+	}
+	return 0, fmt.Errorf("encode %T: not a command", payload)
+}
+
+// Decode parses a log entry made by Encode.
+func Decode(b []byte) (Command, error) {
+	if len(b) < 2 {
+		return Command{}, fmt.Errorf("%w: entry of %d bytes", ErrDecode, len(b))
+	}
+	t := CommandType(b[0])
+	if b[1] != commandVersion {
+		return Command{}, fmt.Errorf("%w: %s version %d unknown", ErrDecode, t, b[1])
+	}
+	var p any
+	switch t {
+	case CmdBootstrap:
+		p = new(Bootstrap)
+	case CmdAddNode:
+		p = new(AddNode)
+	case CmdCreateUser:
+		p = new(CreateUser)
+	case CmdUpdateUser:
+		p = new(UpdateUser)
+	case CmdDeleteUser:
+		p = new(DeleteUser)
+	case CmdSetNodeStatus:
+		p = new(SetNodeStatus)
+	default:
+		return Command{}, fmt.Errorf("%w: type %d unknown", ErrDecode, b[0])
+	}
+	if err := json.Unmarshal(b[2:], p); err != nil {
+		return Command{}, fmt.Errorf("%w: %s: %w", ErrDecode, t, err)
+	}
+	return Command{Type: t, Payload: p}, nil
+}

@@ -1,0 +1,41 @@
+package fsm
+
+import "fmt"
+
+// Error is a domain error decided by Apply. Code is the snake_case error code
+// the REST API answers with; Description names the offending object.
+type Error struct {
+	Code        string `json:"error_code"`
+	Description string `json:"description"`
+}
+
+func (e *Error) Error() string {
+	if e.Description == "" {
+		return e.Code
+	}
+	return e.Code + ": " + e.Description
+}
+
+// Is makes errors.Is match any *Error with the same code, so the sentinels
+// below work with wrapped, described copies.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// Sentinel domain errors; compare with errors.Is.
+var (
+	ErrUserExists          = &Error{Code: "user_exists"}
+	ErrUserNotFound        = &Error{Code: "user_not_found"}
+	ErrNodeNotFound        = &Error{Code: "node_not_found"}
+	ErrNodeExists          = &Error{Code: "node_exists"}
+	ErrLastAdmin           = &Error{Code: "last_admin"}
+	ErrUnauthorized        = &Error{Code: "unauthorized"}
+	ErrInvalidParameter    = &Error{Code: "invalid_parameter"}
+	ErrAlreadyBootstrapped = &Error{Code: "already_bootstrapped"}
+	ErrNotBootstrapped     = &Error{Code: "not_bootstrapped"}
+)
+
+func errorf(kind *Error, format string, args ...any) *Error {
+	return &Error{Code: kind.Code, Description: fmt.Sprintf(format, args...)}
+}

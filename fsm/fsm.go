@@ -1,0 +1,154 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// Result is what Apply hands back to the proposer of a command.
+type Result struct {
+	Index uint64          `json:"index"`
+	Err   *Error          `json:"error,omitempty"`
+	Value json.RawMessage `json:"value,omitempty"`
+}
+
+// FSM is the raft state machine. It is safe for concurrent readers while raft
+// applies entries.
+type FSM struct {
+	mu      sync.RWMutex
+	state   *State
+	applied uint64        // highest log index that reached the FSM
+	changed chan struct{} // closed and replaced after every applied entry
+}
+
+// New returns an FSM holding an empty state.
+func New() *FSM {
+	return &FSM{state: NewState(), changed: make(chan struct{})}
+}
+
+var _ raft.FSM = (*FSM)(nil)
+var _ raft.ConfigurationStore = (*FSM)(nil)
+
+// Apply applies one committed command entry. It panics on an entry that does
+// not decode: a log that holds garbage cannot be applied safely.
+func (f *FSM) Apply(l *raft.Log) any {
+	c, err := Decode(l.Data)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: log entry %d: %v", l.Index, err))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, derr := f.state.apply(c, l.Index)
+	res := &Result{Index: l.Index, Err: derr}
+	if derr == nil && v != nil {
+		b, err := json.Marshal(v)
+		if err != nil {
+			panic(fmt.Sprintf("fsm: entry %d: encode result: %v", l.Index, err))
+		}
+		res.Value = b
+	}
+	f.advance(l.Index)
+	return res
+}
+
+// StoreConfiguration is called by raft for configuration entries. The FSM only
+// notes the index so that its applied index counts every entry that reaches it.
+func (f *FSM) StoreConfiguration(index uint64, _ raft.Configuration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advance(index)
+}
+
+// advance must be called with f.mu held.
+func (f *FSM) advance(index uint64) {
+	if index > f.applied {
+		f.applied = index
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// Applied returns the highest log index the FSM has applied.
+func (f *FSM) Applied() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.applied
+}
+
+// Changed returns a channel that is closed when the next entry is applied.
+func (f *FSM) Changed() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.changed
+}
+
+// Read calls fn with the current state and the index it reflects. fn must not
+// keep or change the state; it runs under a read lock, so keep it short.
+func (f *FSM) Read(fn func(s *State, index uint64)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fn(f.state, f.applied)
+}
+
+// snapshotVersion is the layout of the snapshot document.
+const snapshotVersion = 1
+
+type snapshotDoc struct {
+	Version int    `json:"version"`
+	Applied uint64 `json:"applied"`
+	State   *State `json:"state"`
+}
+
+// Snapshot captures a copy of the state; raft persists it on another goroutine.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return &snapshot{doc: snapshotDoc{Version: snapshotVersion, Applied: f.applied, State: f.state.Clone()}}, nil
+}
+
+// Restore replaces the state with a snapshot written by Persist.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var doc snapshotDoc
+	if err := json.NewDecoder(rc).Decode(&doc); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	if doc.Version != snapshotVersion {
+		return fmt.Errorf("restore snapshot: version %d unknown", doc.Version)
+	}
+	if doc.State == nil {
+		return fmt.Errorf("restore snapshot: no state")
+	}
+	if doc.State.Nodes == nil {
+		doc.State.Nodes = map[int]*Node{}
+	}
+	if doc.State.Users == nil {
+		doc.State.Users = map[int]*User{}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state = doc.State
+	f.applied = doc.Applied
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return nil
+}
+
+type snapshot struct{ doc snapshotDoc }
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := json.NewEncoder(sink).Encode(s.doc); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("close snapshot sink: %w", err)
+	}
+	return nil
+}
+
+func (s *snapshot) Release() {}

@@ -1,0 +1,126 @@
+package fsm
+
+import (
+	"maps"
+	"slices"
+)
+
+// Node statuses (SPEC §5).
+const (
+	NodeActive          = "active"
+	NodeDecommissioning = "decommissioning"
+	NodeDown            = "down"
+	NodeProvisioning    = "provisioning"
+)
+
+// Roles a user can hold (SPEC §8).
+const (
+	RoleAdmin         = "admin"
+	RoleClusterMember = "cluster_member"
+	RoleClusterViewer = "cluster_viewer"
+	RoleDBMember      = "db_member"
+	RoleDBViewer      = "db_viewer"
+	RoleUserManager   = "user_manager"
+	RoleNone          = "none"
+)
+
+// Roles lists every role in the order the API documents them.
+var Roles = []string{RoleAdmin, RoleClusterMember, RoleClusterViewer, RoleDBMember, RoleDBViewer, RoleUserManager, RoleNone}
+
+// ValidRole reports whether r names a role.
+func ValidRole(r string) bool { return slices.Contains(Roles, r) }
+
+// State is the whole replicated cluster model. It is only changed by Apply;
+// readers get it through FSM.Read or a Clone.
+type State struct {
+	Cluster     ClusterInfo   `json:"cluster"`
+	Nodes       map[int]*Node `json:"nodes"`
+	Users       map[int]*User `json:"users"`
+	NextUserUID int           `json:"next_user_uid"`
+}
+
+// ClusterInfo is set once, by the bootstrap command.
+type ClusterInfo struct {
+	Name      string `json:"name"`
+	CreatedAt int64  `json:"created_at"`
+	// The cluster CA signs every node's certificate. Its key is replicated so
+	// that whichever node leads can admit new nodes.
+	CACertPEM string `json:"ca_cert_pem"`
+	CAKeyPEM  string `json:"ca_key_pem"`
+}
+
+// Node is one member of the cluster as the API shows it (SPEC §5).
+type Node struct {
+	UID             int    `json:"uid"`
+	Addr            string `json:"addr"`
+	APIAddr         string `json:"api_addr"`
+	RaftAddr        string `json:"raft_addr"`
+	Status          string `json:"status"`
+	AcceptServers   bool   `json:"accept_servers"`
+	MaxRedisServers int    `json:"max_redis_servers"`
+	TotalMemory     int64  `json:"total_memory"`
+	RackID          string `json:"rack_id"`
+	SoftwareVersion string `json:"software_version"`
+	JoinedAt        int64  `json:"joined_at"`
+}
+
+// User is an API user. PasswordHash is a bcrypt hash and never leaves the
+// node through the API. Revision is the raft index of the user's last change;
+// cached authentications and in-flight writes are tied to it.
+type User struct {
+	UID          int    `json:"uid"`
+	Email        string `json:"email"`
+	Name         string `json:"name"`
+	Role         string `json:"role"`
+	PasswordHash string `json:"password_hash"`
+	Revision     uint64 `json:"revision"`
+}
+
+// NewState returns an empty, not yet bootstrapped state.
+func NewState() *State {
+	return &State{Nodes: map[int]*Node{}, Users: map[int]*User{}, NextUserUID: 1}
+}
+
+// Bootstrapped reports whether a cluster has been created in this state.
+func (s *State) Bootstrapped() bool { return s.Cluster.Name != "" }
+
+// Clone returns a deep copy that the caller may keep and change.
+func (s *State) Clone() *State {
+	c := &State{Cluster: s.Cluster, NextUserUID: s.NextUserUID,
+		Nodes: make(map[int]*Node, len(s.Nodes)), Users: make(map[int]*User, len(s.Users))}
+	for k, v := range s.Nodes {
+		n := *v
+		c.Nodes[k] = &n
+	}
+	for k, v := range s.Users {
+		u := *v
+		c.Users[k] = &u
+	}
+	return c
+}
+
+// UserByEmail finds a user by email (case-sensitive, as stored).
+func (s *State) UserByEmail(email string) *User {
+	for _, u := range s.Users {
+		if u.Email == email {
+			return u
+		}
+	}
+	return nil
+}
+
+// NodeUIDs returns the node uids in ascending order.
+func (s *State) NodeUIDs() []int { return slices.Sorted(maps.Keys(s.Nodes)) }
+
+// UserUIDs returns the user uids in ascending order.
+func (s *State) UserUIDs() []int { return slices.Sorted(maps.Keys(s.Users)) }
+
+func (s *State) adminCount() int {
+	n := 0
+	for _, u := range s.Users {
+		if u.Role == RoleAdmin {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,175 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"cnm/fsm"
+	"cnm/raftnode"
+)
+
+type readQuery struct {
+	stale    bool
+	blocking bool
+	index    uint64
+	wait     time.Duration
+}
+
+func parseReadQuery(r *http.Request) (readQuery, error) {
+	var q readQuery
+	v := r.URL.Query()
+	if s := v.Get("stale"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return q, errBadRequest("invalid_parameter", "stale must be true or false, got "+strconv.Quote(s))
+		}
+		q.stale = b
+	}
+	if s := v.Get("index"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return q, errBadRequest("invalid_parameter", "index must be a raft index (a non-negative integer), got "+strconv.Quote(s))
+		}
+		q.blocking, q.index, q.wait = true, n, defaultWait
+	}
+	if s := v.Get("wait"); s != "" {
+		if !q.blocking {
+			return q, errBadRequest("invalid_parameter", "wait needs index: ?index=N&wait=30s")
+		}
+		d, err := parseWait(s)
+		if err != nil || d < 0 {
+			return q, errBadRequest("invalid_parameter", "wait must be a duration such as 30s or 2m, got "+strconv.Quote(s))
+		}
+		q.wait = min(d, maxWait)
+	}
+	return q, nil
+}
+
+// parseWait accepts Go durations ("30s", "1m30s") and plain seconds ("30").
+func parseWait(s string) (time.Duration, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	return time.ParseDuration(s)
+}
+
+// waitIndex blocks until the local state moves past index, wait passes, or
+// the client goes away.
+func (s *Server) waitIndex(ctx context.Context, index uint64, wait time.Duration) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		changed := s.fsm.Changed()
+		if s.fsm.Applied() > index {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func errNoQuorum(desc string) *apiError {
+	return &apiError{Status: http.StatusServiceUnavailable, Code: "no_quorum", Description: desc}
+}
+
+// retryPause is how often a request without a reachable leader looks again.
+const retryPause = 20 * time.Millisecond
+
+// linearize makes the local state reflect every write acknowledged before it
+// was called: it obtains a read index from the leader (or is the leader) and
+// waits until the local FSM has applied it.
+func (s *Server) linearize(ctx context.Context) error {
+	deadline := time.Now().Add(s.hold)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	for {
+		idx, err := s.readIndexFromLeader(ctx)
+		if err == nil {
+			if err := s.raft.WaitApplied(ctx, idx); err != nil {
+				return s.noQuorum(ctx, "this node could not catch up with the leader in time")
+			}
+			return nil
+		}
+		s.log.Debug("read index", "error", err)
+		if err := pause(ctx); err != nil {
+			return s.noQuorum(ctx, "no leader with a quorum answered within "+s.hold.String())
+		}
+	}
+}
+
+func (s *Server) readIndexFromLeader(ctx context.Context) (uint64, error) {
+	if s.raft.IsLeader() {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		return s.raft.ReadIndex(actx)
+	}
+	addr, err := s.leaderAPIAddr()
+	if err != nil {
+		return 0, err
+	}
+	return s.peers.ReadIndex(ctx, addr)
+}
+
+var errNoLeader = errors.New("no known leader")
+
+// leaderAPIAddr returns the API address of the leader as this node knows it.
+func (s *Server) leaderAPIAddr() (string, error) {
+	uid, _ := s.raft.Leader()
+	if uid == 0 || uid == s.raft.ID() {
+		return "", errNoLeader
+	}
+	var addr string
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		if n, ok := st.Nodes[uid]; ok {
+			addr = n.APIAddr
+		}
+	})
+	if addr == "" {
+		return "", errNoLeader
+	}
+	return addr, nil
+}
+
+// noQuorum is the answer when the hold ran out; if the client went away
+// first, its own context error is returned instead.
+func (s *Server) noQuorum(ctx context.Context, desc string) error {
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return errNoQuorum(desc)
+}
+
+// pause waits retryPause or until ctx ends.
+func pause(ctx context.Context) error {
+	t := time.NewTimer(retryPause)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// readIndex answers a follower's read-index request (peers only).
+func (s *Server) readIndex(w http.ResponseWriter, r *http.Request, _ principal) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	idx, err := s.raft.ReadIndex(ctx)
+	if errors.Is(err, raftnode.ErrNotLeader) {
+		return errNotLeaderHere
+	}
+	if err != nil {
+		return errNoQuorum("leadership could not be confirmed: " + err.Error())
+	}
+	writeJSON(w, http.StatusOK, map[string]uint64{"index": idx})
+	return nil
+}

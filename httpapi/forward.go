@@ -1,0 +1,123 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// DialFunc opens a connection from localAddr (a host) to remote; see
+// raftnode.DialFunc, which has the same shape.
+type DialFunc func(ctx context.Context, network, localAddr, remote string) (net.Conn, error)
+
+// PeerClient is how a node calls other nodes' APIs: with its cluster
+// certificate, trusting only the cluster CA, from its own address.
+type PeerClient struct {
+	client *http.Client
+}
+
+// errRetryable marks a forwarding failure after which the request surely was
+// not applied (it never reached a leader, or the receiver said it does not
+// lead), so it may be sent again.
+var errRetryable = errors.New("retryable")
+
+// NewPeerClient makes a client whose connections leave from localHost.
+func NewPeerClient(tlsCfg *tls.Config, localHost string, dial DialFunc) *PeerClient {
+	tr := &http.Transport{
+		TLSClientConfig: tlsCfg,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dial(ctx, network, localHost, addr)
+		},
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 2 * time.Second,
+	}
+	return &PeerClient{client: &http.Client{Transport: tr}}
+}
+
+// Close drops idle connections.
+func (c *PeerClient) Close() { c.client.CloseIdleConnections() }
+
+// ReadIndex asks the leader at addr for a read index.
+func (c *PeerClient) ReadIndex(ctx context.Context, addr string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v1/internal/read-index", nil)
+	if err != nil {
+		return 0, fmt.Errorf("read index request: %w", err)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("read index from %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("read index from %s: status %d", addr, resp.StatusCode)
+	}
+	var out struct {
+		Index uint64 `json:"index"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return 0, fmt.Errorf("read index from %s: %w", addr, err)
+	}
+	return out.Index, nil
+}
+
+// Forward sends a write to the leader at addr and, unless the leader said it
+// no longer leads, copies its answer to w unchanged (done is then true). An
+// error wrapping errRetryable means nothing was applied.
+func (c *PeerClient) Forward(ctx context.Context, w http.ResponseWriter, r *http.Request, addr string, body []byte, self int) (done bool, err error) {
+	u := *r.URL
+	u.Scheme, u.Host = "https", addr
+	req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return false, fmt.Errorf("forward request: %w", err)
+	}
+	for _, h := range []string{"Authorization", "Content-Type", "Accept"} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	req.Header.Set(forwardedHeader, strconv.Itoa(self))
+	resp, err := c.client.Do(req)
+	if err != nil {
+		if neverSent(err) {
+			return false, fmt.Errorf("forward to %s: %w: %w", addr, errRetryable, err)
+		}
+		return false, fmt.Errorf("forward to %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusMisdirectedRequest {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return false, fmt.Errorf("forward to %s: %w: not the leader", addr, errRetryable)
+	}
+	for k, vs := range resp.Header {
+		if k == "Content-Length" || k == "Connection" {
+			continue
+		}
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+	return true, nil
+}
+
+// neverSent reports whether a client error happened before the request could
+// reach the server (the connection could not be made).
+func neverSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var te *tls.CertificateVerificationError
+	return errors.As(err, &te)
+}

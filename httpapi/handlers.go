@@ -1,0 +1,308 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/mail"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"cnm/fsm"
+)
+
+func muxVar(r *http.Request, name string) string { return mux.Vars(r)[name] }
+
+// nodeView is a node as the API shows it (SPEC §5).
+type nodeView struct {
+	UID             int      `json:"uid"`
+	Addr            string   `json:"addr"`
+	APIAddr         string   `json:"api_addr"`
+	RaftAddr        string   `json:"raft_addr"`
+	Status          string   `json:"status"`
+	AcceptServers   bool     `json:"accept_servers"`
+	MaxRedisServers int      `json:"max_redis_servers"`
+	TotalMemory     int64    `json:"total_memory"`
+	ShardCount      int      `json:"shard_count"`
+	ShardList       []string `json:"shard_list"`
+	RackID          string   `json:"rack_id,omitempty"`
+	SoftwareVersion string   `json:"software_version"`
+	Uptime          int64    `json:"uptime"`
+}
+
+func viewNode(n *fsm.Node, now time.Time) nodeView {
+	up := now.Unix() - n.JoinedAt
+	if up < 0 {
+		up = 0
+	}
+	return nodeView{
+		UID: n.UID, Addr: n.Addr, APIAddr: n.APIAddr, RaftAddr: n.RaftAddr, Status: n.Status,
+		AcceptServers: n.AcceptServers, MaxRedisServers: n.MaxRedisServers, TotalMemory: n.TotalMemory,
+		ShardList: []string{}, RackID: n.RackID, SoftwareVersion: n.SoftwareVersion, Uptime: up,
+	}
+}
+
+func (s *Server) listNodes(w http.ResponseWriter, _ *http.Request, _ principal) error {
+	now := time.Now()
+	var out []nodeView
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		for _, uid := range st.NodeUIDs() {
+			out = append(out, viewNode(st.Nodes[uid], now))
+		}
+	})
+	if out == nil {
+		out = []nodeView{}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getNode(w http.ResponseWriter, r *http.Request, _ principal) error {
+	uid, err := pathUID(r, "node")
+	if err != nil {
+		return err
+	}
+	var v nodeView
+	var ok bool
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		var n *fsm.Node
+		if n, ok = st.Nodes[uid]; ok {
+			v = viewNode(n, time.Now())
+		}
+	})
+	if !ok {
+		return errNodeNotFound(uid)
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func errNodeNotFound(uid int) *apiError {
+	return errNotFound("node_not_found", "node "+itoa(uid)+" does not exist")
+}
+
+type memberView struct {
+	UID      int    `json:"uid"`
+	APIAddr  string `json:"api_addr"`
+	RaftAddr string `json:"raft_addr"`
+	Role     string `json:"role"`
+	Suffrage string `json:"suffrage"`
+}
+
+type clusterView struct {
+	Name         string       `json:"name"`
+	CreatedAt    int64        `json:"created_at"`
+	Leader       int          `json:"leader"`
+	NodeUID      int          `json:"node_uid"`
+	NodeRole     string       `json:"node_role"`
+	Term         uint64       `json:"term"`
+	AppliedIndex uint64       `json:"applied_index"`
+	CommitIndex  uint64       `json:"commit_index"`
+	LastIndex    uint64       `json:"last_index"`
+	Members      []memberView `json:"members"`
+}
+
+func (s *Server) getCluster(w http.ResponseWriter, _ *http.Request, _ principal) error {
+	servers, err := s.raft.Servers()
+	if err != nil {
+		return err
+	}
+	leader, _ := s.raft.Leader()
+	commit, last := s.raft.Indexes()
+	v := clusterView{Leader: leader, NodeUID: s.raft.ID(), NodeRole: s.raft.Role(), Term: s.raft.Term(),
+		CommitIndex: commit, LastIndex: last, Members: []memberView{}}
+	s.fsm.Read(func(st *fsm.State, applied uint64) {
+		v.Name, v.CreatedAt, v.AppliedIndex = st.Cluster.Name, st.Cluster.CreatedAt, applied
+		for _, srv := range servers {
+			m := memberView{UID: srv.UID, RaftAddr: srv.RaftAddr, Role: "follower", Suffrage: "nonvoter"}
+			if srv.Voter {
+				m.Suffrage = "voter"
+			}
+			if srv.UID == leader {
+				m.Role = "leader"
+			}
+			if n, ok := st.Nodes[srv.UID]; ok {
+				m.APIAddr = n.APIAddr
+			}
+			v.Members = append(v.Members, m)
+		}
+	})
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (s *Server) getBootstrap(w http.ResponseWriter, _ *http.Request, _ principal) error {
+	state := "idle"
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		if st.Bootstrapped() {
+			state = "completed"
+		}
+	})
+	writeJSON(w, http.StatusOK, map[string]any{
+		"bootstrap_status": map[string]string{"state": state},
+		"local_node_info": map[string]any{
+			"uid": s.raft.ID(), "api_addr": s.apiAddr, "raft_addr": s.raftAddr,
+			"software_version": s.version, "uptime": int64(time.Since(s.started).Seconds()),
+		},
+	})
+	return nil
+}
+
+// userView is a user as the API shows it: never the password hash.
+type userView struct {
+	UID   int    `json:"uid"`
+	Email string `json:"email"`
+	Name  string `json:"name"`
+	Role  string `json:"role"`
+}
+
+func viewUser(u *fsm.User) userView {
+	return userView{UID: u.UID, Email: u.Email, Name: u.Name, Role: u.Role}
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, _ *http.Request, _ principal) error {
+	out := []userView{}
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		for _, uid := range st.UserUIDs() {
+			out = append(out, viewUser(st.Users[uid]))
+		}
+	})
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request, _ principal) error {
+	uid, err := pathUID(r, "user")
+	if err != nil {
+		return err
+	}
+	var v userView
+	var ok bool
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		var u *fsm.User
+		if u, ok = st.Users[uid]; ok {
+			v = viewUser(u)
+		}
+	})
+	if !ok {
+		return errNotFound("user_not_found", "user "+itoa(uid)+" does not exist")
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// userBody is the body of POST /v1/users and PUT /v1/users/{uid}.
+type userBody struct {
+	Email    *string `json:"email"`
+	Password *string `json:"password"`
+	Name     *string `json:"name"`
+	Role     *string `json:"role"`
+}
+
+const maxPasswordBytes = 72 // bcrypt ignores anything longer
+
+func (b *userBody) validate(create bool) error {
+	if create {
+		for field, v := range map[string]*string{"email": b.Email, "password": b.Password, "role": b.Role} {
+			if v == nil {
+				return errBadRequest("invalid_parameter", "field \""+field+"\" is required")
+			}
+		}
+	} else if b.Email == nil && b.Password == nil && b.Name == nil && b.Role == nil {
+		return errBadRequest("invalid_parameter", "nothing to update: give email, password, name or role")
+	}
+	if b.Email != nil {
+		if a, err := mail.ParseAddress(*b.Email); err != nil || a.Address != *b.Email || len(*b.Email) > 254 {
+			return errBadRequest("invalid_parameter", "field \"email\" must be an email address, got "+quote(*b.Email))
+		}
+	}
+	if b.Password != nil && (len(*b.Password) == 0 || len(*b.Password) > maxPasswordBytes) {
+		return errBadRequest("invalid_parameter", "field \"password\" must be 1 to 72 bytes long")
+	}
+	if b.Name != nil && len(*b.Name) > 256 {
+		return errBadRequest("invalid_parameter", "field \"name\" must be at most 256 bytes long")
+	}
+	if b.Role != nil && !fsm.ValidRole(*b.Role) {
+		return errBadRequest("invalid_parameter", "field \"role\" must be one of admin, cluster_member, cluster_viewer, db_member, db_viewer, user_manager, none; got "+quote(*b.Role))
+	}
+	return nil
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request, p principal) error {
+	var b userBody
+	if err := decodeBody(r, &b); err != nil {
+		return err
+	}
+	if err := b.validate(true); err != nil {
+		return err
+	}
+	hash, err := s.hashPassword(*b.Password)
+	if err != nil {
+		return err
+	}
+	u := fsm.User{Email: *b.Email, Role: *b.Role, PasswordHash: hash}
+	if b.Name != nil {
+		u.Name = *b.Name
+	}
+	return s.answerUser(w, r, &fsm.CreateUser{Actor: p.actor(), User: u})
+}
+
+func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, p principal) error {
+	uid, err := pathUID(r, "user")
+	if err != nil {
+		return err
+	}
+	var b userBody
+	if err := decodeBody(r, &b); err != nil {
+		return err
+	}
+	if err := b.validate(false); err != nil {
+		return err
+	}
+	cmd := &fsm.UpdateUser{Actor: p.actor(), UID: uid, Email: b.Email, Name: b.Name, Role: b.Role}
+	if b.Password != nil {
+		hash, err := s.hashPassword(*b.Password)
+		if err != nil {
+			return err
+		}
+		cmd.PasswordHash = &hash
+	}
+	return s.answerUser(w, r, cmd)
+}
+
+func (s *Server) answerUser(w http.ResponseWriter, r *http.Request, cmd any) error {
+	res, err := s.submit(r.Context(), cmd)
+	if err != nil {
+		return err
+	}
+	var u fsm.User
+	if err := json.Unmarshal(res.Value, &u); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewUser(&u))
+	return nil
+}
+
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, p principal) error {
+	uid, err := pathUID(r, "user")
+	if err != nil {
+		return err
+	}
+	if err := decodeBody(r, &struct{}{}); err != nil {
+		return err
+	}
+	if _, err := s.submit(r.Context(), &fsm.DeleteUser{Actor: p.actor(), UID: uid}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"uid": uid})
+	return nil
+}
+
+func (s *Server) getPermissions(w http.ResponseWriter, _ *http.Request, p principal) error {
+	roles := map[string][]string{}
+	for _, role := range fsm.Roles {
+		roles[role] = PermissionsOf(role)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"role": p.Role, "permissions": PermissionsOf(p.Role), "roles": roles})
+	return nil
+}

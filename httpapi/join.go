@@ -1,0 +1,119 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"cnm/fsm"
+	"cnm/pki"
+)
+
+// JoinRequest is what a new node sends to become a member (first step): it
+// is recorded in the node table and gets a certificate for its key.
+type JoinRequest struct {
+	UID             int    `json:"uid"`
+	APIAddr         string `json:"api_addr"`
+	RaftAddr        string `json:"raft_addr"`
+	CSR             string `json:"csr"`
+	TotalMemory     int64  `json:"total_memory"`
+	MaxRedisServers int    `json:"max_redis_servers"`
+	RackID          string `json:"rack_id"`
+	SoftwareVersion string `json:"software_version"`
+}
+
+// JoinResponse carries the new node's certificate and the cluster CA.
+type JoinResponse struct {
+	ClusterName string `json:"cluster_name"`
+	CertPEM     string `json:"cert_pem"`
+	CAPEM       string `json:"ca_pem"`
+}
+
+// VoterRequest is the second step of a join, sent once the new node's raft
+// listens: the leader then makes it a voter.
+type VoterRequest struct {
+	UID int `json:"uid"`
+}
+
+func (s *Server) join(w http.ResponseWriter, r *http.Request, p principal) error {
+	var req JoinRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	if req.UID <= 0 {
+		return errBadRequest("invalid_parameter", "field \"uid\" must be a positive integer")
+	}
+	for field, addr := range map[string]string{"api_addr": req.APIAddr, "raft_addr": req.RaftAddr} {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" || port == "0" {
+			return errBadRequest("invalid_parameter", "field \""+field+"\" must be host:port, got "+quote(addr))
+		}
+	}
+	if req.MaxRedisServers < 0 || req.TotalMemory < 0 {
+		return errBadRequest("invalid_parameter", "node capacity must not be negative")
+	}
+	var caCert, caKey string
+	var clusterName string
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		caCert, caKey, clusterName = st.Cluster.CACertPEM, st.Cluster.CAKeyPEM, st.Cluster.Name
+	})
+	ca, err := pki.ParseCA([]byte(caCert), []byte(caKey))
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	cert, err := ca.Sign([]byte(req.CSR), now)
+	if err != nil {
+		return errBadRequest("invalid_parameter", "field \"csr\": "+err.Error())
+	}
+	host, _, _ := net.SplitHostPort(req.APIAddr)
+	node := fsm.Node{
+		UID: req.UID, Addr: host, APIAddr: req.APIAddr, RaftAddr: req.RaftAddr, Status: fsm.NodeProvisioning,
+		AcceptServers: true, MaxRedisServers: req.MaxRedisServers, TotalMemory: req.TotalMemory,
+		RackID: req.RackID, SoftwareVersion: req.SoftwareVersion, JoinedAt: now.Unix(),
+	}
+	if _, err := s.submit(r.Context(), &fsm.AddNode{Actor: p.actor(), Node: node}); err != nil {
+		return err
+	}
+	s.log.Info("node admitted", "joining_uid", req.UID, "api_addr", req.APIAddr, "raft_addr", req.RaftAddr)
+	writeJSON(w, http.StatusOK, JoinResponse{ClusterName: clusterName, CertPEM: string(cert), CAPEM: caCert})
+	return nil
+}
+
+func (s *Server) joinVoter(w http.ResponseWriter, r *http.Request, p principal) error {
+	var req VoterRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	var node fsm.Node
+	var ok bool
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		var n *fsm.Node
+		if n, ok = st.Nodes[req.UID]; ok {
+			node = *n
+		}
+	})
+	if !ok {
+		return errNodeNotFound(req.UID)
+	}
+	if err := s.raft.AddVoter(r.Context(), node.UID, node.RaftAddr); err != nil {
+		return err
+	}
+	if node.Status == fsm.NodeProvisioning {
+		res, err := s.submit(r.Context(), &fsm.SetNodeStatus{Actor: p.actor(), UID: node.UID, Status: fsm.NodeActive})
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(res.Value, &node); err != nil {
+			return err
+		}
+	}
+	s.log.Info("node is a voter", "joining_uid", node.UID)
+	writeJSON(w, http.StatusOK, viewNode(&node, time.Now()))
+	return nil
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func quote(s string) string { return strconv.Quote(s) }

@@ -1,0 +1,277 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+	"golang.org/x/crypto/bcrypt"
+
+	"cnm/fsm"
+	"cnm/raftnode"
+)
+
+// Raft is what the API needs of the local raft member.
+type Raft interface {
+	ID() int
+	FSM() *fsm.FSM
+	IsLeader() bool
+	Role() string
+	Leader() (uid int, raftAddr string)
+	Term() uint64
+	Indexes() (commit, last uint64)
+	Apply(ctx context.Context, cmd []byte) (*fsm.Result, error)
+	ReadIndex(ctx context.Context) (uint64, error)
+	WaitApplied(ctx context.Context, index uint64) error
+	AddVoter(ctx context.Context, uid int, raftAddr string) error
+	Servers() ([]raftnode.Server, error)
+}
+
+// Config configures a Server.
+type Config struct {
+	Raft  Raft
+	Peers *PeerClient
+	// Hold is how long a request waits for a leader before 503 no_quorum.
+	Hold time.Duration
+	// BcryptCost for new password hashes (tests lower it).
+	BcryptCost   int
+	AuthCacheTTL time.Duration
+	Version      string
+	// APIAddr and RaftAddr describe this node for GET /v1/bootstrap.
+	APIAddr, RaftAddr string
+	Logger            *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultHold         = 5 * time.Second
+	DefaultAuthCacheTTL = 30 * time.Second
+	maxBodyBytes        = 1 << 20
+	maxWait             = 10 * time.Minute
+	defaultWait         = 30 * time.Second
+)
+
+// Server is the REST API of one node.
+type Server struct {
+	raft       Raft
+	fsm        *fsm.FSM
+	peers      *PeerClient
+	hold       time.Duration
+	bcryptCost int
+	auth       *authCache
+	dummyHash  []byte
+	version    string
+	apiAddr    string
+	raftAddr   string
+	started    time.Time
+	log        *slog.Logger
+	router     *mux.Router
+}
+
+// New builds the API and its router.
+func New(cfg Config) *Server {
+	if cfg.Hold == 0 {
+		cfg.Hold = DefaultHold
+	}
+	if cfg.BcryptCost == 0 {
+		cfg.BcryptCost = bcrypt.DefaultCost
+	}
+	if cfg.AuthCacheTTL == 0 {
+		cfg.AuthCacheTTL = DefaultAuthCacheTTL
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password"), cfg.BcryptCost)
+	if err != nil {
+		panic("httpapi: bcrypt: " + err.Error())
+	}
+	s := &Server{
+		raft: cfg.Raft, fsm: cfg.Raft.FSM(), peers: cfg.Peers, hold: cfg.Hold,
+		bcryptCost: cfg.BcryptCost, auth: newAuthCache(cfg.AuthCacheTTL, 8192), dummyHash: dummy,
+		version: cfg.Version, apiAddr: cfg.APIAddr, raftAddr: cfg.RaftAddr, started: time.Now(),
+		log: cfg.Logger.With("component", "api", "node_uid", cfg.Raft.ID()),
+	}
+	s.routes()
+	return s
+}
+
+// kind says how a route is served.
+type kind int
+
+const (
+	public kind = iota // no authentication
+	local              // authenticated, answered from local state
+	read               // authenticated, linearizable unless ?stale=true
+	write              // authenticated, executed on the leader
+	peer               // node-to-node only: a cluster certificate is required
+)
+
+// handler serves an authenticated request. It writes the response only on
+// success; a returned error is written by writeError (or, for a write that
+// found this node no longer leading, retried on the new leader).
+type handler func(w http.ResponseWriter, r *http.Request, p principal) error
+
+type route struct {
+	method, path, perm string
+	kind               kind
+	h                  handler
+}
+
+func (s *Server) routes() {
+	rs := []route{
+		{"GET", "/v1/ping", "", public, s.ping},
+		{"GET", "/v1/bootstrap", permAuthenticated, local, s.getBootstrap},
+		{"GET", "/v1/cluster", PermViewClusterInfo, read, s.getCluster},
+		{"GET", "/v1/nodes", PermViewAllNodesInfo, read, s.listNodes},
+		{"GET", "/v1/nodes/{uid}", PermViewNodeInfo, read, s.getNode},
+		{"GET", "/v1/users", PermViewAllUsersInfo, read, s.listUsers},
+		{"POST", "/v1/users", PermCreateNewUser, write, s.createUser},
+		{"GET", "/v1/users/permissions", permAuthenticated, read, s.getPermissions},
+		{"GET", "/v1/users/{uid}", PermViewAllUsersInfo, read, s.getUser},
+		{"PUT", "/v1/users/{uid}", PermUpdateUser, write, s.updateUser},
+		{"DELETE", "/v1/users/{uid}", PermDeleteUser, write, s.deleteUser},
+		{"POST", "/v1/internal/join", PermUpdateCluster, write, s.join},
+		{"POST", "/v1/internal/join/voter", PermUpdateCluster, write, s.joinVoter},
+		{"GET", "/v1/internal/read-index", "", peer, s.readIndex},
+	}
+	m := mux.NewRouter()
+	for _, rt := range rs {
+		m.Handle(rt.path, s.serve(rt)).Methods(rt.method)
+	}
+	m.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, errNotFound("not_found", "no endpoint "+r.URL.Path))
+	})
+	m.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+			Description: r.Method + " is not allowed on " + r.URL.Path})
+	})
+	s.router = m
+}
+
+// ServeHTTP adds the headers every answer carries and turns panics into
+// JSON 500s.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hw := &headerWriter{ResponseWriter: w, s: s}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v)
+			if !hw.wrote {
+				s.writeError(hw, r, &apiError{Status: http.StatusInternalServerError, Code: "internal_error",
+					Description: "an internal error occurred; see the node's log"})
+			}
+		}
+	}()
+	s.router.ServeHTTP(hw, r)
+}
+
+// headerWriter sets X-Cnm-Index and X-Cnm-Leader at the moment the answer
+// is written, unless a forwarded answer already carries the leader's.
+type headerWriter struct {
+	http.ResponseWriter
+	s     *Server
+	wrote bool
+}
+
+func (h *headerWriter) WriteHeader(code int) {
+	if !h.wrote {
+		h.wrote = true
+		hd := h.Header()
+		if hd.Get("X-Cnm-Index") == "" {
+			hd.Set("X-Cnm-Index", strconv.FormatUint(h.s.fsm.Applied(), 10))
+		}
+		if hd.Get("X-Cnm-Leader") == "" {
+			if uid, _ := h.s.raft.Leader(); uid != 0 {
+				hd.Set("X-Cnm-Leader", strconv.Itoa(uid))
+			}
+		}
+	}
+	h.ResponseWriter.WriteHeader(code)
+}
+
+func (h *headerWriter) Write(b []byte) (int, error) {
+	if !h.wrote {
+		h.WriteHeader(http.StatusOK)
+	}
+	return h.ResponseWriter.Write(b)
+}
+
+func (s *Server) serve(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var err error
+		switch rt.kind {
+		case public:
+			err = rt.h(w, r, principal{})
+		case peer:
+			if !fromPeer(r) {
+				err = &apiError{Status: http.StatusForbidden, Code: "forbidden",
+					Description: "this endpoint is for cluster nodes and needs a node certificate"}
+				break
+			}
+			err = rt.h(w, r, principal{})
+		case local:
+			err = s.serveLocal(w, r, rt)
+		case read:
+			err = s.serveRead(w, r, rt)
+		case write:
+			err = s.serveWrite(w, r, rt)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+func (s *Server) authorize(r *http.Request, perm string) (principal, error) {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return principal{}, err
+	}
+	if !Allowed(p.Role, perm) {
+		return principal{}, &apiError{Status: http.StatusForbidden, Code: "forbidden",
+			Description: "role " + p.Role + " lacks permission " + perm}
+	}
+	return p, nil
+}
+
+func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, rt route) error {
+	p, err := s.authorize(r, rt.perm)
+	if err != nil {
+		return err
+	}
+	return rt.h(w, r, p)
+}
+
+func (s *Server) serveRead(w http.ResponseWriter, r *http.Request, rt route) error {
+	q, err := parseReadQuery(r)
+	if err != nil {
+		return err
+	}
+	if q.blocking {
+		s.waitIndex(r.Context(), q.index, q.wait)
+	}
+	if !q.stale {
+		// Authenticate after the barrier too, so that a password or role
+		// changed before this read began is already in force.
+		if err := s.linearize(r.Context()); err != nil {
+			return err
+		}
+	}
+	p, err := s.authorize(r, rt.perm)
+	if err != nil {
+		return err
+	}
+	return rt.h(w, r, p)
+}
+
+func (s *Server) ping(w http.ResponseWriter, _ *http.Request, _ principal) error {
+	uid, _ := s.raft.Leader()
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_uid": s.raft.ID(), "leader": uid})
+	return nil
+}

@@ -1,0 +1,170 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"cnm/fsm"
+	"cnm/raftnode"
+)
+
+// errNotLeaderHere answers a forwarded request that reached a node which no
+// longer leads. Only peers see it: it tells the forwarding node that nothing
+// was applied and that it may try the new leader.
+var errNotLeaderHere = &apiError{Status: http.StatusMisdirectedRequest, Code: "not_leader",
+	Description: "this node is not the leader"}
+
+// forwardedHeader marks a request forwarded by a follower. It is honoured
+// only on connections that present a cluster certificate.
+const forwardedHeader = "X-Cnm-Forwarded-By"
+
+// fromPeer reports whether the request came over a connection authenticated
+// with a certificate of the cluster CA.
+func fromPeer(r *http.Request) bool {
+	return r.TLS != nil && len(r.TLS.VerifiedChains) > 0
+}
+
+// serveWrite runs a write on the leader: here if this node leads, otherwise
+// by forwarding the request. While there is no leader it keeps trying for the
+// hold period, then answers 503 no_quorum. It retries only when it knows the
+// write was not applied, so a write is never applied twice.
+func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rt route) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	p, err := s.authorize(r, rt.perm)
+	if err != nil {
+		return err
+	}
+	forwarded := r.Header.Get(forwardedHeader) != "" && fromPeer(r)
+	ctx, cancel := context.WithTimeout(r.Context(), s.hold)
+	defer cancel()
+	for {
+		if s.raft.IsLeader() {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			err := rt.h(w, r.WithContext(ctx), p)
+			if !errors.Is(err, raftnode.ErrNotLeader) {
+				return s.mapWriteErr(ctx, err)
+			}
+		} else if forwarded {
+			return errNotLeaderHere
+		} else if addr, err := s.leaderAPIAddr(); err == nil {
+			done, err := s.peers.Forward(ctx, w, r, addr, body, s.raft.ID())
+			if done {
+				return nil
+			}
+			if err != nil && !errors.Is(err, errRetryable) {
+				return s.noQuorum(ctx, "the leader stopped answering; the write may or may not have been applied")
+			}
+		}
+		if err := pause(ctx); err != nil {
+			return s.noQuorum(ctx, "no leader with a quorum answered within "+s.hold.String())
+		}
+	}
+}
+
+// mapWriteErr turns raft errors of a write into API errors.
+func (s *Server) mapWriteErr(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raftnode.ErrLeadershipLost):
+		return errNoQuorum("leadership was lost while the write was being committed; it may or may not have been applied")
+	case errors.Is(err, context.DeadlineExceeded):
+		return s.noQuorum(ctx, "the write was not committed within "+s.hold.String()+"; it may or may not have been applied")
+	}
+	return err
+}
+
+// submit encodes a command, applies it on this (leading) node and returns
+// the FSM's result. Domain errors come back as *fsm.Error.
+func (s *Server) submit(ctx context.Context, payload any) (*fsm.Result, error) {
+	cmd, err := fsm.Encode(payload)
+	if err != nil {
+		return nil, err
+	}
+	return s.raft.Apply(ctx, cmd)
+}
+
+// readBody reads a request body of at most maxBodyBytes.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
+			Description: fmt.Sprintf("request body exceeds %d bytes", maxBodyBytes)}
+	}
+	if err != nil {
+		return nil, errBadRequest("invalid_request", "read request body: "+err.Error())
+	}
+	return b, nil
+}
+
+// decodeBody parses a JSON object into dst, strictly: an empty body is {},
+// and anything but one JSON object with known fields of the right types is
+// a 400 that names the problem. Any Content-Type is accepted.
+func decodeBody(r *http.Request, dst any) error {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return errBadRequest("invalid_request", "read request body: "+err.Error())
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		b = []byte("{}")
+	}
+	if b[0] != '{' {
+		return errBadRequest("invalid_json", "the request body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return bodyError(err)
+	}
+	if dec.More() {
+		return errBadRequest("invalid_json", "the request body holds more than one JSON value")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errBadRequest("invalid_json", "the request body holds more than one JSON value")
+	}
+	return nil
+}
+
+func bodyError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			field = "(body)"
+		}
+		return errBadRequest("invalid_parameter", fmt.Sprintf("field %q must be of type %s, got %s", field, te.Type, te.Value))
+	case errors.As(err, &se):
+		return errBadRequest("invalid_json", "the request body is not valid JSON: "+se.Error())
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errBadRequest("invalid_json", "the request body is truncated JSON")
+	}
+	msg := err.Error()
+	const unknown = "json: unknown field "
+	if len(msg) > len(unknown) && msg[:len(unknown)] == unknown {
+		return errBadRequest("invalid_parameter", "unknown field "+msg[len(unknown):])
+	}
+	return errBadRequest("invalid_json", "the request body is not valid JSON: "+msg)
+}
+
+// pathUID parses a positive integer uid from the route variable name.
+func pathUID(r *http.Request, what string) (int, error) {
+	v := muxVar(r, "uid")
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, errBadRequest("invalid_parameter", what+" uid must be a positive integer, got "+strconv.Quote(v))
+	}
+	return n, nil
+}

@@ -1,0 +1,318 @@
+// Package pki makes the cluster CA and the node certificates that every
+// node-to-node connection (raft, forwarding, agents) and the HTTPS API use.
+//
+// The CA is created when a cluster is bootstrapped and replicated in the
+// cluster state; a joining node makes its own key and sends only a signing
+// request, so node private keys never cross the network.
+package pki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Validity periods. Node certificates outlive any sensible cluster because
+// cnm does not rotate them yet.
+const (
+	caValidity   = 20 * 365 * 24 * time.Hour
+	nodeValidity = 10 * 365 * 24 * time.Hour
+)
+
+// ErrBadPEM is returned for PEM input that holds no usable block.
+var ErrBadPEM = errors.New("bad pem")
+
+// CA is a certificate authority able to sign node certificates.
+type CA struct {
+	Cert    *x509.Certificate
+	Key     crypto.Signer
+	CertPEM []byte
+	KeyPEM  []byte
+}
+
+// NewCA makes a fresh self-signed cluster CA.
+func NewCA(clusterName string, now time.Time) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate ca key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "cnm cluster CA " + clusterName, Organization: []string{"cnm"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(caValidity),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("create ca certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encode ca key: %w", err)
+	}
+	return ParseCA(pemBlock("CERTIFICATE", der), pemBlock("PRIVATE KEY", keyDER))
+}
+
+// ParseCA loads a CA from PEM certificate and key.
+func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
+	cert, err := ParseCert(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil {
+		return nil, fmt.Errorf("ca key: %w", ErrBadPEM)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse ca key: %w", err)
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("ca key of type %T cannot sign", k)
+	}
+	return &CA{Cert: cert, Key: signer, CertPEM: certPEM, KeyPEM: keyPEM}, nil
+}
+
+// ParseCert parses the first certificate of a PEM document.
+func ParseCert(certPEM []byte) (*x509.Certificate, error) {
+	b, _ := pem.Decode(certPEM)
+	if b == nil || b.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("certificate: %w", ErrBadPEM)
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse certificate: %w", err)
+	}
+	return c, nil
+}
+
+// NewKeyAndCSR makes a node key and a signing request naming the given hosts
+// (IP addresses or DNS names) as the node's identities.
+func NewKeyAndCSR(nodeUID int, hosts []string) (keyPEM, csrPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate node key: %w", err)
+	}
+	ips, names := splitHosts(hosts)
+	tmpl := &x509.CertificateRequest{
+		Subject:     pkix.Name{CommonName: fmt.Sprintf("cnm node %d", nodeUID), Organization: []string{"cnm"}},
+		IPAddresses: ips,
+		DNSNames:    names,
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create csr: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode node key: %w", err)
+	}
+	return pemBlock("PRIVATE KEY", keyDER), pemBlock("CERTIFICATE REQUEST", der), nil
+}
+
+// Sign issues a node certificate for a CSR. The certificate serves both ends
+// of a connection: nodes present it as servers and as clients.
+func (ca *CA) Sign(csrPEM []byte, now time.Time) ([]byte, error) {
+	b, _ := pem.Decode(csrPEM)
+	if b == nil || b.Type != "CERTIFICATE REQUEST" {
+		return nil, fmt.Errorf("csr: %w", ErrBadPEM)
+	}
+	csr, err := x509.ParseCertificateRequest(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse csr: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("csr signature: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      csr.Subject,
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(nodeValidity),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses:  csr.IPAddresses,
+		DNSNames:     csr.DNSNames,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, csr.PublicKey, ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("sign node certificate: %w", err)
+	}
+	return pemBlock("CERTIFICATE", der), nil
+}
+
+// Material is a node's TLS identity plus the cluster CA it trusts.
+type Material struct {
+	CertPEM, KeyPEM, CAPEM []byte
+}
+
+// File names inside a node's TLS directory.
+const (
+	CertFile = "node.crt"
+	KeyFile  = "node.key"
+	CAFile   = "ca.crt"
+)
+
+// Save writes the material to dir (created 0700; the key 0600).
+func (m Material) Save(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create tls dir: %w", err)
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{{CertFile, m.CertPEM, 0o644}, {KeyFile, m.KeyPEM, 0o600}, {CAFile, m.CAPEM, 0o644}} {
+		if err := writeFileSync(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Load reads material written by Save. It returns an error wrapping
+// os.ErrNotExist when the directory holds none.
+func Load(dir string) (Material, error) {
+	var m Material
+	var err error
+	if m.CertPEM, err = os.ReadFile(filepath.Join(dir, CertFile)); err != nil {
+		return m, fmt.Errorf("read node certificate: %w", err)
+	}
+	if m.KeyPEM, err = os.ReadFile(filepath.Join(dir, KeyFile)); err != nil {
+		return m, fmt.Errorf("read node key: %w", err)
+	}
+	if m.CAPEM, err = os.ReadFile(filepath.Join(dir, CAFile)); err != nil {
+		return m, fmt.Errorf("read ca certificate: %w", err)
+	}
+	return m, nil
+}
+
+// ServerConfig is the TLS config of a listener that accepts node peers. With
+// requireClient, every client must present a certificate from the cluster CA
+// (raft, internal endpoints); otherwise a certificate is verified only when
+// given (the public API, where users authenticate with passwords).
+func (m Material) ServerConfig(requireClient bool) (*tls.Config, error) {
+	cert, err := tls.X509KeyPair(m.CertPEM, m.KeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("load node key pair: %w", err)
+	}
+	pool, err := m.pool()
+	if err != nil {
+		return nil, err
+	}
+	auth := tls.VerifyClientCertIfGiven
+	if requireClient {
+		auth = tls.RequireAndVerifyClientCert
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		ClientAuth:   auth,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}
+
+// ClientConfig is the TLS config with which a node calls its peers: it shows
+// its own certificate and trusts only the cluster CA.
+func (m Material) ClientConfig() (*tls.Config, error) {
+	cert, err := tls.X509KeyPair(m.CertPEM, m.KeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("load node key pair: %w", err)
+	}
+	pool, err := m.pool()
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+func (m Material) pool() (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(m.CAPEM) {
+		return nil, fmt.Errorf("cluster ca: %w", ErrBadPEM)
+	}
+	return pool, nil
+}
+
+// HostsOf returns the distinct hosts of the given host:port addresses.
+func HostsOf(addrs ...string) []string {
+	seen := map[string]bool{}
+	var hosts []string
+	for _, a := range addrs {
+		h, _, err := net.SplitHostPort(a)
+		if err != nil {
+			h = a
+		}
+		if h == "" || seen[h] {
+			continue
+		}
+		seen[h] = true
+		hosts = append(hosts, h)
+	}
+	return hosts
+}
+
+func splitHosts(hosts []string) ([]net.IP, []string) {
+	var ips []net.IP
+	var names []string
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			ips = append(ips, ip)
+		} else if h != "" {
+			names = append(names, h)
+		}
+	}
+	return ips, names
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		// crypto/rand does not fail on supported platforms.
+		panic(fmt.Sprintf("pki: serial number: %v", err))
+	}
+	return n
+}
+
+func pemBlock(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+func writeFileSync(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	return nil
+}

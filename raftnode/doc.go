@@ -1,0 +1,8 @@
+// Package raftnode owns one node's raft member: its log and stable stores
+// (raft-boltdb), snapshot store, TLS stream transport, bootstrap and
+// membership changes, and the read-index protocol behind linearizable reads.
+//
+// It knows nothing of HTTP or users: callers hand it encoded fsm commands and
+// get back fsm results or errors that say whether the command can have been
+// applied (ErrNotLeader: certainly not; ErrLeadershipLost: unknown).
+package raftnode

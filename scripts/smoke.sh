@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Smoke test of real cnmd processes: a 3-node cluster on the default addresses survives the
+# loss of its leader, takes writes through every survivor, and takes the old leader back as
+# a follower. Nodes live in a temporary CNM_DIR and are always stopped on exit.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$root"
+cluster=$root/scripts/cluster.sh
+CNM_DIR=$(mktemp -d "${TMPDIR:-/tmp}/cnm-smoke.XXXXXX")
+export CNM_DIR
+export CNM_BIN=${CNM_BIN:-$root/bin}
+readonly ADMIN_USER=admin@cnm.local
+passed=0
+failed=0
+pw=""
+
+ok() {
+  passed=$((passed + 1))
+  printf 'smoke: ok   %s\n' "$*"
+}
+
+fail() {
+  failed=$((failed + 1))
+  printf 'smoke: FAIL %s\n' "$*" >&2
+  exit 1
+}
+
+finish() {
+  local rc=$? f
+  trap - EXIT INT TERM
+  if (( rc != 0 )); then
+    (( failed > 0 )) || failed=1
+    for f in "$CNM_DIR"/node-*.log; do
+      [[ -f $f ]] || continue
+      printf -- '--- last 20 lines of %s ---\n' "$f" >&2
+      tail -n 20 "$f" >&2
+    done
+  fi
+  "$cluster" down --purge >/dev/null 2>&1 || true
+  rm -rf -- "$CNM_DIR"
+  printf 'smoke: %d passed, %d failed\n' "$passed" "$failed"
+  (( failed == 0 )) || exit 1
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# call METHOD NODE PATH [BODY]: one API request to node NODE as the admin; sets status, body.
+status=""
+body=""
+call() {
+  local method=$1 node=$2 path=$3 data=${4-} resp
+  local args=(-sk --connect-timeout 1 --max-time 10 -u "$ADMIN_USER:$pw" -X "$method" -w '\n%{http_code}')
+  if [[ -n $data ]]; then args+=(-H 'Content-Type: application/json' --data-binary "$data"); fi
+  resp=$(curl "${args[@]}" "https://127.0.0.$node:9443$path") || true
+  status=${resp##*$'\n'}
+  body=${resp%$'\n'*}
+}
+
+now_ms() { date +%s%3N; }
+
+make --no-print-directory build || fail "make build"
+ok "build"
+
+"$cluster" up 3 || fail "cluster.sh up 3"
+pw=$(<"$CNM_DIR/admin-password")
+ok "cluster.sh up 3"
+
+call GET 2 /v1/nodes
+[[ $status == 200 ]] || fail "GET /v1/nodes through node 2: HTTP $status $body"
+count=$(jq 'length' <<<"$body" 2>/dev/null) || count="?"
+[[ $count == 3 ]] || fail "GET /v1/nodes through node 2 lists $count nodes, want 3: $body"
+ok "GET /v1/nodes through node 2 lists 3 nodes"
+
+old=$("$cluster" leader) || fail "cluster.sh leader"
+"$cluster" kill "$old" || fail "cluster.sh kill $old"
+ok "killed leader node $old"
+
+survivors=()
+for i in 1 2 3; do
+  if (( i != old )); then survivors+=("$i"); fi
+done
+
+# A new leader: every survivor names the same node, and it is not the old one.
+start=$(now_ms)
+new=""
+while :; do
+  seen=""
+  for i in "${survivors[@]}"; do
+    call GET "$i" '/v1/cluster?stale=true'
+    leader=""
+    if [[ $status == 200 ]]; then leader=$(jq -r '.leader // 0' <<<"$body" 2>/dev/null) || true; fi
+    if [[ $leader =~ ^[1-9][0-9]*$ && $leader != "$old" && ( -z $seen || $leader == "$seen" ) ]]; then
+      seen=$leader
+    else
+      seen=""
+      break
+    fi
+  done
+  if [[ -n $seen ]]; then new=$seen; break; fi
+  (( $(now_ms) - start < 5000 )) || fail "no new leader within 5s of killing node $old"
+  sleep 0.1
+done
+ok "node $new leads $(( $(now_ms) - start )) ms after node $old was killed"
+
+n=0
+for i in "${survivors[@]}"; do
+  n=$((n + 1))
+  email=smoke@cnm.local
+  (( n == 1 )) || email=smoke$n@cnm.local
+  call POST "$i" /v1/users \
+    "{\"email\":\"$email\",\"password\":\"smoke-password-1\",\"name\":\"smoke\",\"role\":\"db_viewer\"}"
+  [[ $status == 200 ]] || fail "POST /v1/users ($email) through node $i: HTTP $status $body"
+  ok "POST /v1/users ($email) through node $i"
+done
+
+"$cluster" start "$old" || fail "cluster.sh start $old"
+deadline=$((SECONDS + 20))
+while :; do
+  call GET "$old" '/v1/cluster?stale=true'
+  role=""
+  if [[ $status == 200 ]]; then
+    role=$(jq -r --argjson uid "$old" '.members[]? | select(.uid == $uid) | .role' <<<"$body" 2>/dev/null) || true
+  fi
+  [[ $role != follower ]] || break
+  (( SECONDS < deadline )) ||
+    fail "restarted node $old does not see itself as a follower within 20s (last: HTTP $status $body)"
+  sleep 0.1
+done
+ok "restarted node $old rejoined as a follower"
+
+"$cluster" down --purge || fail "cluster.sh down --purge"
+[[ ! -e $CNM_DIR ]] || fail "cluster.sh down --purge left $CNM_DIR"
+ok "cluster.sh down --purge"
