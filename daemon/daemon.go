@@ -288,15 +288,22 @@ func (n *Node) Kill() {
 // raft configuration (first start only) and the bootstrap command (until it
 // has been applied, so a crash between the two is repaired on restart).
 func (n *Node) ensureBootstrapped(ctx context.Context, hasState bool, mat pki.Material) error {
-	if !hasState {
+	// The marker is written before the raft configuration and removed once
+	// the bootstrap command is applied: a restart that finds raft state
+	// without the marker must not wait for a leader (a restarting cluster
+	// may have none yet).
+	marker := filepath.Join(n.cfg.DataDir, bootstrapMarker)
+	if hasState {
+		if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+	} else {
+		if err := os.WriteFile(marker, nil, 0o600); err != nil {
+			return fmt.Errorf("write bootstrap marker: %w", err)
+		}
 		if err := n.raft.BootstrapSelf(); err != nil {
 			return err
 		}
-	}
-	done := false
-	n.raft.FSM().Read(func(st *fsm.State, _ uint64) { done = st.Bootstrapped() })
-	if done {
-		return nil
 	}
 	if n.cfg.AdminUser == "" || n.cfg.AdminPassword == "" {
 		return errors.New("--bootstrap needs --admin-user and --admin-password")
@@ -324,6 +331,9 @@ func (n *Node) ensureBootstrapped(ctx context.Context, hasState bool, mat pki.Ma
 		_, err := n.raft.Apply(ctx, cmd)
 		if err == nil || errors.Is(err, fsm.ErrAlreadyBootstrapped) {
 			n.log.Info("cluster created", "cluster", n.cfg.ClusterName)
+			if err := os.Remove(marker); err != nil {
+				return fmt.Errorf("remove bootstrap marker: %w", err)
+			}
 			return nil
 		}
 		if !errors.Is(err, raftnode.ErrNotLeader) {
@@ -345,7 +355,10 @@ func (n *Node) nodeRecord(status string, now time.Time) fsm.Node {
 	}
 }
 
-const caKeyFile = "ca.key"
+const (
+	caKeyFile       = "ca.key"
+	bootstrapMarker = "bootstrap-pending"
+)
 
 // newClusterTLS makes the cluster CA and this node's certificate.
 func newClusterTLS(cfg Config) (pki.Material, error) {

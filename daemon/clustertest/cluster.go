@@ -1,0 +1,354 @@
+// Package clustertest starts real cnm clusters inside a test: N nodes built
+// by daemon.Start, over real TCP on loopback (each node on its own 127.0.0.x
+// address, ports chosen by the OS, data in temp dirs), which a test can kill,
+// restart and partition.
+package clustertest
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"cnm/daemon"
+	"cnm/raftnode"
+)
+
+// Admin credentials of every test cluster.
+const (
+	AdminUser     = "admin@cnm.local"
+	AdminPassword = "test-admin-password"
+)
+
+// Cluster is a running test cluster.
+type Cluster struct {
+	t      testing.TB
+	Net    *FaultNet
+	client *http.Client
+
+	mu    sync.Mutex
+	nodes map[int]*Member
+}
+
+// Member is one node of a Cluster; Node is nil while it is stopped.
+type Member struct {
+	UID  int
+	Host string
+	Cfg  daemon.Config
+	Node *daemon.Node
+}
+
+// Options tune a test cluster.
+type Options struct {
+	// Raft overrides raft timeouts and snapshot settings.
+	Raft raftnode.Config
+	// Hold is the no-leader hold of the API (default 2 s, shorter than the
+	// product's 5 s so that quorum-loss tests finish sooner).
+	Hold time.Duration
+}
+
+// HostOf is the loopback address of node uid.
+func HostOf(uid int) string { return fmt.Sprintf("127.0.0.%d", 10+uid) }
+
+// Start boots an n-node cluster: node 1 bootstraps, the others join through
+// it. It fails the test if the cluster is not formed in time.
+func Start(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
+	if opts.Hold == 0 {
+		opts.Hold = 2 * time.Second
+	}
+	c := &Cluster{
+		t:   t,
+		Net: NewFaultNet(),
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // test client, like curl -k
+		}},
+		nodes: map[int]*Member{},
+	}
+	t.Cleanup(c.Stop)
+	base := t.TempDir()
+	for uid := 1; uid <= n; uid++ {
+		host := HostOf(uid)
+		apiAddr, err := c.Net.Reserve(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raftAddr, err := c.Net.Reserve(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := daemon.Config{
+			UID: uid, DataDir: filepath.Join(base, fmt.Sprintf("node-%d", uid)),
+			APIAddr: apiAddr, RaftAddr: raftAddr,
+			AdminUser: AdminUser, AdminPassword: AdminPassword,
+			Raft: opts.Raft, Hold: opts.Hold, BcryptCost: bcrypt.MinCost,
+			Listen: c.Net.Listen, Dial: c.Net.Dial,
+			Logger: testLogger(t, uid),
+		}
+		if uid == 1 {
+			cfg.Bootstrap = true
+		} else {
+			cfg.Join = "https://" + c.nodes[1].Cfg.APIAddr
+		}
+		m := &Member{UID: uid, Host: host, Cfg: cfg}
+		c.nodes[uid] = m
+		c.StartNode(uid)
+	}
+	return c
+}
+
+func testLogger(t testing.TB, uid int) *slog.Logger {
+	if os.Getenv("CNM_TEST_LOG") == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_node", uid)
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
+
+// StartNode starts (or restarts, from its data dir) node uid.
+func (c *Cluster) StartNode(uid int) {
+	c.t.Helper()
+	m := c.Member(uid)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n, err := daemon.Start(ctx, m.Cfg)
+	if err != nil {
+		c.t.Fatalf("start node %d: %v", uid, err)
+	}
+	c.mu.Lock()
+	m.Node = n
+	c.mu.Unlock()
+}
+
+// Member returns node uid's record.
+func (c *Cluster) Member(uid int) *Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.nodes[uid]
+	if !ok {
+		c.t.Fatalf("no node %d", uid)
+	}
+	return m
+}
+
+// UIDs lists the nodes in uid order, running or not.
+func (c *Cluster) UIDs() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]int, 0, len(c.nodes))
+	for uid := 1; len(out) < len(c.nodes); uid++ {
+		if _, ok := c.nodes[uid]; ok {
+			out = append(out, uid)
+		}
+	}
+	return out
+}
+
+// Running lists the uids of running nodes.
+func (c *Cluster) Running() []int {
+	var out []int
+	for _, uid := range c.UIDs() {
+		if c.Member(uid).Node != nil {
+			out = append(out, uid)
+		}
+	}
+	return out
+}
+
+// Kill stops node uid as a crash would (no leadership transfer).
+func (c *Cluster) Kill(uid int) {
+	m := c.Member(uid)
+	c.mu.Lock()
+	n := m.Node
+	m.Node = nil
+	c.mu.Unlock()
+	if n != nil {
+		n.Kill()
+	}
+}
+
+// Close stops node uid gracefully, as SIGTERM does.
+func (c *Cluster) Close(uid int) {
+	c.t.Helper()
+	m := c.Member(uid)
+	c.mu.Lock()
+	n := m.Node
+	m.Node = nil
+	c.mu.Unlock()
+	if n == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := n.Close(ctx); err != nil {
+		c.t.Errorf("close node %d: %v", uid, err)
+	}
+}
+
+// Stop kills every node; it runs at test cleanup.
+func (c *Cluster) Stop() {
+	for _, uid := range c.UIDs() {
+		c.Kill(uid)
+	}
+	c.client.CloseIdleConnections()
+	c.Net.Close()
+}
+
+// Partition cuts the nodes of side a off from those of side b.
+func (c *Cluster) Partition(a, b []int) {
+	c.Net.Partition(hosts(a), hosts(b))
+}
+
+// Heal removes every partition.
+func (c *Cluster) Heal() { c.Net.Heal() }
+
+func hosts(uids []int) []string {
+	out := make([]string, len(uids))
+	for i, u := range uids {
+		out[i] = HostOf(u)
+	}
+	return out
+}
+
+// Eventually polls cond every 10 ms until it returns nil or timeout passes,
+// then fails the test with cond's last error.
+func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s: %v", timeout, err)
+		}
+		<-tick.C
+	}
+}
+
+// Leader waits until the running nodes among among (all running nodes when
+// empty) agree on one leader that is one of them, and returns it.
+func (c *Cluster) Leader(timeout time.Duration, among ...int) int {
+	c.t.Helper()
+	if len(among) == 0 {
+		among = c.Running()
+	}
+	var leader int
+	Eventually(c.t, timeout, func() error {
+		leader = 0
+		for _, uid := range among {
+			m := c.Member(uid)
+			if m.Node == nil {
+				continue
+			}
+			l, _ := m.Node.Raft().Leader()
+			if l == 0 {
+				return fmt.Errorf("node %d knows no leader", uid)
+			}
+			if leader != 0 && l != leader {
+				return fmt.Errorf("nodes disagree on the leader: %d and %d", leader, l)
+			}
+			leader = l
+		}
+		for _, uid := range among {
+			if uid == leader {
+				if _, ready, _ := c.Member(uid).Node.Raft().Leadership(); !ready {
+					return fmt.Errorf("leader %d has not committed its first barrier", uid)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("leader %d is not among %v", leader, among)
+	})
+	return leader
+}
+
+// Response is an API answer.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into v, failing the test on error.
+func (r Response) JSON(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decode %q: %v", r.Body, err)
+	}
+}
+
+// ErrorCode returns the error_code of an error body ("" if none).
+func (r Response) ErrorCode() string {
+	var e struct {
+		Code string `json:"error_code"`
+	}
+	_ = json.Unmarshal(r.Body, &e)
+	return e.Code
+}
+
+// Do sends a request as the admin to node uid's API.
+func (c *Cluster) Do(uid int, method, path string, body any) (Response, error) {
+	return c.DoAs(uid, AdminUser, AdminPassword, method, path, body)
+}
+
+// DoAs sends a request with the given credentials.
+func (c *Cluster) DoAs(uid int, user, password, method, path string, body any) (Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return Response{}, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "https://"+c.Member(uid).Cfg.APIAddr+path, rd)
+	if err != nil {
+		return Response{}, err
+	}
+	req.SetBasicAuth(user, password)
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return Response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return Response{}, err
+	}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
+}
+
+// MustDo is Do that fails the test unless the answer has status want.
+func (c *Cluster) MustDo(uid int, method, path string, body any, want int) Response {
+	c.t.Helper()
+	r, err := c.Do(uid, method, path, body)
+	if err != nil {
+		c.t.Fatalf("%s %s on node %d: %v", method, path, uid, err)
+	}
+	if r.Status != want {
+		c.t.Fatalf("%s %s on node %d: status %d, want %d: %s", method, path, uid, r.Status, want, r.Body)
+	}
+	return r
+}
+
