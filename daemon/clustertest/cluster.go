@@ -351,4 +351,3 @@ func (c *Cluster) MustDo(uid int, method, path string, body any, want int) Respo
 	}
 	return r
 }
-
