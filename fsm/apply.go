@@ -57,8 +57,8 @@ func (s *State) applyBootstrap(p *Bootstrap, index uint64) (any, *Error) {
 	if s.Bootstrapped() {
 		return nil, errorf(ErrAlreadyBootstrapped, "cluster %q already exists", s.Cluster.Name)
 	}
-	if p.Cluster.Name == "" || p.Node.UID <= 0 || p.Admin.Email == "" {
-		return nil, errorf(ErrInvalidParameter, "bootstrap needs a cluster name, a node uid and an admin")
+	if p.Cluster.Name == "" || p.Node.UID <= 0 || !validNodeStatus(p.Node.Status) || p.Admin.Email == "" || p.Admin.PasswordHash == "" {
+		return nil, errorf(ErrInvalidParameter, "bootstrap needs a cluster name, a node with uid and status, and an admin with a password")
 	}
 	s.Cluster = p.Cluster
 	n := p.Node
@@ -77,7 +77,11 @@ func (s *State) applyAddNode(p *AddNode) (any, *Error) {
 	if n.UID <= 0 {
 		return nil, errorf(ErrInvalidParameter, "node uid must be a positive integer, got %d", n.UID)
 	}
-	for _, o := range s.Nodes {
+	if !validNodeStatus(n.Status) {
+		return nil, errorf(ErrInvalidParameter, "node status %q is not a status", n.Status)
+	}
+	for _, uid := range s.NodeUIDs() {
+		o := s.Nodes[uid]
 		if o.UID == n.UID {
 			continue
 		}
@@ -166,13 +170,19 @@ func (s *State) applySetNodeStatus(p *SetNodeStatus) (any, *Error) {
 	if !ok {
 		return nil, errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
 	}
-	switch p.Status {
-	case NodeActive, NodeDown, NodeProvisioning, NodeDecommissioning:
-	default:
+	if !validNodeStatus(p.Status) {
 		return nil, errorf(ErrInvalidParameter, "node status %q is not a status", p.Status)
 	}
 	c := *n
 	c.Status = p.Status
 	s.Nodes[p.UID] = &c
 	return c, nil
+}
+
+func validNodeStatus(st string) bool {
+	switch st {
+	case NodeActive, NodeDown, NodeProvisioning, NodeDecommissioning:
+		return true
+	}
+	return false
 }
