@@ -7,38 +7,37 @@ func (s *State) apply(c Command, index uint64) (any, *Error) {
 	if c.Type != CmdBootstrap && !s.Bootstrapped() {
 		return nil, errorf(ErrNotBootstrapped, "no cluster has been created")
 	}
+	if a, ok := c.Payload.(authored); ok {
+		if err := s.checkActor(a.author()); err != nil {
+			return nil, err
+		}
+	}
 	switch p := c.Payload.(type) {
 	case *Bootstrap:
 		return s.applyBootstrap(p, index)
 	case *AddNode:
-		if err := s.checkActor(p.Actor); err != nil {
-			return nil, err
-		}
 		return s.applyAddNode(p)
 	case *CreateUser:
-		if err := s.checkActor(p.Actor); err != nil {
-			return nil, err
-		}
 		return s.applyCreateUser(p, index)
 	case *UpdateUser:
-		if err := s.checkActor(p.Actor); err != nil {
-			return nil, err
-		}
 		return s.applyUpdateUser(p, index)
 	case *DeleteUser:
-		if err := s.checkActor(p.Actor); err != nil {
-			return nil, err
-		}
 		return s.applyDeleteUser(p)
 	case *SetNodeStatus:
-		if err := s.checkActor(p.Actor); err != nil {
-			return nil, err
-		}
 		return s.applySetNodeStatus(p)
 	}
 	// Decode only returns the types above.
 	panic("fsm: unhandled command " + c.Type.String())
 }
+
+// authored is a command made on behalf of an authenticated user.
+type authored interface{ author() Actor }
+
+func (p *AddNode) author() Actor       { return p.Actor }
+func (p *CreateUser) author() Actor    { return p.Actor }
+func (p *UpdateUser) author() Actor    { return p.Actor }
+func (p *DeleteUser) author() Actor    { return p.Actor }
+func (p *SetNodeStatus) author() Actor { return p.Actor }
 
 // checkActor ties a write to the identity that was authenticated for it. The
 // zero Actor is the cluster itself (writes the leader makes on its own).

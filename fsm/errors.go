@@ -10,6 +10,9 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	if e == nil {
+		return "<nil>"
+	}
 	if e.Description == "" {
 		return e.Code
 	}
@@ -20,7 +23,7 @@ func (e *Error) Error() string {
 // below work with wrapped, described copies.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Code == e.Code
+	return ok && e != nil && t != nil && t.Code == e.Code
 }
 
 // Sentinel domain errors; compare with errors.Is.
