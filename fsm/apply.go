@@ -25,6 +25,16 @@ func (s *State) apply(c Command, index uint64) (any, *Error) {
 		return s.applyDeleteUser(p)
 	case *SetNodeStatus:
 		return s.applySetNodeStatus(p)
+	case *CreateBDB:
+		return s.applyCreateBDB(p)
+	case *DeleteBDB:
+		return s.applyDeleteBDB(p)
+	case *UpdatePolicy:
+		return s.applyUpdatePolicy(p)
+	case *UpdateNode:
+		return s.applyUpdateNode(p)
+	case *DeleteSnapshot:
+		return s.applyDeleteSnapshot(p)
 	}
 	// Decode only returns the types above.
 	panic("fsm: unhandled command " + c.Type.String())
@@ -33,11 +43,16 @@ func (s *State) apply(c Command, index uint64) (any, *Error) {
 // authored is a command made on behalf of an authenticated user.
 type authored interface{ author() Actor }
 
-func (p *AddNode) author() Actor       { return p.Actor }
-func (p *CreateUser) author() Actor    { return p.Actor }
-func (p *UpdateUser) author() Actor    { return p.Actor }
-func (p *DeleteUser) author() Actor    { return p.Actor }
-func (p *SetNodeStatus) author() Actor { return p.Actor }
+func (p *AddNode) author() Actor        { return p.Actor }
+func (p *CreateUser) author() Actor     { return p.Actor }
+func (p *UpdateUser) author() Actor     { return p.Actor }
+func (p *DeleteUser) author() Actor     { return p.Actor }
+func (p *SetNodeStatus) author() Actor  { return p.Actor }
+func (p *CreateBDB) author() Actor      { return p.Actor }
+func (p *DeleteBDB) author() Actor      { return p.Actor }
+func (p *UpdatePolicy) author() Actor   { return p.Actor }
+func (p *UpdateNode) author() Actor     { return p.Actor }
+func (p *DeleteSnapshot) author() Actor { return p.Actor }
 
 // checkActor ties a write to the identity that was authenticated for it. The
 // zero Actor is the cluster itself (writes the leader makes on its own).

@@ -133,7 +133,9 @@ func putUser(s *fsm.State, u fsm.User) {
 func TestNew_StartsEmptyAndNotBootstrapped(t *testing.T) {
 	f := fsm.New()
 	got, index := readState(t, f)
-	want := &fsm.State{Nodes: map[int]*fsm.Node{}, Users: map[int]*fsm.User{}, NextUserUID: 1}
+	want := &fsm.State{Nodes: map[int]*fsm.Node{}, Users: map[int]*fsm.User{}, NextUserUID: 1,
+		Policy: fsm.DefaultPolicy(), BDBs: map[int]*fsm.BDB{}, NextBDBUID: 1,
+		Shards: map[string]*fsm.Shard{}, NextShardUID: 1, Snapshots: map[int][]*fsm.NodeSnapshot{}}
 	assertState(t, got, want)
 	if index != 0 || f.Applied() != 0 {
 		t.Errorf("fresh FSM reports index %d, Applied %d; want 0", index, f.Applied())

@@ -13,12 +13,17 @@ type CommandType uint8
 
 // Command types.
 const (
-	CmdBootstrap     CommandType = 1
-	CmdAddNode       CommandType = 2
-	CmdCreateUser    CommandType = 3
-	CmdUpdateUser    CommandType = 4
-	CmdDeleteUser    CommandType = 5
-	CmdSetNodeStatus CommandType = 6
+	CmdBootstrap      CommandType = 1
+	CmdAddNode        CommandType = 2
+	CmdCreateUser     CommandType = 3
+	CmdUpdateUser     CommandType = 4
+	CmdDeleteUser     CommandType = 5
+	CmdSetNodeStatus  CommandType = 6
+	CmdCreateBDB      CommandType = 7
+	CmdDeleteBDB      CommandType = 8
+	CmdUpdatePolicy   CommandType = 9
+	CmdUpdateNode     CommandType = 10
+	CmdDeleteSnapshot CommandType = 11
 )
 
 // commandVersion is the second byte of every entry: the payload layout of that
@@ -40,6 +45,16 @@ func (t CommandType) String() string {
 		return "delete_user"
 	case CmdSetNodeStatus:
 		return "set_node_status"
+	case CmdCreateBDB:
+		return "create_bdb"
+	case CmdDeleteBDB:
+		return "delete_bdb"
+	case CmdUpdatePolicy:
+		return "update_policy"
+	case CmdUpdateNode:
+		return "update_node"
+	case CmdDeleteSnapshot:
+		return "delete_snapshot"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -97,6 +112,48 @@ type SetNodeStatus struct {
 	Status string `json:"status"`
 }
 
+// CreateBDB adds a database with its shards already placed: Placement
+// holds the node of each shard, slot range by slot range, master first and
+// then (with replication) its replica. Apply re-checks every placement rule
+// against the state the command lands in and assigns the uids.
+type CreateBDB struct {
+	Actor        Actor `json:"actor"`
+	BDB          BDB   `json:"bdb"`
+	Placement    []int `json:"placement"`
+	EndpointNode int   `json:"endpoint_node"`
+}
+
+// DeleteBDB removes a database and its shards.
+type DeleteBDB struct {
+	Actor Actor `json:"actor"`
+	UID   int   `json:"uid"`
+}
+
+// UpdatePolicy changes the given fields of the cluster policy.
+type UpdatePolicy struct {
+	Actor                  Actor   `json:"actor"`
+	PersistentNodeRemoval  *bool   `json:"persistent_node_removal,omitempty"`
+	DefaultShardsPlacement *string `json:"default_shards_placement,omitempty"`
+	RackAware              *bool   `json:"rack_aware,omitempty"`
+	ShardsOverbooking      *bool   `json:"shards_overbooking,omitempty"`
+}
+
+// UpdateNode changes the given settings of a node.
+type UpdateNode struct {
+	Actor           Actor   `json:"actor"`
+	UID             int     `json:"uid"`
+	AcceptServers   *bool   `json:"accept_servers,omitempty"`
+	MaxRedisServers *int    `json:"max_redis_servers,omitempty"`
+	RackID          *string `json:"rack_id,omitempty"`
+}
+
+// DeleteSnapshot removes a node snapshot.
+type DeleteSnapshot struct {
+	Actor Actor  `json:"actor"`
+	Node  int    `json:"node"`
+	Name  string `json:"name"`
+}
+
 // Command is a decoded log entry.
 type Command struct {
 	Type    CommandType
@@ -133,6 +190,16 @@ func typeOf(payload any) (CommandType, error) {
 		return CmdDeleteUser, nil
 	case *SetNodeStatus:
 		return CmdSetNodeStatus, nil
+	case *CreateBDB:
+		return CmdCreateBDB, nil
+	case *DeleteBDB:
+		return CmdDeleteBDB, nil
+	case *UpdatePolicy:
+		return CmdUpdatePolicy, nil
+	case *UpdateNode:
+		return CmdUpdateNode, nil
+	case *DeleteSnapshot:
+		return CmdDeleteSnapshot, nil
 	}
 	return 0, fmt.Errorf("encode %T: not a command", payload)
 }
@@ -160,6 +227,16 @@ func Decode(b []byte) (Command, error) {
 		p = new(DeleteUser)
 	case CmdSetNodeStatus:
 		p = new(SetNodeStatus)
+	case CmdCreateBDB:
+		p = new(CreateBDB)
+	case CmdDeleteBDB:
+		p = new(DeleteBDB)
+	case CmdUpdatePolicy:
+		p = new(UpdatePolicy)
+	case CmdUpdateNode:
+		p = new(UpdateNode)
+	case CmdDeleteSnapshot:
+		p = new(DeleteSnapshot)
 	default:
 		return Command{}, fmt.Errorf("%w: type %d unknown", ErrDecode, b[0])
 	}

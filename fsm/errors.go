@@ -37,6 +37,13 @@ var (
 	ErrInvalidParameter    = &Error{Code: "invalid_parameter"}
 	ErrAlreadyBootstrapped = &Error{Code: "already_bootstrapped"}
 	ErrNotBootstrapped     = &Error{Code: "not_bootstrapped"}
+	ErrBDBExists           = &Error{Code: "bdb_exists"}
+	ErrBDBNotFound         = &Error{Code: "bdb_not_found"}
+	// ErrPlacementConflict: the state changed since the placement was
+	// planned; plan again.
+	ErrPlacementConflict = &Error{Code: "placement_conflict"}
+	ErrSnapshotNotFound  = &Error{Code: "snapshot_not_found"}
+	ErrSnapshotInUse     = &Error{Code: "snapshot_in_use"}
 )
 
 func errorf(kind *Error, format string, args ...any) *Error {

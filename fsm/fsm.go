@@ -123,12 +123,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if doc.State == nil {
 		return fmt.Errorf("restore snapshot: no state")
 	}
-	if doc.State.Nodes == nil {
-		doc.State.Nodes = map[int]*Node{}
-	}
-	if doc.State.Users == nil {
-		doc.State.Users = map[int]*User{}
-	}
+	doc.State.fillMaps()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.state = doc.State

@@ -37,6 +37,13 @@ type State struct {
 	Nodes       map[int]*Node `json:"nodes"`
 	Users       map[int]*User `json:"users"`
 	NextUserUID int           `json:"next_user_uid"`
+
+	Policy       Policy                  `json:"policy"`
+	BDBs         map[int]*BDB            `json:"bdbs"`
+	NextBDBUID   int                     `json:"next_bdb_uid"`
+	Shards       map[string]*Shard       `json:"shards"`
+	NextShardUID int                     `json:"next_shard_uid"`
+	Snapshots    map[int][]*NodeSnapshot `json:"snapshots"`
 }
 
 // ClusterInfo is set once, by the bootstrap command.
@@ -62,6 +69,10 @@ type Node struct {
 	RackID          string `json:"rack_id"`
 	SoftwareVersion string `json:"software_version"`
 	JoinedAt        int64  `json:"joined_at"`
+	// Maintenance and Removing are set by the node actions; a node with
+	// either never receives shards.
+	Maintenance bool `json:"maintenance,omitempty"`
+	Removing    bool `json:"removing,omitempty"`
 }
 
 // User is an API user. PasswordHash is a bcrypt hash and never leaves the
@@ -78,7 +89,37 @@ type User struct {
 
 // NewState returns an empty, not yet bootstrapped state.
 func NewState() *State {
-	return &State{Nodes: map[int]*Node{}, Users: map[int]*User{}, NextUserUID: 1}
+	s := &State{NextUserUID: 1, NextBDBUID: 1, NextShardUID: 1, Policy: DefaultPolicy()}
+	s.fillMaps()
+	return s
+}
+
+// fillMaps makes nil maps empty (states decoded from older snapshots).
+func (s *State) fillMaps() {
+	if s.Nodes == nil {
+		s.Nodes = map[int]*Node{}
+	}
+	if s.Users == nil {
+		s.Users = map[int]*User{}
+	}
+	if s.BDBs == nil {
+		s.BDBs = map[int]*BDB{}
+	}
+	if s.Shards == nil {
+		s.Shards = map[string]*Shard{}
+	}
+	if s.Snapshots == nil {
+		s.Snapshots = map[int][]*NodeSnapshot{}
+	}
+	if s.NextBDBUID == 0 {
+		s.NextBDBUID = 1
+	}
+	if s.NextShardUID == 0 {
+		s.NextShardUID = 1
+	}
+	if s.Policy.DefaultShardsPlacement == "" {
+		s.Policy = DefaultPolicy()
+	}
 }
 
 // Bootstrapped reports whether a cluster has been created in this state.
@@ -86,8 +127,30 @@ func (s *State) Bootstrapped() bool { return s.Cluster.Name != "" }
 
 // Clone returns a deep copy that the caller may keep and change.
 func (s *State) Clone() *State {
-	c := &State{Cluster: s.Cluster, NextUserUID: s.NextUserUID,
-		Nodes: make(map[int]*Node, len(s.Nodes)), Users: make(map[int]*User, len(s.Users))}
+	c := &State{Cluster: s.Cluster, NextUserUID: s.NextUserUID, Policy: s.Policy,
+		NextBDBUID: s.NextBDBUID, NextShardUID: s.NextShardUID,
+		Nodes: make(map[int]*Node, len(s.Nodes)), Users: make(map[int]*User, len(s.Users)),
+		BDBs: make(map[int]*BDB, len(s.BDBs)), Shards: make(map[string]*Shard, len(s.Shards)),
+		Snapshots: make(map[int][]*NodeSnapshot, len(s.Snapshots))}
+	for k, v := range s.BDBs {
+		b := *v
+		b.Endpoints = slices.Clone(v.Endpoints)
+		c.BDBs[k] = &b
+	}
+	for k, v := range s.Shards {
+		sh := *v
+		c.Shards[k] = &sh
+	}
+	for k, v := range s.Snapshots {
+		list := make([]*NodeSnapshot, len(v))
+		for i, sn := range v {
+			x := *sn
+			x.Shards = slices.Clone(sn.Shards)
+			x.Endpoints = slices.Clone(sn.Endpoints)
+			list[i] = &x
+		}
+		c.Snapshots[k] = list
+	}
 	for k, v := range s.Nodes {
 		n := *v
 		c.Nodes[k] = &n

@@ -1,0 +1,187 @@
+package fsm
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// SlotCount is the number of hash slots a database's shards split.
+const SlotCount = 16384
+
+// SlotRange returns the slots of shard i of n ("0-8191" for 0 of 2).
+func SlotRange(i, n int) string {
+	return fmt.Sprintf("%d-%d", i*SlotCount/n, (i+1)*SlotCount/n-1)
+}
+
+// EndpointPort is the port of a database's endpoint.
+func EndpointPort(bdb int) int { return 12000 + bdb }
+
+func validPersistence(p string) bool {
+	return p == PersistenceDisabled || p == PersistenceSnapshot || p == PersistenceAOF
+}
+
+func (s *State) applyCreateBDB(p *CreateBDB) (any, *Error) {
+	b := p.BDB
+	if b.Name == "" || b.MemorySize <= 0 || b.ShardsCount < 1 || b.ShardsCount > 512 || !validPersistence(b.DataPersistence) {
+		return nil, errorf(ErrInvalidParameter, "a database needs a name, a positive memory_size, 1 to 512 shards and a persistence mode")
+	}
+	for _, uid := range s.BDBUIDs() {
+		if s.BDBs[uid].Name == b.Name {
+			return nil, errorf(ErrBDBExists, "database %d is already named %q", uid, b.Name)
+		}
+	}
+	per := 1
+	if b.Replication {
+		per = 2
+	}
+	if len(p.Placement) != b.ShardsCount*per {
+		return nil, errorf(ErrInvalidParameter, "placement names %d nodes for %d shards", len(p.Placement), b.ShardsCount*per)
+	}
+	mem := b.MemorySize / int64(b.ShardsCount)
+	b.UID = s.NextBDBUID
+	next := s.NextShardUID
+	shards := make([]*Shard, 0, len(p.Placement))
+	for i, node := range p.Placement {
+		role := RoleMaster
+		if i%per == 1 {
+			role = RoleSlave
+		}
+		shards = append(shards, &Shard{
+			UID: strconv.Itoa(next), BDBUID: b.UID, NodeUID: node, Role: role, Status: "active",
+			Memory: mem, AssignedSlots: SlotRange(i/per, b.ShardsCount),
+		})
+		next++
+	}
+	if err := s.checkPlacement(shards, per); err != nil {
+		return nil, err
+	}
+	hostsMaster := false
+	for _, sh := range shards {
+		hostsMaster = hostsMaster || (sh.Role == RoleMaster && sh.NodeUID == p.EndpointNode)
+	}
+	if !hostsMaster {
+		return nil, errorf(ErrPlacementConflict, "endpoint node %d hosts no master of the database", p.EndpointNode)
+	}
+	b.Status = "active"
+	b.Endpoints = []Endpoint{{UID: fmt.Sprintf("%d:1", b.UID), NodeUID: p.EndpointNode, Port: EndpointPort(b.UID)}}
+	s.BDBs[b.UID] = &b
+	for _, sh := range shards {
+		s.Shards[sh.UID] = sh
+	}
+	s.NextBDBUID++
+	s.NextShardUID = next
+	return b, nil
+}
+
+// checkPlacement checks new shards (pairs adjacent when per is 2) against
+// every placement rule of SPEC §5, counting what nodes already host.
+func (s *State) checkPlacement(shards []*Shard, per int) *Error {
+	use := s.Usage()
+	for i, sh := range shards {
+		n, ok := s.Nodes[sh.NodeUID]
+		if !ok || !n.Accepts() {
+			return errorf(ErrPlacementConflict, "node %d does not accept shards", sh.NodeUID)
+		}
+		u := use[sh.NodeUID]
+		u.Shards++
+		u.Memory += sh.Memory
+		use[sh.NodeUID] = u
+		if u.Shards > n.MaxRedisServers {
+			return errorf(ErrPlacementConflict, "node %d would host more than %d shards", n.UID, n.MaxRedisServers)
+		}
+		if !s.Policy.ShardsOverbooking && u.Memory > n.TotalMemory {
+			return errorf(ErrPlacementConflict, "node %d would host more than its %d bytes", n.UID, n.TotalMemory)
+		}
+		if per == 2 && i%2 == 1 {
+			m := shards[i-1]
+			if m.NodeUID == sh.NodeUID {
+				return errorf(ErrPlacementConflict, "shard %s and its master share node %d", sh.UID, sh.NodeUID)
+			}
+			if s.Policy.RackAware && s.Nodes[m.NodeUID].RackID == n.RackID {
+				return errorf(ErrPlacementConflict, "shard %s and its master share rack %q", sh.UID, n.RackID)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *State) applyDeleteBDB(p *DeleteBDB) (any, *Error) {
+	if _, ok := s.BDBs[p.UID]; !ok {
+		return nil, errorf(ErrBDBNotFound, "database %d does not exist", p.UID)
+	}
+	delete(s.BDBs, p.UID)
+	for id, sh := range s.Shards {
+		if sh.BDBUID == p.UID {
+			delete(s.Shards, id)
+		}
+	}
+	return nil, nil
+}
+
+func (s *State) applyUpdatePolicy(p *UpdatePolicy) (any, *Error) {
+	pol := s.Policy
+	if p.DefaultShardsPlacement != nil {
+		if v := *p.DefaultShardsPlacement; v != PlacementDense && v != PlacementSparse {
+			return nil, errorf(ErrInvalidParameter, "default_shards_placement must be dense or sparse, got %q", v)
+		}
+		pol.DefaultShardsPlacement = *p.DefaultShardsPlacement
+	}
+	if p.PersistentNodeRemoval != nil {
+		pol.PersistentNodeRemoval = *p.PersistentNodeRemoval
+	}
+	if p.RackAware != nil {
+		pol.RackAware = *p.RackAware
+	}
+	if p.ShardsOverbooking != nil {
+		pol.ShardsOverbooking = *p.ShardsOverbooking
+	}
+	s.Policy = pol
+	return pol, nil
+}
+
+func (s *State) applyUpdateNode(p *UpdateNode) (any, *Error) {
+	cur, ok := s.Nodes[p.UID]
+	if !ok {
+		return nil, errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
+	}
+	n := *cur
+	if p.AcceptServers != nil {
+		if *p.AcceptServers && n.Removing {
+			return nil, errorf(ErrInvalidParameter, "node %d is being removed and never accepts servers again", n.UID)
+		}
+		n.AcceptServers = *p.AcceptServers
+	}
+	if p.MaxRedisServers != nil {
+		if *p.MaxRedisServers < 0 {
+			return nil, errorf(ErrInvalidParameter, "max_redis_servers must not be negative")
+		}
+		n.MaxRedisServers = *p.MaxRedisServers
+	}
+	if p.RackID != nil {
+		n.RackID = *p.RackID
+	}
+	s.Nodes[n.UID] = &n
+	return n, nil
+}
+
+func (s *State) applyDeleteSnapshot(p *DeleteSnapshot) (any, *Error) {
+	n, ok := s.Nodes[p.Node]
+	if !ok {
+		return nil, errorf(ErrNodeNotFound, "node %d does not exist", p.Node)
+	}
+	list := s.Snapshots[p.Node]
+	for i, sn := range list {
+		if sn.Name != p.Name {
+			continue
+		}
+		if n.Maintenance && i == len(list)-1 {
+			return nil, errorf(ErrSnapshotInUse, "snapshot %q holds node %d's placement while it is in maintenance", p.Name, p.Node)
+		}
+		s.Snapshots[p.Node] = append(list[:i:i], list[i+1:]...)
+		if len(s.Snapshots[p.Node]) == 0 {
+			delete(s.Snapshots, p.Node)
+		}
+		return nil, nil
+	}
+	return nil, errorf(ErrSnapshotNotFound, "node %d has no snapshot %q", p.Node, p.Name)
+}

@@ -1,0 +1,169 @@
+package fsm
+
+import (
+	"maps"
+	"slices"
+	"strconv"
+)
+
+// Shard roles.
+const (
+	RoleMaster = "master"
+	RoleSlave  = "slave"
+)
+
+// Data persistence modes of a database.
+const (
+	PersistenceDisabled = "disabled"
+	PersistenceSnapshot = "snapshot"
+	PersistenceAOF      = "aof"
+)
+
+// Placement policies.
+const (
+	PlacementDense  = "dense"
+	PlacementSparse = "sparse"
+)
+
+// Policy is the cluster policy (SPEC §5.1).
+type Policy struct {
+	PersistentNodeRemoval  bool   `json:"persistent_node_removal"`
+	DefaultShardsPlacement string `json:"default_shards_placement"`
+	RackAware              bool   `json:"rack_aware"`
+	ShardsOverbooking      bool   `json:"shards_overbooking"`
+}
+
+// DefaultPolicy is the policy of a new cluster.
+func DefaultPolicy() Policy {
+	return Policy{DefaultShardsPlacement: PlacementDense}
+}
+
+// BDB is a database (SPEC §5).
+type BDB struct {
+	UID             int        `json:"uid"`
+	Name            string     `json:"name"`
+	MemorySize      int64      `json:"memory_size"`
+	ShardsCount     int        `json:"shards_count"`
+	Replication     bool       `json:"replication"`
+	CRDT            bool       `json:"crdt"`
+	DataPersistence string     `json:"data_persistence"`
+	Endpoints       []Endpoint `json:"endpoints"`
+	Status          string     `json:"status"`
+	CreatedAt       int64      `json:"created_at"`
+}
+
+// Endpoint is where clients reach a database; it is bound to one node.
+type Endpoint struct {
+	UID     string `json:"uid"`
+	NodeUID int    `json:"node_uid"`
+	Port    int    `json:"port"`
+}
+
+// Shard is one Redis shard of a database. A master and its replica share
+// AssignedSlots.
+type Shard struct {
+	UID           string `json:"uid"`
+	BDBUID        int    `json:"bdb_uid"`
+	NodeUID       int    `json:"node_uid"`
+	Role          string `json:"role"`
+	Status        string `json:"status"`
+	Memory        int64  `json:"memory"`
+	AssignedSlots string `json:"assigned_slots"`
+}
+
+// NodeSnapshot records a node's shards and endpoints, taken when it enters
+// maintenance so that it can be restored.
+type NodeSnapshot struct {
+	Name      string          `json:"name"`
+	Time      int64           `json:"time"`
+	Shards    []SnapshotShard `json:"shards"`
+	Endpoints []string        `json:"endpoints"`
+}
+
+// SnapshotShard is a shard as a snapshot remembers it.
+type SnapshotShard struct {
+	UID    string `json:"uid"`
+	BDBUID int    `json:"bdb_uid"`
+	Role   string `json:"role"`
+}
+
+// Usage is what a node hosts.
+type Usage struct {
+	Shards int
+	Memory int64
+}
+
+// Usage returns, per node uid, how many shards it hosts and their memory.
+func (s *State) Usage() map[int]Usage {
+	u := make(map[int]Usage, len(s.Nodes))
+	for _, sh := range s.Shards {
+		x := u[sh.NodeUID]
+		x.Shards++
+		x.Memory += sh.Memory
+		u[sh.NodeUID] = x
+	}
+	return u
+}
+
+// ShardUIDs returns shard uids in numeric order.
+func (s *State) ShardUIDs() []string {
+	ids := slices.Collect(maps.Keys(s.Shards))
+	slices.SortFunc(ids, compareUID)
+	return ids
+}
+
+// ShardsOf returns the shards of a database in uid order.
+func (s *State) ShardsOf(bdb int) []*Shard {
+	var out []*Shard
+	for _, id := range s.ShardUIDs() {
+		if sh := s.Shards[id]; sh.BDBUID == bdb {
+			out = append(out, sh)
+		}
+	}
+	return out
+}
+
+// ShardsOn returns the shards hosted by a node in uid order.
+func (s *State) ShardsOn(node int) []*Shard {
+	var out []*Shard
+	for _, id := range s.ShardUIDs() {
+		if sh := s.Shards[id]; sh.NodeUID == node {
+			out = append(out, sh)
+		}
+	}
+	return out
+}
+
+// PairOf returns the shard that shares sh's slots in its database with the
+// other role (its replica or master), or nil.
+func (s *State) PairOf(sh *Shard) *Shard {
+	for _, o := range s.Shards {
+		if o.BDBUID == sh.BDBUID && o.UID != sh.UID && o.AssignedSlots == sh.AssignedSlots {
+			return o
+		}
+	}
+	return nil
+}
+
+// BDBUIDs returns database uids in ascending order.
+func (s *State) BDBUIDs() []int { return slices.Sorted(maps.Keys(s.BDBs)) }
+
+// Accepts reports whether node n may receive shards and endpoints.
+func (n *Node) Accepts() bool {
+	return n.Status == NodeActive && n.AcceptServers && !n.Maintenance && !n.Removing
+}
+
+func compareUID(a, b string) int {
+	x, ex := strconv.Atoi(a)
+	y, ey := strconv.Atoi(b)
+	if ex == nil && ey == nil {
+		return x - y
+	}
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
