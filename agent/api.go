@@ -1,0 +1,181 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/gorilla/mux"
+)
+
+// Prefix is where the agent's node-to-node API is mounted.
+const Prefix = "/v1/internal/agent"
+
+// CopyRequest asks an agent to copy a shard from another node's agent.
+type CopyRequest struct {
+	Spec   Spec   `json:"spec"`
+	Source string `json:"source"` // API address of the node holding the shard
+}
+
+// Handler serves the node-to-node shard API. The caller must mount it
+// behind a check that the client presented a node certificate.
+func (a *Agent) Handler() http.Handler {
+	m := mux.NewRouter()
+	r := m.PathPrefix(Prefix).Subrouter()
+	r.HandleFunc("/shards", a.list).Methods("GET")
+	r.HandleFunc("/shards/{uid}", a.info).Methods("GET")
+	r.HandleFunc("/shards/{uid}", a.drop).Methods("DELETE")
+	r.HandleFunc("/shards/{uid}/data", a.data).Methods("GET")
+	r.HandleFunc("/shards/{uid}/copy", a.copyShard).Methods("POST")
+	r.HandleFunc("/shards/{uid}/role", a.role).Methods("POST")
+	r.HandleFunc("/shards/{uid}/persist", a.persist).Methods("POST")
+	return m
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	status, code := http.StatusInternalServerError, "internal_error"
+	switch {
+	case errors.Is(err, ErrNoShard):
+		status, code = http.StatusNotFound, "shard_not_found"
+	case errors.Is(err, ErrChecksum):
+		status, code = http.StatusBadGateway, "checksum_mismatch"
+	case errors.Is(err, ErrBadPersistence), errors.Is(err, errBadRequest):
+		status, code = http.StatusBadRequest, "invalid_parameter"
+	}
+	writeJSON(w, status, map[string]string{"error_code": code, "description": err.Error()})
+}
+
+var errBadRequest = errors.New("bad request")
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	return nil
+}
+
+func (a *Agent) list(w http.ResponseWriter, _ *http.Request) {
+	uids, err := a.cfg.Backend.List()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	out := []Info{}
+	for _, uid := range uids {
+		if info, err := a.cfg.Backend.Info(uid); err == nil {
+			out = append(out, info)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *Agent) info(w http.ResponseWriter, r *http.Request) {
+	info, err := a.cfg.Backend.Info(mux.Vars(r)["uid"])
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (a *Agent) drop(w http.ResponseWriter, r *http.Request) {
+	uid := mux.Vars(r)["uid"]
+	a.unstage(uid)
+	if err := a.cfg.Backend.Drop(r.Context(), uid); err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"uid": uid})
+}
+
+// data streams a shard to another node, capped by this node's limiter.
+func (a *Agent) data(w http.ResponseWriter, r *http.Request) {
+	rc, info, err := a.cfg.Backend.Open(mux.Vars(r)["uid"])
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
+	w.Header().Set(checksumHeader, info.Checksum)
+	w.Header().Set(sizeHeader, strconv.FormatInt(info.Size, 10))
+	w.WriteHeader(http.StatusOK)
+	if _, err := copyCtx(r.Context(), w, rc, a.cfg.Limiter); err != nil {
+		a.log.Warn("sending shard", "shard_uid", info.UID, "error", err)
+	}
+}
+
+// Headers of a shard data stream: the checksum the receiver verifies and
+// the size (Content-Length is not always visible to the client).
+const (
+	checksumHeader = "X-Cnm-Checksum"
+	sizeHeader     = "X-Cnm-Size"
+)
+
+func (a *Agent) copyShard(w http.ResponseWriter, r *http.Request) {
+	var req CopyRequest
+	if err := decode(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	uid := mux.Vars(r)["uid"]
+	if req.Spec.UID != uid || req.Source == "" {
+		writeErr(w, fmt.Errorf("%w: spec uid %q for shard %q, source %q", errBadRequest, req.Spec.UID, uid, req.Source))
+		return
+	}
+	a.stage(uid)
+	if err := a.cfg.Backend.CopyFrom(r.Context(), req.Spec, a.client.Source(req.Source)); err != nil {
+		a.unstage(uid)
+		writeErr(w, err)
+		return
+	}
+	info, err := a.cfg.Backend.Info(uid)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	a.log.Info("copied shard", "shard_uid", uid, "from", req.Source, "bytes", info.Size)
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (a *Agent) role(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Role string `json:"role"`
+	}
+	if err := decode(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if err := a.cfg.Backend.SwitchRole(r.Context(), mux.Vars(r)["uid"], req.Role); err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"role": req.Role})
+}
+
+func (a *Agent) persist(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Mode string `json:"mode"`
+	}
+	if err := decode(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if err := a.cfg.Backend.Persist(r.Context(), mux.Vars(r)["uid"], req.Mode); err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"mode": req.Mode})
+}

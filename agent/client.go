@@ -1,0 +1,128 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+)
+
+// Client calls other nodes' agents; executors move shards with it.
+type Client struct{ c *http.Client }
+
+// NewClient wraps an HTTP client that speaks mutual TLS to other nodes.
+func NewClient(c *http.Client) *Client { return &Client{c: c} }
+
+func (c *Client) call(ctx context.Context, method, addr, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encode agent request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+Prefix+path, rd)
+	if err != nil {
+		return fmt.Errorf("agent request: %w", err)
+	}
+	resp, err := c.c.Do(req)
+	if err != nil {
+		return fmt.Errorf("agent %s %s on %s: %w", method, path, addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return remoteError(resp)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode agent answer from %s: %w", addr, err)
+	}
+	return nil
+}
+
+func remoteError(resp *http.Response) error {
+	var e struct {
+		Code string `json:"error_code"`
+		Desc string `json:"description"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+	err := fmt.Errorf("agent answered %d %s: %s", resp.StatusCode, e.Code, e.Desc)
+	switch e.Code {
+	case "shard_not_found":
+		return fmt.Errorf("%w (%w)", ErrNoShard, err)
+	case "checksum_mismatch":
+		return fmt.Errorf("%w (%w)", ErrChecksum, err)
+	}
+	return err
+}
+
+// Copy asks the agent at target to copy spec's shard from the agent at source.
+func (c *Client) Copy(ctx context.Context, target string, spec Spec, source string) (Info, error) {
+	var info Info
+	err := c.call(ctx, http.MethodPost, target, "/shards/"+spec.UID+"/copy", CopyRequest{Spec: spec, Source: source}, &info)
+	return info, err
+}
+
+// Info asks the agent at addr about a shard.
+func (c *Client) Info(ctx context.Context, addr, uid string) (Info, error) {
+	var info Info
+	err := c.call(ctx, http.MethodGet, addr, "/shards/"+uid, nil, &info)
+	return info, err
+}
+
+// List asks the agent at addr for all its shards.
+func (c *Client) List(ctx context.Context, addr string) ([]Info, error) {
+	var out []Info
+	err := c.call(ctx, http.MethodGet, addr, "/shards", nil, &out)
+	return out, err
+}
+
+// SwitchRole asks the agent at addr to change a shard's role.
+func (c *Client) SwitchRole(ctx context.Context, addr, uid, role string) error {
+	return c.call(ctx, http.MethodPost, addr, "/shards/"+uid+"/role", map[string]string{"role": role}, nil)
+}
+
+// Persist asks the agent at addr to write a shard's persistence file.
+func (c *Client) Persist(ctx context.Context, addr, uid, mode string) error {
+	return c.call(ctx, http.MethodPost, addr, "/shards/"+uid+"/persist", map[string]string{"mode": mode}, nil)
+}
+
+// Drop asks the agent at addr to delete its copy of a shard.
+func (c *Client) Drop(ctx context.Context, addr, uid string) error {
+	return c.call(ctx, http.MethodDelete, addr, "/shards/"+uid, nil, nil)
+}
+
+// Source returns the agent at addr as a copy source.
+func (c *Client) Source(addr string) Source { return peerSource{c: c, addr: addr} }
+
+type peerSource struct {
+	c    *Client
+	addr string
+}
+
+func (p peerSource) Fetch(ctx context.Context, uid string) (io.ReadCloser, int64, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+p.addr+Prefix+"/shards/"+uid+"/data", nil)
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("fetch request: %w", err)
+	}
+	resp, err := p.c.c.Do(req)
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("fetch shard %s from %s: %w", uid, p.addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, 0, "", remoteError(resp)
+	}
+	size, err := strconv.ParseInt(resp.Header.Get(sizeHeader), 10, 64)
+	if err != nil {
+		resp.Body.Close()
+		return nil, 0, "", fmt.Errorf("fetch shard %s from %s: no length", uid, p.addr)
+	}
+	return resp.Body, size, resp.Header.Get(checksumHeader), nil
+}

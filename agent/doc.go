@@ -1,0 +1,14 @@
+// Package agent is the node agent inside every cnmd (SPEC §4.6): it hosts
+// the shards the replicated state assigns to this node, and serves the
+// node-to-node shard API that migrations use (copy a shard from another
+// node's agent with checksum verification and a bandwidth cap, report sync
+// and persistence state, switch roles, drop a copy).
+//
+// Shards live behind the Backend interface declared here, so that the
+// executors that move shards do not depend on how a shard is stored: the
+// file backend materialises each shard as a data file; a backend running
+// real redis-server processes can replace it.
+//
+// The agent reconciles: on start and after every change of the replicated
+// state it makes the node's shards match what the state assigns to it.
+package agent
