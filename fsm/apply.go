@@ -18,10 +18,23 @@ func (s *State) apply(c Command, index uint64) (any, *Error) {
 	case *AddNode:
 		return s.applyAddNode(p)
 	case *CreateUser:
+		if err := s.checkGrantsAdmin(p.Actor, p.User.Role, 0); err != nil {
+			return nil, err
+		}
 		return s.applyCreateUser(p, index)
 	case *UpdateUser:
+		role := ""
+		if p.Role != nil {
+			role = *p.Role
+		}
+		if err := s.checkGrantsAdmin(p.Actor, role, p.UID); err != nil {
+			return nil, err
+		}
 		return s.applyUpdateUser(p, index)
 	case *DeleteUser:
+		if err := s.checkGrantsAdmin(p.Actor, "", p.UID); err != nil {
+			return nil, err
+		}
 		return s.applyDeleteUser(p)
 	case *SetNodeStatus:
 		return s.applySetNodeStatus(p)
@@ -63,6 +76,25 @@ func (s *State) checkActor(a Actor) *Error {
 	u, ok := s.Users[a.UID]
 	if !ok || u.Revision != a.Revision {
 		return errorf(ErrUnauthorized, "the credentials of user %d changed while the request was in flight", a.UID)
+	}
+	return nil
+}
+
+// checkGrantsAdmin keeps user managers from making admins or changing
+// them: only an admin may give the admin role or touch an admin user, so
+// that user_manager cannot raise itself to admin.
+func (s *State) checkGrantsAdmin(a Actor, newRole string, target int) *Error {
+	if a.UID == 0 {
+		return nil
+	}
+	if actor := s.Users[a.UID]; actor != nil && actor.Role == RoleAdmin {
+		return nil
+	}
+	if newRole == RoleAdmin {
+		return errorf(ErrForbidden, "only an admin may give the admin role")
+	}
+	if t, ok := s.Users[target]; ok && t.Role == RoleAdmin {
+		return errorf(ErrForbidden, "only an admin may change or delete admin user %d", target)
 	}
 	return nil
 }

@@ -37,6 +37,7 @@ var (
 	ErrInvalidParameter    = &Error{Code: "invalid_parameter"}
 	ErrAlreadyBootstrapped = &Error{Code: "already_bootstrapped"}
 	ErrNotBootstrapped     = &Error{Code: "not_bootstrapped"}
+	ErrForbidden           = &Error{Code: "forbidden"}
 	ErrBDBExists           = &Error{Code: "bdb_exists"}
 	ErrBDBNotFound         = &Error{Code: "bdb_not_found"}
 	// ErrPlacementConflict: the state changed since the placement was

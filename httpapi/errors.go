@@ -29,6 +29,12 @@ func errNotFound(code, desc string) *apiError {
 // fsmStatus maps domain error codes decided by Apply to HTTP statuses.
 var fsmStatus = map[string]int{
 	fsm.ErrUserExists.Code:          http.StatusConflict,
+	fsm.ErrForbidden.Code:           http.StatusForbidden,
+	fsm.ErrBDBExists.Code:           http.StatusConflict,
+	fsm.ErrBDBNotFound.Code:         http.StatusNotFound,
+	fsm.ErrPlacementConflict.Code:   http.StatusConflict,
+	fsm.ErrSnapshotNotFound.Code:    http.StatusNotFound,
+	fsm.ErrSnapshotInUse.Code:       http.StatusForbidden,
 	fsm.ErrUserNotFound.Code:        http.StatusNotFound,
 	fsm.ErrNodeNotFound.Code:        http.StatusNotFound,
 	fsm.ErrNodeExists.Code:          http.StatusConflict,

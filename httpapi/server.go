@@ -119,24 +119,27 @@ type route struct {
 	method, path, perm string
 	kind               kind
 	h                  handler
+	// openBeforeCluster: answered without credentials while no cluster
+	// exists (GET /v1/bootstrap, SPEC §2).
+	openBeforeCluster bool
 }
 
 func (s *Server) routes() {
 	rs := []route{
-		{"GET", "/v1/ping", "", public, s.ping},
-		{"GET", "/v1/bootstrap", permAuthenticated, local, s.getBootstrap},
-		{"GET", "/v1/cluster", PermViewClusterInfo, read, s.getCluster},
-		{"GET", "/v1/nodes", PermViewAllNodesInfo, read, s.listNodes},
-		{"GET", "/v1/nodes/{uid}", PermViewNodeInfo, read, s.getNode},
-		{"GET", "/v1/users", PermViewAllUsersInfo, read, s.listUsers},
-		{"POST", "/v1/users", PermCreateNewUser, write, s.createUser},
-		{"GET", "/v1/users/permissions", permAuthenticated, read, s.getPermissions},
-		{"GET", "/v1/users/{uid}", PermViewAllUsersInfo, read, s.getUser},
-		{"PUT", "/v1/users/{uid}", PermUpdateUser, write, s.updateUser},
-		{"DELETE", "/v1/users/{uid}", PermDeleteUser, write, s.deleteUser},
-		{"POST", "/v1/internal/join", PermUpdateCluster, write, s.join},
-		{"POST", "/v1/internal/join/voter", PermUpdateCluster, write, s.joinVoter},
-		{"GET", "/v1/internal/read-index", "", peer, s.readIndex},
+		{"GET", "/v1/ping", "", public, s.ping, false},
+		{"GET", "/v1/bootstrap", permAuthenticated, local, s.getBootstrap, true},
+		{"GET", "/v1/cluster", PermViewClusterInfo, read, s.getCluster, false},
+		{"GET", "/v1/nodes", PermViewAllNodesInfo, read, s.listNodes, false},
+		{"GET", "/v1/nodes/{uid}", PermViewNodeInfo, read, s.getNode, false},
+		{"GET", "/v1/users", PermViewAllUsersInfo, read, s.listUsers, false},
+		{"POST", "/v1/users", PermCreateNewUser, write, s.createUser, false},
+		{"GET", "/v1/users/permissions", permAuthenticated, read, s.getPermissions, false},
+		{"GET", "/v1/users/{uid}", PermViewAllUsersInfo, read, s.getUser, false},
+		{"PUT", "/v1/users/{uid}", PermUpdateUser, write, s.updateUser, false},
+		{"DELETE", "/v1/users/{uid}", PermDeleteUser, write, s.deleteUser, false},
+		{"POST", "/v1/internal/join", PermUpdateCluster, write, s.join, false},
+		{"POST", "/v1/internal/join/voter", PermUpdateCluster, write, s.joinVoter, false},
+		{"GET", "/v1/internal/read-index", "", peer, s.readIndex, false},
 	}
 	m := mux.NewRouter()
 	for _, rt := range rs {
@@ -241,6 +244,13 @@ func (s *Server) authorize(r *http.Request, perm string) (principal, error) {
 }
 
 func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, rt route) error {
+	if rt.openBeforeCluster {
+		open := false
+		s.fsm.Read(func(st *fsm.State, _ uint64) { open = !st.Bootstrapped() })
+		if open {
+			return rt.h(w, r, principal{})
+		}
+	}
 	p, err := s.authorize(r, rt.perm)
 	if err != nil {
 		return err
@@ -248,21 +258,40 @@ func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, rt route) er
 	return rt.h(w, r, p)
 }
 
+// authorizeLinearized checks credentials against the local state and, if
+// they fail there, once more after catching up with the leader: this node
+// may not yet have applied a user created or changed moments ago. Without
+// a leader, the local verdict stands.
+func (s *Server) authorizeLinearized(r *http.Request, perm string) (principal, error) {
+	p, err := s.authorize(r, perm)
+	if err == nil {
+		return p, nil
+	}
+	if s.linearize(r.Context()) != nil {
+		return principal{}, err
+	}
+	return s.authorize(r, perm)
+}
+
 func (s *Server) serveRead(w http.ResponseWriter, r *http.Request, rt route) error {
 	q, err := parseReadQuery(r)
 	if err != nil {
+		return err
+	}
+	// Check the caller before waiting on anything on their behalf.
+	if _, err := s.authorizeLinearized(r, rt.perm); err != nil {
 		return err
 	}
 	if q.blocking {
 		s.waitIndex(r.Context(), q.index, q.wait)
 	}
 	if !q.stale {
-		// Authenticate after the barrier too, so that a password or role
-		// changed before this read began is already in force.
 		if err := s.linearize(r.Context()); err != nil {
 			return err
 		}
 	}
+	// Authenticate again on the state the answer comes from, so that a
+	// password or role changed before this read began is in force.
 	p, err := s.authorize(r, rt.perm)
 	if err != nil {
 		return err

@@ -39,7 +39,7 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rt route) er
 	if err != nil {
 		return err
 	}
-	p, err := s.authorize(r, rt.perm)
+	p, err := s.authorizeLinearized(r, rt.perm)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,81 @@
+package httpapi_test
+
+import (
+	"crypto/x509"
+	"net/http"
+	"reflect"
+	"testing"
+	"time"
+
+	"cnm/fsm"
+	"cnm/httpapi"
+	"cnm/pki"
+)
+
+func TestJoin_AdmitsANodeThenMakesItAVoter(t *testing.T) {
+	e := newEnv(t)
+	_, csr, err := pki.NewKeyAndCSR(2, []string{"127.0.0.2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"uid":2,"api_addr":"127.0.0.2:9443","raft_addr":"127.0.0.2:9444","csr":` + jsonString(string(csr)) +
+		`,"total_memory":1073741824,"max_redis_servers":10,"rack_id":"r2","software_version":"test"}`
+
+	w := e.call("admin", "POST", "/v1/internal/join", body)
+	mustStatus(t, w, http.StatusOK)
+	var resp httpapi.JoinResponse
+	decodeInto(t, w, &resp)
+	ca, err := testCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ClusterName != testClusterName || resp.CAPEM != string(ca.CertPEM) {
+		t.Fatalf("join answer: cluster %q, CA matches: %v", resp.ClusterName, resp.CAPEM == string(ca.CertPEM))
+	}
+	cert, err := pki.ParseCert([]byte(resp.CertPEM))
+	if err != nil {
+		t.Fatalf("node certificate: %v", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: time.Now(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("node certificate does not chain to the cluster CA: %v", err)
+	}
+	n := e.state().Nodes[2]
+	want := fsm.Node{UID: 2, Addr: "127.0.0.2", APIAddr: "127.0.0.2:9443", RaftAddr: "127.0.0.2:9444",
+		Status: fsm.NodeProvisioning, AcceptServers: true, MaxRedisServers: 10, TotalMemory: 1 << 30,
+		RackID: "r2", SoftwareVersion: "test"}
+	if n == nil {
+		t.Fatalf("node 2 not recorded")
+	}
+	joined := n.JoinedAt
+	n.JoinedAt = 0
+	if !reflect.DeepEqual(*n, want) {
+		t.Fatalf("node 2 = %+v\nwant %+v", *n, want)
+	}
+	if _, voters := e.raft.calls(); len(voters) != 0 {
+		t.Fatalf("voters added before the second step: %v", voters)
+	}
+
+	w = e.call("admin", "POST", "/v1/internal/join/voter", `{"uid":2}`)
+	mustStatus(t, w, http.StatusOK)
+	var view nodeJSON
+	decodeInto(t, w, &view)
+	if view.UID != 2 || view.Status != "active" || view.RaftAddr != "127.0.0.2:9444" {
+		t.Fatalf("voter answer = %+v", view)
+	}
+	if _, voters := e.raft.calls(); !reflect.DeepEqual(voters, []voterCall{{UID: 2, RaftAddr: "127.0.0.2:9444"}}) {
+		t.Fatalf("AddVoter calls = %v", voters)
+	}
+	if got := e.state().Nodes[2].Status; got != fsm.NodeActive {
+		t.Fatalf("node 2 status = %q, want active", got)
+	}
+
+	// A join retried after a lost answer keeps the first record.
+	w = e.call("admin", "POST", "/v1/internal/join", body)
+	mustStatus(t, w, http.StatusOK)
+	if n := e.state().Nodes[2]; n.Status != fsm.NodeActive || n.JoinedAt != joined {
+		t.Fatalf("a repeated join changed node 2: %+v", n)
+	}
+}
