@@ -1,0 +1,90 @@
+package daemon
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+func TestParseFlags_FlagsEnvAndDefaults(t *testing.T) {
+	env := map[string]string{"CNM_UID": "4", "CNM_DATA_DIR": "/env/dir", "CNM_MIGRATION_RATE": "1048576"}
+	getenv := func(k string) string { return env[k] }
+	tests := []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, c Config, o Options)
+	}{
+		{"env fills what flags leave out", nil, func(t *testing.T, c Config, o Options) {
+			if c.UID != 4 || c.DataDir != "/env/dir" || o.MigrationRate != 1<<20 {
+				t.Errorf("got uid %d dir %q rate %d", c.UID, c.DataDir, o.MigrationRate)
+			}
+			if c.APIAddr != "127.0.0.1:9443" || c.RaftAddr != "127.0.0.1:9444" || c.Memory != DefaultMemory || c.MaxShards != DefaultMaxShards {
+				t.Errorf("defaults: %+v", c)
+			}
+			if o.ShardFileScale != 1.0/1024 || o.LogLevel != slog.LevelInfo || o.LogFormat != "text" {
+				t.Errorf("option defaults: %+v", o)
+			}
+		}},
+		{"flags win over env", []string{"--uid", "2", "--data-dir", "/flag", "--bootstrap", "--raft-heartbeat-timeout", "300ms", "--log-level", "debug", "--log-format", "json"},
+			func(t *testing.T, c Config, o Options) {
+				if c.UID != 2 || c.DataDir != "/flag" || !c.Bootstrap || c.Raft.HeartbeatTimeout != 300*time.Millisecond {
+					t.Errorf("got %+v", c)
+				}
+				if o.LogLevel != slog.LevelDebug || o.LogFormat != "json" {
+					t.Errorf("got %+v", o)
+				}
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, o, err := ParseFlags(tc.args, getenv, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c, o)
+		})
+	}
+}
+
+func TestParseFlags_RefusesBadInput(t *testing.T) {
+	for _, args := range [][]string{
+		{"--log-format", "xml"},
+		{"--log-level", "loud"},
+		{"--migration-rate", "-1"},
+		{"--shard-file-scale", "0"},
+		{"--uid", "x"},
+		{"stray"},
+	} {
+		if _, _, err := ParseFlags(args, func(string) string { return "" }, io.Discard); err == nil {
+			t.Errorf("%v: accepted", args)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{UID: 1, DataDir: "/d", APIAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"}
+	if err := ok.validate(); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	for name, mut := range map[string]func(*Config){
+		"no uid":        func(c *Config) { c.UID = 0 },
+		"no data dir":   func(c *Config) { c.DataDir = "" },
+		"bad api addr":  func(c *Config) { c.APIAddr = "nowhere" },
+		"bad raft addr": func(c *Config) { c.RaftAddr = "" },
+		"both modes":    func(c *Config) { c.Bootstrap, c.Join = true, "https://x:1" },
+	} {
+		c := ok
+		mut(&c)
+		if err := c.validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestStart_WithoutStateOrModeSaysWhatToDo(t *testing.T) {
+	_, err := Start(t.Context(), Config{UID: 1, DataDir: t.TempDir(), APIAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0"})
+	if err != ErrNoClusterState {
+		t.Fatalf("got %v, want ErrNoClusterState", err)
+	}
+}
