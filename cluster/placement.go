@@ -62,7 +62,7 @@ type NoHomeError struct {
 }
 
 func (e *NoHomeError) Error() string {
-	return fmt.Sprintf("shard %s (%d bytes): %s", e.Shard, e.Memory, e.Reason)
+	return fmt.Sprintf("shard %s of %d bytes has no home: %s", e.Shard, e.Memory, e.Reason)
 }
 
 func (e *NoHomeError) Unwrap() error { return ErrNoHome }
@@ -347,5 +347,5 @@ func (p *planner) reason(i int) string {
 	add("rack", "on the rack of its master or replica")
 	add("avoid", "being emptied")
 	add("ineligible", "not accepting shards")
-	return "no node can host it: " + strings.Join(parts, ", ")
+	return "of the nodes, " + strings.Join(parts, ", ")
 }

@@ -36,6 +36,18 @@ func PolicyOf(st *fsm.State) Policy {
 // ErrInsufficientResources is returned when a request cannot be placed.
 var ErrInsufficientResources = errors.New("insufficient resources")
 
+// InsufficientError says which request could not be placed and why; it
+// matches ErrInsufficientResources and wraps the planner's *NoHomeError.
+type InsufficientError struct {
+	What string
+	Err  error
+}
+
+func (e *InsufficientError) Error() string { return e.What + ": " + e.Err.Error() }
+
+// Unwrap returns both the sentinel and the planner's error.
+func (e *InsufficientError) Unwrap() []error { return []error{ErrInsufficientResources, e.Err} }
+
 // PlanBDB places a new database's shards (master then replica, slot range by
 // slot range, as fsm.CreateBDB expects) and picks the node of its endpoint:
 // the node of its first master. The error, wrapping
@@ -59,7 +71,7 @@ func PlanBDB(st *fsm.State, b fsm.BDB) (placement []int, endpointNode int, err e
 	}
 	placement, err = Plan(Candidates(st), needs, PolicyOf(st))
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: database %q: shard %w", ErrInsufficientResources, b.Name, err)
+		return nil, 0, &InsufficientError{What: fmt.Sprintf("database %q", b.Name), Err: err}
 	}
 	return placement, placement[0], nil
 }

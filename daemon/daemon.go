@@ -11,10 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"cnm/agent"
+	"cnm/cluster"
 	"cnm/fsm"
 	"cnm/httpapi"
 	"cnm/pki"
@@ -39,6 +42,15 @@ type Config struct {
 	Memory    int64
 	MaxShards int
 	RackID    string
+
+	// MigrationRate caps the bytes per second of shard copies this node
+	// sends or receives (0: unlimited); ShardFileScale is bytes of shard
+	// data file per byte of shard memory.
+	MigrationRate  int64
+	ShardFileScale float64
+	// DownAfter is how long the leader waits for a silent node before it
+	// marks it down (default 3 s); nodes are probed every DownAfter/6.
+	DownAfter time.Duration
 
 	// Raft timeouts; zero takes raftnode's LAN defaults.
 	Raft raftnode.Config
@@ -73,9 +85,14 @@ type Node struct {
 	raft   *raftnode.Node
 	api    *httpapi.Server
 	peers  *httpapi.PeerClient
+	agent  *agent.Agent
 	srv    *http.Server
 	ln     net.Listener
 	served chan error
+
+	// background work: the agent and the leader loop.
+	stopBG context.CancelFunc
+	bg     sync.WaitGroup
 }
 
 func (c *Config) validate() error {
@@ -108,6 +125,12 @@ func (c *Config) withDefaults() {
 	}
 	if c.BcryptCost == 0 {
 		c.BcryptCost = bcrypt.DefaultCost
+	}
+	if c.ShardFileScale == 0 {
+		c.ShardFileScale = 1.0 / 1024
+	}
+	if c.DownAfter == 0 {
+		c.DownAfter = 3 * time.Second
 	}
 	if c.JoinTimeout == 0 {
 		c.JoinTimeout = time.Minute
@@ -218,10 +241,20 @@ func (n *Node) open(mat pki.Material) error {
 		return err
 	}
 	apiTLS.NextProtos = []string{"h2", "http/1.1"}
-	n.peers = httpapi.NewPeerClient(clientTLS, cfg.host(), httpapi.DialFunc(cfg.Dial))
+	peerHTTP := httpapi.NewPeerHTTPClient(clientTLS, cfg.host(), httpapi.DialFunc(cfg.Dial))
+	n.peers = httpapi.NewPeerClient(peerHTTP)
+	limiter := agent.NewLimiter(cfg.MigrationRate)
+	backend, err := agent.NewFileBackend(filepath.Join(cfg.DataDir, "shards"), limiter)
+	if err != nil {
+		_ = r.Shutdown()
+		return err
+	}
+	n.agent = agent.New(agent.Config{NodeUID: cfg.UID, FSM: r.FSM(), Backend: backend, Limiter: limiter,
+		Scale: cfg.ShardFileScale, Client: peerHTTP, Logger: cfg.Logger})
 	n.api = httpapi.New(httpapi.Config{
 		Raft: r, Peers: n.peers, Hold: cfg.Hold, BcryptCost: cfg.BcryptCost,
 		Version: Version, APIAddr: cfg.APIAddr, RaftAddr: cfg.RaftAddr, Logger: cfg.Logger,
+		Agent: n.agent.Handler(), AgentPrefix: agent.Prefix,
 	})
 	ln, err := cfg.Listen("tcp", cfg.APIAddr)
 	if err != nil {
@@ -240,6 +273,16 @@ func (n *Node) open(mat pki.Material) error {
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	go func() { n.served <- n.srv.Serve(tls.NewListener(ln, apiTLS)) }()
+
+	bg, stop := context.WithCancel(context.Background())
+	n.stopBG = stop
+	loop := cluster.NewLeaderLoop(r, cfg.Logger, &cluster.Liveness{
+		Self: cfg.UID, FSM: r.FSM(), Probe: n.peers, Raft: r,
+		Interval: cfg.DownAfter / 6, DownAfter: cfg.DownAfter, Log: cfg.Logger.With("component", "liveness"),
+	})
+	n.bg.Add(2)
+	go func() { defer n.bg.Done(); n.agent.Run(bg) }()
+	go func() { defer n.bg.Done(); loop.Run(bg) }()
 	n.log.Info("node started", "api_addr", cfg.APIAddr, "raft_addr", cfg.RaftAddr)
 	return nil
 }
@@ -268,6 +311,8 @@ func (n *Node) Close(ctx context.Context) error {
 			n.log.Warn("leadership transfer on shutdown", "error", err)
 		}
 	}
+	n.stopBG()
+	n.bg.Wait()
 	n.peers.Close()
 	if err := n.raft.Shutdown(); err != nil {
 		errs = append(errs, err)
@@ -280,6 +325,8 @@ func (n *Node) Close(ctx context.Context) error {
 // connections dropped. Tests use it as an in-process SIGKILL.
 func (n *Node) Kill() {
 	_ = n.srv.Close()
+	n.stopBG()
+	n.bg.Wait()
 	n.peers.Close()
 	_ = n.raft.Shutdown()
 }

@@ -16,9 +16,6 @@ import (
 type Options struct {
 	LogFormat string
 	LogLevel  slog.Level
-	// MigrationRate and ShardFileScale configure the node agents (SPEC §4.6).
-	MigrationRate  int64
-	ShardFileScale float64
 }
 
 // ParseFlags reads cnmd's flags (SPEC §1.1), falling back to the CNM_*
@@ -58,8 +55,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Int64Var(&c.Memory, "memory", DefaultMemory, "this node's memory for shards, in bytes")
 	fs.IntVar(&c.MaxShards, "max-shards", DefaultMaxShards, "most shards this node hosts")
 	fs.StringVar(&c.RackID, "rack-id", "", "this node's rack")
-	fs.Int64Var(&o.MigrationRate, "migration-rate", envInt("CNM_MIGRATION_RATE", 0), "bandwidth cap in bytes/s for shard copies; 0 = unlimited (CNM_MIGRATION_RATE)")
-	fs.Float64Var(&o.ShardFileScale, "shard-file-scale", envFloat("CNM_SHARD_FILE_SCALE", 1.0/1024), "bytes of shard data file per byte of shard memory (CNM_SHARD_FILE_SCALE)")
+	fs.Int64Var(&c.MigrationRate, "migration-rate", envInt("CNM_MIGRATION_RATE", 0), "bandwidth cap in bytes/s for shard copies; 0 = unlimited (CNM_MIGRATION_RATE)")
+	fs.Float64Var(&c.ShardFileScale, "shard-file-scale", envFloat("CNM_SHARD_FILE_SCALE", 1.0/1024), "bytes of shard data file per byte of shard memory (CNM_SHARD_FILE_SCALE)")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.Raft.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "raft heartbeat timeout (default 200ms)")
@@ -79,7 +76,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		return c, o, fmt.Errorf("--log-format must be text or json, got %q", o.LogFormat)
 	}
-	if o.MigrationRate < 0 || o.ShardFileScale <= 0 {
+	if c.MigrationRate < 0 || c.ShardFileScale <= 0 {
 		return c, o, errors.New("--migration-rate must be >= 0 and --shard-file-scale > 0")
 	}
 	return c, o, nil

@@ -16,13 +16,13 @@ func TestParseFlags_FlagsEnvAndDefaults(t *testing.T) {
 		check func(t *testing.T, c Config, o Options)
 	}{
 		{"env fills what flags leave out", nil, func(t *testing.T, c Config, o Options) {
-			if c.UID != 4 || c.DataDir != "/env/dir" || o.MigrationRate != 1<<20 {
-				t.Errorf("got uid %d dir %q rate %d", c.UID, c.DataDir, o.MigrationRate)
+			if c.UID != 4 || c.DataDir != "/env/dir" || c.MigrationRate != 1<<20 {
+				t.Errorf("got uid %d dir %q rate %d", c.UID, c.DataDir, c.MigrationRate)
 			}
 			if c.APIAddr != "127.0.0.1:9443" || c.RaftAddr != "127.0.0.1:9444" || c.Memory != DefaultMemory || c.MaxShards != DefaultMaxShards {
 				t.Errorf("defaults: %+v", c)
 			}
-			if o.ShardFileScale != 1.0/1024 || o.LogLevel != slog.LevelInfo || o.LogFormat != "text" {
+			if c.ShardFileScale != 1.0/1024 || o.LogLevel != slog.LevelInfo || o.LogFormat != "text" {
 				t.Errorf("option defaults: %+v", o)
 			}
 		}},

@@ -71,7 +71,7 @@ func (n *Node) joinSecondStep(ctx context.Context, mat pki.Material) error {
 func joinClient(cfg Config, tc *tls.Config) *http.Client {
 	host := cfg.host()
 	return &http.Client{Transport: &http.Transport{
-		TLSClientConfig: tc,
+		TLSClientConfig: tc.Clone(),
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return cfg.Dial(ctx, network, host, addr)
 		},

@@ -29,10 +29,12 @@ type PeerClient struct {
 // lead), so it may be sent again.
 var errRetryable = errors.New("retryable")
 
-// NewPeerClient makes a client whose connections leave from localHost.
-func NewPeerClient(tlsCfg *tls.Config, localHost string, dial DialFunc) *PeerClient {
+// NewPeerHTTPClient makes the HTTP client a node calls its peers with: its
+// connections leave from localHost and present the node's certificate.
+func NewPeerHTTPClient(tlsCfg *tls.Config, localHost string, dial DialFunc) *http.Client {
 	tr := &http.Transport{
-		TLSClientConfig: tlsCfg,
+		// A copy: the HTTP/2 setup writes to it, and raft reads the original.
+		TLSClientConfig: tlsCfg.Clone(),
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return dial(ctx, network, localHost, addr)
 		},
@@ -41,7 +43,28 @@ func NewPeerClient(tlsCfg *tls.Config, localHost string, dial DialFunc) *PeerCli
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 2 * time.Second,
 	}
-	return &PeerClient{client: &http.Client{Transport: tr}}
+	return &http.Client{Transport: tr}
+}
+
+// NewPeerClient wraps a client made by NewPeerHTTPClient.
+func NewPeerClient(c *http.Client) *PeerClient { return &PeerClient{client: c} }
+
+// Ping checks that the node at addr answers.
+func (c *PeerClient) Ping(ctx context.Context, addr string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v1/ping", nil)
+	if err != nil {
+		return fmt.Errorf("ping request: %w", err)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("ping %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("ping %s: status %d", addr, resp.StatusCode)
+	}
+	return nil
 }
 
 // Close drops idle connections.

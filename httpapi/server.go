@@ -42,7 +42,11 @@ type Config struct {
 	Version      string
 	// APIAddr and RaftAddr describe this node for GET /v1/bootstrap.
 	APIAddr, RaftAddr string
-	Logger            *slog.Logger
+	// Agent serves the node agent's node-to-node API under AgentPrefix,
+	// to peers only (nil: not mounted).
+	Agent       http.Handler
+	AgentPrefix string
+	Logger      *slog.Logger
 }
 
 // Defaults.
@@ -56,19 +60,21 @@ const (
 
 // Server is the REST API of one node.
 type Server struct {
-	raft       Raft
-	fsm        *fsm.FSM
-	peers      *PeerClient
-	hold       time.Duration
-	bcryptCost int
-	auth       *authCache
-	dummyHash  []byte
-	version    string
-	apiAddr    string
-	raftAddr   string
-	started    time.Time
-	log        *slog.Logger
-	router     *mux.Router
+	raft        Raft
+	fsm         *fsm.FSM
+	peers       *PeerClient
+	hold        time.Duration
+	bcryptCost  int
+	auth        *authCache
+	dummyHash   []byte
+	version     string
+	apiAddr     string
+	raftAddr    string
+	started     time.Time
+	log         *slog.Logger
+	router      *mux.Router
+	agent       http.Handler
+	agentPrefix string
 }
 
 // New builds the API and its router.
@@ -93,7 +99,8 @@ func New(cfg Config) *Server {
 		raft: cfg.Raft, fsm: cfg.Raft.FSM(), peers: cfg.Peers, hold: cfg.Hold,
 		bcryptCost: cfg.BcryptCost, auth: newAuthCache(cfg.AuthCacheTTL, 8192), dummyHash: dummy,
 		version: cfg.Version, apiAddr: cfg.APIAddr, raftAddr: cfg.RaftAddr, started: time.Now(),
-		log: cfg.Logger.With("component", "api", "node_uid", cfg.Raft.ID()),
+		log:   cfg.Logger.With("component", "api", "node_uid", cfg.Raft.ID()),
+		agent: cfg.Agent, agentPrefix: cfg.AgentPrefix,
 	}
 	s.routes()
 	return s
@@ -130,7 +137,20 @@ func (s *Server) routes() {
 		{"GET", "/v1/bootstrap", permAuthenticated, local, s.getBootstrap, true},
 		{"GET", "/v1/cluster", PermViewClusterInfo, read, s.getCluster, false},
 		{"GET", "/v1/nodes", PermViewAllNodesInfo, read, s.listNodes, false},
+		{"GET", "/v1/nodes/status", PermViewAllNodesInfo, read, s.nodesStatus, false},
 		{"GET", "/v1/nodes/{uid}", PermViewNodeInfo, read, s.getNode, false},
+		{"PUT", "/v1/nodes/{uid}", PermUpdateNode, write, s.putNode, false},
+		{"GET", "/v1/nodes/{uid}/status", PermViewNodeInfo, read, s.nodeStatus, false},
+		{"GET", "/v1/nodes/{uid}/snapshots", PermViewNodeInfo, read, s.listSnapshots, false},
+		{"DELETE", "/v1/nodes/{uid}/snapshots/{name}", PermUpdateNode, write, s.deleteSnapshot, false},
+		{"GET", "/v1/bdbs", PermViewAllBDBsInfo, read, s.listBDBs, false},
+		{"POST", "/v1/bdbs", PermCreateBDB, write, s.createBDB, false},
+		{"GET", "/v1/bdbs/{uid}", PermViewBDBInfo, read, s.getBDB, false},
+		{"DELETE", "/v1/bdbs/{uid}", PermDeleteBDB, write, s.deleteBDB, false},
+		{"GET", "/v1/shards", PermViewAllShardStats, read, s.listShards, false},
+		{"GET", "/v1/shards/{uid}", PermViewAllShardStats, read, s.getShard, false},
+		{"GET", "/v1/cluster/policy", PermViewClusterInfo, read, s.getPolicy, false},
+		{"PUT", "/v1/cluster/policy", PermUpdateCluster, write, s.putPolicy, false},
 		{"GET", "/v1/users", PermViewAllUsersInfo, read, s.listUsers, false},
 		{"POST", "/v1/users", PermCreateNewUser, write, s.createUser, false},
 		{"GET", "/v1/users/permissions", permAuthenticated, read, s.getPermissions, false},
@@ -144,6 +164,16 @@ func (s *Server) routes() {
 	m := mux.NewRouter()
 	for _, rt := range rs {
 		m.Handle(rt.path, s.serve(rt)).Methods(rt.method)
+	}
+	if s.agent != nil {
+		m.PathPrefix(s.agentPrefix + "/").Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !fromPeer(r) {
+				s.writeError(w, r, &apiError{Status: http.StatusForbidden, Code: "forbidden",
+					Description: "this endpoint is for cluster nodes and needs a node certificate"})
+				return
+			}
+			s.agent.ServeHTTP(w, r)
+		}))
 	}
 	m.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNotFound("not_found", "no endpoint "+r.URL.Path))

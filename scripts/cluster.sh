@@ -291,7 +291,7 @@ members_ready() {
 # create_demo_db: create database "demo" unless it exists; skipped when this build has no
 # /v1/bdbs endpoint.
 create_demo_db() {
-  local body='{"name":"demo","memory_size":1073741824,"shards_count":4,"replication":true}'
+  local body='{"name":"demo","memory_size":1073741824,"shards_count":4,"replication":true,"data_persistence":"snapshot"}'
   local skipped="demo database skipped: this build of cnmd has no /v1/bdbs endpoint"
   api GET "$(api_url 1)/v1/bdbs"
   case $API_STATUS in
@@ -304,6 +304,10 @@ create_demo_db() {
     404) echo "$skipped"; return 0 ;;
     *) die "GET /v1/bdbs answered HTTP $API_STATUS: $API_BODY" ;;
   esac
+  # Spread the demo's shards over every node, so that node actions have
+  # something to move wherever they are pointed.
+  api PUT "$(api_url 1)/v1/cluster/policy" '{"default_shards_placement":"sparse"}'
+  [[ $API_STATUS == 200 ]] || die "PUT /v1/cluster/policy answered HTTP $API_STATUS: $API_BODY"
   API_TIMEOUT=30 api POST "$(api_url 1)/v1/bdbs" "$body"
   case $API_STATUS in
     200) echo "demo database: created (uid $(jq -r '.uid // "?"' <<<"$API_BODY"), 1 GiB, 4 shards, replicated)" ;;

@@ -56,6 +56,9 @@ type Options struct {
 	// Hold is the no-leader hold of the API (default 2 s, shorter than the
 	// product's 5 s so that quorum-loss tests finish sooner).
 	Hold time.Duration
+	// DownAfter is how long the leader waits before marking a silent node
+	// down (default 1 s here).
+	DownAfter time.Duration
 }
 
 // HostOf is the loopback address of node uid.
@@ -67,6 +70,9 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	if opts.Hold == 0 {
 		opts.Hold = 2 * time.Second
+	}
+	if opts.DownAfter == 0 {
+		opts.DownAfter = time.Second
 	}
 	c := &Cluster{
 		t:   t,
@@ -92,8 +98,9 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 			UID: uid, DataDir: filepath.Join(base, fmt.Sprintf("node-%d", uid)),
 			APIAddr: apiAddr, RaftAddr: raftAddr,
 			AdminUser: AdminUser, AdminPassword: AdminPassword,
-			Raft: opts.Raft, Hold: opts.Hold, BcryptCost: bcrypt.MinCost,
-			Listen: c.Net.Listen, Dial: c.Net.Dial,
+			Raft: opts.Raft, Hold: opts.Hold, BcryptCost: bcrypt.MinCost, DownAfter: opts.DownAfter,
+			ShardFileScale: 1.0 / (1 << 20),
+			Listen:         c.Net.Listen, Dial: c.Net.Dial,
 			Logger: testLogger(t, uid),
 		}
 		if uid == 1 {

@@ -1,0 +1,402 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"cnm/cluster"
+	"cnm/fsm"
+)
+
+// shardView is a shard as the API shows it: uids of shards and their nodes
+// are strings (SPEC §5).
+type shardView struct {
+	UID           string `json:"uid"`
+	BDBUID        int    `json:"bdb_uid"`
+	NodeUID       string `json:"node_uid"`
+	Role          string `json:"role"`
+	Status        string `json:"status"`
+	Memory        int64  `json:"memory"`
+	AssignedSlots string `json:"assigned_slots"`
+}
+
+func viewShard(sh *fsm.Shard) shardView {
+	return shardView{UID: sh.UID, BDBUID: sh.BDBUID, NodeUID: strconv.Itoa(sh.NodeUID), Role: sh.Role,
+		Status: sh.Status, Memory: sh.Memory, AssignedSlots: sh.AssignedSlots}
+}
+
+type endpointView struct {
+	UID     string   `json:"uid"`
+	NodeUID string   `json:"node_uid"`
+	Addr    []string `json:"addr"`
+	Port    int      `json:"port"`
+}
+
+type bdbView struct {
+	UID             int            `json:"uid"`
+	Name            string         `json:"name"`
+	MemorySize      int64          `json:"memory_size"`
+	ShardsCount     int            `json:"shards_count"`
+	Replication     bool           `json:"replication"`
+	CRDT            bool           `json:"crdt"`
+	DataPersistence string         `json:"data_persistence"`
+	ShardList       []string       `json:"shard_list"`
+	Endpoints       []endpointView `json:"endpoints"`
+	Status          string         `json:"status"`
+}
+
+func viewBDB(st *fsm.State, b *fsm.BDB) bdbView {
+	v := bdbView{UID: b.UID, Name: b.Name, MemorySize: b.MemorySize, ShardsCount: b.ShardsCount,
+		Replication: b.Replication, CRDT: b.CRDT, DataPersistence: b.DataPersistence, Status: b.Status,
+		ShardList: []string{}, Endpoints: []endpointView{}}
+	for _, sh := range st.ShardsOf(b.UID) {
+		v.ShardList = append(v.ShardList, sh.UID)
+	}
+	for _, e := range b.Endpoints {
+		ev := endpointView{UID: e.UID, NodeUID: strconv.Itoa(e.NodeUID), Port: e.Port, Addr: []string{}}
+		if n, ok := st.Nodes[e.NodeUID]; ok {
+			ev.Addr = append(ev.Addr, n.Addr)
+		}
+		v.Endpoints = append(v.Endpoints, ev)
+	}
+	return v
+}
+
+func (s *Server) listBDBs(w http.ResponseWriter, _ *http.Request, _ principal) error {
+	out := []bdbView{}
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		for _, uid := range st.BDBUIDs() {
+			out = append(out, viewBDB(st, st.BDBs[uid]))
+		}
+	})
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func errBDBNotFound(uid int) *apiError {
+	return errNotFound("bdb_not_found", "database "+itoa(uid)+" does not exist")
+}
+
+func (s *Server) getBDB(w http.ResponseWriter, r *http.Request, _ principal) error {
+	uid, err := pathUID(r, "database")
+	if err != nil {
+		return err
+	}
+	var v bdbView
+	var ok bool
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		var b *fsm.BDB
+		if b, ok = st.BDBs[uid]; ok {
+			v = viewBDB(st, b)
+		}
+	})
+	if !ok {
+		return errBDBNotFound(uid)
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+type bdbBody struct {
+	Name            *string `json:"name"`
+	MemorySize      *int64  `json:"memory_size"`
+	ShardsCount     *int    `json:"shards_count"`
+	Replication     *bool   `json:"replication"`
+	CRDT            *bool   `json:"crdt"`
+	DataPersistence *string `json:"data_persistence"`
+}
+
+func (b *bdbBody) toBDB() (fsm.BDB, error) {
+	out := fsm.BDB{ShardsCount: 1, DataPersistence: fsm.PersistenceDisabled}
+	if b.Name == nil || *b.Name == "" || len(*b.Name) > 63 {
+		return out, errBadRequest("invalid_parameter", "field \"name\" is required (1 to 63 characters)")
+	}
+	out.Name = *b.Name
+	if b.MemorySize == nil || *b.MemorySize <= 0 {
+		return out, errBadRequest("invalid_parameter", "field \"memory_size\" is required and must be a positive number of bytes")
+	}
+	out.MemorySize = *b.MemorySize
+	if b.ShardsCount != nil {
+		if *b.ShardsCount < 1 || *b.ShardsCount > 512 {
+			return out, errBadRequest("invalid_parameter", "field \"shards_count\" must be 1 to 512, got "+itoa(*b.ShardsCount))
+		}
+		out.ShardsCount = *b.ShardsCount
+	}
+	if out.MemorySize < int64(out.ShardsCount) {
+		return out, errBadRequest("invalid_parameter", "field \"memory_size\" must give every shard at least one byte")
+	}
+	if b.Replication != nil {
+		out.Replication = *b.Replication
+	}
+	if b.CRDT != nil {
+		out.CRDT = *b.CRDT
+	}
+	if b.DataPersistence != nil {
+		switch p := *b.DataPersistence; p {
+		case fsm.PersistenceDisabled, fsm.PersistenceSnapshot, fsm.PersistenceAOF:
+			out.DataPersistence = p
+		default:
+			return out, errBadRequest("invalid_parameter", "field \"data_persistence\" must be disabled, snapshot or aof, got "+quote(p))
+		}
+	}
+	return out, nil
+}
+
+// placementAttempts bounds how often a creation is planned again when
+// another change landed between planning and applying.
+const placementAttempts = 5
+
+func (s *Server) createBDB(w http.ResponseWriter, r *http.Request, p principal) error {
+	var body bdbBody
+	if err := decodeBody(r, &body); err != nil {
+		return err
+	}
+	b, err := body.toBDB()
+	if err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		var placement []int
+		var endpoint int
+		var perr error
+		exists := false
+		s.fsm.Read(func(st *fsm.State, _ uint64) {
+			for _, o := range st.BDBs {
+				exists = exists || o.Name == b.Name
+			}
+			if !exists {
+				placement, endpoint, perr = cluster.PlanBDB(st, b)
+			}
+		})
+		if exists {
+			return &apiError{Status: http.StatusConflict, Code: "bdb_exists", Description: "a database named " + quote(b.Name) + " already exists"}
+		}
+		if errors.Is(perr, cluster.ErrInsufficientResources) {
+			return &apiError{Status: http.StatusNotAcceptable, Code: "insufficient_resources", Description: perr.Error()}
+		}
+		if perr != nil {
+			return perr
+		}
+		res, err := s.submit(r.Context(), &fsm.CreateBDB{Actor: p.actor(), BDB: b, Placement: placement, EndpointNode: endpoint})
+		if errors.Is(err, fsm.ErrPlacementConflict) && attempt < placementAttempts {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var created fsm.BDB
+		if err := jsonUnmarshal(res.Value, &created); err != nil {
+			return err
+		}
+		var v bdbView
+		s.fsm.Read(func(st *fsm.State, _ uint64) {
+			if cur, ok := st.BDBs[created.UID]; ok {
+				v = viewBDB(st, cur)
+			} else {
+				v = viewBDB(st, &created)
+			}
+		})
+		writeJSON(w, http.StatusOK, v)
+		return nil
+	}
+}
+
+func (s *Server) deleteBDB(w http.ResponseWriter, r *http.Request, p principal) error {
+	uid, err := pathUID(r, "database")
+	if err != nil {
+		return err
+	}
+	if err := decodeBody(r, &struct{}{}); err != nil {
+		return err
+	}
+	if _, err := s.submit(r.Context(), &fsm.DeleteBDB{Actor: p.actor(), UID: uid}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"uid": uid})
+	return nil
+}
+
+func (s *Server) listShards(w http.ResponseWriter, _ *http.Request, _ principal) error {
+	out := []shardView{}
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		for _, id := range st.ShardUIDs() {
+			out = append(out, viewShard(st.Shards[id]))
+		}
+	})
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getShard(w http.ResponseWriter, r *http.Request, _ principal) error {
+	id := muxVar(r, "uid")
+	if _, err := strconv.Atoi(id); err != nil {
+		return errBadRequest("invalid_parameter", "shard uid must be a number, got "+quote(id))
+	}
+	var v shardView
+	var ok bool
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		var sh *fsm.Shard
+		if sh, ok = st.Shards[id]; ok {
+			v = viewShard(sh)
+		}
+	})
+	if !ok {
+		return errNotFound("shard_not_found", "shard "+id+" does not exist")
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (s *Server) getPolicy(w http.ResponseWriter, _ *http.Request, _ principal) error {
+	var pol fsm.Policy
+	s.fsm.Read(func(st *fsm.State, _ uint64) { pol = st.Policy })
+	writeJSON(w, http.StatusOK, pol)
+	return nil
+}
+
+func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p principal) error {
+	var body struct {
+		PersistentNodeRemoval  *bool   `json:"persistent_node_removal"`
+		DefaultShardsPlacement *string `json:"default_shards_placement"`
+		RackAware              *bool   `json:"rack_aware"`
+		ShardsOverbooking      *bool   `json:"shards_overbooking"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		return err
+	}
+	if d := body.DefaultShardsPlacement; d != nil && *d != fsm.PlacementDense && *d != fsm.PlacementSparse {
+		return errBadRequest("invalid_parameter", "field \"default_shards_placement\" must be dense or sparse, got "+quote(*d))
+	}
+	res, err := s.submit(r.Context(), &fsm.UpdatePolicy{Actor: p.actor(), PersistentNodeRemoval: body.PersistentNodeRemoval,
+		DefaultShardsPlacement: body.DefaultShardsPlacement, RackAware: body.RackAware, ShardsOverbooking: body.ShardsOverbooking})
+	if err != nil {
+		return err
+	}
+	var pol fsm.Policy
+	if err := jsonUnmarshal(res.Value, &pol); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, pol)
+	return nil
+}
+
+func (s *Server) putNode(w http.ResponseWriter, r *http.Request, p principal) error {
+	uid, err := pathUID(r, "node")
+	if err != nil {
+		return err
+	}
+	var body struct {
+		AcceptServers   *bool   `json:"accept_servers"`
+		MaxRedisServers *int    `json:"max_redis_servers"`
+		RackID          *string `json:"rack_id"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		return err
+	}
+	if body.AcceptServers == nil && body.MaxRedisServers == nil && body.RackID == nil {
+		return errBadRequest("invalid_parameter", "nothing to update: give accept_servers, max_redis_servers or rack_id")
+	}
+	if body.MaxRedisServers != nil && *body.MaxRedisServers < 0 {
+		return errBadRequest("invalid_parameter", "field \"max_redis_servers\" must not be negative")
+	}
+	exists := false
+	s.fsm.Read(func(st *fsm.State, _ uint64) { _, exists = st.Nodes[uid] })
+	if !exists {
+		return errNodeNotFound(uid)
+	}
+	if _, err := s.submit(r.Context(), &fsm.UpdateNode{Actor: p.actor(), UID: uid, AcceptServers: body.AcceptServers,
+		MaxRedisServers: body.MaxRedisServers, RackID: body.RackID}); err != nil {
+		return err
+	}
+	return s.getNode(w, r, p)
+}
+
+type nodeStatusView struct {
+	UID                 int     `json:"uid"`
+	Status              string  `json:"status"`
+	AcceptServers       bool    `json:"accept_servers"`
+	Maintenance         bool    `json:"maintenance"`
+	Removing            bool    `json:"removing"`
+	ShardCount          int     `json:"shard_count"`
+	MaintenanceSnapshot *string `json:"maintenance_snapshot,omitempty"`
+}
+
+func viewNodeStatus(st *fsm.State, n *fsm.Node, shards int) nodeStatusView {
+	v := nodeStatusView{UID: n.UID, Status: n.Status, AcceptServers: n.AcceptServers,
+		Maintenance: n.Maintenance, Removing: n.Removing, ShardCount: shards}
+	if snaps := st.Snapshots[n.UID]; n.Maintenance && len(snaps) > 0 {
+		name := snaps[len(snaps)-1].Name
+		v.MaintenanceSnapshot = &name
+	}
+	return v
+}
+
+func (s *Server) nodesStatus(w http.ResponseWriter, _ *http.Request, _ principal) error {
+	out := map[string]nodeStatusView{}
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		use := st.Usage()
+		for _, uid := range st.NodeUIDs() {
+			out[itoa(uid)] = viewNodeStatus(st, st.Nodes[uid], use[uid].Shards)
+		}
+	})
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) nodeStatus(w http.ResponseWriter, r *http.Request, _ principal) error {
+	uid, err := pathUID(r, "node")
+	if err != nil {
+		return err
+	}
+	var v nodeStatusView
+	var ok bool
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		var n *fsm.Node
+		if n, ok = st.Nodes[uid]; ok {
+			v = viewNodeStatus(st, n, st.Usage()[uid].Shards)
+		}
+	})
+	if !ok {
+		return errNodeNotFound(uid)
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request, _ principal) error {
+	uid, err := pathUID(r, "node")
+	if err != nil {
+		return err
+	}
+	var out []fsm.NodeSnapshot
+	var ok bool
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		if _, ok = st.Nodes[uid]; ok {
+			for _, sn := range st.Snapshots[uid] {
+				out = append(out, *sn)
+			}
+		}
+	})
+	if !ok {
+		return errNodeNotFound(uid)
+	}
+	if out == nil {
+		out = []fsm.NodeSnapshot{}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) deleteSnapshot(w http.ResponseWriter, r *http.Request, p principal) error {
+	uid, err := pathUID(r, "node")
+	if err != nil {
+		return err
+	}
+	name := muxVar(r, "name")
+	if _, err := s.submit(r.Context(), &fsm.DeleteSnapshot{Actor: p.actor(), Node: uid, Name: name}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"name": name})
+	return nil
+}
