@@ -134,6 +134,16 @@ func (s *State) ShardsOn(node int) []*Shard {
 	return out
 }
 
+// ShardUIDsByNode returns, per node uid, the uids of its shards in order.
+func (s *State) ShardUIDsByNode() map[int][]string {
+	out := map[int][]string{}
+	for _, id := range s.ShardUIDs() {
+		n := s.Shards[id].NodeUID
+		out[n] = append(out[n], id)
+	}
+	return out
+}
+
 // PairOf returns the shard that shares sh's slots in its database with the
 // other role (its replica or master), or nil.
 func (s *State) PairOf(sh *Shard) *Shard {

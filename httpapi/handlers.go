@@ -30,6 +30,14 @@ type nodeView struct {
 	Uptime          int64    `json:"uptime"`
 }
 
+// viewNodeWith shows node n with the given shards.
+func viewNodeWith(n *fsm.Node, shards []string, now time.Time) nodeView {
+	v := viewNode(n, now)
+	v.ShardList = append(v.ShardList, shards...)
+	v.ShardCount = len(v.ShardList)
+	return v
+}
+
 func viewNode(n *fsm.Node, now time.Time) nodeView {
 	up := now.Unix() - n.JoinedAt
 	if up < 0 {
@@ -46,8 +54,9 @@ func (s *Server) listNodes(w http.ResponseWriter, _ *http.Request, _ principal) 
 	now := time.Now()
 	var out []nodeView
 	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		byNode := st.ShardUIDsByNode()
 		for _, uid := range st.NodeUIDs() {
-			out = append(out, viewNode(st.Nodes[uid], now))
+			out = append(out, viewNodeWith(st.Nodes[uid], byNode[uid], now))
 		}
 	})
 	if out == nil {
@@ -67,7 +76,7 @@ func (s *Server) getNode(w http.ResponseWriter, r *http.Request, _ principal) er
 	s.fsm.Read(func(st *fsm.State, _ uint64) {
 		var n *fsm.Node
 		if n, ok = st.Nodes[uid]; ok {
-			v = viewNode(n, time.Now())
+			v = viewNodeWith(n, st.ShardUIDsByNode()[uid], time.Now())
 		}
 	})
 	if !ok {
