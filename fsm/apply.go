@@ -48,6 +48,18 @@ func (s *State) apply(c Command, index uint64) (any, *Error) {
 		return s.applyUpdateNode(p)
 	case *DeleteSnapshot:
 		return s.applyDeleteSnapshot(p)
+	case *SubmitAction:
+		return s.applySubmitAction(p)
+	case *ClaimAction:
+		return s.applyClaimAction(p)
+	case *PlanAction:
+		return s.applyPlanAction(p)
+	case *StepDone:
+		return s.applyStepDone(p)
+	case *FinishAction:
+		return s.applyFinishAction(p)
+	case *CancelAction:
+		return s.applyCancelAction(p)
 	}
 	// Decode only returns the types above.
 	panic("fsm: unhandled command " + c.Type.String())
@@ -66,6 +78,8 @@ func (p *DeleteBDB) author() Actor      { return p.Actor }
 func (p *UpdatePolicy) author() Actor   { return p.Actor }
 func (p *UpdateNode) author() Actor     { return p.Actor }
 func (p *DeleteSnapshot) author() Actor { return p.Actor }
+func (p *SubmitAction) author() Actor   { return p.Actor }
+func (p *CancelAction) author() Actor   { return p.Actor }
 
 // checkActor ties a write to the identity that was authenticated for it. The
 // zero Actor is the cluster itself (writes the leader makes on its own).

@@ -24,6 +24,12 @@ const (
 	CmdUpdatePolicy   CommandType = 9
 	CmdUpdateNode     CommandType = 10
 	CmdDeleteSnapshot CommandType = 11
+	CmdSubmitAction   CommandType = 12
+	CmdClaimAction    CommandType = 13
+	CmdPlanAction     CommandType = 14
+	CmdStepDone       CommandType = 15
+	CmdFinishAction   CommandType = 16
+	CmdCancelAction   CommandType = 17
 )
 
 // commandVersion is the second byte of every entry: the payload layout of that
@@ -55,6 +61,18 @@ func (t CommandType) String() string {
 		return "update_node"
 	case CmdDeleteSnapshot:
 		return "delete_snapshot"
+	case CmdSubmitAction:
+		return "submit_action"
+	case CmdClaimAction:
+		return "claim_action"
+	case CmdPlanAction:
+		return "plan_action"
+	case CmdStepDone:
+		return "step_done"
+	case CmdFinishAction:
+		return "finish_action"
+	case CmdCancelAction:
+		return "cancel_action"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -200,6 +218,18 @@ func typeOf(payload any) (CommandType, error) {
 		return CmdUpdateNode, nil
 	case *DeleteSnapshot:
 		return CmdDeleteSnapshot, nil
+	case *SubmitAction:
+		return CmdSubmitAction, nil
+	case *ClaimAction:
+		return CmdClaimAction, nil
+	case *PlanAction:
+		return CmdPlanAction, nil
+	case *StepDone:
+		return CmdStepDone, nil
+	case *FinishAction:
+		return CmdFinishAction, nil
+	case *CancelAction:
+		return CmdCancelAction, nil
 	}
 	return 0, fmt.Errorf("encode %T: not a command", payload)
 }
@@ -237,6 +267,18 @@ func Decode(b []byte) (Command, error) {
 		p = new(UpdateNode)
 	case CmdDeleteSnapshot:
 		p = new(DeleteSnapshot)
+	case CmdSubmitAction:
+		p = new(SubmitAction)
+	case CmdClaimAction:
+		p = new(ClaimAction)
+	case CmdPlanAction:
+		p = new(PlanAction)
+	case CmdStepDone:
+		p = new(StepDone)
+	case CmdFinishAction:
+		p = new(FinishAction)
+	case CmdCancelAction:
+		p = new(CancelAction)
 	default:
 		return Command{}, fmt.Errorf("%w: type %d unknown", ErrDecode, b[0])
 	}

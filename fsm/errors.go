@@ -45,6 +45,11 @@ var (
 	ErrPlacementConflict = &Error{Code: "placement_conflict"}
 	ErrSnapshotNotFound  = &Error{Code: "snapshot_not_found"}
 	ErrSnapshotInUse     = &Error{Code: "snapshot_in_use"}
+	ErrActionInProgress  = &Error{Code: "action_in_progress"}
+	ErrActionNotFound    = &Error{Code: "action_not_found"}
+	// ErrStaleTerm: an executor write from a leader that no longer owns
+	// the action (or about a step already done); it changes nothing.
+	ErrStaleTerm = &Error{Code: "stale_term"}
 )
 
 func errorf(kind *Error, format string, args ...any) *Error {

@@ -44,6 +44,9 @@ type State struct {
 	Shards       map[string]*Shard       `json:"shards"`
 	NextShardUID int                     `json:"next_shard_uid"`
 	Snapshots    map[int][]*NodeSnapshot `json:"snapshots"`
+	// Actions holds each node's action records by action name; nil until
+	// the first action.
+	Actions map[int]map[string]*Action `json:"actions,omitempty"`
 }
 
 // ClusterInfo is set once, by the bootstrap command.
@@ -150,6 +153,16 @@ func (s *State) Clone() *State {
 			list[i] = &x
 		}
 		c.Snapshots[k] = list
+	}
+	if s.Actions != nil {
+		c.Actions = make(map[int]map[string]*Action, len(s.Actions))
+		for node, byName := range s.Actions {
+			m := make(map[string]*Action, len(byName))
+			for name, a := range byName {
+				m[name] = cloneAction(a)
+			}
+			c.Actions[node] = m
+		}
 	}
 	for k, v := range s.Nodes {
 		n := *v

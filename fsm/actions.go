@@ -1,0 +1,525 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+)
+
+// Action names as they appear in URLs (SPEC §3).
+const (
+	ActionRemove         = "remove"
+	ActionMaintenanceOn  = "maintenance_on"
+	ActionMaintenanceOff = "maintenance_off"
+	ActionEnslaveNode    = "enslave_node"
+)
+
+// ActionNames lists the actions in the order the API documents them.
+var ActionNames = []string{ActionRemove, ActionMaintenanceOn, ActionMaintenanceOff, ActionEnslaveNode}
+
+// Action statuses (SPEC §3.1).
+const (
+	StatusQueued     = "queued"
+	StatusStarting   = "starting"
+	StatusRunning    = "running"
+	StatusCompleted  = "completed"
+	StatusFailed     = "failed"
+	StatusCancelling = "cancelling"
+	StatusCancelled  = "cancelled"
+	StatusAborted    = "aborted"
+)
+
+// legal lists, for each status, the statuses it may move to.
+var legal = map[string][]string{
+	StatusQueued:     {StatusStarting, StatusCancelled},
+	StatusStarting:   {StatusRunning, StatusCancelling, StatusAborted, StatusFailed},
+	StatusRunning:    {StatusCompleted, StatusCancelling, StatusFailed, StatusAborted},
+	StatusCancelling: {StatusCancelled},
+}
+
+// Terminal reports whether an action in this status is over.
+func Terminal(status string) bool {
+	return status == StatusCompleted || status == StatusFailed || status == StatusCancelled || status == StatusAborted
+}
+
+// CanMove reports whether the status transition from → to is legal.
+func CanMove(from, to string) bool { return slices.Contains(legal[from], to) }
+
+// MaxEvents bounds an action's event list; the oldest events after the
+// first (the submission) are dropped.
+const MaxEvents = 200
+
+// Action is one node action and everything it did (SPEC §3.1).
+type Action struct {
+	TaskID       string          `json:"task_id"`
+	Action       string          `json:"action"`
+	NodeUID      int             `json:"node_uid"`
+	Status       string          `json:"status"`
+	CreationTime int64           `json:"creation_time"`
+	StartTime    int64           `json:"start_time,omitempty"`
+	EndTime      int64           `json:"end_time,omitempty"`
+	Deadline     int64           `json:"deadline"`
+	Params       json.RawMessage `json:"params"`
+	// Steps are planned when the action starts; Done counts those whose
+	// effect is committed.
+	Steps []Step `json:"steps,omitempty"`
+	Done  int    `json:"done"`
+	// Term is the raft term of the leader whose executor owns the action;
+	// writes of any other term are refused.
+	Term         uint64  `json:"term"`
+	ErrorCode    string  `json:"error_code,omitempty"`
+	ErrorMessage string  `json:"error_message,omitempty"`
+	Events       []Event `json:"events"`
+}
+
+// Progress is the share of planned steps done, 0 to 100.
+func (a *Action) Progress() float64 {
+	switch {
+	case a.Status == StatusCompleted:
+		return 100
+	case len(a.Steps) == 0:
+		return 0
+	}
+	return float64(a.Done) * 100 / float64(len(a.Steps))
+}
+
+// Event is a line of an action's history.
+type Event struct {
+	Time    int64  `json:"time"`
+	Message string `json:"message"`
+}
+
+// Step kinds. Each names the effect its commit has on the state.
+const (
+	StepSnapshot        = "snapshot"         // record the node's maintenance snapshot
+	StepMaintenance     = "set_maintenance"  // the node stops accepting shards
+	StepFailover        = "failover"         // a master and its replica swap roles
+	StepMove            = "move_shard"       // a shard's copy moves to another node
+	StepRebind          = "rebind_endpoint"  // an endpoint moves to another node
+	StepWaitPersistence = "wait_persistence" // no effect: waits for persistence files
+	StepTransferLeader  = "transfer_leadership"
+	StepRemoveMember    = "remove_member"   // the node leaves raft and the node table
+	StepEndMaintenance  = "end_maintenance" // the node accepts shards again
+	StepDeleteSnapshot  = "delete_snapshot"
+)
+
+// Step is one planned unit of an action.
+type Step struct {
+	Kind     string `json:"kind"`
+	Shard    string `json:"shard,omitempty"`
+	BDB      int    `json:"bdb,omitempty"`
+	From     int    `json:"from,omitempty"`
+	To       int    `json:"to,omitempty"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Snapshot string `json:"snapshot,omitempty"`
+	Time     int64  `json:"time,omitempty"`
+}
+
+// SubmitAction records a new action (status queued).
+type SubmitAction struct {
+	Actor  Actor  `json:"actor"`
+	Action Action `json:"action"`
+	// By says who submitted it, for the event list.
+	By string `json:"by"`
+}
+
+// ClaimAction makes the leader of Term the owner of an action; a queued
+// action becomes starting. A claim of an older term than the owner's is
+// refused, so a deposed leader can never take an action back.
+type ClaimAction struct {
+	TaskID string `json:"task_id"`
+	Term   uint64 `json:"term"`
+	Leader int    `json:"leader"`
+	Time   int64  `json:"time"`
+}
+
+// PlanAction stores the steps of a starting action and runs it.
+type PlanAction struct {
+	TaskID string `json:"task_id"`
+	Term   uint64 `json:"term"`
+	Steps  []Step `json:"steps"`
+	Time   int64  `json:"time"`
+}
+
+// StepDone commits step Index of an action and its effect on the state.
+type StepDone struct {
+	TaskID  string `json:"task_id"`
+	Term    uint64 `json:"term"`
+	Index   int    `json:"index"`
+	Time    int64  `json:"time"`
+	Message string `json:"message"`
+}
+
+// FinishAction ends an action with Status (completed, failed, aborted, or
+// cancelled for one that was cancelling).
+type FinishAction struct {
+	TaskID       string `json:"task_id"`
+	Term         uint64 `json:"term"`
+	Status       string `json:"status"`
+	ErrorCode    string `json:"error_code,omitempty"`
+	ErrorMessage string `json:"error_message,omitempty"`
+	Time         int64  `json:"time"`
+}
+
+// CancelAction cancels an action, or forgets a finished one (SPEC §3.2).
+type CancelAction struct {
+	Actor  Actor  `json:"actor"`
+	Node   int    `json:"node"`
+	Action string `json:"action"`
+	By     string `json:"by"`
+	Time   int64  `json:"time"`
+}
+
+// ActionOf returns the record of action name on node, or nil.
+func (s *State) ActionOf(node int, name string) *Action {
+	return s.Actions[node][name]
+}
+
+// ActiveAction returns the non-terminal action on node, or nil.
+func (s *State) ActiveAction(node int) *Action {
+	for _, a := range s.Actions[node] {
+		if !Terminal(a.Status) {
+			return a
+		}
+	}
+	return nil
+}
+
+// ActionByTask finds an action by task id.
+func (s *State) ActionByTask(id string) *Action {
+	for _, byName := range s.Actions {
+		for _, a := range byName {
+			if a.TaskID == id {
+				return a
+			}
+		}
+	}
+	return nil
+}
+
+// AllActions returns every action record, by node uid then action name.
+func (s *State) AllActions() []*Action {
+	var out []*Action
+	for _, node := range slices.Sorted(maps.Keys(s.Actions)) {
+		for _, name := range slices.Sorted(maps.Keys(s.Actions[node])) {
+			out = append(out, s.Actions[node][name])
+		}
+	}
+	return out
+}
+
+func (a *Action) event(t int64, format string, args ...any) {
+	a.Events = append(a.Events, Event{Time: t, Message: fmt.Sprintf(format, args...)})
+	if len(a.Events) > MaxEvents {
+		a.Events = append(a.Events[:1], a.Events[len(a.Events)-MaxEvents+1:]...)
+	}
+}
+
+func cloneAction(a *Action) *Action {
+	c := *a
+	c.Params = slices.Clone(a.Params)
+	c.Steps = slices.Clone(a.Steps)
+	c.Events = slices.Clone(a.Events)
+	return &c
+}
+
+func (s *State) putAction(a *Action) {
+	if s.Actions == nil {
+		s.Actions = map[int]map[string]*Action{}
+	}
+	if s.Actions[a.NodeUID] == nil {
+		s.Actions[a.NodeUID] = map[string]*Action{}
+	}
+	s.Actions[a.NodeUID][a.Action] = a
+}
+
+func (s *State) applySubmitAction(p *SubmitAction) (any, *Error) {
+	a := p.Action
+	if !slices.Contains(ActionNames, a.Action) {
+		return nil, errorf(ErrInvalidParameter, "unknown action %q", a.Action)
+	}
+	if a.TaskID == "" {
+		return nil, errorf(ErrInvalidParameter, "an action needs a task id")
+	}
+	n, ok := s.Nodes[a.NodeUID]
+	if !ok {
+		return nil, errorf(ErrNodeNotFound, "node %d does not exist", a.NodeUID)
+	}
+	if cur := s.ActiveAction(a.NodeUID); cur != nil {
+		return nil, errorf(ErrActionInProgress, "action %s (task %s) is %s on node %d", cur.Action, cur.TaskID, cur.Status, a.NodeUID)
+	}
+	if s.ActionByTask(a.TaskID) != nil {
+		return nil, errorf(ErrInvalidParameter, "task id %s is taken", a.TaskID)
+	}
+	if a.Action == ActionRemove {
+		if len(s.Nodes) == 1 {
+			return nil, errorf(ErrInvalidParameter, "node %d is the last node of the cluster and cannot be removed", a.NodeUID)
+		}
+		// From acceptance on, the node never takes shards again (SPEC §4.2).
+		c := *n
+		c.Removing, c.AcceptServers = true, false
+		s.Nodes[c.UID] = &c
+	}
+	a.Status = StatusQueued
+	a.Steps, a.Done, a.Term, a.StartTime, a.EndTime = nil, 0, 0, 0, 0
+	a.ErrorCode, a.ErrorMessage = "", ""
+	a.Events = nil
+	a.event(a.CreationTime, "submitted by %s", p.By)
+	s.putAction(&a)
+	return a, nil
+}
+
+// ownedAction finds the action a leader's write is about and checks that
+// the writer is its owner (same term).
+func (s *State) ownedAction(task string, term uint64) (*Action, *Error) {
+	cur := s.ActionByTask(task)
+	if cur == nil {
+		return nil, errorf(ErrActionNotFound, "no action with task id %s", task)
+	}
+	if cur.Term != term {
+		return nil, errorf(ErrStaleTerm, "action %s is owned by the leader of term %d, not %d", task, cur.Term, term)
+	}
+	if Terminal(cur.Status) {
+		return nil, errorf(ErrStaleTerm, "action %s is already %s", task, cur.Status)
+	}
+	return cloneAction(cur), nil
+}
+
+func (s *State) applyClaimAction(p *ClaimAction) (any, *Error) {
+	cur := s.ActionByTask(p.TaskID)
+	if cur == nil {
+		return nil, errorf(ErrActionNotFound, "no action with task id %s", p.TaskID)
+	}
+	if Terminal(cur.Status) || p.Term < cur.Term {
+		return nil, errorf(ErrStaleTerm, "action %s is %s and owned by term %d; claim of term %d refused", p.TaskID, cur.Status, cur.Term, p.Term)
+	}
+	if p.Term == cur.Term {
+		return *cur, nil
+	}
+	a := cloneAction(cur)
+	resumed := a.Status != StatusQueued
+	a.Term = p.Term
+	if a.Status == StatusQueued {
+		a.Status = StatusStarting
+		a.StartTime = p.Time
+		a.event(p.Time, "starting on leader %d (term %d)", p.Leader, p.Term)
+	}
+	if resumed {
+		a.event(p.Time, "resumed by leader %d (term %d) at step %d of %d", p.Leader, p.Term, a.Done+1, len(a.Steps))
+	}
+	s.putAction(a)
+	return *a, nil
+}
+
+func (s *State) applyPlanAction(p *PlanAction) (any, *Error) {
+	a, err := s.ownedAction(p.TaskID, p.Term)
+	if err != nil {
+		return nil, err
+	}
+	if a.Status != StatusStarting {
+		return nil, errorf(ErrStaleTerm, "action %s is %s, not starting", p.TaskID, a.Status)
+	}
+	a.Steps = slices.Clone(p.Steps)
+	a.Status = StatusRunning
+	a.event(p.Time, "planned %d steps", len(p.Steps))
+	s.putAction(a)
+	return *a, nil
+}
+
+func (s *State) applyStepDone(p *StepDone) (any, *Error) {
+	a, err := s.ownedAction(p.TaskID, p.Term)
+	if err != nil {
+		return nil, err
+	}
+	if a.Status != StatusRunning && a.Status != StatusCancelling {
+		return nil, errorf(ErrStaleTerm, "action %s is %s", p.TaskID, a.Status)
+	}
+	if p.Index != a.Done || p.Index >= len(a.Steps) {
+		return nil, errorf(ErrStaleTerm, "action %s is at step %d, not %d", p.TaskID, a.Done, p.Index)
+	}
+	if err := s.stepEffect(a, a.Steps[p.Index]); err != nil {
+		return nil, err
+	}
+	a.Done++
+	if p.Message != "" {
+		a.event(p.Time, "step %d/%d: %s", a.Done, len(a.Steps), p.Message)
+	}
+	s.putAction(a)
+	return *a, nil
+}
+
+func (s *State) applyFinishAction(p *FinishAction) (any, *Error) {
+	a, err := s.ownedAction(p.TaskID, p.Term)
+	if err != nil {
+		return nil, err
+	}
+	if !CanMove(a.Status, p.Status) {
+		return nil, errorf(ErrInvalidParameter, "action %s cannot go from %s to %s", p.TaskID, a.Status, p.Status)
+	}
+	if p.Status == StatusCompleted && a.Done != len(a.Steps) {
+		return nil, errorf(ErrInvalidParameter, "action %s has done %d of %d steps", p.TaskID, a.Done, len(a.Steps))
+	}
+	a.Status = p.Status
+	a.EndTime = p.Time
+	if p.Status == StatusFailed || p.Status == StatusAborted {
+		a.ErrorCode, a.ErrorMessage = p.ErrorCode, p.ErrorMessage
+		a.event(p.Time, "%s: %s: %s", p.Status, p.ErrorCode, p.ErrorMessage)
+	} else {
+		a.event(p.Time, "%s", p.Status)
+	}
+	s.putAction(a)
+	return *a, nil
+}
+
+func (s *State) applyCancelAction(p *CancelAction) (any, *Error) {
+	cur := s.ActionOf(p.Node, p.Action)
+	if cur == nil {
+		return nil, errorf(ErrActionNotFound, "no %s action on node %d", p.Action, p.Node)
+	}
+	a := cloneAction(cur)
+	switch a.Status {
+	case StatusQueued:
+		a.Status = StatusCancelled
+		a.EndTime = p.Time
+		a.event(p.Time, "cancelled by %s before it started", p.By)
+	case StatusStarting, StatusRunning:
+		a.Status = StatusCancelling
+		a.event(p.Time, "cancel requested by %s; stopping after the step in flight", p.By)
+	case StatusCancelling:
+		return *a, nil
+	default:
+		// A finished action's record is forgotten.
+		delete(s.Actions[p.Node], p.Action)
+		if len(s.Actions[p.Node]) == 0 {
+			delete(s.Actions, p.Node)
+		}
+		return *a, nil
+	}
+	s.putAction(a)
+	return *a, nil
+}
+
+// stepEffect applies what committing step st means for the cluster model.
+// Effects are idempotent where a replay could meet them already done.
+func (s *State) stepEffect(a *Action, st Step) *Error {
+	switch st.Kind {
+	case StepSnapshot:
+		snap := &NodeSnapshot{Name: st.Snapshot, Time: st.Time, Shards: []SnapshotShard{}, Endpoints: []string{}}
+		for _, sh := range s.ShardsOn(a.NodeUID) {
+			snap.Shards = append(snap.Shards, SnapshotShard{UID: sh.UID, BDBUID: sh.BDBUID, Role: sh.Role})
+		}
+		for _, uid := range s.BDBUIDs() {
+			for _, e := range s.BDBs[uid].Endpoints {
+				if e.NodeUID == a.NodeUID {
+					snap.Endpoints = append(snap.Endpoints, e.UID)
+				}
+			}
+		}
+		// Only the latest maintenance snapshot of a node is kept.
+		if s.Snapshots == nil {
+			s.Snapshots = map[int][]*NodeSnapshot{}
+		}
+		s.Snapshots[a.NodeUID] = []*NodeSnapshot{snap}
+	case StepMaintenance, StepEndMaintenance:
+		n, ok := s.Nodes[a.NodeUID]
+		if !ok {
+			return errorf(ErrNodeNotFound, "node %d does not exist", a.NodeUID)
+		}
+		c := *n
+		c.Maintenance = st.Kind == StepMaintenance
+		s.Nodes[c.UID] = &c
+	case StepDeleteSnapshot:
+		list := s.Snapshots[a.NodeUID]
+		for i, sn := range list {
+			if sn.Name == st.Snapshot {
+				s.Snapshots[a.NodeUID] = append(list[:i:i], list[i+1:]...)
+				break
+			}
+		}
+		if len(s.Snapshots[a.NodeUID]) == 0 {
+			delete(s.Snapshots, a.NodeUID)
+		}
+	case StepFailover:
+		sh, ok := s.Shards[st.Shard]
+		if !ok {
+			return nil // the database was deleted meanwhile: nothing to do
+		}
+		pair := s.PairOf(sh)
+		if pair == nil {
+			return errorf(ErrInvalidParameter, "shard %s has no replica to fail over to", sh.UID)
+		}
+		// The step names the shard that must end up a replica.
+		if sh.Role == RoleMaster {
+			m, r := *sh, *pair
+			m.Role, r.Role = RoleSlave, RoleMaster
+			s.Shards[m.UID], s.Shards[r.UID] = &m, &r
+			s.moveEndpointsOff(sh.BDBUID, sh.NodeUID, pair.NodeUID)
+		}
+	case StepMove:
+		sh, ok := s.Shards[st.Shard]
+		if !ok {
+			return nil
+		}
+		if sh.NodeUID != st.From && sh.NodeUID != st.To {
+			return errorf(ErrInvalidParameter, "shard %s is on node %d, not %d", sh.UID, sh.NodeUID, st.From)
+		}
+		c := *sh
+		c.NodeUID = st.To
+		s.Shards[c.UID] = &c
+	case StepRebind:
+		b, ok := s.BDBs[st.BDB]
+		if !ok {
+			return nil
+		}
+		c := *b
+		c.Endpoints = slices.Clone(b.Endpoints)
+		for i := range c.Endpoints {
+			if c.Endpoints[i].UID == st.Endpoint {
+				c.Endpoints[i].NodeUID = st.To
+			}
+		}
+		s.BDBs[c.UID] = &c
+	case StepRemoveMember:
+		delete(s.Nodes, a.NodeUID)
+		delete(s.Snapshots, a.NodeUID)
+	case StepWaitPersistence, StepTransferLeader:
+	default:
+		return errorf(ErrInvalidParameter, "unknown step kind %q", st.Kind)
+	}
+	return nil
+}
+
+// moveEndpointsOff keeps endpoints with masters: an endpoint of bdb on node
+// from follows the master to node to.
+func (s *State) moveEndpointsOff(bdb, from, to int) {
+	b, ok := s.BDBs[bdb]
+	if !ok {
+		return
+	}
+	changed := false
+	c := *b
+	c.Endpoints = slices.Clone(b.Endpoints)
+	for i := range c.Endpoints {
+		if c.Endpoints[i].NodeUID == from && !s.hostsMaster(bdb, from) {
+			c.Endpoints[i].NodeUID = to
+			changed = true
+		}
+	}
+	if changed {
+		s.BDBs[bdb] = &c
+	}
+}
+
+func (s *State) hostsMaster(bdb, node int) bool {
+	for _, sh := range s.Shards {
+		if sh.BDBUID == bdb && sh.NodeUID == node && sh.Role == RoleMaster {
+			return true
+		}
+	}
+	return false
+}
+
+// NodeUIDString is the string form of a node uid used on the wire.
+func NodeUIDString(uid int) string { return strconv.Itoa(uid) }
