@@ -90,9 +90,10 @@ type Node struct {
 	ln     net.Listener
 	served chan error
 
-	// background work: the agent and the leader loop.
-	stopBG context.CancelFunc
-	bg     sync.WaitGroup
+	// background work: the agent, the leader loop, the membership watch.
+	stopBG  context.CancelFunc
+	bg      sync.WaitGroup
+	removed chan struct{}
 }
 
 func (c *Config) validate() error {
@@ -195,7 +196,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, ErrNoClusterState
 	}
 
-	n := &Node{cfg: cfg, log: log, served: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: log, served: make(chan error, 1), removed: make(chan struct{})}
 	if err := n.open(mat); err != nil {
 		return nil, err
 	}
@@ -276,16 +277,54 @@ func (n *Node) open(mat pki.Material) error {
 
 	bg, stop := context.WithCancel(context.Background())
 	n.stopBG = stop
-	loop := cluster.NewLeaderLoop(r, cfg.Logger, &cluster.Liveness{
-		Self: cfg.UID, FSM: r.FSM(), Probe: n.peers, Raft: r,
-		Interval: cfg.DownAfter / 6, DownAfter: cfg.DownAfter, Log: cfg.Logger.With("component", "liveness"),
-	})
-	n.bg.Add(2)
+	loop := cluster.NewLeaderLoop(r, cfg.Logger,
+		&cluster.Liveness{
+			Self: cfg.UID, FSM: r.FSM(), Probe: n.peers, Raft: r,
+			Interval: cfg.DownAfter / 6, DownAfter: cfg.DownAfter, Log: cfg.Logger.With("component", "liveness"),
+		},
+		&cluster.Executor{FSM: r.FSM(), Raft: r, Agents: agent.NewClient(peerHTTP),
+			Log: cfg.Logger.With("component", "executor", "node_uid", cfg.UID)},
+	)
+	n.bg.Add(3)
 	go func() { defer n.bg.Done(); n.agent.Run(bg) }()
 	go func() { defer n.bg.Done(); loop.Run(bg) }()
+	go func() { defer n.bg.Done(); n.watchMembership(bg) }()
 	n.log.Info("node started", "api_addr", cfg.APIAddr, "raft_addr", cfg.RaftAddr)
 	return nil
 }
+
+// watchMembership notices that the cluster removed this node: once a
+// member, it is no longer in the raft configuration. The API then answers
+// 503 not_a_member and Removed is closed so that cnmd exits.
+func (n *Node) watchMembership(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	was := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		member, err := n.raft.IsMember(n.cfg.UID)
+		if err != nil {
+			continue
+		}
+		if member {
+			was = true
+			continue
+		}
+		if was {
+			n.log.Warn("this node was removed from the cluster")
+			n.api.SetRemoved()
+			close(n.removed)
+			return
+		}
+	}
+}
+
+// Removed is closed when the cluster removed this node.
+func (n *Node) Removed() <-chan struct{} { return n.removed }
 
 // Raft returns the node's raft member.
 func (n *Node) Raft() *raftnode.Node { return n.raft }

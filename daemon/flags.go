@@ -104,6 +104,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	select {
 	case <-ctx.Done():
+	case <-n.Removed():
+		// Answer 503 not_a_member for a moment so that clients see why,
+		// then leave.
+		cfg.Logger.Info("leaving: the cluster removed this node")
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
 	case err := <-n.Served():
 		cfg.Logger.Error("api server stopped", "error", err)
 	}

@@ -30,6 +30,9 @@ func errNotFound(code, desc string) *apiError {
 var fsmStatus = map[string]int{
 	fsm.ErrUserExists.Code:          http.StatusConflict,
 	fsm.ErrForbidden.Code:           http.StatusForbidden,
+	fsm.ErrActionInProgress.Code:    http.StatusConflict,
+	fsm.ErrActionNotFound.Code:      http.StatusNotFound,
+	fsm.ErrStaleTerm.Code:           http.StatusConflict,
 	fsm.ErrBDBExists.Code:           http.StatusConflict,
 	fsm.ErrBDBNotFound.Code:         http.StatusNotFound,
 	fsm.ErrPlacementConflict.Code:   http.StatusConflict,

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -75,7 +76,12 @@ type Server struct {
 	router      *mux.Router
 	agent       http.Handler
 	agentPrefix string
+	removed     atomic.Bool
 }
+
+// SetRemoved makes the node answer every request but ping with 503
+// not_a_member: the cluster removed it (SPEC §4.2).
+func (s *Server) SetRemoved() { s.removed.Store(true) }
 
 // New builds the API and its router.
 func New(cfg Config) *Server {
@@ -138,6 +144,11 @@ func (s *Server) routes() {
 		{"GET", "/v1/cluster", PermViewClusterInfo, read, s.getCluster, false},
 		{"GET", "/v1/nodes", PermViewAllNodesInfo, read, s.listNodes, false},
 		{"GET", "/v1/nodes/status", PermViewAllNodesInfo, read, s.nodesStatus, false},
+		{"GET", "/v1/nodes/actions", PermViewAllNodeActions, read, s.listAllActions, false},
+		{"GET", "/v1/nodes/{uid}/actions", PermViewNodeAction, read, s.listNodeActions, false},
+		{"GET", "/v1/nodes/{uid}/actions/{action}", PermViewNodeAction, read, s.getNodeAction, false},
+		{"POST", "/v1/nodes/{uid}/actions/{action}", PermStartNodeAction, write, s.startNodeAction, false},
+		{"DELETE", "/v1/nodes/{uid}/actions/{action}", PermCancelNodeAction, write, s.cancelNodeAction, false},
 		{"GET", "/v1/nodes/{uid}", PermViewNodeInfo, read, s.getNode, false},
 		{"PUT", "/v1/nodes/{uid}", PermUpdateNode, write, s.putNode, false},
 		{"GET", "/v1/nodes/{uid}/status", PermViewNodeInfo, read, s.nodeStatus, false},
@@ -201,6 +212,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
+	if s.removed.Load() && r.URL.Path != "/v1/ping" {
+		s.writeError(hw, r, &apiError{Status: http.StatusServiceUnavailable, Code: "not_a_member",
+			Description: "this node was removed from the cluster"})
+		return
+	}
 	s.router.ServeHTTP(hw, r)
 }
 

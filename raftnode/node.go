@@ -515,3 +515,17 @@ func (n *Node) Shutdown() error {
 	})
 	return err
 }
+
+// IsMember reports whether uid is in the raft configuration.
+func (n *Node) IsMember(uid int) (bool, error) {
+	servers, err := n.Servers()
+	if err != nil {
+		return false, err
+	}
+	for _, s := range servers {
+		if s.UID == uid {
+			return true, nil
+		}
+	}
+	return false, nil
+}

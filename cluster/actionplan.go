@@ -1,0 +1,375 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"cnm/fsm"
+)
+
+// Params of the actions (SPEC §4); pointers tell "absent" from "false".
+type Params struct {
+	WaitForPersistence       *bool    `json:"wait_for_persistence,omitempty"`
+	OverwriteSnapshot        *bool    `json:"overwrite_snapshot,omitempty"`
+	EvictHAReplica           *bool    `json:"evict_ha_replica,omitempty"`
+	EvictActiveActiveReplica *bool    `json:"evict_active_active_replica,omitempty"`
+	EvictDBs                 []string `json:"evict_dbs,omitempty"`
+	KeepSlaveShards          *bool    `json:"keep_slave_shards,omitempty"`
+	SnapshotName             *string  `json:"snapshot_name,omitempty"`
+	SkipShardsRestore        *bool    `json:"skip_shards_restore,omitempty"`
+	ShardsOnly               *bool    `json:"shards_only,omitempty"`
+	EndpointsOnly            *bool    `json:"endpoints_only,omitempty"`
+	DeadlineSeconds          *int     `json:"deadline_seconds,omitempty"`
+}
+
+func flag(p *bool, def bool) bool {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+
+// PlanError is why an action cannot run: Code is the action's error_code.
+type PlanError struct {
+	Code    string
+	Message string
+}
+
+func (e *PlanError) Error() string { return e.Code + ": " + e.Message }
+
+func planErr(code, format string, args ...any) *PlanError {
+	return &PlanError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// sim is a scratch copy of the placement that planning changes step by step.
+type sim struct {
+	st     *fsm.State
+	shards map[string]*fsm.Shard
+}
+
+func newSim(st *fsm.State) *sim {
+	s := &sim{st: st, shards: make(map[string]*fsm.Shard, len(st.Shards))}
+	for id, sh := range st.Shards {
+		c := *sh
+		s.shards[id] = &c
+	}
+	return s
+}
+
+func (s *sim) pairOf(sh *fsm.Shard) *fsm.Shard {
+	for _, o := range s.shards {
+		if o.BDBUID == sh.BDBUID && o.UID != sh.UID && o.AssignedSlots == sh.AssignedSlots {
+			return o
+		}
+	}
+	return nil
+}
+
+func (s *sim) on(node int) []*fsm.Shard {
+	var out []*fsm.Shard
+	for _, id := range s.st.ShardUIDs() {
+		if sh := s.shards[id]; sh.NodeUID == node {
+			out = append(out, sh)
+		}
+	}
+	return out
+}
+
+func (s *sim) failover(sh *fsm.Shard) fsm.Step {
+	if p := s.pairOf(sh); p != nil {
+		sh.Role, p.Role = fsm.RoleSlave, fsm.RoleMaster
+	}
+	return fsm.Step{Kind: fsm.StepFailover, Shard: sh.UID, BDB: sh.BDBUID, From: sh.NodeUID}
+}
+
+// QuorumCheck refuses an action that would leave the voters without a
+// majority: nodes down, in maintenance or being removed do not count, nor
+// does the node the action takes out.
+func QuorumCheck(st *fsm.State, node int, action string) error {
+	if action != fsm.ActionRemove && action != fsm.ActionMaintenanceOn {
+		return nil
+	}
+	total := len(st.Nodes)
+	voters := total
+	if action == fsm.ActionRemove {
+		voters--
+	}
+	healthy := 0
+	for uid, n := range st.Nodes {
+		if uid == node || n.Status != fsm.NodeActive || n.Maintenance || n.Removing {
+			continue
+		}
+		healthy++
+	}
+	if voters == 0 || healthy <= voters/2 {
+		return planErr("quorum_loss", "after %s of node %d only %d of %d voters would be available", action, node, healthy, voters)
+	}
+	return nil
+}
+
+// PlanAction turns an action into steps against the current state, or says
+// why it cannot run (a *PlanError with insufficient_resources, quorum_loss
+// or snapshot_not_found). now names the maintenance snapshot.
+func PlanAction(st *fsm.State, a *fsm.Action, now time.Time) ([]fsm.Step, error) {
+	var p Params
+	if len(a.Params) > 0 {
+		if err := json.Unmarshal(a.Params, &p); err != nil {
+			return nil, planErr("invalid_parameter", "params: %v", err)
+		}
+	}
+	n, ok := st.Nodes[a.NodeUID]
+	if !ok {
+		return nil, planErr("node_not_found", "node %d does not exist", a.NodeUID)
+	}
+	if err := QuorumCheck(st, a.NodeUID, a.Action); err != nil {
+		return nil, err
+	}
+	s := newSim(st)
+	switch a.Action {
+	case fsm.ActionRemove:
+		return s.planRemove(n, flag(p.WaitForPersistence, st.Policy.PersistentNodeRemoval))
+	case fsm.ActionMaintenanceOn:
+		return s.planMaintenanceOn(n, p, now)
+	case fsm.ActionMaintenanceOff:
+		return s.planMaintenanceOff(n, p)
+	case fsm.ActionEnslaveNode:
+		return s.planEnslave(n, p)
+	}
+	return nil, planErr("unsupported_action", "unknown action %q", a.Action)
+}
+
+// evacuate plans moving shards off node (failing masters over first when
+// they have a replica), and rebinding its endpoints.
+func (s *sim) evacuate(node int, move func(*fsm.Shard) bool, persist bool) ([]fsm.Step, error) {
+	var steps []fsm.Step
+	// Replicas first (their masters stay put), then masters: each master with
+	// a replica elsewhere fails over, so the database never loses its master.
+	for _, sh := range s.on(node) {
+		if sh.Role == fsm.RoleMaster && s.pairOf(sh) != nil {
+			steps = append(steps, s.failover(sh))
+		}
+	}
+	var moving []*fsm.Shard
+	for _, sh := range s.on(node) {
+		if move(sh) {
+			moving = append(moving, sh)
+		}
+	}
+	slices.SortStableFunc(moving, func(x, y *fsm.Shard) int { // replicas first
+		return boolInt(x.Role == fsm.RoleMaster) - boolInt(y.Role == fsm.RoleMaster)
+	})
+	if len(moving) > 0 {
+		needs := make([]Need, len(moving))
+		for i, sh := range moving {
+			needs[i] = Need{ID: fmt.Sprintf("%s (db %d, %s)", sh.UID, sh.BDBUID, sh.Role), Memory: sh.Memory, Pair: -1, Avoid: []int{node}}
+			if p := s.pairOf(sh); p != nil {
+				needs[i].PairNode = p.NodeUID
+			}
+		}
+		cands := Candidates(s.st)
+		for i := range cands {
+			if cands[i].UID == node {
+				cands[i].Eligible = false
+			}
+		}
+		targets, err := Plan(cands, needs, PolicyOf(s.st))
+		if err != nil {
+			return nil, planErr("insufficient_resources", "%v", err)
+		}
+		for i, sh := range moving {
+			steps = append(steps, fsm.Step{Kind: fsm.StepMove, Shard: sh.UID, BDB: sh.BDBUID, From: node, To: targets[i]})
+			sh.NodeUID = targets[i]
+		}
+		if persist {
+			for _, sh := range moving {
+				if b := s.st.BDBs[sh.BDBUID]; b != nil && b.DataPersistence != fsm.PersistenceDisabled {
+					steps = append(steps, fsm.Step{Kind: fsm.StepWaitPersistence, Shard: sh.UID, BDB: sh.BDBUID, To: sh.NodeUID})
+				}
+			}
+		}
+	}
+	rebinds, err := s.rebindOff(node)
+	if err != nil {
+		return nil, err
+	}
+	return append(steps, rebinds...), nil
+}
+
+// rebindOff moves every endpoint bound to node to a node hosting one of its
+// database's masters.
+func (s *sim) rebindOff(node int) ([]fsm.Step, error) {
+	var steps []fsm.Step
+	for _, uid := range s.st.BDBUIDs() {
+		for _, e := range s.st.BDBs[uid].Endpoints {
+			if e.NodeUID != node {
+				continue
+			}
+			to := 0
+			for _, id := range s.st.ShardUIDs() {
+				sh := s.shards[id]
+				if sh.BDBUID == uid && sh.Role == fsm.RoleMaster && sh.NodeUID != node && s.st.Nodes[sh.NodeUID] != nil {
+					to = sh.NodeUID
+					break
+				}
+			}
+			if to == 0 {
+				return nil, planErr("insufficient_resources", "endpoint %s of database %d: no other node hosts one of its masters", e.UID, uid)
+			}
+			steps = append(steps, fsm.Step{Kind: fsm.StepRebind, BDB: uid, Endpoint: e.UID, From: node, To: to})
+		}
+	}
+	return steps, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *sim) planRemove(n *fsm.Node, persist bool) ([]fsm.Step, error) {
+	steps := []fsm.Step{{Kind: fsm.StepTransferLeader, From: n.UID}}
+	ev, err := s.evacuate(n.UID, func(*fsm.Shard) bool { return true }, persist)
+	if err != nil {
+		return nil, err
+	}
+	steps = append(steps, ev...)
+	return append(steps, fsm.Step{Kind: fsm.StepRemoveMember, From: n.UID}), nil
+}
+
+func (s *sim) planMaintenanceOn(n *fsm.Node, p Params, now time.Time) ([]fsm.Step, error) {
+	var steps []fsm.Step
+	if len(s.st.Snapshots[n.UID]) == 0 || flag(p.OverwriteSnapshot, false) {
+		name := "maintenance_mode_" + now.UTC().Format("2006-01-02_15-04-05")
+		steps = append(steps, fsm.Step{Kind: fsm.StepSnapshot, Snapshot: name, Time: now.Unix()})
+	}
+	steps = append(steps, fsm.Step{Kind: fsm.StepMaintenance})
+	evictHA, evictAA := flag(p.EvictHAReplica, true), flag(p.EvictActiveActiveReplica, true)
+	if flag(p.KeepSlaveShards, false) {
+		evictHA, evictAA = false, false
+	}
+	only := map[int]bool{}
+	for _, d := range p.EvictDBs {
+		var uid int
+		if _, err := fmt.Sscan(d, &uid); err == nil {
+			only[uid] = true
+		}
+	}
+	move := func(sh *fsm.Shard) bool {
+		if len(only) > 0 && !only[sh.BDBUID] {
+			return false
+		}
+		if sh.Role == fsm.RoleMaster {
+			return true // a master left here has no replica: it always moves
+		}
+		if b := s.st.BDBs[sh.BDBUID]; b != nil && b.CRDT {
+			return evictAA
+		}
+		return evictHA
+	}
+	ev, err := s.evacuate(n.UID, move, false)
+	if err != nil {
+		return nil, err
+	}
+	return append(steps, ev...), nil
+}
+
+func (s *sim) planMaintenanceOff(n *fsm.Node, p Params) ([]fsm.Step, error) {
+	snaps := s.st.Snapshots[n.UID]
+	var snap *fsm.NodeSnapshot
+	if p.SnapshotName != nil {
+		for _, sn := range snaps {
+			if sn.Name == *p.SnapshotName {
+				snap = sn
+			}
+		}
+	} else if len(snaps) > 0 {
+		snap = snaps[len(snaps)-1]
+	}
+	skip := flag(p.SkipShardsRestore, false)
+	if snap == nil && !skip {
+		name := "(latest)"
+		if p.SnapshotName != nil {
+			name = *p.SnapshotName
+		}
+		return nil, planErr("snapshot_not_found", "node %d has no maintenance snapshot %s", n.UID, name)
+	}
+	steps := []fsm.Step{{Kind: fsm.StepEndMaintenance}}
+	if !skip {
+		// Move back what still exists and is elsewhere; the node must hold it.
+		var back []*fsm.Shard
+		for _, ss := range snap.Shards {
+			if sh, ok := s.shards[ss.UID]; ok && sh.NodeUID != n.UID {
+				back = append(back, sh)
+			}
+		}
+		cand := Candidates(s.st)
+		for i := range cand {
+			cand[i].Eligible = cand[i].UID == n.UID && n.Status == fsm.NodeActive
+		}
+		needs := make([]Need, len(back))
+		for i, sh := range back {
+			needs[i] = Need{ID: fmt.Sprintf("%s (db %d)", sh.UID, sh.BDBUID), Memory: sh.Memory, Pair: -1}
+			if pr := s.pairOf(sh); pr != nil {
+				needs[i].PairNode = pr.NodeUID
+			}
+		}
+		if _, err := Plan(cand, needs, PolicyOf(s.st)); err != nil {
+			return nil, planErr("insufficient_resources", "restore of snapshot %s: %v", snap.Name, err)
+		}
+		for _, sh := range back {
+			steps = append(steps, fsm.Step{Kind: fsm.StepMove, Shard: sh.UID, BDB: sh.BDBUID, From: sh.NodeUID, To: n.UID})
+			sh.NodeUID = n.UID
+		}
+		// Roles: a shard that was a master here becomes master again.
+		for _, ss := range snap.Shards {
+			sh, ok := s.shards[ss.UID]
+			if !ok || sh.Role == ss.Role || ss.Role != fsm.RoleMaster {
+				continue
+			}
+			if pr := s.pairOf(sh); pr != nil && pr.Role == fsm.RoleMaster {
+				steps = append(steps, s.failover(pr))
+			}
+		}
+		for _, eid := range snap.Endpoints {
+			for _, uid := range s.st.BDBUIDs() {
+				for _, e := range s.st.BDBs[uid].Endpoints {
+					if e.UID == eid && e.NodeUID != n.UID {
+						steps = append(steps, fsm.Step{Kind: fsm.StepRebind, BDB: uid, Endpoint: eid, From: e.NodeUID, To: n.UID})
+					}
+				}
+			}
+		}
+	}
+	if snap != nil {
+		steps = append(steps, fsm.Step{Kind: fsm.StepDeleteSnapshot, Snapshot: snap.Name})
+	}
+	return steps, nil
+}
+
+func (s *sim) planEnslave(n *fsm.Node, p Params) ([]fsm.Step, error) {
+	var steps []fsm.Step
+	if !flag(p.EndpointsOnly, false) {
+		for _, sh := range s.on(n.UID) {
+			if sh.Role != fsm.RoleMaster {
+				continue
+			}
+			if s.pairOf(sh) == nil {
+				return nil, planErr("insufficient_resources", "master shard %s of database %d has no replica to take over", sh.UID, sh.BDBUID)
+			}
+			steps = append(steps, s.failover(sh))
+		}
+	}
+	if !flag(p.ShardsOnly, false) {
+		rb, err := s.rebindOff(n.UID)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, rb...)
+	}
+	return append(steps, fsm.Step{Kind: fsm.StepTransferLeader, From: n.UID}), nil
+}

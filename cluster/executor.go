@@ -1,0 +1,369 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"cnm/agent"
+	"cnm/fsm"
+)
+
+// ActionRaft is what executors need of the raft member.
+type ActionRaft interface {
+	Applier
+	ID() int
+	TransferLeadership(ctx context.Context) error
+	RemoveServer(ctx context.Context, uid int) error
+	IsMember(uid int) (bool, error)
+}
+
+// Agents moves shards between nodes (agent.Client).
+type Agents interface {
+	Copy(ctx context.Context, target string, spec agent.Spec, source string) (agent.Info, error)
+	Info(ctx context.Context, addr, uid string) (agent.Info, error)
+	Drop(ctx context.Context, addr, uid string) error
+}
+
+// Executor runs the node actions while this node leads: it claims each
+// unfinished action for its term, plans it if new, and runs its steps one
+// by one, committing each step's effect before the next. A new leader
+// resumes every action at its first unfinished step.
+type Executor struct {
+	FSM    *fsm.FSM
+	Raft   ActionRaft
+	Agents Agents
+	Log    *slog.Logger
+	// Now is the clock (tests may fix it).
+	Now func() time.Time
+}
+
+// Name implements Worker.
+func (e *Executor) Name() string { return "executor" }
+
+// errYielded: this leader handed leadership over; the next one resumes.
+var errYielded = errors.New("leadership handed over")
+
+// Run starts a runner per unfinished action and waits for all of them when
+// ctx ends.
+func (e *Executor) Run(ctx context.Context, term uint64) {
+	if e.Now == nil {
+		e.Now = time.Now
+	}
+	running := map[string]bool{}
+	done := make(chan string)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		changed := e.FSM.Changed()
+		var todo []string
+		e.FSM.Read(func(st *fsm.State, _ uint64) {
+			for _, a := range st.AllActions() {
+				if !fsm.Terminal(a.Status) && !running[a.TaskID] {
+					todo = append(todo, a.TaskID)
+				}
+			}
+		})
+		for _, id := range todo {
+			running[id] = true
+			go func() {
+				e.run(ctx, term, id)
+				done <- id
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			for len(running) > 0 {
+				delete(running, <-done)
+			}
+			return
+		case id := <-done:
+			delete(running, id)
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+func (e *Executor) apply(ctx context.Context, payload any) (*fsm.Result, error) {
+	cmd, err := fsm.Encode(payload)
+	if err != nil {
+		return nil, err
+	}
+	return e.Raft.Apply(ctx, cmd)
+}
+
+func (e *Executor) action(id string) (a fsm.Action, ok bool) {
+	e.FSM.Read(func(st *fsm.State, _ uint64) {
+		if p := st.ActionByTask(id); p != nil {
+			a, ok = *p, true
+		}
+	})
+	return a, ok
+}
+
+func (e *Executor) run(ctx context.Context, term uint64, id string) {
+	log := e.Log.With("task_id", id, "term", term)
+	if _, err := e.apply(ctx, &fsm.ClaimAction{TaskID: id, Term: term, Leader: e.Raft.ID(), Time: e.Now().Unix()}); err != nil {
+		log.Debug("claim refused", "error", err)
+		return
+	}
+	finish := func(status, code, msg string) {
+		if _, err := e.apply(ctx, &fsm.FinishAction{TaskID: id, Term: term, Status: status, ErrorCode: code, ErrorMessage: msg, Time: e.Now().Unix()}); err != nil {
+			log.Warn("finish action", "status", status, "error", err)
+			return
+		}
+		log.Info("action finished", "status", status, "error_code", code, "error_message", msg)
+	}
+	for ctx.Err() == nil {
+		a, ok := e.action(id)
+		if !ok || fsm.Terminal(a.Status) || a.Term != term {
+			return
+		}
+		switch {
+		case a.Status == fsm.StatusCancelling:
+			finish(fsm.StatusCancelled, "", "")
+			return
+		case a.Status == fsm.StatusStarting:
+			var steps []fsm.Step
+			var perr error
+			e.FSM.Read(func(st *fsm.State, _ uint64) { steps, perr = PlanAction(st, &a, e.Now()) })
+			if perr != nil {
+				code, msg := "internal_error", perr.Error()
+				var pe *PlanError
+				if errors.As(perr, &pe) {
+					code, msg = pe.Code, pe.Message
+				}
+				finish(fsm.StatusFailed, code, msg)
+				return
+			}
+			if _, err := e.apply(ctx, &fsm.PlanAction{TaskID: id, Term: term, Steps: steps, Time: e.Now().Unix()}); err != nil {
+				log.Warn("store plan", "error", err)
+				return
+			}
+			continue
+		case a.Done >= len(a.Steps):
+			finish(fsm.StatusCompleted, "", "")
+			return
+		case e.Now().Unix() > a.Deadline:
+			finish(fsm.StatusFailed, "internal_error", fmt.Sprintf("deadline passed at step %d of %d (%s)", a.Done+1, len(a.Steps), describe(a.Steps[a.Done])))
+			return
+		}
+		st := a.Steps[a.Done]
+		msg, err := e.execute(ctx, &a, st)
+		if errors.Is(err, errYielded) || ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var pe *PlanError
+			if errors.As(err, &pe) {
+				finish(fsm.StatusFailed, pe.Code, pe.Message)
+			} else {
+				finish(fsm.StatusFailed, "internal_error", err.Error())
+			}
+			return
+		}
+		if _, err := e.apply(ctx, &fsm.StepDone{TaskID: id, Term: term, Index: a.Done, Time: e.Now().Unix(), Message: msg}); err != nil {
+			log.Warn("commit step", "step", a.Done, "error", err)
+			return
+		}
+		if st.Kind == fsm.StepMove {
+			// The source's agent would drop the copy on its own once it sees
+			// the move; asking saves it the wait.
+			if addr := e.apiAddr(st.From); addr != "" {
+				_ = e.Agents.Drop(ctx, addr, st.Shard)
+			}
+		}
+	}
+}
+
+func describe(st fsm.Step) string {
+	switch st.Kind {
+	case fsm.StepMove:
+		return fmt.Sprintf("move shard %s from node %d to node %d", st.Shard, st.From, st.To)
+	case fsm.StepFailover:
+		return fmt.Sprintf("fail shard %s over to its replica", st.Shard)
+	case fsm.StepRebind:
+		return fmt.Sprintf("rebind endpoint %s to node %d", st.Endpoint, st.To)
+	case fsm.StepWaitPersistence:
+		return fmt.Sprintf("wait for shard %s to persist on node %d", st.Shard, st.To)
+	case fsm.StepTransferLeader:
+		return fmt.Sprintf("move raft leadership off node %d", st.From)
+	case fsm.StepRemoveMember:
+		return fmt.Sprintf("remove node %d from the cluster", st.From)
+	case fsm.StepSnapshot:
+		return "record snapshot " + st.Snapshot
+	case fsm.StepMaintenance:
+		return "stop accepting shards"
+	case fsm.StepEndMaintenance:
+		return "accept shards again"
+	case fsm.StepDeleteSnapshot:
+		return "delete snapshot " + st.Snapshot
+	}
+	return st.Kind
+}
+
+func (e *Executor) apiAddr(node int) string {
+	var addr string
+	e.FSM.Read(func(st *fsm.State, _ uint64) {
+		if n, ok := st.Nodes[node]; ok {
+			addr = n.APIAddr
+		}
+	})
+	return addr
+}
+
+// retry runs fn until it succeeds, ctx ends, or the action's deadline
+// passes; nodes that do not answer are retried with backoff (SPEC §4.6).
+func (e *Executor) retry(ctx context.Context, a *fsm.Action, what string, fn func(context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := fn(ctx)
+		if err == nil {
+			return nil
+		}
+		var pe *PlanError
+		if errors.As(err, &pe) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if e.Now().Add(backoff).Unix() > a.Deadline {
+			return fmt.Errorf("%s: deadline passed: %w", what, err)
+		}
+		e.Log.Debug("step retry", "task_id", a.TaskID, "what", what, "error", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// execute does the work a step needs before its effect can be committed,
+// and returns the event message.
+func (e *Executor) execute(ctx context.Context, a *fsm.Action, st fsm.Step) (string, error) {
+	switch st.Kind {
+	case fsm.StepMove:
+		return e.move(ctx, a, st)
+	case fsm.StepFailover:
+		var pairNode int
+		var pairUID string
+		e.FSM.Read(func(s *fsm.State, _ uint64) {
+			if sh, ok := s.Shards[st.Shard]; ok {
+				if p := s.PairOf(sh); p != nil {
+					pairNode, pairUID = p.NodeUID, p.UID
+				}
+			}
+		})
+		if pairUID == "" {
+			return fmt.Sprintf("shard %s is gone; nothing to fail over", st.Shard), nil
+		}
+		// The replica must be there and in sync before it takes over.
+		err := e.retry(ctx, a, fmt.Sprintf("replica %s on node %d", pairUID, pairNode), func(ctx context.Context) error {
+			info, err := e.Agents.Info(ctx, e.apiAddr(pairNode), pairUID)
+			if err != nil {
+				return err
+			}
+			if !info.InSync {
+				return fmt.Errorf("replica %s is not in sync", pairUID)
+			}
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("shard %s failed over to its replica %s on node %d", st.Shard, pairUID, pairNode), nil
+	case fsm.StepWaitPersistence:
+		err := e.retry(ctx, a, fmt.Sprintf("persistence of shard %s on node %d", st.Shard, st.To), func(ctx context.Context) error {
+			info, err := e.Agents.Info(ctx, e.apiAddr(st.To), st.Shard)
+			if err != nil {
+				return err
+			}
+			if !info.Persisted {
+				return fmt.Errorf("shard %s has not persisted yet", st.Shard)
+			}
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("shard %s persisted on node %d", st.Shard, st.To), nil
+	case fsm.StepTransferLeader:
+		if st.From != e.Raft.ID() {
+			return fmt.Sprintf("node %d does not lead", st.From), nil
+		}
+		e.Log.Info("handing leadership over", "task_id", a.TaskID)
+		if err := e.Raft.TransferLeadership(ctx); err != nil {
+			return "", fmt.Errorf("transfer leadership: %w", err)
+		}
+		return "", errYielded
+	case fsm.StepRemoveMember:
+		err := e.retry(ctx, a, fmt.Sprintf("remove node %d from raft", st.From), func(ctx context.Context) error {
+			member, err := e.Raft.IsMember(st.From)
+			if err != nil || !member {
+				return err
+			}
+			return e.Raft.RemoveServer(ctx, st.From)
+		})
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("node %d left the cluster", st.From), nil
+	case fsm.StepRebind:
+		return fmt.Sprintf("endpoint %s rebound to node %d", st.Endpoint, st.To), nil
+	}
+	return describe(st), nil
+}
+
+// move copies a shard to its new node unless an identical copy is there
+// already (a step replayed by a new leader does not copy twice).
+func (e *Executor) move(ctx context.Context, a *fsm.Action, st fsm.Step) (string, error) {
+	var spec agent.Spec
+	var exists bool
+	e.FSM.Read(func(s *fsm.State, _ uint64) {
+		sh, ok := s.Shards[st.Shard]
+		if !ok {
+			return
+		}
+		exists = true
+		spec = agent.Spec{UID: sh.UID, BDB: sh.BDBUID, Role: sh.Role, Persistence: fsm.PersistenceDisabled}
+		if b := s.BDBs[sh.BDBUID]; b != nil {
+			spec.Persistence = b.DataPersistence
+		}
+	})
+	if !exists {
+		return fmt.Sprintf("shard %s is gone; nothing to move", st.Shard), nil
+	}
+	src, dst := e.apiAddr(st.From), e.apiAddr(st.To)
+	copied := false
+	err := e.retry(ctx, a, fmt.Sprintf("copy shard %s from node %d to node %d", st.Shard, st.From, st.To), func(ctx context.Context) error {
+		if src == "" || dst == "" {
+			return &PlanError{Code: "internal_error", Message: fmt.Sprintf("node %d or %d left the cluster", st.From, st.To)}
+		}
+		have, herr := e.Agents.Info(ctx, dst, st.Shard)
+		from, ferr := e.Agents.Info(ctx, src, st.Shard)
+		if herr == nil && (ferr != nil || have.Checksum == from.Checksum) && have.InSync {
+			return nil // already there (a replayed step, or the source is gone after the copy)
+		}
+		if ferr != nil {
+			return fmt.Errorf("node %d: %w", st.From, ferr)
+		}
+		if _, err := e.Agents.Copy(ctx, dst, spec, src); err != nil {
+			return fmt.Errorf("node %d: %w", st.To, err)
+		}
+		copied = true
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if !copied {
+		return fmt.Sprintf("shard %s already on node %d", st.Shard, st.To), nil
+	}
+	return fmt.Sprintf("shard %s moved from node %d to node %d", st.Shard, st.From, st.To), nil
+}

@@ -1,0 +1,374 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"cnm/cluster"
+	"cnm/fsm"
+)
+
+// actionView is the action object of SPEC §3.1.
+type actionView struct {
+	Name         string          `json:"name"`
+	Action       string          `json:"action"`
+	NodeUID      string          `json:"node_uid"`
+	TaskID       string          `json:"task_id"`
+	Status       string          `json:"status"`
+	Progress     float64         `json:"progress"`
+	CreationTime int64           `json:"creation_time"`
+	StartTime    *int64          `json:"start_time"`
+	EndTime      *int64          `json:"end_time"`
+	Params       json.RawMessage `json:"params"`
+	ErrorCode    string          `json:"error_code,omitempty"`
+	ErrorMessage string          `json:"error_message,omitempty"`
+	Additional   additionalInfo  `json:"additional_info"`
+}
+
+type additionalInfo struct {
+	PendingOps int         `json:"pending_ops"`
+	DoneOps    int         `json:"done_ops"`
+	Steps      []string    `json:"steps"`
+	Events     []fsm.Event `json:"events"`
+}
+
+func viewAction(a *fsm.Action) actionView {
+	v := actionView{
+		Name: a.Action, Action: a.Action, NodeUID: strconv.Itoa(a.NodeUID), TaskID: a.TaskID,
+		Status: a.Status, Progress: a.Progress(), CreationTime: a.CreationTime, Params: a.Params,
+		Additional: additionalInfo{PendingOps: len(a.Steps) - a.Done, DoneOps: a.Done, Steps: []string{}, Events: a.Events},
+	}
+	if a.Action == fsm.ActionRemove {
+		v.Name = "remove_node"
+	}
+	if len(v.Params) == 0 {
+		v.Params = json.RawMessage("{}")
+	}
+	if a.StartTime != 0 {
+		t := a.StartTime
+		v.StartTime = &t
+	}
+	if a.EndTime != 0 {
+		t := a.EndTime
+		v.EndTime = &t
+	}
+	if a.Status == fsm.StatusFailed || a.Status == fsm.StatusAborted {
+		v.ErrorCode, v.ErrorMessage = a.ErrorCode, a.ErrorMessage
+	}
+	for _, st := range a.Steps {
+		v.Additional.Steps = append(v.Additional.Steps, st.Kind)
+	}
+	if v.Additional.Events == nil {
+		v.Additional.Events = []fsm.Event{}
+	}
+	return v
+}
+
+type actionsView struct {
+	Actions []actionView `json:"actions"`
+}
+
+func (s *Server) listAllActions(w http.ResponseWriter, _ *http.Request, _ principal) error {
+	out := actionsView{Actions: []actionView{}}
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		for _, a := range st.AllActions() {
+			out.Actions = append(out.Actions, viewAction(a))
+		}
+	})
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// nodeOrRecords checks that uid names a node, or a removed node whose action
+// records are still kept (SPEC §3.2).
+func nodeOrRecords(st *fsm.State, uid int) bool {
+	_, ok := st.Nodes[uid]
+	return ok || len(st.Actions[uid]) > 0
+}
+
+func (s *Server) listNodeActions(w http.ResponseWriter, r *http.Request, _ principal) error {
+	uid, err := pathUID(r, "node")
+	if err != nil {
+		return err
+	}
+	out := actionsView{Actions: []actionView{}}
+	var known bool
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		if known = nodeOrRecords(st, uid); known {
+			for _, a := range st.AllActions() {
+				if a.NodeUID == uid {
+					out.Actions = append(out.Actions, viewAction(a))
+				}
+			}
+		}
+	})
+	if !known {
+		return errNodeNotFound(uid)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func actionName(r *http.Request) (string, error) {
+	name := muxVar(r, "action")
+	if !slices.Contains(fsm.ActionNames, name) {
+		return "", errBadRequest("unsupported_action", "unsupported action "+quote(name)+": use remove, maintenance_on, maintenance_off or enslave_node")
+	}
+	return name, nil
+}
+
+func errActionNotFound(uid int, name string) *apiError {
+	return errNotFound("action_not_found", "no "+name+" action is queued, running, or kept from its last run on node "+itoa(uid))
+}
+
+func (s *Server) getNodeAction(w http.ResponseWriter, r *http.Request, _ principal) error {
+	uid, err := pathUID(r, "node")
+	if err != nil {
+		return err
+	}
+	name, err := actionName(r)
+	if err != nil {
+		return err
+	}
+	var v actionView
+	var known, found bool
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		known = nodeOrRecords(st, uid)
+		if a := st.ActionOf(uid, name); a != nil {
+			v, found = viewAction(a), true
+		}
+	})
+	switch {
+	case !known:
+		return errNodeNotFound(uid)
+	case !found:
+		return errActionNotFound(uid, name)
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// Bodies of each action; unknown fields are refused.
+type (
+	removeParams struct {
+		WaitForPersistence *bool `json:"wait_for_persistence"`
+		DeadlineSeconds    *int  `json:"deadline_seconds"`
+	}
+	maintenanceOnParams struct {
+		OverwriteSnapshot        *bool     `json:"overwrite_snapshot"`
+		EvictHAReplica           *bool     `json:"evict_ha_replica"`
+		EvictActiveActiveReplica *bool     `json:"evict_active_active_replica"`
+		EvictDBs                 *[]string `json:"evict_dbs"`
+		KeepSlaveShards          *bool     `json:"keep_slave_shards"`
+		DeadlineSeconds          *int      `json:"deadline_seconds"`
+	}
+	maintenanceOffParams struct {
+		SnapshotName      *string `json:"snapshot_name"`
+		SkipShardsRestore *bool   `json:"skip_shards_restore"`
+		DeadlineSeconds   *int    `json:"deadline_seconds"`
+	}
+	enslaveParams struct {
+		ShardsOnly      *bool `json:"shards_only"`
+		EndpointsOnly   *bool `json:"endpoints_only"`
+		DeadlineSeconds *int  `json:"deadline_seconds"`
+	}
+)
+
+// DefaultActionDeadline is how long an action may run (SPEC §4.6).
+const DefaultActionDeadline = 10 * time.Minute
+
+// actionParams decodes and checks the body of action name into the
+// normalised params stored with the action.
+func (s *Server) actionParams(r *http.Request, name string) (cluster.Params, error) {
+	var p cluster.Params
+	switch name {
+	case fsm.ActionRemove:
+		var b removeParams
+		if err := decodeBody(r, &b); err != nil {
+			return p, err
+		}
+		p.WaitForPersistence, p.DeadlineSeconds = b.WaitForPersistence, b.DeadlineSeconds
+	case fsm.ActionMaintenanceOn:
+		var b maintenanceOnParams
+		if err := decodeBody(r, &b); err != nil {
+			return p, err
+		}
+		p.OverwriteSnapshot, p.EvictHAReplica, p.EvictActiveActiveReplica = b.OverwriteSnapshot, b.EvictHAReplica, b.EvictActiveActiveReplica
+		p.KeepSlaveShards, p.DeadlineSeconds = b.KeepSlaveShards, b.DeadlineSeconds
+		if b.EvictDBs != nil {
+			var missing string
+			s.fsm.Read(func(st *fsm.State, _ uint64) {
+				for _, d := range *b.EvictDBs {
+					uid, err := strconv.Atoi(d)
+					if _, ok := st.BDBs[uid]; err != nil || !ok {
+						missing = d
+						return
+					}
+				}
+			})
+			if missing != "" {
+				return p, errBadRequest("invalid_parameter", "field \"evict_dbs\" names "+quote(missing)+", which is not a database uid")
+			}
+			p.EvictDBs = *b.EvictDBs
+		}
+	case fsm.ActionMaintenanceOff:
+		var b maintenanceOffParams
+		if err := decodeBody(r, &b); err != nil {
+			return p, err
+		}
+		p.SnapshotName, p.SkipShardsRestore, p.DeadlineSeconds = b.SnapshotName, b.SkipShardsRestore, b.DeadlineSeconds
+	case fsm.ActionEnslaveNode:
+		var b enslaveParams
+		if err := decodeBody(r, &b); err != nil {
+			return p, err
+		}
+		p.ShardsOnly, p.EndpointsOnly, p.DeadlineSeconds = b.ShardsOnly, b.EndpointsOnly, b.DeadlineSeconds
+		if b.ShardsOnly != nil && b.EndpointsOnly != nil && *b.ShardsOnly && *b.EndpointsOnly {
+			return p, errBadRequest("invalid_parameter", "shards_only and endpoints_only exclude each other")
+		}
+	}
+	if d := p.DeadlineSeconds; d != nil && (*d < 1 || *d > 7*24*3600) {
+		return p, errBadRequest("invalid_parameter", "field \"deadline_seconds\" must be 1 to 604800")
+	}
+	return p, nil
+}
+
+// planStatus maps the pre-check's failure codes to statuses (SPEC §3.2).
+var planStatus = map[string]int{
+	"insufficient_resources": http.StatusNotAcceptable,
+	"quorum_loss":            http.StatusNotAcceptable,
+	"snapshot_not_found":     http.StatusNotFound,
+	"node_not_found":         http.StatusNotFound,
+}
+
+func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p principal) error {
+	uid, err := pathUID(r, "node")
+	if err != nil {
+		return err
+	}
+	name, err := actionName(r)
+	if err != nil {
+		return err
+	}
+	dryRun := false
+	if v := r.URL.Query().Get("dry_run"); v != "" {
+		if dryRun, err = strconv.ParseBool(v); err != nil {
+			return errBadRequest("invalid_parameter", "dry_run must be true or false, got "+quote(v))
+		}
+	}
+	var exists bool
+	s.fsm.Read(func(st *fsm.State, _ uint64) { _, exists = st.Nodes[uid] })
+	if !exists {
+		return errNodeNotFound(uid)
+	}
+	params, err := s.actionParams(r, name)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	deadline := DefaultActionDeadline
+	if params.DeadlineSeconds != nil {
+		deadline = time.Duration(*params.DeadlineSeconds) * time.Second
+	}
+	a := fsm.Action{TaskID: uuid.NewString(), Action: name, NodeUID: uid, CreationTime: now.Unix(),
+		Deadline: now.Add(deadline).Unix(), Params: raw}
+
+	// Pre-check (SPEC §4.1) against the leader's state; the executor checks
+	// again when the action starts.
+	var steps []fsm.Step
+	var running *fsm.Action
+	var perr error
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		if cur := st.ActiveAction(uid); cur != nil {
+			c := *cur
+			running = &c
+			return
+		}
+		steps, perr = cluster.PlanAction(st, &a, now)
+	})
+	if running != nil {
+		return errInProgress(running)
+	}
+	var pe *cluster.PlanError
+	if errors.As(perr, &pe) {
+		st, ok := planStatus[pe.Code]
+		if !ok {
+			st = http.StatusBadRequest
+		}
+		return &apiError{Status: st, Code: pe.Code, Description: pe.Message}
+	}
+	if perr != nil {
+		return perr
+	}
+	if dryRun {
+		writeJSON(w, http.StatusOK, map[string]any{"plan": steps})
+		return nil
+	}
+	res, err := s.submit(r.Context(), &fsm.SubmitAction{Actor: p.actor(), Action: a,
+		By: fmt.Sprintf("%s through node %d", p.Email, s.raft.ID())})
+	if errors.Is(err, fsm.ErrActionInProgress) {
+		var cur *fsm.Action
+		s.fsm.Read(func(st *fsm.State, _ uint64) {
+			if c := st.ActiveAction(uid); c != nil {
+				cc := *c
+				cur = &cc
+			}
+		})
+		if cur != nil {
+			return errInProgress(cur)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	var stored fsm.Action
+	if err := jsonUnmarshal(res.Value, &stored); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewAction(&stored))
+	return nil
+}
+
+func errInProgress(a *fsm.Action) *apiError {
+	return &apiError{Status: http.StatusConflict, Code: "action_in_progress",
+		Description: fmt.Sprintf("action %s (task %s) is %s on node %d", a.Action, a.TaskID, a.Status, a.NodeUID)}
+}
+
+func (s *Server) cancelNodeAction(w http.ResponseWriter, r *http.Request, p principal) error {
+	uid, err := pathUID(r, "node")
+	if err != nil {
+		return err
+	}
+	name, err := actionName(r)
+	if err != nil {
+		return err
+	}
+	if err := decodeBody(r, &struct{}{}); err != nil {
+		return err
+	}
+	res, err := s.submit(r.Context(), &fsm.CancelAction{Actor: p.actor(), Node: uid, Action: name,
+		By: fmt.Sprintf("%s through node %d", p.Email, s.raft.ID()), Time: time.Now().Unix()})
+	if errors.Is(err, fsm.ErrActionNotFound) {
+		return errActionNotFound(uid, name)
+	}
+	if err != nil {
+		return err
+	}
+	var a fsm.Action
+	if err := jsonUnmarshal(res.Value, &a); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewAction(&a))
+	return nil
+}
