@@ -289,7 +289,7 @@ func (p *planner) refusal(i, n int) string {
 		return "ineligible"
 	case c.UsedShards >= c.MaxShards:
 		return "full"
-	case !p.pol.Overbooking && c.UsedMemory+nd.Memory > c.Memory:
+	case !p.pol.Overbooking && nd.Memory > c.Memory-c.UsedMemory:
 		return "memory"
 	case slices.Contains(nd.Avoid, c.UID):
 		return "avoid"

@@ -83,21 +83,23 @@ func (s *State) checkPlacement(shards []*Shard, per int) *Error {
 			return errorf(ErrPlacementConflict, "node %d does not accept shards", sh.NodeUID)
 		}
 		u := use[sh.NodeUID]
+		// Compared as "what is left" so that huge sizes cannot overflow.
+		if !s.Policy.ShardsOverbooking && sh.Memory > n.TotalMemory-u.Memory {
+			return errorf(ErrPlacementConflict, "node %d would host more than its %d bytes", n.UID, n.TotalMemory)
+		}
 		u.Shards++
 		u.Memory += sh.Memory
 		use[sh.NodeUID] = u
 		if u.Shards > n.MaxRedisServers {
 			return errorf(ErrPlacementConflict, "node %d would host more than %d shards", n.UID, n.MaxRedisServers)
 		}
-		if !s.Policy.ShardsOverbooking && u.Memory > n.TotalMemory {
-			return errorf(ErrPlacementConflict, "node %d would host more than its %d bytes", n.UID, n.TotalMemory)
-		}
 		if per == 2 && i%2 == 1 {
 			m := shards[i-1]
 			if m.NodeUID == sh.NodeUID {
 				return errorf(ErrPlacementConflict, "shard %s and its master share node %d", sh.UID, sh.NodeUID)
 			}
-			if s.Policy.RackAware && s.Nodes[m.NodeUID].RackID == n.RackID {
+			// Nodes without a rack id are in no rack.
+			if s.Policy.RackAware && n.RackID != "" && s.Nodes[m.NodeUID].RackID == n.RackID {
 				return errorf(ErrPlacementConflict, "shard %s and its master share rack %q", sh.UID, n.RackID)
 			}
 		}
