@@ -137,7 +137,10 @@ func (a *Agent) copyShard(w http.ResponseWriter, r *http.Request) {
 	}
 	a.stage(uid)
 	if err := a.cfg.Backend.CopyFrom(r.Context(), req.Spec, a.client.Source(req.Source)); err != nil {
-		a.unstage(uid)
+		// An earlier good copy may still be here; keep it staged.
+		if _, ierr := a.cfg.Backend.Info(uid); ierr != nil {
+			a.unstage(uid)
+		}
 		writeErr(w, err)
 		return
 	}

@@ -22,7 +22,22 @@ import (
 type FileBackend struct {
 	dir     string
 	limiter *Limiter
-	mu      sync.Mutex // serialises metadata updates
+	mu      sync.Mutex // serialises metadata and file installs
+	// writing serialises writes of one shard: two copies of a uid never
+	// interleave (each also has its own temp file).
+	wmu     sync.Mutex
+	writing map[string]*sync.Mutex
+}
+
+func (b *FileBackend) shardLock(uid string) *sync.Mutex {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	m, ok := b.writing[uid]
+	if !ok {
+		m = &sync.Mutex{}
+		b.writing[uid] = m
+	}
+	return m
 }
 
 // NewFileBackend stores shards in dir; copies it receives are capped by
@@ -32,11 +47,16 @@ func NewFileBackend(dir string, limiter *Limiter) (*FileBackend, error) {
 		return nil, fmt.Errorf("create shard dir %s: %w", dir, err)
 	}
 	// Leftovers of copies interrupted by a crash are never valid shards.
-	tmps, _ := filepath.Glob(filepath.Join(dir, "*.tmp"))
-	for _, t := range tmps {
-		_ = os.Remove(t)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read shard dir %s: %w", dir, err)
 	}
-	return &FileBackend{dir: dir, limiter: limiter}, nil
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	return &FileBackend{dir: dir, limiter: limiter, writing: map[string]*sync.Mutex{}}, nil
 }
 
 type meta struct {
@@ -93,6 +113,9 @@ func (b *FileBackend) CopyFrom(ctx context.Context, s Spec, src Source) error {
 		return fmt.Errorf("fetch shard %s: %w", s.UID, err)
 	}
 	defer rc.Close()
+	if sum == "" {
+		return fmt.Errorf("shard %s: the source sent no checksum to verify: %w", s.UID, ErrChecksum)
+	}
 	s.Size = size
 	return b.write(ctx, s, rc, sum, b.limiter)
 }
@@ -100,11 +123,14 @@ func (b *FileBackend) CopyFrom(ctx context.Context, s Spec, src Source) error {
 // write streams r into a temp file, fsyncs it, checks it, and renames it
 // into place together with fresh metadata.
 func (b *FileBackend) write(ctx context.Context, s Spec, r io.Reader, wantSum string, lim *Limiter) error {
-	tmp := b.path(s.UID, ".data.tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	lock := b.shardLock(s.UID)
+	lock.Lock()
+	defer lock.Unlock()
+	f, err := os.CreateTemp(b.dir, s.UID+".data.*.tmp")
 	if err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
+		return fmt.Errorf("create temp file for shard %s: %w", s.UID, err)
 	}
+	tmp := f.Name()
 	cleanup := func() { f.Close(); os.Remove(tmp) }
 	h := sha256.New()
 	w := bufio.NewWriterSize(io.MultiWriter(f, h), 64<<10)
@@ -255,27 +281,34 @@ func (b *FileBackend) Persist(_ context.Context, uid, mode string) error {
 	default:
 		return fmt.Errorf("persist shard %s as %q: %w", uid, mode, ErrBadPersistence)
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	m, err := b.loadMeta(uid)
 	if err != nil {
 		return err
 	}
 	p := b.path(uid, ext)
-	f, err := os.OpenFile(p+".tmp", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	f, err := os.CreateTemp(b.dir, uid+ext+".*.tmp")
 	if err != nil {
-		return fmt.Errorf("create %s: %w", p, err)
+		return fmt.Errorf("create temp file for %s: %w", p, err)
+	}
+	fail := func(what string, err error) error {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("%s %s: %w", what, p, err)
 	}
 	if _, err := fmt.Fprintf(f, "cnm %s shard=%s size=%d sha256=%s\n", mode, uid, m.Size, m.Checksum); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", p, err)
+		return fail("write", err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", p, err)
+		return fail("sync", err)
 	}
 	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
 		return fmt.Errorf("close %s: %w", p, err)
 	}
-	if err := os.Rename(p+".tmp", p); err != nil {
+	if err := os.Rename(f.Name(), p); err != nil {
+		os.Remove(f.Name())
 		return fmt.Errorf("install %s: %w", p, err)
 	}
 	return nil
@@ -298,13 +331,15 @@ func (b *FileBackend) Drop(_ context.Context, uid string) error {
 
 // List returns every shard with metadata in the directory.
 func (b *FileBackend) List() ([]string, error) {
-	ms, err := filepath.Glob(filepath.Join(b.dir, "*.meta"))
+	entries, err := os.ReadDir(b.dir)
 	if err != nil {
 		return nil, fmt.Errorf("list shards: %w", err)
 	}
-	out := make([]string, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, strings.TrimSuffix(filepath.Base(m), ".meta"))
+	var out []string
+	for _, e := range entries {
+		if name, ok := strings.CutSuffix(e.Name(), ".meta"); ok {
+			out = append(out, name)
+		}
 	}
 	return out, nil
 }

@@ -61,7 +61,7 @@ type Action struct {
 	StartTime    int64           `json:"start_time,omitempty"`
 	EndTime      int64           `json:"end_time,omitempty"`
 	Deadline     int64           `json:"deadline"`
-	Params       json.RawMessage `json:"params"`
+	Params       json.RawMessage `json:"params,omitempty"`
 	// Steps are planned when the action starts; Done counts those whose
 	// effect is committed.
 	Steps []Step `json:"steps,omitempty"`
@@ -243,15 +243,20 @@ func (s *State) applySubmitAction(p *SubmitAction) (any, *Error) {
 	if a.TaskID == "" {
 		return nil, errorf(ErrInvalidParameter, "an action needs a task id")
 	}
+	// A submission retried after its answer was lost (a leader change)
+	// carries the same task id: it gets the record it made, once.
+	if prev := s.ActionByTask(a.TaskID); prev != nil {
+		if prev.NodeUID == a.NodeUID && prev.Action == a.Action {
+			return *prev, nil
+		}
+		return nil, errorf(ErrInvalidParameter, "task id %s is taken", a.TaskID)
+	}
 	n, ok := s.Nodes[a.NodeUID]
 	if !ok {
 		return nil, errorf(ErrNodeNotFound, "node %d does not exist", a.NodeUID)
 	}
 	if cur := s.ActiveAction(a.NodeUID); cur != nil {
 		return nil, errorf(ErrActionInProgress, "action %s (task %s) is %s on node %d", cur.Action, cur.TaskID, cur.Status, a.NodeUID)
-	}
-	if s.ActionByTask(a.TaskID) != nil {
-		return nil, errorf(ErrInvalidParameter, "task id %s is taken", a.TaskID)
 	}
 	if a.Action == ActionRemove {
 		if len(s.Nodes) == 1 {
@@ -261,6 +266,9 @@ func (s *State) applySubmitAction(p *SubmitAction) (any, *Error) {
 		c := *n
 		c.Removing, c.AcceptServers = true, false
 		s.Nodes[c.UID] = &c
+	}
+	if len(a.Params) == 0 || string(a.Params) == "null" {
+		a.Params = json.RawMessage("{}")
 	}
 	a.Status = StatusQueued
 	a.Steps, a.Done, a.Term, a.StartTime, a.EndTime = nil, 0, 0, 0, 0

@@ -13,6 +13,10 @@ func SlotRange(i, n int) string {
 	return fmt.Sprintf("%d-%d", i*SlotCount/n, (i+1)*SlotCount/n-1)
 }
 
+// MaxMemorySize bounds a database's memory_size (1 PiB), far beyond any
+// node, so that sizes never approach int64 overflow.
+const MaxMemorySize = 1 << 50
+
 // EndpointPort is the port of a database's endpoint.
 func EndpointPort(bdb int) int { return 12000 + bdb }
 
@@ -22,8 +26,9 @@ func validPersistence(p string) bool {
 
 func (s *State) applyCreateBDB(p *CreateBDB) (any, *Error) {
 	b := p.BDB
-	if b.Name == "" || b.MemorySize <= 0 || b.ShardsCount < 1 || b.ShardsCount > 512 || !validPersistence(b.DataPersistence) {
-		return nil, errorf(ErrInvalidParameter, "a database needs a name, a positive memory_size, 1 to 512 shards and a persistence mode")
+	if b.Name == "" || b.MemorySize <= 0 || b.MemorySize > MaxMemorySize || b.ShardsCount < 1 || b.ShardsCount > 512 ||
+		b.MemorySize < int64(b.ShardsCount) || !validPersistence(b.DataPersistence) {
+		return nil, errorf(ErrInvalidParameter, "a database needs a name, a memory_size of at least one byte per shard and at most %d, 1 to 512 shards and a persistence mode", MaxMemorySize)
 	}
 	for _, uid := range s.BDBUIDs() {
 		if s.BDBs[uid].Name == b.Name {
@@ -88,7 +93,7 @@ func (s *State) checkPlacement(shards []*Shard, per int) *Error {
 			return errorf(ErrPlacementConflict, "node %d would host more than its %d bytes", n.UID, n.TotalMemory)
 		}
 		u.Shards++
-		u.Memory += sh.Memory
+		u.Memory = satAdd(u.Memory, sh.Memory)
 		use[sh.NodeUID] = u
 		if u.Shards > n.MaxRedisServers {
 			return errorf(ErrPlacementConflict, "node %d would host more than %d shards", n.UID, n.MaxRedisServers)

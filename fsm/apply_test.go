@@ -15,7 +15,10 @@ import (
 type applyCase struct {
 	name  string
 	setup []any
-	cmd   any
+	// edit, when set, changes the state after setup through a snapshot
+	// restore (see restoredWith), for states no command makes.
+	edit func(s *fsm.State)
+	cmd  any
 	// wantErr is the domain error cmd must be rejected with; a rejected
 	// command must leave the state exactly as it was.
 	wantErr *fsm.Error
@@ -34,6 +37,9 @@ func runApplyCases(t *testing.T, cases []applyCase) {
 			f := fsm.New()
 			for i, p := range tc.setup {
 				mustApply(t, f, idx(i+1), p)
+			}
+			if tc.edit != nil {
+				f = restoredWith(t, f, tc.edit)
 			}
 			before, _ := readState(t, f)
 			index := idx(len(tc.setup) + 1)

@@ -24,6 +24,11 @@ func TestCommandType_NumbersNeverChange(t *testing.T) {
 		{fsm.CmdUpdateUser, 4, "update_user", &fsm.UpdateUser{}},
 		{fsm.CmdDeleteUser, 5, "delete_user", &fsm.DeleteUser{}},
 		{fsm.CmdSetNodeStatus, 6, "set_node_status", &fsm.SetNodeStatus{}},
+		{fsm.CmdCreateBDB, 7, "create_bdb", &fsm.CreateBDB{}},
+		{fsm.CmdDeleteBDB, 8, "delete_bdb", &fsm.DeleteBDB{}},
+		{fsm.CmdUpdatePolicy, 9, "update_policy", &fsm.UpdatePolicy{}},
+		{fsm.CmdUpdateNode, 10, "update_node", &fsm.UpdateNode{}},
+		{fsm.CmdDeleteSnapshot, 11, "delete_snapshot", &fsm.DeleteSnapshot{}},
 	}
 	for _, tc := range cases {
 		if byte(tc.typ) != tc.number {
@@ -65,6 +70,16 @@ func TestDecode_RoundTripsEveryCommand(t *testing.T) {
 		{fsm.CmdUpdateUser, &fsm.UpdateUser{UID: 2, Name: ptr("n"), PasswordHash: ptr("h")}},
 		{fsm.CmdDeleteUser, &fsm.DeleteUser{Actor: adminActor, UID: 3}},
 		{fsm.CmdSetNodeStatus, &fsm.SetNodeStatus{Actor: adminActor, UID: 3, Status: fsm.NodeDown}},
+		{fsm.CmdCreateBDB, createBDB(newBDB("cache", 3*gib, 2, true), 2, 2, 1, 3, 2)},
+		{fsm.CmdCreateBDB, &fsm.CreateBDB{BDB: fsm.BDB{UID: 4, Name: "n", CRDT: true, Status: "x",
+			Endpoints: []fsm.Endpoint{{UID: "4:1", NodeUID: 1, Port: 12004}}}}},
+		{fsm.CmdDeleteBDB, &fsm.DeleteBDB{Actor: adminActor, UID: 3}},
+		{fsm.CmdUpdatePolicy, &fsm.UpdatePolicy{Actor: adminActor, PersistentNodeRemoval: ptr(false),
+			DefaultShardsPlacement: ptr(fsm.PlacementSparse), RackAware: ptr(true), ShardsOverbooking: ptr(false)}},
+		{fsm.CmdUpdatePolicy, &fsm.UpdatePolicy{RackAware: ptr(false)}},
+		{fsm.CmdUpdateNode, &fsm.UpdateNode{Actor: adminActor, UID: 2, AcceptServers: ptr(false), MaxRedisServers: ptr(0), RackID: ptr("")}},
+		{fsm.CmdUpdateNode, &fsm.UpdateNode{UID: 2}},
+		{fsm.CmdDeleteSnapshot, &fsm.DeleteSnapshot{Actor: adminActor, Node: 2, Name: "maintenance_mode_2025-01-01_10-00-00"}},
 	}
 	for _, tc := range cases {
 		b, err := fsm.Encode(tc.payload)
@@ -106,6 +121,16 @@ var badEntries = []struct {
 	{"wrong field type", append([]byte{byte(fsm.CmdDeleteUser), 1}, `{"uid":"one"}`...)},
 	{"fractional uid", append([]byte{byte(fsm.CmdDeleteUser), 1}, `{"uid":1.5}`...)},
 	{"negative revision", append([]byte{byte(fsm.CmdCreateUser), 1}, `{"actor":{"uid":1,"revision":-1}}`...)},
+	{"create bdb version 2", append([]byte{byte(fsm.CmdCreateBDB), 2}, `{}`...)},
+	{"placement not a list", append([]byte{byte(fsm.CmdCreateBDB), 1}, `{"placement":1}`...)},
+	{"placement of strings", append([]byte{byte(fsm.CmdCreateBDB), 1}, `{"placement":["1"]}`...)},
+	{"memory_size as a string", append([]byte{byte(fsm.CmdCreateBDB), 1}, `{"bdb":{"memory_size":"1GB"}}`...)},
+	{"memory_size beyond int64", append([]byte{byte(fsm.CmdCreateBDB), 1}, `{"bdb":{"memory_size":9223372036854775808}}`...)},
+	{"delete bdb uid as a string", append([]byte{byte(fsm.CmdDeleteBDB), 1}, `{"uid":"1"}`...)},
+	{"rack_aware as a string", append([]byte{byte(fsm.CmdUpdatePolicy), 1}, `{"rack_aware":"yes"}`...)},
+	{"max_redis_servers fractional", append([]byte{byte(fsm.CmdUpdateNode), 1}, `{"uid":2,"max_redis_servers":1.5}`...)},
+	{"snapshot name as a number", append([]byte{byte(fsm.CmdDeleteSnapshot), 1}, `{"node":2,"name":7}`...)},
+	{"delete snapshot truncated", append([]byte{byte(fsm.CmdDeleteSnapshot), 1}, `{"node":2,"name":"m`...)},
 }
 
 func TestDecode_RejectsBadEntries(t *testing.T) {

@@ -27,8 +27,9 @@ const goldenDir = "testdata/golden"
 // decoding and applying to testdata/golden/state.json.
 //
 // Do not regenerate existing .bin files to make a change pass: that throws
-// away the old encoding the test exists to keep. When a command gains a
-// field, add a new entry with a new file name and run
+// away the old encoding the test exists to keep (-update only writes files
+// that do not exist yet). When a command gains a field, add a new entry with
+// a new file name and run
 //
 //	go test ./fsm -run TestGolden -update
 //
@@ -106,6 +107,63 @@ var goldenEntries = []struct {
 		UID:    2,
 		Status: fsm.NodeActive,
 	}},
+	{"07_create_bdb.bin", &fsm.CreateBDB{
+		Actor: fsm.Actor{UID: 2, Revision: 4},
+		BDB: fsm.BDB{
+			Name:            "scratch",
+			MemorySize:      1073741824,
+			ShardsCount:     1,
+			DataPersistence: fsm.PersistenceDisabled,
+			CreatedAt:       1735689800,
+		},
+		Placement:    []int{1},
+		EndpointNode: 1,
+	}},
+	// Files apply in name order: this one follows 07_create_bdb.bin.
+	{"07_create_bdb_sharded.bin", &fsm.CreateBDB{
+		Actor: fsm.Actor{UID: 2, Revision: 4},
+		BDB: fsm.BDB{
+			Name:            "sessions",
+			MemorySize:      4294967296,
+			ShardsCount:     2,
+			CRDT:            true,
+			DataPersistence: fsm.PersistenceAOF,
+			CreatedAt:       1735689900,
+		},
+		Placement:    []int{1, 1},
+		EndpointNode: 1,
+	}},
+	{"08_delete_bdb.bin", &fsm.DeleteBDB{
+		Actor: fsm.Actor{UID: 2, Revision: 4},
+		UID:   1,
+	}},
+	{"09_update_policy.bin", &fsm.UpdatePolicy{
+		Actor:                  fsm.Actor{UID: 2, Revision: 4},
+		PersistentNodeRemoval:  ptr(true),
+		DefaultShardsPlacement: ptr(fsm.PlacementSparse),
+		RackAware:              ptr(true),
+		ShardsOverbooking:      ptr(false),
+	}},
+	{"10_update_node.bin", &fsm.UpdateNode{
+		Actor:           fsm.Actor{UID: 2, Revision: 4},
+		UID:             2,
+		AcceptServers:   ptr(true),
+		MaxRedisServers: ptr(30),
+		RackID:          ptr("r2b"),
+	}},
+	// No entry before it makes node snapshots, so it was refused.
+	{"11_delete_snapshot.bin", &fsm.DeleteSnapshot{
+		Actor: fsm.Actor{UID: 2, Revision: 4},
+		Node:  1,
+		Name:  "maintenance_mode_2025-01-01_00-00-00",
+	}},
+}
+
+// goldenRefused holds, by file, the error code of golden entries that Apply
+// refused when they were committed. They must be refused again with the same
+// code: a refusal is part of where the log leads as much as a change is.
+var goldenRefused = map[string]string{
+	"11_delete_snapshot.bin": "snapshot_not_found",
 }
 
 // goldenState is the layout of state.json.
@@ -125,26 +183,10 @@ func TestGolden_DecodeAndApply(t *testing.T) {
 		}
 	}
 
-	f := fsm.New()
-	seen := map[fsm.CommandType]bool{}
-	for i, name := range files {
-		data := readGolden(t, name)
-		c, err := fsm.Decode(data)
-		if err != nil {
-			t.Fatalf("%s no longer decodes: %v", name, err)
-		}
-		seen[c.Type] = true
-		// Apply the stored bytes, not a re-encoding of what they decode to.
-		out := f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data})
-		res, ok := out.(*fsm.Result)
-		if !ok {
-			t.Fatalf("%s: Apply returned %T", name, out)
-		}
-		if res.Err != nil {
-			t.Fatalf("%s (%s) at index %d is rejected: %v", name, c.Type, i+1, res.Err)
-		}
-	}
-	for _, typ := range []fsm.CommandType{fsm.CmdBootstrap, fsm.CmdAddNode, fsm.CmdCreateUser, fsm.CmdUpdateUser, fsm.CmdDeleteUser, fsm.CmdSetNodeStatus} {
+	f, seen := applyGolden(t, files)
+	for _, typ := range []fsm.CommandType{fsm.CmdBootstrap, fsm.CmdAddNode, fsm.CmdCreateUser, fsm.CmdUpdateUser,
+		fsm.CmdDeleteUser, fsm.CmdSetNodeStatus, fsm.CmdCreateBDB, fsm.CmdDeleteBDB, fsm.CmdUpdatePolicy,
+		fsm.CmdUpdateNode, fsm.CmdDeleteSnapshot} {
 		if !seen[typ] {
 			t.Errorf("no golden file holds a %s entry", typ)
 		}
@@ -173,6 +215,36 @@ func TestGolden_FilesDecodeToTheirPayloads(t *testing.T) {
 			t.Errorf("%s decodes to\n%s\nwant\n%s", e.file, mustJSON(t, c.Payload), mustJSON(t, e.payload))
 		}
 	}
+}
+
+// applyGolden applies the stored bytes of files, in order at indexes 1, 2,
+// ..., to a new FSM; each must be accepted, or refused with the code
+// goldenRefused gives. It returns the FSM and the command types it met.
+func applyGolden(t *testing.T, files []string) (*fsm.FSM, map[fsm.CommandType]bool) {
+	t.Helper()
+	f := fsm.New()
+	seen := map[fsm.CommandType]bool{}
+	for i, name := range files {
+		data := readGolden(t, name)
+		c, err := fsm.Decode(data)
+		if err != nil {
+			t.Fatalf("%s no longer decodes: %v", name, err)
+		}
+		seen[c.Type] = true
+		// Apply the stored bytes, not a re-encoding of what they decode to.
+		out := f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data})
+		res, ok := out.(*fsm.Result)
+		if !ok {
+			t.Fatalf("%s: Apply returned %T", name, out)
+		}
+		switch want := goldenRefused[name]; {
+		case want == "" && res.Err != nil:
+			t.Fatalf("%s (%s) at index %d is rejected: %v", name, c.Type, i+1, res.Err)
+		case want != "" && (res.Err == nil || res.Err.Code != want):
+			t.Fatalf("%s (%s) at index %d: error %v, want %s as when it was committed", name, c.Type, i+1, res.Err, want)
+		}
+	}
+	return f, seen
 }
 
 func goldenFiles(t *testing.T) []string {
@@ -218,23 +290,30 @@ func readGoldenState(t *testing.T) goldenState {
 	return g
 }
 
-// writeGolden writes every entry of goldenEntries and the state they lead to.
+// writeGolden writes the entries of goldenEntries that have no file yet,
+// never one that exists (it stands for an entry already in raft logs), and
+// the state that applying every file leads to.
 func writeGolden(t *testing.T) {
 	t.Helper()
 	if err := os.MkdirAll(goldenDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f := fsm.New()
-	for i, e := range goldenEntries {
+	written := 0
+	for _, e := range goldenEntries {
+		path := filepath.Join(goldenDir, e.file)
+		if _, err := os.Stat(path); err == nil {
+			continue
+		}
 		data, err := fsm.Encode(e.payload)
 		if err != nil {
 			t.Fatalf("encode %s: %v", e.file, err)
 		}
-		if err := os.WriteFile(filepath.Join(goldenDir, e.file), data, 0o644); err != nil {
+		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		mustApply(t, f, uint64(i+1), e.payload)
+		written++
 	}
+	f, _ := applyGolden(t, goldenFiles(t))
 	s, index := readState(t, f)
 	out, err := json.MarshalIndent(goldenState{Applied: index, State: s}, "", "  ")
 	if err != nil {
@@ -243,5 +322,5 @@ func writeGolden(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(goldenDir, "state.json"), append(out, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("wrote %d entries and state.json to %s", len(goldenEntries), goldenDir)
+	t.Logf("wrote %d new entries and state.json to %s", written, goldenDir)
 }

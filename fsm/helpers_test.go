@@ -1,7 +1,9 @@
 package fsm_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"reflect"
 	"strconv"
 	"testing"
@@ -137,4 +139,89 @@ func user(key, role string) fsm.User {
 
 func createUser(actor fsm.Actor, key, role string) *fsm.CreateUser {
 	return &fsm.CreateUser{Actor: actor, User: user(key, role)}
+}
+
+// Model fixtures: nodes of 64 GiB for 100 shards on racks rack-1, rack-2,
+// ..., databases created by the admin.
+
+const gib = int64(1) << 30
+
+func addNode(n fsm.Node) *fsm.AddNode { return &fsm.AddNode{Actor: adminActor, Node: n} }
+
+// nodeWith returns node(uid) changed by edit.
+func nodeWith(uid int, edit func(n *fsm.Node)) fsm.Node {
+	n := node(uid)
+	edit(&n)
+	return n
+}
+
+// threeNodes is the log of a cluster of nodes 1, 2 and 3.
+func threeNodes() []any {
+	return []any{bootstrapCmd(), addNode(node(2)), addNode(node(3))}
+}
+
+// with returns a copy of log with more entries at the end.
+func with(log []any, more ...any) []any {
+	return append(append([]any(nil), log...), more...)
+}
+
+// newBDB is a database as a CreateBDB payload carries it.
+func newBDB(name string, memory int64, shards int, replication bool) fsm.BDB {
+	return fsm.BDB{
+		Name:            name,
+		MemorySize:      memory,
+		ShardsCount:     shards,
+		Replication:     replication,
+		DataPersistence: fsm.PersistenceAOF,
+		CreatedAt:       1700000500,
+	}
+}
+
+func createBDB(b fsm.BDB, endpoint int, placement ...int) *fsm.CreateBDB {
+	return &fsm.CreateBDB{Actor: adminActor, BDB: b, Placement: placement, EndpointNode: endpoint}
+}
+
+// storedBDB is b as CreateBDB stores it under uid, with its endpoint on node
+// endpoint.
+func storedBDB(b fsm.BDB, uid, endpoint int) fsm.BDB {
+	b.UID = uid
+	b.Status = "active"
+	b.Endpoints = []fsm.Endpoint{{UID: strconv.Itoa(uid) + ":1", NodeUID: endpoint, Port: fsm.EndpointPort(uid)}}
+	return b
+}
+
+// shard is a shard as CreateBDB stores it.
+func shard(uid string, bdb, node int, role string, memory int64, slots string) *fsm.Shard {
+	return &fsm.Shard{UID: uid, BDBUID: bdb, NodeUID: node, Role: role, Status: "active", Memory: memory, AssignedSlots: slots}
+}
+
+// putBDB puts a database and its shards into s; the uid counters are left
+// to the caller.
+func putBDB(s *fsm.State, b fsm.BDB, shards ...*fsm.Shard) {
+	s.BDBs[b.UID] = &b
+	for _, sh := range shards {
+		s.Shards[sh.UID] = sh
+	}
+}
+
+// restoredWith returns a new FSM holding f's state changed by edit, put
+// there the way raft does it: Snapshot and Persist of f, Restore into the new
+// FSM. It is how tests reach states no command makes on its own (nodes in
+// maintenance, node snapshots).
+func restoredWith(t *testing.T, f *fsm.FSM, edit func(s *fsm.State)) *fsm.FSM {
+	t.Helper()
+	var doc struct {
+		Version int        `json:"version"`
+		Applied uint64     `json:"applied"`
+		State   *fsm.State `json:"state"`
+	}
+	if err := json.Unmarshal(persist(t, f), &doc); err != nil {
+		t.Fatalf("decode persisted snapshot: %v", err)
+	}
+	edit(doc.State)
+	g := fsm.New()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(mustJSON(t, doc)))); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	return g
 }

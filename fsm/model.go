@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 )
@@ -99,7 +100,7 @@ func (s *State) Usage() map[int]Usage {
 	for _, sh := range s.Shards {
 		x := u[sh.NodeUID]
 		x.Shards++
-		x.Memory += sh.Memory
+		x.Memory = satAdd(x.Memory, sh.Memory)
 		u[sh.NodeUID] = x
 	}
 	return u
@@ -176,4 +177,12 @@ func compareUID(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// satAdd adds non-negative sizes without wrapping past the largest int64.
+func satAdd(a, b int64) int64 {
+	if b > math.MaxInt64-a {
+		return math.MaxInt64
+	}
+	return a + b
 }

@@ -62,6 +62,59 @@ func TestNoQuorum_WritesAndReadsAre503WithRetryAfterAndApplyNothing(t *testing.T
 	}
 }
 
+func TestNoQuorum_ModelWritesAndReadsAre503AndApplyNothing(t *testing.T) {
+	base := newModelEnv(t, withHold(shortHold))
+	for _, tc := range []struct{ name, method, target, body string }{
+		{"create database", "POST", "/v1/bdbs", `{"name":"nq","memory_size":1048576}`},
+		{"create a database that would not fit", "POST", "/v1/bdbs", `{"name":"nq","memory_size":68719476736}`},
+		{"delete database", "DELETE", "/v1/bdbs/1", ""},
+		{"update node", "PUT", "/v1/nodes/1", `{"max_redis_servers":5}`},
+		{"update policy", "PUT", "/v1/cluster/policy", `{"default_shards_placement":"sparse"}`},
+		{"delete snapshot", "DELETE", "/v1/nodes/1/snapshots/snap-1", ""},
+		{"list databases", "GET", "/v1/bdbs", ""},
+		{"get database", "GET", "/v1/bdbs/1", ""},
+		{"list shards", "GET", "/v1/shards", ""},
+		{"get shard", "GET", "/v1/shards/1", ""},
+		{"nodes status", "GET", "/v1/nodes/status", ""},
+		{"node status", "GET", "/v1/nodes/2/status", ""},
+		{"node snapshots", "GET", "/v1/nodes/2/snapshots", ""},
+		{"policy", "GET", "/v1/cluster/policy", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := base.fork(t)
+			e.raft.setFollower(true)
+			before, applied := e.state(), e.applied()
+
+			w := e.call("admin", tc.method, tc.target, tc.body)
+
+			assertError(t, e, w, http.StatusServiceUnavailable, "no_quorum")
+			if ra, err := strconv.Atoi(w.Header().Get("Retry-After")); err != nil || ra < 1 {
+				t.Errorf("Retry-After = %q, want a positive number of seconds", w.Header().Get("Retry-After"))
+			}
+			if !reflect.DeepEqual(e.state(), before) || e.applied() != applied {
+				t.Errorf("state changed without a quorum")
+			}
+			if applies, _ := e.raft.calls(); applies != 0 {
+				t.Errorf("without a leader: %d Apply calls, want none", applies)
+			}
+		})
+	}
+}
+
+func TestNoQuorum_StaleModelReadsAnswerFromLocalState(t *testing.T) {
+	e := newModelEnv(t, withHold(shortHold))
+	e.raft.setFollower(true)
+	for _, target := range []string{"/v1/bdbs", "/v1/bdbs/1", "/v1/shards", "/v1/shards/1", "/v1/nodes/status",
+		"/v1/nodes/2/status", "/v1/nodes/2/snapshots", "/v1/cluster/policy"} {
+		t.Run(target, func(t *testing.T) {
+			w := e.call("db_viewer", "GET", target+"?stale=true", "")
+			mustStatus(t, w, http.StatusOK)
+			assertIndexHeader(t, e, w)
+		})
+	}
+}
+
 func TestNoQuorum_StaleReadsAnswerFromLocalState(t *testing.T) {
 	e := newEnv(t, withHold(shortHold))
 	e.raft.setFollower(true)

@@ -42,7 +42,12 @@ type errorCase struct {
 
 func runErrorCases(t *testing.T, cases []errorCase) {
 	t.Helper()
-	base := newEnv(t)
+	runErrorCasesOn(t, newEnv(t), cases)
+}
+
+// runErrorCasesOn runs each case on a fork of base.
+func runErrorCasesOn(t *testing.T, base *env, cases []errorCase) {
+	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := base.fork(t)
@@ -66,7 +71,7 @@ func runErrorCases(t *testing.T, cases []errorCase) {
 				}
 			}
 			if after := e.state(); !reflect.DeepEqual(after, before) {
-				t.Errorf("state changed:\nbefore %+v\nafter  %+v", before, after)
+				t.Errorf("state changed in %v", changedParts(t, before, after))
 			}
 			wantApplied := appliedBefore
 			if tc.viaRaft {
@@ -409,6 +414,39 @@ func (cs errorCases) withBody(b string) errorCases {
 		if cs[i].body == "" {
 			cs[i].body = b
 		}
+	}
+	return cs
+}
+
+// changedParts names the top-level parts of the state that differ, with
+// both versions.
+func changedParts(t testing.TB, before, after any) []string {
+	t.Helper()
+	var b, a map[string]json.RawMessage
+	if err := json.Unmarshal(mustMarshal(t, before), &b); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(mustMarshal(t, after), &a); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for k := range a {
+		if string(a[k]) != string(b[k]) {
+			out = append(out, k+": "+string(b[k])+" -> "+string(a[k]))
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, k+": removed")
+		}
+	}
+	return out
+}
+
+// viaRaft marks every case as decided by Apply.
+func (cs errorCases) viaRaft() errorCases {
+	for i := range cs {
+		cs[i].viaRaft = true
 	}
 	return cs
 }

@@ -105,7 +105,7 @@ func (c *PeerClient) Forward(ctx context.Context, w http.ResponseWriter, r *http
 	if err != nil {
 		return false, fmt.Errorf("forward request: %w", err)
 	}
-	for _, h := range []string{"Authorization", "Content-Type", "Accept"} {
+	for _, h := range []string{"Authorization", "Content-Type", "Accept", taskHeader} {
 		if v := r.Header.Get(h); v != "" {
 			req.Header.Set(h, v)
 		}

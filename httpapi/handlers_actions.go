@@ -13,6 +13,7 @@ import (
 
 	"cnm/cluster"
 	"cnm/fsm"
+	"cnm/raftnode"
 )
 
 // actionView is the action object of SPEC §3.1.
@@ -281,7 +282,13 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 	if params.DeadlineSeconds != nil {
 		deadline = time.Duration(*params.DeadlineSeconds) * time.Second
 	}
-	a := fsm.Action{TaskID: uuid.NewString(), Action: name, NodeUID: uid, CreationTime: now.Unix(),
+	taskID := uuid.NewString()
+	if id := r.Header.Get(taskHeader); id != "" && (fromPeer(r) || r.Header.Get(forwardedHeader) == "") {
+		if _, err := uuid.Parse(id); err == nil {
+			taskID = id
+		}
+	}
+	a := fsm.Action{TaskID: taskID, Action: name, NodeUID: uid, CreationTime: now.Unix(),
 		Deadline: now.Add(deadline).Unix(), Params: raw}
 
 	// Pre-check (SPEC §4.1) against the leader's state; the executor checks
@@ -290,6 +297,9 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 	var running *fsm.Action
 	var perr error
 	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		if prev := st.ActionByTask(taskID); prev != nil {
+			return // a retried submission: Apply answers with its record
+		}
 		if cur := st.ActiveAction(uid); cur != nil {
 			c := *cur
 			running = &c
@@ -317,6 +327,9 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 	}
 	res, err := s.submit(r.Context(), &fsm.SubmitAction{Actor: p.actor(), Action: a,
 		By: fmt.Sprintf("%s through node %d", p.Email, s.raft.ID())})
+	if errors.Is(err, raftnode.ErrLeadershipLost) || errors.Is(err, raftnode.ErrNotLeader) {
+		return &retryAs{taskID: taskID}
+	}
 	if errors.Is(err, fsm.ErrActionInProgress) {
 		var cur *fsm.Action
 		s.fsm.Read(func(st *fsm.State, _ uint64) {

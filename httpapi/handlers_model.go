@@ -110,11 +110,11 @@ type bdbBody struct {
 func (b *bdbBody) toBDB() (fsm.BDB, error) {
 	out := fsm.BDB{ShardsCount: 1, DataPersistence: fsm.PersistenceDisabled}
 	if b.Name == nil || *b.Name == "" || len(*b.Name) > 63 {
-		return out, errBadRequest("invalid_parameter", "field \"name\" is required (1 to 63 characters)")
+		return out, errBadRequest("invalid_parameter", "field \"name\" is required (1 to 63 bytes)")
 	}
 	out.Name = *b.Name
-	if b.MemorySize == nil || *b.MemorySize <= 0 {
-		return out, errBadRequest("invalid_parameter", "field \"memory_size\" is required and must be a positive number of bytes")
+	if b.MemorySize == nil || *b.MemorySize <= 0 || *b.MemorySize > fsm.MaxMemorySize {
+		return out, errBadRequest("invalid_parameter", "field \"memory_size\" is required: a positive number of bytes, at most 1 PiB")
 	}
 	out.MemorySize = *b.MemorySize
 	if b.ShardsCount != nil {
@@ -230,8 +230,8 @@ func (s *Server) listShards(w http.ResponseWriter, _ *http.Request, _ principal)
 
 func (s *Server) getShard(w http.ResponseWriter, r *http.Request, _ principal) error {
 	id := muxVar(r, "uid")
-	if _, err := strconv.Atoi(id); err != nil {
-		return errBadRequest("invalid_parameter", "shard uid must be a number, got "+quote(id))
+	if n, err := strconv.Atoi(id); err != nil || n <= 0 || strconv.Itoa(n) != id {
+		return errBadRequest("invalid_parameter", "shard uid must be a positive integer, got "+quote(id))
 	}
 	var v shardView
 	var ok bool
@@ -264,6 +264,9 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p principal) 
 	}
 	if err := decodeBody(r, &body); err != nil {
 		return err
+	}
+	if body.PersistentNodeRemoval == nil && body.DefaultShardsPlacement == nil && body.RackAware == nil && body.ShardsOverbooking == nil {
+		return errBadRequest("invalid_parameter", "nothing to update: give persistent_node_removal, default_shards_placement, rack_aware or shards_overbooking")
 	}
 	if d := body.DefaultShardsPlacement; d != nil && *d != fsm.PlacementDense && *d != fsm.PlacementSparse {
 		return errBadRequest("invalid_parameter", "field \"default_shards_placement\" must be dense or sparse, got "+quote(*d))
@@ -394,6 +397,9 @@ func (s *Server) deleteSnapshot(w http.ResponseWriter, r *http.Request, p princi
 		return err
 	}
 	name := muxVar(r, "name")
+	if err := decodeBody(r, &struct{}{}); err != nil {
+		return err
+	}
 	if _, err := s.submit(r.Context(), &fsm.DeleteSnapshot{Actor: p.actor(), Node: uid, Name: name}); err != nil {
 		return err
 	}

@@ -69,11 +69,11 @@ func specPermissionsOf(role string) []string {
 }
 
 func TestRBAC_EveryRouteTimesEveryRoleFollowsSpec(t *testing.T) {
-	_, csr, err := pki.NewKeyAndCSR(2, []string{"127.0.0.2"})
+	_, csr, err := pki.NewKeyAndCSR(9, []string{"127.0.0.9"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	joinBody := `{"uid":2,"api_addr":"127.0.0.2:9443","raft_addr":"127.0.0.2:9444","csr":` + jsonString(string(csr)) + `}`
+	joinBody := `{"uid":9,"api_addr":"127.0.0.9:9443","raft_addr":"127.0.0.9:9444","csr":` + jsonString(string(csr)) + `}`
 	routes := []struct {
 		method, target, body string
 		perm                 string // the permission SPEC §8 requires
@@ -93,8 +93,30 @@ func TestRBAC_EveryRouteTimesEveryRoleFollowsSpec(t *testing.T) {
 		// Joining changes the cluster's membership.
 		{"POST", "/v1/internal/join", joinBody, "update_cluster", 200},
 		{"POST", "/v1/internal/join/voter", `{"uid":1}`, "update_cluster", 200},
+
+		// The cluster model (SPEC §5.1) on newModelEnv: database 1 with
+		// shards 1 to 4, node 1's snapshot snap-1.
+		{"GET", "/v1/nodes/status", "", "view_all_nodes_info", 200},
+		{"PUT", "/v1/nodes/1", `{"rack_id":"r1"}`, "update_node", 200},
+		{"GET", "/v1/nodes/1/status", "", "view_node_info", 200},
+		{"GET", "/v1/nodes/1/snapshots", "", "view_node_info", 200},
+		// Deleting a node's snapshot changes that node's recovery data.
+		{"DELETE", "/v1/nodes/1/snapshots/snap-1", "", "update_node", 200},
+		{"GET", "/v1/bdbs", "", "view_all_bdbs_info", 200},
+		{"POST", "/v1/bdbs", `{"name":"rbac-db","memory_size":1048576}`, "create_bdb", 200},
+		{"GET", "/v1/bdbs/1", "", "view_bdb_info", 200},
+		{"DELETE", "/v1/bdbs/1", "", "delete_bdb", 200},
+		{"GET", "/v1/shards", "", "view_all_shard_stats", 200},
+		{"GET", "/v1/shards/1", "", "view_all_shard_stats", 200},
+		{"GET", "/v1/cluster/policy", "", "view_cluster_info", 200},
+		{"PUT", "/v1/cluster/policy", `{"default_shards_placement":"sparse"}`, "update_cluster", 200},
 	}
-	base := newEnv(t)
+	// Permitted writes of the model that must change the state.
+	applies := map[string]bool{
+		"PUT /v1/nodes/1": true, "DELETE /v1/nodes/1/snapshots/snap-1": true, "POST /v1/bdbs": true,
+		"DELETE /v1/bdbs/1": true, "PUT /v1/cluster/policy": true,
+	}
+	base := newModelEnv(t)
 	for _, rt := range routes {
 		for _, role := range allRoles {
 			allowed := specAllows(role, rt.perm)
@@ -105,6 +127,9 @@ func TestRBAC_EveryRouteTimesEveryRoleFollowsSpec(t *testing.T) {
 				if allowed {
 					if w.Code != rt.okStatus {
 						t.Fatalf("%s holds %s: status = %d, want %d; body %s", role, rt.perm, w.Code, rt.okStatus, w.Body)
+					}
+					if applies[rt.method+" "+rt.target] && (reflect.DeepEqual(e.state(), before) || e.applied() == appliedBefore) {
+						t.Fatalf("%s %s by %s answered %d but changed nothing", rt.method, rt.target, role, w.Code)
 					}
 					return
 				}

@@ -50,7 +50,13 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rt route) er
 		if s.raft.IsLeader() {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			err := rt.h(w, r.WithContext(ctx), p)
-			if !errors.Is(err, raftnode.ErrNotLeader) {
+			var again *retryAs
+			if errors.As(err, &again) {
+				// The write may have landed; send it again under the same
+				// identity, which Apply recognises.
+				r.Header.Set(taskHeader, again.taskID)
+				forwarded = false
+			} else if !errors.Is(err, raftnode.ErrNotLeader) {
 				return s.mapWriteErr(ctx, err)
 			}
 		} else if forwarded {
@@ -69,6 +75,17 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rt route) er
 		}
 	}
 }
+
+// taskHeader carries the task id of an action submission that is being
+// retried after a leader change, so that the next leader stores it once.
+// It is honoured only from peers (or set by this node itself).
+const taskHeader = "X-Cnm-Task-Id"
+
+// retryAs asks serveWrite to run an idempotent write again on the current
+// leader, identified by taskID.
+type retryAs struct{ taskID string }
+
+func (e *retryAs) Error() string { return "retry task " + e.taskID }
 
 // mapWriteErr turns raft errors of a write into API errors.
 func (s *Server) mapWriteErr(ctx context.Context, err error) error {

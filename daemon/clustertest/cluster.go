@@ -59,6 +59,11 @@ type Options struct {
 	// DownAfter is how long the leader waits before marking a silent node
 	// down (default 1 s here).
 	DownAfter time.Duration
+	// ShardFileScale (default 2^-20: 1 KiB of file per GiB) and
+	// MigrationRate (default unlimited) make shard copies slow enough to
+	// interrupt when a test needs it.
+	ShardFileScale float64
+	MigrationRate  int64
 }
 
 // HostOf is the loopback address of node uid.
@@ -73,6 +78,20 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 	}
 	if opts.DownAfter == 0 {
 		opts.DownAfter = time.Second
+	}
+	// Raft timing for a loaded 2-core machine running the race detector,
+	// where the LAN defaults make leaders step down under load.
+	if opts.Raft.HeartbeatTimeout == 0 {
+		opts.Raft.HeartbeatTimeout = 500 * time.Millisecond
+	}
+	if opts.Raft.ElectionTimeout == 0 {
+		opts.Raft.ElectionTimeout = 500 * time.Millisecond
+	}
+	if opts.Raft.LeaderLeaseTimeout == 0 {
+		opts.Raft.LeaderLeaseTimeout = 250 * time.Millisecond
+	}
+	if opts.ShardFileScale == 0 {
+		opts.ShardFileScale = 1.0 / (1 << 20)
 	}
 	c := &Cluster{
 		t:   t,
@@ -99,7 +118,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 			APIAddr: apiAddr, RaftAddr: raftAddr,
 			AdminUser: AdminUser, AdminPassword: AdminPassword,
 			Raft: opts.Raft, Hold: opts.Hold, BcryptCost: bcrypt.MinCost, DownAfter: opts.DownAfter,
-			ShardFileScale: 1.0 / (1 << 20),
+			ShardFileScale: opts.ShardFileScale, MigrationRate: opts.MigrationRate,
 			Listen:         c.Net.Listen, Dial: c.Net.Dial,
 			Logger: testLogger(t, uid),
 		}
