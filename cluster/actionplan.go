@@ -31,7 +31,6 @@ func flag(p *bool, def bool) bool {
 	return *p
 }
 
-
 // PlanError is why an action cannot run: Code is the action's error_code.
 type PlanError struct {
 	Code    string

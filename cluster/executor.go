@@ -320,6 +320,42 @@ func (e *Executor) execute(ctx context.Context, a *fsm.Action, st fsm.Step) (str
 	return describe(st), nil
 }
 
+// retarget picks another node for a move whose target went down or stopped
+// accepting shards, and records the change (a compare-and-set on the step).
+func (e *Executor) retarget(ctx context.Context, a *fsm.Action, st fsm.Step) (int, bool) {
+	var to int
+	var perr error
+	e.FSM.Read(func(s *fsm.State, _ uint64) {
+		if n, ok := s.Nodes[st.To]; ok && n.Accepts() {
+			return
+		}
+		sh, ok := s.Shards[st.Shard]
+		if !ok {
+			return
+		}
+		need := Need{ID: sh.UID, Memory: sh.Memory, Pair: -1, Avoid: []int{st.From, st.To}}
+		if p := s.PairOf(sh); p != nil {
+			need.PairNode = p.NodeUID
+		}
+		var plan []int
+		if plan, perr = Plan(Candidates(s), []Need{need}, PolicyOf(s)); perr == nil {
+			to = plan[0]
+		}
+	})
+	if to == 0 {
+		if perr != nil {
+			e.Log.Warn("no new home for a move", "task_id", a.TaskID, "shard", st.Shard, "error", perr)
+		}
+		return 0, false
+	}
+	if _, err := e.apply(ctx, &fsm.RetargetStep{TaskID: a.TaskID, Term: a.Term, Index: a.Done, To: to, Time: e.Now().Unix()}); err != nil {
+		e.Log.Warn("retarget move", "task_id", a.TaskID, "shard", st.Shard, "error", err)
+		return 0, false
+	}
+	e.Log.Info("move retargeted", "task_id", a.TaskID, "shard", st.Shard, "from_target", st.To, "to", to)
+	return to, true
+}
+
 // move copies a shard to its new node unless an identical copy is there
 // already (a step replayed by a new leader does not copy twice).
 func (e *Executor) move(ctx context.Context, a *fsm.Action, st fsm.Step) (string, error) {
@@ -341,7 +377,10 @@ func (e *Executor) move(ctx context.Context, a *fsm.Action, st fsm.Step) (string
 	}
 	src, dst := e.apiAddr(st.From), e.apiAddr(st.To)
 	copied := false
-	err := e.retry(ctx, a, fmt.Sprintf("copy shard %s from node %d to node %d", st.Shard, st.From, st.To), func(ctx context.Context) error {
+	err := e.retry(ctx, a, fmt.Sprintf("copy shard %s from node %d", st.Shard, st.From), func(ctx context.Context) error {
+		if to, ok := e.retarget(ctx, a, st); ok {
+			st.To, dst = to, e.apiAddr(to)
+		}
 		if src == "" || dst == "" {
 			return &PlanError{Code: "internal_error", Message: fmt.Sprintf("node %d or %d left the cluster", st.From, st.To)}
 		}

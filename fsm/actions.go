@@ -152,6 +152,17 @@ type StepDone struct {
 	Message string `json:"message"`
 }
 
+// RetargetStep sends the move at step Index (not yet done) to another
+// node, because the planned one can no longer take it; later steps about
+// the same shard on the old target follow.
+type RetargetStep struct {
+	TaskID string `json:"task_id"`
+	Term   uint64 `json:"term"`
+	Index  int    `json:"index"`
+	To     int    `json:"to"`
+	Time   int64  `json:"time"`
+}
+
 // FinishAction ends an action with Status (completed, failed, aborted, or
 // cancelled for one that was cancelling).
 type FinishAction struct {
@@ -354,6 +365,28 @@ func (s *State) applyStepDone(p *StepDone) (any, *Error) {
 	if p.Message != "" {
 		a.event(p.Time, "step %d/%d: %s", a.Done, len(a.Steps), p.Message)
 	}
+	s.putAction(a)
+	return *a, nil
+}
+
+func (s *State) applyRetargetStep(p *RetargetStep) (any, *Error) {
+	a, err := s.ownedAction(p.TaskID, p.Term)
+	if err != nil {
+		return nil, err
+	}
+	if p.Index != a.Done || p.Index >= len(a.Steps) || a.Steps[p.Index].Kind != StepMove {
+		return nil, errorf(ErrStaleTerm, "action %s: step %d is not the next move", p.TaskID, p.Index)
+	}
+	if n, ok := s.Nodes[p.To]; !ok || !n.Accepts() {
+		return nil, errorf(ErrPlacementConflict, "node %d does not accept shards", p.To)
+	}
+	old := a.Steps[p.Index]
+	for i := p.Index; i < len(a.Steps); i++ {
+		if st := &a.Steps[i]; st.Shard == old.Shard && st.To == old.To {
+			st.To = p.To
+		}
+	}
+	a.event(p.Time, "step %d: node %d cannot take shard %s; moving it to node %d instead", p.Index+1, old.To, old.Shard, p.To)
 	s.putAction(a)
 	return *a, nil
 }

@@ -60,6 +60,8 @@ func (s *State) apply(c Command, index uint64) (any, *Error) {
 		return s.applyFinishAction(p)
 	case *CancelAction:
 		return s.applyCancelAction(p)
+	case *RetargetStep:
+		return s.applyRetargetStep(p)
 	}
 	// Decode only returns the types above.
 	panic("fsm: unhandled command " + c.Type.String())

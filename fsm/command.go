@@ -30,6 +30,7 @@ const (
 	CmdStepDone       CommandType = 15
 	CmdFinishAction   CommandType = 16
 	CmdCancelAction   CommandType = 17
+	CmdRetargetStep   CommandType = 18
 )
 
 // commandVersion is the second byte of every entry: the payload layout of that
@@ -73,6 +74,8 @@ func (t CommandType) String() string {
 		return "finish_action"
 	case CmdCancelAction:
 		return "cancel_action"
+	case CmdRetargetStep:
+		return "retarget_step"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -230,6 +233,8 @@ func typeOf(payload any) (CommandType, error) {
 		return CmdFinishAction, nil
 	case *CancelAction:
 		return CmdCancelAction, nil
+	case *RetargetStep:
+		return CmdRetargetStep, nil
 	}
 	return 0, fmt.Errorf("encode %T: not a command", payload)
 }
@@ -279,6 +284,8 @@ func Decode(b []byte) (Command, error) {
 		p = new(FinishAction)
 	case CmdCancelAction:
 		p = new(CancelAction)
+	case CmdRetargetStep:
+		p = new(RetargetStep)
 	default:
 		return Command{}, fmt.Errorf("%w: type %d unknown", ErrDecode, b[0])
 	}
