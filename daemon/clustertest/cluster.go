@@ -119,7 +119,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 			AdminUser: AdminUser, AdminPassword: AdminPassword,
 			Raft: opts.Raft, Hold: opts.Hold, BcryptCost: bcrypt.MinCost, DownAfter: opts.DownAfter,
 			ShardFileScale: opts.ShardFileScale, MigrationRate: opts.MigrationRate,
-			Listen:         c.Net.Listen, Dial: c.Net.Dial,
+			Listen: c.Net.Listen, Dial: c.Net.Dial,
 			Logger: testLogger(t, uid),
 		}
 		if uid == 1 {
