@@ -18,6 +18,11 @@ deps:
 		$(SUDO) apt-get update; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $(PACKAGES); \
 	fi
+	@if ! python3 -c 'import requests' 2>/dev/null && ! /usr/bin/python3 -c 'import requests' 2>/dev/null; then \
+		echo "installing python3-requests (the README's Python example is run by the tests)"; \
+		$(SUDO) apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y python3 python3-requests; \
+	fi
 	$(GO) mod download
 
 build:
