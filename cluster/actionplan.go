@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -271,6 +272,12 @@ func (s *sim) planMaintenanceOn(n *fsm.Node, p Params, now time.Time) ([]fsm.Ste
 		return evictHA
 	}
 	ev, err := s.evacuate(n.UID, move, false)
+	var pe *PlanError
+	if errors.As(err, &pe) && pe.Code == "insufficient_resources" {
+		// SPEC §4.3: the node stays in maintenance and keeps its snapshot,
+		// so that maintenance_off can restore it.
+		return append(steps, fsm.Step{Kind: fsm.StepFail, Code: pe.Code, Message: pe.Message}), nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -152,6 +152,10 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 			return
 		}
 		st := a.Steps[a.Done]
+		if st.Kind == fsm.StepFail {
+			finish(fsm.StatusFailed, st.Code, st.Message)
+			return
+		}
 		msg, err := e.execute(ctx, &a, st)
 		if errors.Is(err, errYielded) || ctx.Err() != nil {
 			return

@@ -103,6 +103,10 @@ const (
 	StepRemoveMember    = "remove_member"   // the node leaves raft and the node table
 	StepEndMaintenance  = "end_maintenance" // the node accepts shards again
 	StepDeleteSnapshot  = "delete_snapshot"
+	// StepFail ends the action as failed with Code and Message once the
+	// steps before it are done (maintenance_on that cannot evacuate the
+	// node still puts it in maintenance and keeps its snapshot).
+	StepFail = "fail"
 )
 
 // Step is one planned unit of an action.
@@ -115,6 +119,8 @@ type Step struct {
 	Endpoint string `json:"endpoint,omitempty"`
 	Snapshot string `json:"snapshot,omitempty"`
 	Time     int64  `json:"time,omitempty"`
+	Code     string `json:"code,omitempty"`
+	Message  string `json:"message,omitempty"`
 }
 
 // SubmitAction records a new action (status queued).
@@ -525,7 +531,7 @@ func (s *State) stepEffect(a *Action, st Step) *Error {
 	case StepRemoveMember:
 		delete(s.Nodes, a.NodeUID)
 		delete(s.Snapshots, a.NodeUID)
-	case StepWaitPersistence, StepTransferLeader:
+	case StepWaitPersistence, StepTransferLeader, StepFail:
 	default:
 		return errorf(ErrInvalidParameter, "unknown step kind %q", st.Kind)
 	}

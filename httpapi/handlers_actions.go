@@ -321,6 +321,13 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 	if perr != nil {
 		return perr
 	}
+	if n := len(steps); n > 0 && steps[n-1].Kind == fsm.StepFail {
+		st, ok := planStatus[steps[n-1].Code]
+		if !ok {
+			st = http.StatusBadRequest
+		}
+		return &apiError{Status: st, Code: steps[n-1].Code, Description: steps[n-1].Message}
+	}
 	if dryRun {
 		writeJSON(w, http.StatusOK, map[string]any{"plan": steps})
 		return nil

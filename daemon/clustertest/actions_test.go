@@ -228,6 +228,20 @@ func TestAction_RemoveFollowerThenLeader(t *testing.T) {
 			}
 		}
 		c.MustDo(survivors[0], "GET", fmt.Sprintf("/v1/nodes/%d", target), nil, http.StatusNotFound)
+		var cl struct {
+			Members []struct {
+				UID int `json:"uid"`
+			} `json:"members"`
+		}
+		c.MustDo(survivors[0], "GET", "/v1/cluster", nil, http.StatusOK).JSON(t, &cl)
+		if len(cl.Members) != len(survivors) {
+			t.Fatalf("raft members after removing node %d: %+v", target, cl.Members)
+		}
+		for _, m := range cl.Members {
+			if m.UID == target {
+				t.Fatalf("removed node %d is still a raft member", target)
+			}
+		}
 		c.MustDo(survivors[0], "POST", fmt.Sprintf("/v1/nodes/%d/actions/remove", target), nil, http.StatusNotFound)
 		for id, where := range placementOf(t, c, survivors[0]) {
 			if where[:len(strconv.Itoa(target))+1] == strconv.Itoa(target)+"/" {
