@@ -43,6 +43,44 @@ type Agent struct {
 	mu     sync.Mutex
 	staged map[string]time.Time // copies received ahead of their assignment
 	kick   chan struct{}
+	opLog  []OpRecord
+}
+
+// Op names the action step on whose behalf an agent does something.
+type Op struct {
+	TaskID string `json:"task_id"`
+	Step   int    `json:"step"`
+	Term   uint64 `json:"term"`
+}
+
+// OpRecord is one entry of the agent's op log: what it did, for which step
+// of which action, under which leader's term. Checkers use it to prove that
+// no step was carried out by two leaders.
+type OpRecord struct {
+	Op
+	Kind  string `json:"kind"`
+	Shard string `json:"shard"`
+	From  string `json:"from,omitempty"`
+	Time  int64  `json:"time"`
+}
+
+// maxOps bounds the op log; the oldest records go first.
+const maxOps = 100_000
+
+func (a *Agent) record(r OpRecord) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.opLog = append(a.opLog, r)
+	if len(a.opLog) > maxOps {
+		a.opLog = a.opLog[len(a.opLog)-maxOps:]
+	}
+}
+
+// Ops returns a copy of the op log.
+func (a *Agent) Ops() []OpRecord {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]OpRecord{}, a.opLog...)
 }
 
 // New makes an agent.

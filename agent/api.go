@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gorilla/mux"
 )
@@ -18,6 +19,8 @@ const Prefix = "/v1/internal/agent"
 type CopyRequest struct {
 	Spec   Spec   `json:"spec"`
 	Source string `json:"source"` // API address of the node holding the shard
+	// Op names the action step the copy is for; it goes to the op log.
+	Op Op `json:"op"`
 }
 
 // Handler serves the node-to-node shard API. The caller must mount it
@@ -26,6 +29,7 @@ func (a *Agent) Handler() http.Handler {
 	m := mux.NewRouter()
 	r := m.PathPrefix(Prefix).Subrouter()
 	r.HandleFunc("/shards", a.list).Methods("GET")
+	r.HandleFunc("/ops", a.ops).Methods("GET")
 	r.HandleFunc("/shards/{uid}", a.info).Methods("GET")
 	r.HandleFunc("/shards/{uid}", a.drop).Methods("DELETE")
 	r.HandleFunc("/shards/{uid}/data", a.data).Methods("GET")
@@ -149,8 +153,13 @@ func (a *Agent) copyShard(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	a.log.Info("copied shard", "shard_uid", uid, "from", req.Source, "bytes", info.Size)
+	a.record(OpRecord{Op: req.Op, Kind: "copy", Shard: uid, From: req.Source, Time: time.Now().Unix()})
+	a.log.Info("copied shard", "shard_uid", uid, "from", req.Source, "bytes", info.Size, "task_id", req.Op.TaskID, "step", req.Op.Step, "term", req.Op.Term)
 	writeJSON(w, http.StatusOK, info)
+}
+
+func (a *Agent) ops(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, a.Ops())
 }
 
 func (a *Agent) role(w http.ResponseWriter, r *http.Request) {

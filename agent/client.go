@@ -63,10 +63,17 @@ func remoteError(resp *http.Response) error {
 }
 
 // Copy asks the agent at target to copy spec's shard from the agent at source.
-func (c *Client) Copy(ctx context.Context, target string, spec Spec, source string) (Info, error) {
+func (c *Client) Copy(ctx context.Context, target string, spec Spec, source string, op Op) (Info, error) {
 	var info Info
-	err := c.call(ctx, http.MethodPost, target, "/shards/"+spec.UID+"/copy", CopyRequest{Spec: spec, Source: source}, &info)
+	err := c.call(ctx, http.MethodPost, target, "/shards/"+spec.UID+"/copy", CopyRequest{Spec: spec, Source: source, Op: op}, &info)
 	return info, err
+}
+
+// Ops fetches the op log of the agent at addr.
+func (c *Client) Ops(ctx context.Context, addr string) ([]OpRecord, error) {
+	var out []OpRecord
+	err := c.call(ctx, http.MethodGet, addr, "/ops", nil, &out)
+	return out, err
 }
 
 // Info asks the agent at addr about a shard.

@@ -38,7 +38,7 @@ func TestCopyMakesTargetHoldByteIdenticalShard(t *testing.T) {
 				t.Fatal(err)
 			}
 			spec := agent.Spec{UID: c.uid, BDB: 3, Role: fsm.RoleSlave, Size: c.size, Persistence: fsm.PersistenceSnapshot}
-			got, err := src.client.Copy(t.Context(), dst.addr, spec, src.addr)
+			got, err := src.client.Copy(t.Context(), dst.addr, spec, src.addr, agent.Op{})
 			if err != nil {
 				t.Fatalf("Copy: %v", err)
 			}
@@ -82,7 +82,7 @@ func TestCopyOfCorruptSourceFailsWithErrChecksumAndLeavesNothing(t *testing.T) {
 		t.Run(fmt.Sprintf("byte %d", c.offset), func(t *testing.T) {
 			materialise(t, src.backend, agent.Spec{UID: c.uid, Role: fsm.RoleMaster, Size: size})
 			flipByte(t, src.dataPath(c.uid), c.offset)
-			_, err := src.client.Copy(t.Context(), dst.addr, agent.Spec{UID: c.uid, Role: fsm.RoleSlave, Size: size}, src.addr)
+			_, err := src.client.Copy(t.Context(), dst.addr, agent.Spec{UID: c.uid, Role: fsm.RoleSlave, Size: size}, src.addr, agent.Op{})
 			if !errors.Is(err, agent.ErrChecksum) {
 				t.Fatalf("Copy of corrupt shard: %v, want ErrChecksum", err)
 			}
@@ -175,7 +175,7 @@ func TestCopyFromSourceThatDiesMidStreamLeavesNothingAndCanBeRetried(t *testing.
 	spec := agent.Spec{UID: "20", Role: fsm.RoleSlave, Size: size}
 
 	dying.armed.Store(true)
-	_, err := src.client.Copy(t.Context(), dst.addr, spec, src.addr)
+	_, err := src.client.Copy(t.Context(), dst.addr, spec, src.addr, agent.Op{})
 	if err == nil {
 		t.Fatal("Copy succeeded although the source died mid-stream")
 	}
@@ -194,7 +194,7 @@ func TestCopyFromSourceThatDiesMidStreamLeavesNothingAndCanBeRetried(t *testing.
 
 	// The source comes back: the same copy now succeeds.
 	dying.armed.Store(false)
-	info, err := src.client.Copy(t.Context(), dst.addr, spec, src.addr)
+	info, err := src.client.Copy(t.Context(), dst.addr, spec, src.addr, agent.Op{})
 	if err != nil {
 		t.Fatalf("Copy after the source came back: %v", err)
 	}
@@ -211,7 +211,7 @@ func TestCopyOfShardMissingOnSourceIsErrNoShard(t *testing.T) {
 	ca := newCA(t)
 	src := startPeer(t, ca, 1, "127.0.0.21", peerOpts{})
 	dst := startPeer(t, ca, 2, "127.0.0.22", peerOpts{})
-	_, err := src.client.Copy(t.Context(), dst.addr, agent.Spec{UID: "404", Role: fsm.RoleSlave}, src.addr)
+	_, err := src.client.Copy(t.Context(), dst.addr, agent.Spec{UID: "404", Role: fsm.RoleSlave}, src.addr, agent.Op{})
 	if !errors.Is(err, agent.ErrNoShard) {
 		t.Errorf("Copy of a shard the source lacks: %v, want ErrNoShard", err)
 	}
@@ -339,7 +339,7 @@ func timedCopy(t *testing.T, src, dst *peer, uid string, size int64) time.Durati
 	t.Helper()
 	materialise(t, src.backend, agent.Spec{UID: uid, Role: fsm.RoleMaster, Size: size})
 	start := time.Now()
-	info, err := src.client.Copy(t.Context(), dst.addr, agent.Spec{UID: uid, Role: fsm.RoleSlave, Size: size}, src.addr)
+	info, err := src.client.Copy(t.Context(), dst.addr, agent.Spec{UID: uid, Role: fsm.RoleSlave, Size: size}, src.addr, agent.Op{})
 	elapsed := time.Since(start)
 	if err != nil {
 		t.Fatalf("Copy: %v", err)
@@ -387,5 +387,29 @@ func TestCopyHonoursMigrationRate(t *testing.T) {
 				t.Errorf("capped copy (%v) is not clearly slower than an uncapped one (%v)", limited, unlimited)
 			}
 		})
+	}
+}
+
+func TestCopy_OpLogRecordsTheActionStepAndTerm(t *testing.T) {
+	ca := newCA(t)
+	src := startPeer(t, ca, 1, "127.0.0.21", peerOpts{})
+	dst := startPeer(t, ca, 2, "127.0.0.22", peerOpts{})
+	spec := agent.Spec{UID: "31", BDB: 1, Role: fsm.RoleSlave, Size: 4096}
+	if err := src.backend.Materialise(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	op := agent.Op{TaskID: "task-1", Step: 3, Term: 7}
+	if _, err := src.client.Copy(t.Context(), dst.addr, spec, src.addr, op); err != nil {
+		t.Fatal(err)
+	}
+	ops, err := src.client.Ops(t.Context(), dst.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ops) != 1 || ops[0].Op != op || ops[0].Kind != "copy" || ops[0].Shard != "31" || ops[0].From != src.addr {
+		t.Fatalf("op log %+v", ops)
+	}
+	if got, _ := src.client.Ops(t.Context(), src.addr); len(got) != 0 {
+		t.Fatalf("the source logged %+v for a copy it only sent", got)
 	}
 }

@@ -216,7 +216,7 @@ func TestReconcileDropsUnassignedShardButKeepsStagedCopy(t *testing.T) {
 	materialise(t, node.backend, agent.Spec{UID: "77", BDB: 9, Role: fsm.RoleMaster, Size: 1000})
 	// A shard copied here for a migration that the state does not show yet.
 	materialise(t, src.backend, agent.Spec{UID: "99", BDB: 9, Role: fsm.RoleMaster, Size: 50_000})
-	copied, err := src.client.Copy(t.Context(), node.addr, agent.Spec{UID: "99", BDB: 9, Role: fsm.RoleSlave, Size: 50_000}, src.addr)
+	copied, err := src.client.Copy(t.Context(), node.addr, agent.Spec{UID: "99", BDB: 9, Role: fsm.RoleSlave, Size: 50_000}, src.addr, agent.Op{})
 	if err != nil {
 		t.Fatalf("Copy: %v", err)
 	}
@@ -256,11 +256,11 @@ func TestFailedCopyKeepsEarlierGoodCopyOnTarget(t *testing.T) {
 	src := startPeer(t, ca, 3, "127.0.0.23", peerOpts{})
 	// An earlier copy of shard 99 landed, then a second copy fails.
 	materialise(t, src.backend, agent.Spec{UID: "99", Role: fsm.RoleMaster, Size: 5000})
-	if _, err := src.client.Copy(t.Context(), node.addr, agent.Spec{UID: "99", Role: fsm.RoleSlave}, src.addr); err != nil {
+	if _, err := src.client.Copy(t.Context(), node.addr, agent.Spec{UID: "99", Role: fsm.RoleSlave}, src.addr, agent.Op{}); err != nil {
 		t.Fatal(err)
 	}
 	flipByte(t, src.dataPath("99"), 10)
-	if _, err := src.client.Copy(t.Context(), node.addr, agent.Spec{UID: "99", Role: fsm.RoleSlave}, src.addr); !errors.Is(err, agent.ErrChecksum) {
+	if _, err := src.client.Copy(t.Context(), node.addr, agent.Spec{UID: "99", Role: fsm.RoleSlave}, src.addr, agent.Op{}); !errors.Is(err, agent.ErrChecksum) {
 		t.Fatalf("second copy: %v, want ErrChecksum", err)
 	}
 	// The good first copy is still there.

@@ -22,7 +22,7 @@ type ActionRaft interface {
 
 // Agents moves shards between nodes (agent.Client).
 type Agents interface {
-	Copy(ctx context.Context, target string, spec agent.Spec, source string) (agent.Info, error)
+	Copy(ctx context.Context, target string, spec agent.Spec, source string, op agent.Op) (agent.Info, error)
 	Info(ctx context.Context, addr, uid string) (agent.Info, error)
 	Drop(ctx context.Context, addr, uid string) error
 }
@@ -396,7 +396,7 @@ func (e *Executor) move(ctx context.Context, a *fsm.Action, st fsm.Step) (string
 		if ferr != nil {
 			return fmt.Errorf("node %d: %w", st.From, ferr)
 		}
-		if _, err := e.Agents.Copy(ctx, dst, spec, src); err != nil {
+		if _, err := e.Agents.Copy(ctx, dst, spec, src, agent.Op{TaskID: a.TaskID, Step: a.Done, Term: a.Term}); err != nil {
 			return fmt.Errorf("node %d: %w", st.To, err)
 		}
 		copied = true

@@ -326,6 +326,9 @@ func (n *Node) watchMembership(ctx context.Context) {
 // Removed is closed when the cluster removed this node.
 func (n *Node) Removed() <-chan struct{} { return n.removed }
 
+// Agent returns the node's agent.
+func (n *Node) Agent() *agent.Agent { return n.agent }
+
 // Raft returns the node's raft member.
 func (n *Node) Raft() *raftnode.Node { return n.raft }
 

@@ -268,7 +268,13 @@ func TestAction_RemoveFollowerThenLeader(t *testing.T) {
 }
 
 func TestAction_EnslaveNodeDemotesMastersAndMovesEndpoints(t *testing.T) {
-	c := clustertest.Start(t, 3, clustertest.Options{})
+	for _, n := range []int{3, 4} {
+		t.Run(fmt.Sprintf("%d_nodes", n), func(t *testing.T) { testEnslave(t, n) })
+	}
+}
+
+func testEnslave(t *testing.T, n int) {
+	c := clustertest.Start(t, n, clustertest.Options{})
 	leader := c.Leader(10 * time.Second)
 	createDemo(t, c, leader, 6)
 	c.MustDo(leader, "POST", fmt.Sprintf("/v1/nodes/%d/actions/enslave_node", leader), nil, http.StatusOK)
@@ -424,6 +430,33 @@ func TestAction_LeaderKilledMidAction_NewLeaderCompletesIt(t *testing.T) {
 			}
 			checkInvariants(t, c, newLeader)
 			expectFiles(t, c, newLeader, false)
+			// No step was carried out by two leaders, and no shard was
+			// copied twice (agents log every copy with task, step, term).
+			terms := map[string]map[uint64]bool{}
+			copies := map[string]int{}
+			for _, uid := range c.Running() {
+				for _, op := range c.Member(uid).Node.Agent().Ops() {
+					k := fmt.Sprintf("%s/%d", op.TaskID, op.Step)
+					if terms[k] == nil {
+						terms[k] = map[uint64]bool{}
+					}
+					terms[k][op.Term] = true
+					copies[op.Shard]++
+				}
+			}
+			for k, ts := range terms {
+				if len(ts) > 1 {
+					t.Fatalf("step %s was carried out under terms %v", k, ts)
+				}
+			}
+			for sh, n := range copies {
+				if n > 1 {
+					t.Fatalf("shard %s was copied %d times", sh, n)
+				}
+			}
+			if len(copies) == 0 {
+				t.Fatal("the agents logged no copy; the check proves nothing")
+			}
 		})
 	}
 }
