@@ -6,10 +6,13 @@ GO ?= go
 # apt-get needs root: use sudo when not root and sudo exists.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
 # Commands the scripts and the race detector need, and the Debian packages that bring them.
-TOOLS := jq curl shellcheck gcc
-PACKAGES := jq curl shellcheck gcc libc6-dev
+TOOLS := jq curl shellcheck gcc iptables
+PACKAGES := jq curl shellcheck gcc libc6-dev iptables
 
-.PHONY: deps build run down test lint bench clean
+.PHONY: deps build run down test lint bench clean drill fuzz
+
+# Nemesis iterations of `make drill` (make test runs a short drill).
+N ?= 100
 
 deps:
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
@@ -38,6 +41,19 @@ test: deps
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory lint
 	@if [ -f scripts/smoke.sh ]; then scripts/smoke.sh; fi
+	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+	$(MAKE) --no-print-directory drill N=6
+
+# Bounded fuzzing of command decoding, request bodies and the router.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./fsm
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime $(FUZZTIME) ./httpapi
+	$(GO) test -run '^$$' -fuzz '^FuzzRouter$$' -fuzztime $(FUZZTIME) ./httpapi
+
+# Failure drill on real cnmd processes (scripts/drill, docs/RELIABILITY.md).
+drill: build
+	$(GO) run ./scripts/drill -n $(N)
 
 lint:
 	@files=$$(git ls-files --cached --others --exclude-standard '*.go'); \

@@ -2,9 +2,12 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -27,7 +30,10 @@ type Config struct {
 	Client *http.Client
 	// Resync is how often the agent reconciles even without a change.
 	Resync time.Duration
-	Logger *slog.Logger
+	// OpLogPath, when set, is a file to which every op record is appended
+	// (JSON lines, fsync'd), so that the log survives a crash.
+	OpLogPath string
+	Logger    *slog.Logger
 }
 
 // stagedTTL is how long a copy made for a migration is kept before the
@@ -44,6 +50,18 @@ type Agent struct {
 	staged map[string]time.Time // copies received ahead of their assignment
 	kick   chan struct{}
 	opLog  []OpRecord
+	// fence is the highest leader term seen per task: a request of an older
+	// term comes from a deposed leader and is refused. copied remembers the
+	// copies done per action step, so that a new leader replaying a step
+	// whose copy already happened (or is in flight) does not copy again.
+	fence   map[string]uint64
+	copied  map[stepKey]Info
+	copying map[string]*sync.Mutex
+}
+
+type stepKey struct {
+	task string
+	step int
 }
 
 // Op names the action step on whose behalf an agent does something.
@@ -70,6 +88,11 @@ const maxOps = 100_000
 func (a *Agent) record(r OpRecord) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.cfg.OpLogPath != "" {
+		if err := appendLine(a.cfg.OpLogPath, r); err != nil {
+			a.log.Warn("op log", "error", err)
+		}
+	}
 	a.opLog = append(a.opLog, r)
 	if len(a.opLog) > maxOps {
 		a.opLog = a.opLog[len(a.opLog)-maxOps:]
@@ -97,6 +120,7 @@ func New(cfg Config) *Agent {
 	return &Agent{
 		cfg: cfg, log: cfg.Logger.With("component", "agent", "node_uid", cfg.NodeUID),
 		client: NewClient(cfg.Client), staged: map[string]time.Time{}, kick: make(chan struct{}, 1),
+		fence: map[string]uint64{}, copied: map[stepKey]Info{}, copying: map[string]*sync.Mutex{},
 	}
 }
 
@@ -230,4 +254,72 @@ func sortedKeys(m map[string]Spec) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+func appendLine(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode op record: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open op log: %w", err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("write op log: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync op log: %w", err)
+	}
+	return f.Close()
+}
+
+// ErrStaleTerm is returned for a request from a leader older than one the
+// agent already heard from about the same action.
+var ErrStaleTerm = errors.New("request from a deposed leader")
+
+// admit checks op against the task's fence and raises it.
+func (a *Agent) admit(op Op) error {
+	if op.TaskID == "" {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if op.Term < a.fence[op.TaskID] {
+		return fmt.Errorf("task %s step %d of term %d, but term %d owns it: %w", op.TaskID, op.Step, op.Term, a.fence[op.TaskID], ErrStaleTerm)
+	}
+	a.fence[op.TaskID] = op.Term
+	return nil
+}
+
+func (a *Agent) shardCopyLock(uid string) *sync.Mutex {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m, ok := a.copying[uid]
+	if !ok {
+		m = &sync.Mutex{}
+		a.copying[uid] = m
+	}
+	return m
+}
+
+func (a *Agent) copiedFor(op Op) (Info, bool) {
+	if op.TaskID == "" {
+		return Info{}, false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	info, ok := a.copied[stepKey{op.TaskID, op.Step}]
+	return info, ok
+}
+
+func (a *Agent) rememberCopy(op Op, info Info) {
+	if op.TaskID == "" {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.copied[stepKey{op.TaskID, op.Step}] = info
 }

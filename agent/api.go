@@ -52,6 +52,8 @@ func writeErr(w http.ResponseWriter, err error) {
 		status, code = http.StatusNotFound, "shard_not_found"
 	case errors.Is(err, ErrChecksum):
 		status, code = http.StatusBadGateway, "checksum_mismatch"
+	case errors.Is(err, ErrStaleTerm):
+		status, code = http.StatusConflict, "stale_term"
 	case errors.Is(err, ErrBadPersistence), errors.Is(err, errBadRequest):
 		status, code = http.StatusBadRequest, "invalid_parameter"
 	}
@@ -139,6 +141,20 @@ func (a *Agent) copyShard(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fmt.Errorf("%w: spec uid %q for shard %q, source %q", errBadRequest, req.Spec.UID, uid, req.Source))
 		return
 	}
+	if err := a.admit(req.Op); err != nil {
+		writeErr(w, err)
+		return
+	}
+	// One copy of a shard at a time; a replayed step finds it done.
+	lock := a.shardCopyLock(uid)
+	lock.Lock()
+	defer lock.Unlock()
+	if prev, ok := a.copiedFor(req.Op); ok {
+		if cur, err := a.cfg.Backend.Info(uid); err == nil && cur.Checksum == prev.Checksum {
+			writeJSON(w, http.StatusOK, cur)
+			return
+		}
+	}
 	a.stage(uid)
 	if err := a.cfg.Backend.CopyFrom(r.Context(), req.Spec, a.client.Source(req.Source)); err != nil {
 		// An earlier good copy may still be here; keep it staged.
@@ -153,6 +169,7 @@ func (a *Agent) copyShard(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
+	a.rememberCopy(req.Op, info)
 	a.record(OpRecord{Op: req.Op, Kind: "copy", Shard: uid, From: req.Source, Time: time.Now().Unix()})
 	a.log.Info("copied shard", "shard_uid", uid, "from", req.Source, "bytes", info.Size, "task_id", req.Op.TaskID, "step", req.Op.Step, "term", req.Op.Term)
 	writeJSON(w, http.StatusOK, info)

@@ -58,6 +58,8 @@ func remoteError(resp *http.Response) error {
 		return fmt.Errorf("%w (%w)", ErrNoShard, err)
 	case "checksum_mismatch":
 		return fmt.Errorf("%w (%w)", ErrChecksum, err)
+	case "stale_term":
+		return fmt.Errorf("%w (%w)", ErrStaleTerm, err)
 	}
 	return err
 }

@@ -413,3 +413,31 @@ func TestCopy_OpLogRecordsTheActionStepAndTerm(t *testing.T) {
 		t.Fatalf("the source logged %+v for a copy it only sent", got)
 	}
 }
+
+func TestCopy_ReplayedStepDoesNotCopyAgainAndDeposedLeaderIsRefused(t *testing.T) {
+	ca := newCA(t)
+	src := startPeer(t, ca, 1, "127.0.0.21", peerOpts{})
+	dst := startPeer(t, ca, 2, "127.0.0.22", peerOpts{})
+	spec := agent.Spec{UID: "32", BDB: 1, Role: fsm.RoleSlave, Size: 4096}
+	if err := src.backend.Materialise(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	// The leader of term 4 copies step 2; the leader of term 5 replays it.
+	for _, term := range []uint64{4, 5} {
+		if _, err := src.client.Copy(t.Context(), dst.addr, spec, src.addr, agent.Op{TaskID: "t", Step: 2, Term: term}); err != nil {
+			t.Fatalf("copy under term %d: %v", term, err)
+		}
+	}
+	ops, err := src.client.Ops(t.Context(), dst.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ops) != 1 || ops[0].Term != 4 {
+		t.Fatalf("op log %+v, want the one copy of term 4", ops)
+	}
+	// A late request of term 3 comes from a deposed leader.
+	_, err = src.client.Copy(t.Context(), dst.addr, spec, src.addr, agent.Op{TaskID: "t", Step: 3, Term: 3})
+	if !errors.Is(err, agent.ErrStaleTerm) {
+		t.Fatalf("copy from a deposed leader: %v, want ErrStaleTerm", err)
+	}
+}

@@ -106,12 +106,12 @@ func (e *Executor) action(id string) (a fsm.Action, ok bool) {
 
 func (e *Executor) run(ctx context.Context, term uint64, id string) {
 	log := e.Log.With("task_id", id, "term", term)
-	if _, err := e.apply(ctx, &fsm.ClaimAction{TaskID: id, Term: term, Leader: e.Raft.ID(), Time: e.Now().Unix()}); err != nil {
+	if _, err := e.apply(ctx, &fsm.ClaimAction{TaskID: id, Term: term, Leader: e.Raft.ID(), Time: e.Now().Unix(), TimeMS: e.Now().UnixMilli()}); err != nil {
 		log.Debug("claim refused", "error", err)
 		return
 	}
 	finish := func(status, code, msg string) {
-		if _, err := e.apply(ctx, &fsm.FinishAction{TaskID: id, Term: term, Status: status, ErrorCode: code, ErrorMessage: msg, Time: e.Now().Unix()}); err != nil {
+		if _, err := e.apply(ctx, &fsm.FinishAction{TaskID: id, Term: term, Status: status, ErrorCode: code, ErrorMessage: msg, Time: e.Now().Unix(), TimeMS: e.Now().UnixMilli()}); err != nil {
 			log.Warn("finish action", "status", status, "error", err)
 			return
 		}
@@ -157,7 +157,9 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 			return
 		}
 		msg, err := e.execute(ctx, &a, st)
-		if errors.Is(err, errYielded) || ctx.Err() != nil {
+		if errors.Is(err, errYielded) || errors.Is(err, agent.ErrStaleTerm) || ctx.Err() != nil {
+			// Handed over, or an agent already heard from a newer leader:
+			// this executor is deposed and stops here.
 			return
 		}
 		if err != nil {
@@ -229,7 +231,7 @@ func (e *Executor) retry(ctx context.Context, a *fsm.Action, what string, fn fun
 			return nil
 		}
 		var pe *PlanError
-		if errors.As(err, &pe) {
+		if errors.As(err, &pe) || errors.Is(err, agent.ErrStaleTerm) {
 			return err
 		}
 		if ctx.Err() != nil {

@@ -251,7 +251,8 @@ func (n *Node) open(mat pki.Material) error {
 		return err
 	}
 	n.agent = agent.New(agent.Config{NodeUID: cfg.UID, FSM: r.FSM(), Backend: backend, Limiter: limiter,
-		Scale: cfg.ShardFileScale, Client: peerHTTP, Logger: cfg.Logger})
+		Scale: cfg.ShardFileScale, Client: peerHTTP, Logger: cfg.Logger,
+		OpLogPath: filepath.Join(cfg.DataDir, "agent-ops.jsonl")})
 	n.api = httpapi.New(httpapi.Config{
 		Raft: r, Peers: n.peers, Hold: cfg.Hold, BcryptCost: cfg.BcryptCost,
 		Version: Version, APIAddr: cfg.APIAddr, RaftAddr: cfg.RaftAddr, Logger: cfg.Logger,

@@ -72,6 +72,11 @@ type Action struct {
 	ErrorCode    string  `json:"error_code,omitempty"`
 	ErrorMessage string  `json:"error_message,omitempty"`
 	Events       []Event `json:"events"`
+	// StartMS and EndMS are the leader's clock, in milliseconds, when the
+	// action was claimed to start and when it ended: drills check with them
+	// that no two actions of one node ever ran at once.
+	StartMS int64 `json:"start_ms,omitempty"`
+	EndMS   int64 `json:"end_ms,omitempty"`
 }
 
 // Progress is the share of planned steps done, 0 to 100.
@@ -139,6 +144,7 @@ type ClaimAction struct {
 	Term   uint64 `json:"term"`
 	Leader int    `json:"leader"`
 	Time   int64  `json:"time"`
+	TimeMS int64  `json:"time_ms,omitempty"`
 }
 
 // PlanAction stores the steps of a starting action and runs it.
@@ -178,6 +184,7 @@ type FinishAction struct {
 	ErrorCode    string `json:"error_code,omitempty"`
 	ErrorMessage string `json:"error_message,omitempty"`
 	Time         int64  `json:"time"`
+	TimeMS       int64  `json:"time_ms,omitempty"`
 }
 
 // CancelAction cancels an action, or forgets a finished one (SPEC §3.2).
@@ -272,7 +279,7 @@ func (s *State) applySubmitAction(p *SubmitAction) (any, *Error) {
 	if !ok {
 		return nil, errorf(ErrNodeNotFound, "node %d does not exist", a.NodeUID)
 	}
-	if cur := s.ActiveAction(a.NodeUID); cur != nil {
+	if cur := s.ActiveAction(a.NodeUID); cur != nil && !brokenNoConflictCheck {
 		return nil, errorf(ErrActionInProgress, "action %s (task %s) is %s on node %d", cur.Action, cur.TaskID, cur.Status, a.NodeUID)
 	}
 	if a.Action == ActionRemove {
@@ -328,7 +335,7 @@ func (s *State) applyClaimAction(p *ClaimAction) (any, *Error) {
 	a.Term = p.Term
 	if a.Status == StatusQueued {
 		a.Status = StatusStarting
-		a.StartTime = p.Time
+		a.StartTime, a.StartMS = p.Time, p.TimeMS
 		a.event(p.Time, "starting on leader %d (term %d)", p.Leader, p.Term)
 	}
 	if resumed {
@@ -409,7 +416,7 @@ func (s *State) applyFinishAction(p *FinishAction) (any, *Error) {
 		return nil, errorf(ErrInvalidParameter, "action %s has done %d of %d steps", p.TaskID, a.Done, len(a.Steps))
 	}
 	a.Status = p.Status
-	a.EndTime = p.Time
+	a.EndTime, a.EndMS = p.Time, p.TimeMS
 	if p.Status == StatusFailed || p.Status == StatusAborted {
 		a.ErrorCode, a.ErrorMessage = p.ErrorCode, p.ErrorMessage
 		a.event(p.Time, "%s: %s: %s", p.Status, p.ErrorCode, p.ErrorMessage)

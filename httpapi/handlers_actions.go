@@ -34,6 +34,8 @@ type actionView struct {
 }
 
 type additionalInfo struct {
+	StartMS    int64       `json:"start_time_ms,omitempty"`
+	EndMS      int64       `json:"end_time_ms,omitempty"`
 	PendingOps int         `json:"pending_ops"`
 	DoneOps    int         `json:"done_ops"`
 	Steps      []string    `json:"steps"`
@@ -44,7 +46,7 @@ func viewAction(a *fsm.Action) actionView {
 	v := actionView{
 		Name: a.Action, Action: a.Action, NodeUID: strconv.Itoa(a.NodeUID), TaskID: a.TaskID,
 		Status: a.Status, Progress: a.Progress(), CreationTime: a.CreationTime, Params: a.Params,
-		Additional: additionalInfo{PendingOps: len(a.Steps) - a.Done, DoneOps: a.Done, Steps: []string{}, Events: a.Events},
+		Additional: additionalInfo{StartMS: a.StartMS, EndMS: a.EndMS, PendingOps: len(a.Steps) - a.Done, DoneOps: a.Done, Steps: []string{}, Events: a.Events},
 	}
 	if a.Action == fsm.ActionRemove {
 		v.Name = "remove_node"

@@ -1,0 +1,369 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const (
+	adminUser     = "admin@cnm.local"
+	adminPassword = "drill-admin-password"
+)
+
+type proc struct {
+	uid    int
+	host   string
+	api    string
+	dir    string
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+type cluster struct {
+	bin, dir string
+	nodes    []*proc
+	client   *http.Client
+	mu       sync.Mutex
+	rules    [][2]string // iptables DROP rules in place (source, destination)
+}
+
+func newCluster(bin, dir string, n, base int) *cluster {
+	c := &cluster{bin: bin, dir: dir, client: &http.Client{Timeout: 8 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // like curl -k
+	}}}
+	for i := 1; i <= n; i++ {
+		host := fmt.Sprintf("127.0.0.%d", base+i)
+		c.nodes = append(c.nodes, &proc{uid: i, host: host, api: host + ":9443", dir: filepath.Join(dir, fmt.Sprintf("node-%d", i))})
+	}
+	return c
+}
+
+func (c *cluster) node(uid int) *proc { return c.nodes[uid-1] }
+
+func (c *cluster) running() []*proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*proc
+	for _, n := range c.nodes {
+		if n.cmd != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (c *cluster) start(n *proc) error {
+	args := []string{"--uid", fmt.Sprint(n.uid), "--data-dir", n.dir, "--api-addr", n.api, "--raft-addr", n.host + ":9444",
+		"--admin-user", adminUser, "--admin-password", adminPassword,
+		"--shard-file-scale", "0.00390625", "--migration-rate", "8388608"}
+	if n.uid == 1 {
+		args = append(args, "--bootstrap")
+	} else {
+		args = append(args, "--join", "https://"+c.node(1).api)
+	}
+	logf, err := os.OpenFile(filepath.Join(c.dir, fmt.Sprintf("node-%d.log", n.uid)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start node %d: %w", n.uid, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(exited) }()
+	c.mu.Lock()
+	n.cmd, n.exited = cmd, exited
+	c.mu.Unlock()
+	return nil
+}
+
+// kill sends SIGKILL (or SIGTERM when graceful) and waits for the exit.
+func (c *cluster) kill(n *proc, graceful bool) {
+	c.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	n.cmd = nil
+	c.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	sig := syscall.SIGKILL
+	if graceful {
+		sig = syscall.SIGTERM
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
+func (c *cluster) stopAll() {
+	for _, n := range c.nodes {
+		c.kill(n, false)
+	}
+}
+
+// poll runs cond until it returns nil or timeout passes.
+func poll(ctx context.Context, timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (c *cluster) do(ctx context.Context, n *proc, method, path string, body any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+n.api+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.SetBasicAuth(adminUser, adminPassword)
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func (c *cluster) waitUp(ctx context.Context, n *proc) error {
+	return poll(ctx, 30*time.Second, func() error {
+		st, _, err := c.do(ctx, n, "GET", "/v1/ping", nil)
+		if err != nil || st != 200 {
+			return fmt.Errorf("node %d does not answer: %v %d", n.uid, err, st)
+		}
+		return nil
+	})
+}
+
+// leader waits until every running node names the same running leader.
+func (c *cluster) leader(ctx context.Context, timeout time.Duration) (*proc, error) {
+	var leader *proc
+	err := poll(ctx, timeout, func() error {
+		leader = nil
+		run := c.running()
+		for _, n := range run {
+			st, b, err := c.do(ctx, n, "GET", "/v1/cluster?stale=true", nil)
+			if err != nil || st != 200 {
+				return fmt.Errorf("node %d: %v %d", n.uid, err, st)
+			}
+			var v struct {
+				Leader int `json:"leader"`
+			}
+			if err := json.Unmarshal(b, &v); err != nil || v.Leader == 0 {
+				return fmt.Errorf("node %d knows no leader", n.uid)
+			}
+			if leader != nil && leader.uid != v.Leader {
+				return errors.New("nodes disagree on the leader")
+			}
+			leader = c.node(v.Leader)
+		}
+		for _, n := range run {
+			if n == leader {
+				return nil
+			}
+		}
+		return errors.New("the leader is not running")
+	})
+	return leader, err
+}
+
+func (c *cluster) up(ctx context.Context) error {
+	for _, n := range c.nodes {
+		if err := c.start(n); err != nil {
+			return err
+		}
+		if err := c.waitUp(ctx, n); err != nil {
+			return err
+		}
+	}
+	return poll(ctx, 30*time.Second, func() error {
+		st, b, err := c.do(ctx, c.node(1), "GET", "/v1/nodes", nil)
+		if err != nil || st != 200 {
+			return fmt.Errorf("nodes: %v %d", err, st)
+		}
+		var nodes []any
+		_ = json.Unmarshal(b, &nodes)
+		if len(nodes) != len(c.nodes) {
+			return fmt.Errorf("%d of %d nodes joined", len(nodes), len(c.nodes))
+		}
+		return nil
+	})
+}
+
+func (c *cluster) createDemo(ctx context.Context) error {
+	if st, b, err := c.do(ctx, c.node(1), "PUT", "/v1/cluster/policy", map[string]string{"default_shards_placement": "sparse"}); err != nil || st != 200 {
+		return fmt.Errorf("policy: %v %d %s", err, st, b)
+	}
+	st, b, err := c.do(ctx, c.node(1), "POST", "/v1/bdbs", map[string]any{"name": "demo", "memory_size": 6 << 30,
+		"shards_count": 6, "replication": true, "data_persistence": "snapshot"})
+	if err != nil || st != 200 {
+		return fmt.Errorf("create: %v %d %s", err, st, b)
+	}
+	return nil
+}
+
+func (c *cluster) restartDead(ctx context.Context) error {
+	for _, n := range c.nodes {
+		if n.cmd == nil {
+			if err := c.start(n); err != nil {
+				return err
+			}
+			if err := c.waitUp(ctx, n); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := c.leader(ctx, 30*time.Second)
+	return err
+}
+
+// iptables partitions: traffic between the two sides is dropped. Every
+// node-to-node connection leaves from the node's own address, so rules on
+// source and destination separate nodes on loopback.
+func (c *cluster) partition(a, b []*proc) error {
+	for _, x := range a {
+		for _, y := range b {
+			for _, r := range [][2]string{{x.host, y.host}, {y.host, x.host}} {
+				if out, err := exec.Command("iptables", "-I", "INPUT", "-s", r[0], "-d", r[1], "-j", "DROP").CombinedOutput(); err != nil {
+					return fmt.Errorf("iptables: %v: %s", err, out)
+				}
+				c.rules = append(c.rules, r)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *cluster) heal() {
+	for _, r := range c.rules {
+		_ = exec.Command("iptables", "-D", "INPUT", "-s", r[0], "-d", r[1], "-j", "DROP").Run()
+	}
+	c.rules = nil
+}
+
+// errNoPartitions: this machine cannot make partitions (iptables missing or
+// not root); the nemesis is skipped, not failed.
+var errNoPartitions = errors.New("skipped: iptables is not usable here (needs root)")
+
+func havePartitions() bool {
+	return exec.Command("iptables", "-L", "INPUT", "-n").Run() == nil
+}
+
+// nemesis applies one fault and repairs it; an error is a violation of the
+// cluster's promises (no new leader in time, a node that does not recover).
+func (c *cluster) nemesis(ctx context.Context, name string, rng *rand.Rand) error {
+	pause := func(d time.Duration) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(d + time.Duration(rng.Int64N(int64(d)))):
+		}
+	}
+	others := func(x *proc) []*proc {
+		var out []*proc
+		for _, n := range c.nodes {
+			if n != x {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	leader, err := c.leader(ctx, 15*time.Second)
+	if err != nil {
+		return fmt.Errorf("no leader before the fault: %w", err)
+	}
+	switch name {
+	case "kill-leader", "kill-random":
+		victim := leader
+		if name == "kill-random" {
+			victim = c.nodes[rng.IntN(len(c.nodes))]
+		}
+		c.kill(victim, false)
+		if _, err := c.leader(ctx, 10*time.Second); err != nil {
+			return fmt.Errorf("no leader among the survivors of node %d: %w", victim.uid, err)
+		}
+		pause(time.Second)
+		if err := c.start(victim); err != nil {
+			return err
+		}
+		return c.waitUp(ctx, victim)
+	case "partition-leader", "partition-minority":
+		if !havePartitions() {
+			return errNoPartitions
+		}
+		victim := leader
+		if name == "partition-minority" {
+			victim = c.nodes[rng.IntN(len(c.nodes))]
+		}
+		if err := c.partition([]*proc{victim}, others(victim)); err != nil {
+			return err
+		}
+		pause(2 * time.Second)
+		c.heal()
+		_, err := c.leader(ctx, 15*time.Second)
+		return err
+	case "rolling-restart":
+		for _, n := range c.nodes {
+			c.kill(n, true)
+			if err := c.start(n); err != nil {
+				return err
+			}
+			if err := c.waitUp(ctx, n); err != nil {
+				return err
+			}
+			if _, err := c.leader(ctx, 15*time.Second); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "full-restart":
+		c.stopAll()
+		for _, n := range c.nodes {
+			if err := c.start(n); err != nil {
+				return err
+			}
+		}
+		for _, n := range c.nodes {
+			if err := c.waitUp(ctx, n); err != nil {
+				return err
+			}
+		}
+		_, err := c.leader(ctx, 30*time.Second)
+		return err
+	}
+	return fmt.Errorf("unknown nemesis %q (know %s)", name, strings.Join(allNemeses, ", "))
+}

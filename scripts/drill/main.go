@@ -1,0 +1,142 @@
+// Command drill runs a real multi-process cnm cluster through failures
+// while clients submit, cancel and read node actions through random nodes,
+// then checks the recorded history for linearizability against a model of
+// the action table (porcupine) and the final state for invariants. It exits
+// non-zero on any violation. See docs/RELIABILITY.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	nodes      int
+	iterations int
+	clients    int
+	bin        string
+	dir        string
+	seed       uint64
+	nemeses    []string
+	keep       bool
+	hostBase   int
+}
+
+var allNemeses = []string{"kill-leader", "kill-random", "partition-leader", "partition-minority", "rolling-restart", "full-restart"}
+
+func main() {
+	var c config
+	var nemeses string
+	flag.IntVar(&c.nodes, "nodes", 3, "cluster size")
+	flag.IntVar(&c.iterations, "n", 6, "nemesis iterations")
+	flag.IntVar(&c.clients, "clients", 4, "concurrent clients")
+	flag.StringVar(&c.bin, "bin", "bin/cnmd", "cnmd binary")
+	flag.StringVar(&c.dir, "dir", "", "work directory (default: a new temp dir)")
+	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "random seed")
+	flag.StringVar(&nemeses, "nemeses", strings.Join(allNemeses, ","), "nemeses to cycle through")
+	flag.BoolVar(&c.keep, "keep", false, "keep the work directory")
+	flag.IntVar(&c.hostBase, "host-base", 40, "node i listens on 127.0.0.(host-base+i)")
+	flag.Parse()
+	c.nemeses = strings.Split(nemeses, ",")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	violations, err := run(ctx, c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "drill:", err)
+		os.Exit(2)
+	}
+	if violations > 0 {
+		fmt.Printf("drill: %d violations\n", violations)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, c config) (int, error) {
+	if c.dir == "" {
+		d, err := os.MkdirTemp("", "cnm-drill.")
+		if err != nil {
+			return 0, err
+		}
+		c.dir = d
+	}
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		return 0, err
+	}
+	bin, err := filepath.Abs(c.bin)
+	if err != nil {
+		return 0, err
+	}
+	rng := rand.New(rand.NewPCG(c.seed, c.seed^0x9e3779b97f4a7c15))
+	fmt.Printf("drill: %d nodes, %d iterations, %d clients, seed %d, dir %s\n", c.nodes, c.iterations, c.clients, c.seed, c.dir)
+	cl := newCluster(bin, c.dir, c.nodes, c.hostBase)
+	defer func() {
+		cl.heal()
+		cl.stopAll()
+		if !c.keep {
+			os.RemoveAll(c.dir)
+		}
+	}()
+	if err := cl.up(ctx); err != nil {
+		return 0, fmt.Errorf("start cluster: %w", err)
+	}
+	if err := cl.createDemo(ctx); err != nil {
+		return 0, fmt.Errorf("create demo database: %w", err)
+	}
+	rec := newRecorder()
+	mon := newMonitor()
+	wctx, stopWork := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	go func() { rec.workload(wctx, cl, c.clients, rng.Uint64()); done <- struct{}{} }()
+	go func() { mon.run(wctx, cl); done <- struct{}{} }()
+
+	var report []string
+	violations := 0
+	for i := range c.iterations {
+		if ctx.Err() != nil {
+			break
+		}
+		name := c.nemeses[i%len(c.nemeses)]
+		start := time.Now()
+		err := cl.nemesis(ctx, name, rng)
+		if errors.Is(err, errNoPartitions) {
+			fmt.Printf("drill: iteration %d %-18s %v\n", i+1, name, err)
+			continue
+		}
+		if err != nil {
+			violations++
+			report = append(report, fmt.Sprintf("iteration %d %s: %v", i+1, name, err))
+			fmt.Printf("drill: iteration %d %-18s VIOLATION %v\n", i+1, name, err)
+			continue
+		}
+		fmt.Printf("drill: iteration %d %-18s ok (%s)\n", i+1, name, time.Since(start).Round(time.Millisecond))
+	}
+	stopWork()
+	<-done
+	<-done
+	cl.heal()
+	if err := cl.restartDead(ctx); err != nil {
+		return violations, fmt.Errorf("bring nodes back: %w", err)
+	}
+	problems := check(ctx, cl, rec)
+	mon.poll(ctx, cl, cl.nodes[0])
+	problems = append(problems, mon.overlaps()...)
+	violations += len(problems)
+	for _, p := range problems {
+		fmt.Println("drill: VIOLATION", p)
+	}
+	fmt.Printf("drill: %d operations (%d submitted and acknowledged, %d unknown outcomes), %d violations\n",
+		len(rec.ops), rec.acked(), rec.unknown(), violations)
+	for _, r := range report {
+		fmt.Println("drill:", r)
+	}
+	return violations, nil
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// span is when an action ran, as its record says.
+type span struct {
+	node        string
+	action      string
+	start, end  int64 // ms, from the record; end 0 while running
+	seenRunning int64 // ms, when a poll last saw it not finished
+	status      string
+}
+
+// monitor keeps every action record it sees, polling the action list
+// through a random node, so that records later replaced by new
+// submissions are still checked.
+type monitor struct {
+	mu    sync.Mutex
+	tasks map[string]span
+}
+
+func newMonitor() *monitor { return &monitor{tasks: map[string]span{}} }
+
+func (m *monitor) run(ctx context.Context, c *cluster) {
+	for i := 0; ctx.Err() == nil; i++ {
+		run := c.running()
+		if len(run) > 0 {
+			m.poll(ctx, c, run[i%len(run)])
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (m *monitor) poll(ctx context.Context, c *cluster, via *proc) {
+	st, b, err := c.do(ctx, via, "GET", "/v1/nodes/actions?stale=true", nil)
+	if err != nil || st != 200 {
+		return
+	}
+	var v struct {
+		Actions []struct {
+			TaskID     string `json:"task_id"`
+			NodeUID    string `json:"node_uid"`
+			Action     string `json:"action"`
+			Status     string `json:"status"`
+			Additional struct {
+				StartMS int64 `json:"start_time_ms"`
+				EndMS   int64 `json:"end_time_ms"`
+			} `json:"additional_info"`
+		} `json:"actions"`
+	}
+	if json.Unmarshal(b, &v) != nil {
+		return
+	}
+	now := time.Now().UnixMilli()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, a := range v.Actions {
+		s := m.tasks[a.TaskID]
+		s.node, s.action, s.status = a.NodeUID, a.Action, a.Status
+		s.start = max(s.start, a.Additional.StartMS)
+		s.end = max(s.end, a.Additional.EndMS)
+		if !terminal(a.Status) {
+			s.seenRunning = now
+		}
+		m.tasks[a.TaskID] = s
+	}
+}
+
+// overlaps reports pairs of actions of one node that ran at the same time.
+func (m *monitor) overlaps() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	by := map[string][]string{}
+	for id, s := range m.tasks {
+		if s.start > 0 {
+			by[s.node] = append(by[s.node], id)
+		}
+	}
+	var problems []string
+	for node, ids := range by {
+		slices.Sort(ids)
+		for i, a := range ids {
+			for _, b := range ids[i+1:] {
+				x, y := m.tasks[a], m.tasks[b]
+				// A record replaced before a poll saw it end (only after it
+				// ended, in a correct cluster) is known to have run until it
+				// was last seen running.
+				xe, ye := endOr(x), endOr(y)
+				if x.start < ye && y.start < xe {
+					problems = append(problems, fmt.Sprintf("node %s ran %s (task %s, %d-%d ms) and %s (task %s, %d-%d ms) at once",
+						node, x.action, shortTask(a), x.start, x.end, y.action, shortTask(b), y.start, y.end))
+				}
+			}
+		}
+	}
+	return problems
+}
+
+func endOr(s span) int64 {
+	if s.end != 0 {
+		return s.end
+	}
+	return s.seenRunning
+}
