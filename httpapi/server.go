@@ -278,6 +278,15 @@ func (s *Server) serve(rt route) http.Handler {
 }
 
 func (s *Server) authorize(r *http.Request, perm string) (principal, error) {
+	// A node that has no cluster state yet (the first node between its
+	// start and its bootstrap entry, a joining node catching up) has no
+	// users either: that is "not yet", not "wrong credentials".
+	ready := false
+	s.fsm.Read(func(st *fsm.State, _ uint64) { ready = st.Bootstrapped() })
+	if !ready {
+		return principal{}, &apiError{Status: http.StatusServiceUnavailable, Code: "not_bootstrapped",
+			Description: "this node has no cluster state yet; try again in a moment"}
+	}
 	p, err := s.authenticate(r)
 	if err != nil {
 		return principal{}, err
