@@ -127,16 +127,42 @@ func actionName(r *http.Request) (string, error) {
 	return name, nil
 }
 
+// nodeAction parses the {uid} and {action} of an action route.
+func nodeAction(r *http.Request) (int, string, error) {
+	uid, err := pathUID(r, "node")
+	if err != nil {
+		return 0, "", err
+	}
+	name, err := actionName(r)
+	return uid, name, err
+}
+
+// answerAction writes the action record a command returned.
+func answerAction(w http.ResponseWriter, res *fsm.Result) error {
+	var a fsm.Action
+	if err := jsonUnmarshal(res.Value, &a); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewAction(&a))
+	return nil
+}
+
+// planFailure is the answer to a pre-check that shows the action cannot
+// succeed (SPEC §3.2).
+func planFailure(code, msg string) *apiError {
+	st, ok := planStatus[code]
+	if !ok {
+		st = http.StatusBadRequest
+	}
+	return &apiError{Status: st, Code: code, Description: msg}
+}
+
 func errActionNotFound(uid int, name string) *apiError {
 	return errNotFound("action_not_found", "no "+name+" action is queued, running, or kept from its last run on node "+itoa(uid))
 }
 
 func (s *Server) getNodeAction(w http.ResponseWriter, r *http.Request, _ principal) error {
-	uid, err := pathUID(r, "node")
-	if err != nil {
-		return err
-	}
-	name, err := actionName(r)
+	uid, name, err := nodeAction(r)
 	if err != nil {
 		return err
 	}
@@ -252,11 +278,7 @@ var planStatus = map[string]int{
 }
 
 func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p principal) error {
-	uid, err := pathUID(r, "node")
-	if err != nil {
-		return err
-	}
-	name, err := actionName(r)
+	uid, name, err := nodeAction(r)
 	if err != nil {
 		return err
 	}
@@ -314,21 +336,13 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 	}
 	var pe *cluster.PlanError
 	if errors.As(perr, &pe) {
-		st, ok := planStatus[pe.Code]
-		if !ok {
-			st = http.StatusBadRequest
-		}
-		return &apiError{Status: st, Code: pe.Code, Description: pe.Message}
+		return planFailure(pe.Code, pe.Message)
 	}
 	if perr != nil {
 		return perr
 	}
 	if n := len(steps); n > 0 && steps[n-1].Kind == fsm.StepFail {
-		st, ok := planStatus[steps[n-1].Code]
-		if !ok {
-			st = http.StatusBadRequest
-		}
-		return &apiError{Status: st, Code: steps[n-1].Code, Description: steps[n-1].Message}
+		return planFailure(steps[n-1].Code, steps[n-1].Message)
 	}
 	if dryRun {
 		writeJSON(w, http.StatusOK, map[string]any{"plan": steps})
@@ -354,12 +368,7 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 	if err != nil {
 		return err
 	}
-	var stored fsm.Action
-	if err := jsonUnmarshal(res.Value, &stored); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, viewAction(&stored))
-	return nil
+	return answerAction(w, res)
 }
 
 func errInProgress(a *fsm.Action) *apiError {
@@ -368,11 +377,7 @@ func errInProgress(a *fsm.Action) *apiError {
 }
 
 func (s *Server) cancelNodeAction(w http.ResponseWriter, r *http.Request, p principal) error {
-	uid, err := pathUID(r, "node")
-	if err != nil {
-		return err
-	}
-	name, err := actionName(r)
+	uid, name, err := nodeAction(r)
 	if err != nil {
 		return err
 	}
@@ -387,10 +392,5 @@ func (s *Server) cancelNodeAction(w http.ResponseWriter, r *http.Request, p prin
 	if err != nil {
 		return err
 	}
-	var a fsm.Action
-	if err := jsonUnmarshal(res.Value, &a); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, viewAction(&a))
-	return nil
+	return answerAction(w, res)
 }
