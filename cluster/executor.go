@@ -172,6 +172,19 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 			return
 		}
 		if _, err := e.apply(ctx, &fsm.StepDone{TaskID: id, Term: term, Index: a.Done, Time: e.Now().Unix(), Message: msg}); err != nil {
+			if errors.Is(err, fsm.ErrPlacementConflict) && st.Kind == fsm.StepMove {
+				// Another action put the shard's pair there meanwhile: send
+				// the shard elsewhere and take the stray copy back.
+				log.Info("move no longer fits; retargeting", "step", a.Done, "error", err)
+				if _, ok := e.retarget(ctx, &a, st, true); ok {
+					if addr := e.apiAddr(st.To); addr != "" {
+						_ = e.Agents.Drop(ctx, addr, st.Shard)
+					}
+					continue
+				}
+				finish(fsm.StatusFailed, "insufficient_resources", fmt.Sprintf("shard %s has no home: %v", st.Shard, err))
+				return
+			}
 			log.Warn("commit step", "step", a.Done, "error", err)
 			return
 		}
@@ -328,11 +341,11 @@ func (e *Executor) execute(ctx context.Context, a *fsm.Action, st fsm.Step) (str
 
 // retarget picks another node for a move whose target went down or stopped
 // accepting shards, and records the change (a compare-and-set on the step).
-func (e *Executor) retarget(ctx context.Context, a *fsm.Action, st fsm.Step) (int, bool) {
+func (e *Executor) retarget(ctx context.Context, a *fsm.Action, st fsm.Step, force bool) (int, bool) {
 	var to int
 	var perr error
 	e.FSM.Read(func(s *fsm.State, _ uint64) {
-		if n, ok := s.Nodes[st.To]; ok && n.Accepts() {
+		if n, ok := s.Nodes[st.To]; ok && n.Accepts() && !force {
 			return
 		}
 		sh, ok := s.Shards[st.Shard]
@@ -384,7 +397,7 @@ func (e *Executor) move(ctx context.Context, a *fsm.Action, st fsm.Step) (string
 	src, dst := e.apiAddr(st.From), e.apiAddr(st.To)
 	copied := false
 	err := e.retry(ctx, a, fmt.Sprintf("copy shard %s from node %d", st.Shard, st.From), func(ctx context.Context) error {
-		if to, ok := e.retarget(ctx, a, st); ok {
+		if to, ok := e.retarget(ctx, a, st, false); ok {
 			st.To, dst = to, e.apiAddr(to)
 		}
 		if src == "" || dst == "" {

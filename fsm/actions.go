@@ -519,6 +519,24 @@ func (s *State) stepEffect(a *Action, st Step) *Error {
 		if sh.NodeUID != st.From && sh.NodeUID != st.To {
 			return errorf(ErrInvalidParameter, "shard %s is on node %d, not %d", sh.UID, sh.NodeUID, st.From)
 		}
+		// Actions on other nodes run at the same time and plan against the
+		// state they saw: the rules are checked again where the move lands.
+		to, ok := s.Nodes[st.To]
+		if !ok {
+			return errorf(ErrPlacementConflict, "node %d left the cluster", st.To)
+		}
+		if sh.NodeUID != st.To {
+			if !to.Accepts() {
+				return errorf(ErrPlacementConflict, "node %d does not accept shards", st.To)
+			}
+			u := s.Usage()[st.To]
+			if u.Shards+1 > to.MaxRedisServers || (!s.Policy.ShardsOverbooking && sh.Memory > to.TotalMemory-u.Memory) {
+				return errorf(ErrPlacementConflict, "node %d has no room left for shard %s", st.To, sh.UID)
+			}
+		}
+		if p := s.PairOf(sh); p != nil && p.NodeUID == st.To {
+			return errorf(ErrPlacementConflict, "node %d already hosts shard %s, the pair of shard %s", st.To, p.UID, sh.UID)
+		}
 		c := *sh
 		c.NodeUID = st.To
 		s.Shards[c.UID] = &c
