@@ -39,6 +39,7 @@ type cluster struct {
 	client   *http.Client
 	mu       sync.Mutex
 	rules    [][2]string // iptables DROP rules in place (source, destination)
+	rec      *recorder   // where nemeses record the client operations they make
 }
 
 func newCluster(bin, dir string, n, base int) *cluster {
@@ -70,9 +71,22 @@ func (c *cluster) start(n *proc) error {
 	args := []string{"--uid", fmt.Sprint(n.uid), "--data-dir", n.dir, "--api-addr", n.api, "--raft-addr", n.host + ":9444",
 		"--admin-user", adminUser, "--admin-password", adminPassword,
 		"--shard-file-scale", "0.00390625", "--migration-rate", "8388608"}
-	if n.uid == 1 {
+	// Node 1 creates the cluster when nothing runs yet; any other start
+	// joins through a running member (node 1 too, after it was removed).
+	// A node whose data dir holds state ignores both flags.
+	var via *proc
+	for _, o := range c.running() {
+		if o != n {
+			via = o
+			break
+		}
+	}
+	switch {
+	case via != nil:
+		args = append(args, "--join", "https://"+via.api)
+	case n.uid == 1:
 		args = append(args, "--bootstrap")
-	} else {
+	default:
 		args = append(args, "--join", "https://"+c.node(1).api)
 	}
 	logf, err := os.OpenFile(filepath.Join(c.dir, fmt.Sprintf("node-%d.log", n.uid)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -336,6 +350,8 @@ func (c *cluster) nemesis(ctx context.Context, name string, rng *rand.Rand) erro
 		c.heal()
 		_, err := c.leader(ctx, 15*time.Second)
 		return err
+	case "remove-rejoin":
+		return c.removeRejoin(ctx, rng, pause)
 	case "rolling-restart":
 		for _, n := range c.nodes {
 			c.kill(n, true)
@@ -366,4 +382,102 @@ func (c *cluster) nemesis(ctx context.Context, name string, rng *rand.Rand) erro
 		return err
 	}
 	return fmt.Errorf("unknown nemesis %q (know %s)", name, strings.Join(allNemeses, ", "))
+}
+
+// removeRejoin removes a node through the API while killing a node at a
+// random moment (the leader, the node being removed, or another), waits for
+// the action to end, then brings the removed node back as a new member
+// under the same uid. The remove is recorded in the history like any
+// client operation.
+func (c *cluster) removeRejoin(ctx context.Context, rng *rand.Rand, pause func(time.Duration)) error {
+	victim := c.nodes[rng.IntN(len(c.nodes))]
+	var via *proc
+	for _, n := range c.running() {
+		if n != victim {
+			via = n
+			break
+		}
+	}
+	in := Input{Kind: "submit", Node: victim.uid, Action: "remove"}
+	out := c.rec.exec(ctx, c, 999, via, in)
+	if out.Code != 200 {
+		fmt.Printf("drill:   remove of node %d refused (%d): nothing to do this time\n", victim.uid, out.Code)
+		return nil
+	}
+	// A crash somewhere while the membership changes.
+	time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
+	// A crashed node comes back (the node being removed too: its shards
+	// can only be copied from it).
+	crashed := c.nodes[rng.IntN(len(c.nodes))]
+	c.kill(crashed, false)
+	pause(500 * time.Millisecond)
+	if err := c.start(crashed); err != nil {
+		return err
+	}
+	if err := c.waitUp(ctx, crashed); err != nil && crashed != victim {
+		return err
+	}
+	var status string
+	err := poll(ctx, 3*time.Minute, func() error {
+		for _, n := range c.running() {
+			if n == victim {
+				continue
+			}
+			st, b, err := c.do(ctx, n, "GET", fmt.Sprintf("/v1/nodes/%d/actions/remove", victim.uid), nil)
+			if err != nil || st != 200 {
+				continue
+			}
+			var a struct {
+				Status string `json:"status"`
+			}
+			_ = json.Unmarshal(b, &a)
+			if terminal(a.Status) {
+				status = a.Status
+				return nil
+			}
+			return fmt.Errorf("remove of node %d is %s", victim.uid, a.Status)
+		}
+		return errors.New("no survivor answers")
+	})
+	if err != nil {
+		return fmt.Errorf("the remove of node %d did not finish: %w", victim.uid, err)
+	}
+	fmt.Printf("drill:   remove of node %d %s (node %d crashed meanwhile)\n", victim.uid, status, crashed.uid)
+	if status != "completed" {
+		if victim.cmd == nil {
+			if err := c.start(victim); err != nil {
+				return err
+			}
+			return c.waitUp(ctx, victim)
+		}
+		return nil
+	}
+	// The removed cnmd leaves by itself; then it joins again, afresh.
+	if victim.cmd != nil {
+		select {
+		case <-victim.exited:
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("removed node %d did not exit", victim.uid)
+		}
+		c.mu.Lock()
+		victim.cmd = nil
+		c.mu.Unlock()
+	}
+	if err := os.RemoveAll(victim.dir); err != nil {
+		return err
+	}
+	if err := c.start(victim); err != nil {
+		return err
+	}
+	if err := c.waitUp(ctx, victim); err != nil {
+		return err
+	}
+	return poll(ctx, 30*time.Second, func() error {
+		st, b, err := c.do(ctx, via, "GET", "/v1/nodes", nil)
+		var nodes []any
+		if err != nil || st != 200 || json.Unmarshal(b, &nodes) != nil || len(nodes) != len(c.nodes) {
+			return fmt.Errorf("node %d has not joined again", victim.uid)
+		}
+		return nil
+	})
 }

@@ -31,7 +31,7 @@ type config struct {
 	hostBase   int
 }
 
-var allNemeses = []string{"kill-leader", "kill-random", "partition-leader", "partition-minority", "rolling-restart", "full-restart"}
+var allNemeses = []string{"kill-leader", "kill-random", "partition-leader", "partition-minority", "rolling-restart", "full-restart", "remove-rejoin"}
 
 func main() {
 	var c config
@@ -92,6 +92,7 @@ func run(ctx context.Context, c config) (int, error) {
 		return 0, fmt.Errorf("create demo database: %w", err)
 	}
 	rec := newRecorder()
+	cl.rec = rec
 	mon := newMonitor()
 	wctx, stopWork := context.WithCancel(ctx)
 	done := make(chan struct{}, 2)
