@@ -315,7 +315,14 @@ func (n *Node) watchMembership(ctx context.Context) {
 			was = true
 			continue
 		}
-		if was {
+		// Not a member, and not a node still joining either: a node that
+		// restarts after it was removed never sees itself a member.
+		formerMember := false
+		n.raft.FSM().Read(func(st *fsm.State, _ uint64) {
+			self, ok := st.Nodes[n.cfg.UID]
+			formerMember = st.Bootstrapped() && (!ok || self.Status != fsm.NodeProvisioning)
+		})
+		if was || formerMember {
 			n.log.Warn("this node was removed from the cluster")
 			n.api.SetRemoved()
 			close(n.removed)

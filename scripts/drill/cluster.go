@@ -390,18 +390,27 @@ func (c *cluster) nemesis(ctx context.Context, name string, rng *rand.Rand) erro
 // under the same uid. The remove is recorded in the history like any
 // client operation.
 func (c *cluster) removeRejoin(ctx context.Context, rng *rand.Rand, pause func(time.Duration)) error {
-	victim := c.nodes[rng.IntN(len(c.nodes))]
-	var via *proc
-	for _, n := range c.running() {
-		if n != victim {
-			via = n
+	// The workload keeps nodes busy or in maintenance: try a few victims
+	// until a remove is accepted.
+	var victim, via *proc
+	var out Output
+	for attempt := 0; attempt < 30; attempt++ {
+		victim = c.nodes[rng.IntN(len(c.nodes))]
+		via = nil
+		for _, n := range c.running() {
+			if n != victim {
+				via = n
+				break
+			}
+		}
+		out = c.rec.exec(ctx, c, 999, via, Input{Kind: "submit", Node: victim.uid, Action: "remove"})
+		if out.Code == 200 || out.Unknown {
 			break
 		}
+		pause(250 * time.Millisecond)
 	}
-	in := Input{Kind: "submit", Node: victim.uid, Action: "remove"}
-	out := c.rec.exec(ctx, c, 999, via, in)
 	if out.Code != 200 {
-		fmt.Printf("drill:   remove of node %d refused (%d): nothing to do this time\n", victim.uid, out.Code)
+		fmt.Printf("drill:   no remove accepted (last answer %d); skipped\n", out.Code)
 		return nil
 	}
 	// A crash somewhere while the membership changes.
