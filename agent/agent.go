@@ -56,7 +56,7 @@ type Agent struct {
 	// whose copy already happened (or is in flight) does not copy again.
 	fence   map[string]uint64
 	copied  map[stepKey]Info
-	copying map[string]*sync.Mutex
+	copying keyedMutex
 }
 
 type stepKey struct {
@@ -120,7 +120,7 @@ func New(cfg Config) *Agent {
 	return &Agent{
 		cfg: cfg, log: cfg.Logger.With("component", "agent", "node_uid", cfg.NodeUID),
 		client: NewClient(cfg.Client), staged: map[string]time.Time{}, kick: make(chan struct{}, 1),
-		fence: map[string]uint64{}, copied: map[stepKey]Info{}, copying: map[string]*sync.Mutex{},
+		fence: map[string]uint64{}, copied: map[stepKey]Info{},
 	}
 }
 
@@ -292,17 +292,6 @@ func (a *Agent) admit(op Op) error {
 	}
 	a.fence[op.TaskID] = op.Term
 	return nil
-}
-
-func (a *Agent) shardCopyLock(uid string) *sync.Mutex {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	m, ok := a.copying[uid]
-	if !ok {
-		m = &sync.Mutex{}
-		a.copying[uid] = m
-	}
-	return m
 }
 
 func (a *Agent) copiedFor(op Op) (Info, bool) {

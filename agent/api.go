@@ -146,7 +146,7 @@ func (a *Agent) copyShard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// One copy of a shard at a time; a replayed step finds it done.
-	lock := a.shardCopyLock(uid)
+	lock := a.copying.get(uid)
 	lock.Lock()
 	defer lock.Unlock()
 	if prev, ok := a.copiedFor(req.Op); ok {

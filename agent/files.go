@@ -25,17 +25,25 @@ type FileBackend struct {
 	mu      sync.Mutex // serialises metadata and file installs
 	// writing serialises writes of one shard: two copies of a uid never
 	// interleave (each also has its own temp file).
-	wmu     sync.Mutex
-	writing map[string]*sync.Mutex
+	writing keyedMutex
 }
 
-func (b *FileBackend) shardLock(uid string) *sync.Mutex {
-	b.wmu.Lock()
-	defer b.wmu.Unlock()
-	m, ok := b.writing[uid]
+// keyedMutex is one mutex per key (shard uid), made on first use.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*sync.Mutex
+}
+
+func (k *keyedMutex) get(key string) *sync.Mutex {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil {
+		k.m = map[string]*sync.Mutex{}
+	}
+	m, ok := k.m[key]
 	if !ok {
 		m = &sync.Mutex{}
-		b.writing[uid] = m
+		k.m[key] = m
 	}
 	return m
 }
@@ -56,7 +64,7 @@ func NewFileBackend(dir string, limiter *Limiter) (*FileBackend, error) {
 			_ = os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
-	return &FileBackend{dir: dir, limiter: limiter, writing: map[string]*sync.Mutex{}}, nil
+	return &FileBackend{dir: dir, limiter: limiter}, nil
 }
 
 type meta struct {
@@ -123,7 +131,7 @@ func (b *FileBackend) CopyFrom(ctx context.Context, s Spec, src Source) error {
 // write streams r into a temp file, fsyncs it, checks it, and renames it
 // into place together with fresh metadata.
 func (b *FileBackend) write(ctx context.Context, s Spec, r io.Reader, wantSum string, lim *Limiter) error {
-	lock := b.shardLock(s.UID)
+	lock := b.writing.get(s.UID)
 	lock.Lock()
 	defer lock.Unlock()
 	f, err := os.CreateTemp(b.dir, s.UID+".data.*.tmp")

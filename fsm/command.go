@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 )
 
 // CommandType is the first byte of every log entry. The numbers live in raft
@@ -39,45 +40,51 @@ const (
 const commandVersion = 1
 
 func (t CommandType) String() string {
-	switch t {
-	case CmdBootstrap:
-		return "bootstrap"
-	case CmdAddNode:
-		return "add_node"
-	case CmdCreateUser:
-		return "create_user"
-	case CmdUpdateUser:
-		return "update_user"
-	case CmdDeleteUser:
-		return "delete_user"
-	case CmdSetNodeStatus:
-		return "set_node_status"
-	case CmdCreateBDB:
-		return "create_bdb"
-	case CmdDeleteBDB:
-		return "delete_bdb"
-	case CmdUpdatePolicy:
-		return "update_policy"
-	case CmdUpdateNode:
-		return "update_node"
-	case CmdDeleteSnapshot:
-		return "delete_snapshot"
-	case CmdSubmitAction:
-		return "submit_action"
-	case CmdClaimAction:
-		return "claim_action"
-	case CmdPlanAction:
-		return "plan_action"
-	case CmdStepDone:
-		return "step_done"
-	case CmdFinishAction:
-		return "finish_action"
-	case CmdCancelAction:
-		return "cancel_action"
-	case CmdRetargetStep:
-		return "retarget_step"
+	if c, ok := commandsByType[t]; ok {
+		return c.name
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
+}
+
+// command describes one command type: its name and a constructor of its
+// payload. The table is the only place that lists them.
+type command struct {
+	t    CommandType
+	name string
+	new  func() any
+}
+
+var commands = []command{
+	{CmdBootstrap, "bootstrap", func() any { return new(Bootstrap) }},
+	{CmdAddNode, "add_node", func() any { return new(AddNode) }},
+	{CmdCreateUser, "create_user", func() any { return new(CreateUser) }},
+	{CmdUpdateUser, "update_user", func() any { return new(UpdateUser) }},
+	{CmdDeleteUser, "delete_user", func() any { return new(DeleteUser) }},
+	{CmdSetNodeStatus, "set_node_status", func() any { return new(SetNodeStatus) }},
+	{CmdCreateBDB, "create_bdb", func() any { return new(CreateBDB) }},
+	{CmdDeleteBDB, "delete_bdb", func() any { return new(DeleteBDB) }},
+	{CmdUpdatePolicy, "update_policy", func() any { return new(UpdatePolicy) }},
+	{CmdUpdateNode, "update_node", func() any { return new(UpdateNode) }},
+	{CmdDeleteSnapshot, "delete_snapshot", func() any { return new(DeleteSnapshot) }},
+	{CmdSubmitAction, "submit_action", func() any { return new(SubmitAction) }},
+	{CmdClaimAction, "claim_action", func() any { return new(ClaimAction) }},
+	{CmdPlanAction, "plan_action", func() any { return new(PlanAction) }},
+	{CmdStepDone, "step_done", func() any { return new(StepDone) }},
+	{CmdFinishAction, "finish_action", func() any { return new(FinishAction) }},
+	{CmdCancelAction, "cancel_action", func() any { return new(CancelAction) }},
+	{CmdRetargetStep, "retarget_step", func() any { return new(RetargetStep) }},
+}
+
+var (
+	commandsByType    = map[CommandType]command{}
+	commandsByPayload = map[reflect.Type]CommandType{}
+)
+
+func init() {
+	for _, c := range commands {
+		commandsByType[c.t] = c
+		commandsByPayload[reflect.TypeOf(c.new())] = c.t
+	}
 }
 
 // Actor is the authenticated user on whose behalf a write is made. Apply
@@ -198,43 +205,8 @@ func Encode(payload any) ([]byte, error) {
 }
 
 func typeOf(payload any) (CommandType, error) {
-	switch payload.(type) {
-	case *Bootstrap:
-		return CmdBootstrap, nil
-	case *AddNode:
-		return CmdAddNode, nil
-	case *CreateUser:
-		return CmdCreateUser, nil
-	case *UpdateUser:
-		return CmdUpdateUser, nil
-	case *DeleteUser:
-		return CmdDeleteUser, nil
-	case *SetNodeStatus:
-		return CmdSetNodeStatus, nil
-	case *CreateBDB:
-		return CmdCreateBDB, nil
-	case *DeleteBDB:
-		return CmdDeleteBDB, nil
-	case *UpdatePolicy:
-		return CmdUpdatePolicy, nil
-	case *UpdateNode:
-		return CmdUpdateNode, nil
-	case *DeleteSnapshot:
-		return CmdDeleteSnapshot, nil
-	case *SubmitAction:
-		return CmdSubmitAction, nil
-	case *ClaimAction:
-		return CmdClaimAction, nil
-	case *PlanAction:
-		return CmdPlanAction, nil
-	case *StepDone:
-		return CmdStepDone, nil
-	case *FinishAction:
-		return CmdFinishAction, nil
-	case *CancelAction:
-		return CmdCancelAction, nil
-	case *RetargetStep:
-		return CmdRetargetStep, nil
+	if t, ok := commandsByPayload[reflect.TypeOf(payload)]; ok {
+		return t, nil
 	}
 	return 0, fmt.Errorf("encode %T: not a command", payload)
 }
@@ -248,47 +220,11 @@ func Decode(b []byte) (Command, error) {
 	if b[1] != commandVersion {
 		return Command{}, fmt.Errorf("%w: %s version %d unknown", ErrDecode, t, b[1])
 	}
-	var p any
-	switch t {
-	case CmdBootstrap:
-		p = new(Bootstrap)
-	case CmdAddNode:
-		p = new(AddNode)
-	case CmdCreateUser:
-		p = new(CreateUser)
-	case CmdUpdateUser:
-		p = new(UpdateUser)
-	case CmdDeleteUser:
-		p = new(DeleteUser)
-	case CmdSetNodeStatus:
-		p = new(SetNodeStatus)
-	case CmdCreateBDB:
-		p = new(CreateBDB)
-	case CmdDeleteBDB:
-		p = new(DeleteBDB)
-	case CmdUpdatePolicy:
-		p = new(UpdatePolicy)
-	case CmdUpdateNode:
-		p = new(UpdateNode)
-	case CmdDeleteSnapshot:
-		p = new(DeleteSnapshot)
-	case CmdSubmitAction:
-		p = new(SubmitAction)
-	case CmdClaimAction:
-		p = new(ClaimAction)
-	case CmdPlanAction:
-		p = new(PlanAction)
-	case CmdStepDone:
-		p = new(StepDone)
-	case CmdFinishAction:
-		p = new(FinishAction)
-	case CmdCancelAction:
-		p = new(CancelAction)
-	case CmdRetargetStep:
-		p = new(RetargetStep)
-	default:
+	c, ok := commandsByType[t]
+	if !ok {
 		return Command{}, fmt.Errorf("%w: type %d unknown", ErrDecode, b[0])
 	}
+	p := c.new()
 	if err := json.Unmarshal(b[2:], p); err != nil {
 		return Command{}, fmt.Errorf("%w: %s: %w", ErrDecode, t, err)
 	}
