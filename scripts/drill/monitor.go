@@ -20,7 +20,8 @@ type span struct {
 
 // monitor keeps every action record it sees, polling the action list
 // through a random node, so that records later replaced by new
-// submissions are still checked.
+// submissions are still checked. Its reads are linearizable: a stale read
+// from a lagging node would show an action still running after it ended.
 type monitor struct {
 	mu    sync.Mutex
 	tasks map[string]span
@@ -42,7 +43,7 @@ func (m *monitor) run(ctx context.Context, c *cluster) {
 }
 
 func (m *monitor) poll(ctx context.Context, c *cluster, via *proc) {
-	st, b, err := c.do(ctx, via, "GET", "/v1/nodes/actions?stale=true", nil)
+	st, b, err := c.do(ctx, via, "GET", "/v1/nodes/actions", nil)
 	if err != nil || st != 200 {
 		return
 	}
