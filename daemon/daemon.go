@@ -311,18 +311,24 @@ func (n *Node) watchMembership(ctx context.Context) {
 		if err != nil {
 			continue
 		}
+		// The marker survives restarts: a node restarted after its removal
+		// may never hear from the cluster again (nor learn the commit index
+		// that would replay its log), but its raft configuration no longer
+		// names it, and the marker says it once was a member.
+		marker := filepath.Join(n.cfg.DataDir, memberMarker)
 		if member {
+			if !was {
+				if err := os.WriteFile(marker, nil, 0o600); err != nil {
+					n.log.Warn("write member marker", "error", err)
+				}
+			}
 			was = true
 			continue
 		}
-		// Not a member, and not a node still joining either: a node that
-		// restarts after it was removed never sees itself a member.
-		formerMember := false
-		n.raft.FSM().Read(func(st *fsm.State, _ uint64) {
-			self, ok := st.Nodes[n.cfg.UID]
-			formerMember = st.Bootstrapped() && (!ok || self.Status != fsm.NodeProvisioning)
-		})
-		if was || formerMember {
+		if _, err := os.Stat(marker); err == nil {
+			was = true
+		}
+		if was {
 			n.log.Warn("this node was removed from the cluster")
 			n.api.SetRemoved()
 			close(n.removed)
@@ -455,6 +461,7 @@ func (n *Node) nodeRecord(status string, now time.Time) fsm.Node {
 const (
 	caKeyFile       = "ca.key"
 	bootstrapMarker = "bootstrap-pending"
+	memberMarker    = "member"
 )
 
 // newClusterTLS makes the cluster CA and this node's certificate.
