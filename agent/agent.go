@@ -46,6 +46,8 @@ type Agent struct {
 	log    *slog.Logger
 	client *Client
 
+	inflight sync.WaitGroup // requests being served
+
 	mu     sync.Mutex
 	staged map[string]time.Time // copies received ahead of their assignment
 	kick   chan struct{}

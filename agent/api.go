@@ -36,8 +36,17 @@ func (a *Agent) Handler() http.Handler {
 	r.HandleFunc("/shards/{uid}/copy", a.copyShard).Methods("POST")
 	r.HandleFunc("/shards/{uid}/role", a.role).Methods("POST")
 	r.HandleFunc("/shards/{uid}/persist", a.persist).Methods("POST")
-	return m
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		a.inflight.Add(1)
+		defer a.inflight.Done()
+		m.ServeHTTP(w, req)
+	})
 }
+
+// Wait blocks until every request the agent is serving has returned; the
+// node calls it after closing its API, so that nothing writes shard files
+// once the node is stopped.
+func (a *Agent) Wait() { a.inflight.Wait() }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

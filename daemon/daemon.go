@@ -369,6 +369,7 @@ func (n *Node) Close(ctx context.Context) error {
 	}
 	n.stopBG()
 	n.bg.Wait()
+	n.agent.Wait()
 	n.peers.Close()
 	if err := n.raft.Shutdown(); err != nil {
 		errs = append(errs, err)
@@ -383,6 +384,7 @@ func (n *Node) Kill() {
 	_ = n.srv.Close()
 	n.stopBG()
 	n.bg.Wait()
+	n.agent.Wait()
 	n.peers.Close()
 	_ = n.raft.Shutdown()
 }
