@@ -16,6 +16,7 @@ type ActionRaft interface {
 	Applier
 	ID() int
 	TransferLeadership(ctx context.Context) error
+	TransferLeadershipTo(ctx context.Context, uid int, raftAddr string) error
 	RemoveServer(ctx context.Context, uid int) error
 	IsMember(uid int) (bool, error)
 }
@@ -316,8 +317,36 @@ func (e *Executor) execute(ctx context.Context, a *fsm.Action, st fsm.Step) (str
 		if st.From != e.Raft.ID() {
 			return fmt.Sprintf("node %d does not lead", st.From), nil
 		}
-		e.Log.Info("handing leadership over", "task_id", a.TaskID)
-		if err := e.Raft.TransferLeadership(ctx); err != nil {
+		// Hand over to a node that takes part fully (active, accepting, not
+		// being removed); raft's own choice could be such a node.
+		type cand struct {
+			uid  int
+			addr string
+		}
+		var cands []cand
+		e.FSM.Read(func(s *fsm.State, _ uint64) {
+			for _, uid := range s.NodeUIDs() {
+				if n := s.Nodes[uid]; uid != st.From && n.Accepts() {
+					cands = append(cands, cand{uid, n.RaftAddr})
+				}
+			}
+		})
+		var to int
+		var addr string
+		for _, c := range cands {
+			if m, err := e.Raft.IsMember(c.uid); err == nil && m {
+				to, addr = c.uid, c.addr
+				break
+			}
+		}
+		e.Log.Info("handing leadership over", "task_id", a.TaskID, "to", to)
+		var err error
+		if to != 0 {
+			err = e.Raft.TransferLeadershipTo(ctx, to, addr)
+		} else {
+			err = e.Raft.TransferLeadership(ctx)
+		}
+		if err != nil {
 			return "", fmt.Errorf("transfer leadership: %w", err)
 		}
 		return "", errYielded

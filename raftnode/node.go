@@ -480,6 +480,15 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 	return nil
 }
 
+// TransferLeadershipTo hands leadership to the given voter and waits.
+func (n *Node) TransferLeadershipTo(ctx context.Context, uid int, raftAddr string) error {
+	f := n.raft.LeadershipTransferToServer(raft.ServerID(strconv.Itoa(uid)), raft.ServerAddress(raftAddr))
+	if err := waitFuture(ctx, f); err != nil {
+		return fmt.Errorf("transfer leadership to %d: %w", uid, n.mapErr(err))
+	}
+	return nil
+}
+
 // Snapshot forces a snapshot now (which truncates the log).
 func (n *Node) Snapshot() error {
 	if err := n.raft.Snapshot().Error(); err != nil {

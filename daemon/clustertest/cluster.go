@@ -101,8 +101,10 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 		}},
 		nodes: map[int]*Member{},
 	}
-	t.Cleanup(c.Stop)
+	// The temp dir first: cleanups run last-in first-out, so the nodes stop
+	// before their data dirs are removed.
 	base := t.TempDir()
+	t.Cleanup(c.Stop)
 	for uid := 1; uid <= n; uid++ {
 		host := HostOf(uid)
 		apiAddr, err := c.Net.Reserve(host)
