@@ -346,12 +346,6 @@ func (n *Node) Agent() *agent.Agent { return n.agent }
 // Raft returns the node's raft member.
 func (n *Node) Raft() *raftnode.Node { return n.raft }
 
-// APIAddr returns the address the API listens on.
-func (n *Node) APIAddr() string { return n.cfg.APIAddr }
-
-// UID returns the node uid.
-func (n *Node) UID() int { return n.cfg.UID }
-
 // Served yields the API server's exit error if it stops on its own.
 func (n *Node) Served() <-chan error { return n.served }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 )
 
 // Action names as they appear in URLs (SPEC §3).
@@ -592,6 +591,3 @@ func (s *State) hostsMaster(bdb, node int) bool {
 	}
 	return false
 }
-
-// NodeUIDString is the string form of a node uid used on the wire.
-func NodeUIDString(uid int) string { return strconv.Itoa(uid) }

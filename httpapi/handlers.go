@@ -315,5 +315,3 @@ func (s *Server) getPermissions(w http.ResponseWriter, _ *http.Request, p princi
 	writeJSON(w, http.StatusOK, map[string]any{"role": p.Role, "permissions": PermissionsOf(p.Role), "roles": roles})
 	return nil
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

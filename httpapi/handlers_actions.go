@@ -140,7 +140,7 @@ func nodeAction(r *http.Request) (int, string, error) {
 // answerAction writes the action record a command returned.
 func answerAction(w http.ResponseWriter, res *fsm.Result) error {
 	var a fsm.Action
-	if err := jsonUnmarshal(res.Value, &a); err != nil {
+	if err := json.Unmarshal(res.Value, &a); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, viewAction(&a))

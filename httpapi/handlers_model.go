@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -186,7 +187,7 @@ func (s *Server) createBDB(w http.ResponseWriter, r *http.Request, p principal) 
 			return err
 		}
 		var created fsm.BDB
-		if err := jsonUnmarshal(res.Value, &created); err != nil {
+		if err := json.Unmarshal(res.Value, &created); err != nil {
 			return err
 		}
 		var v bdbView
@@ -277,7 +278,7 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p principal) 
 		return err
 	}
 	var pol fsm.Policy
-	if err := jsonUnmarshal(res.Value, &pol); err != nil {
+	if err := json.Unmarshal(res.Value, &pol); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, pol)

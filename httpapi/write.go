@@ -144,9 +144,6 @@ func decodeBody(r *http.Request, dst any) error {
 	if err := dec.Decode(dst); err != nil {
 		return bodyError(err)
 	}
-	if dec.More() {
-		return errBadRequest("invalid_json", "the request body holds more than one JSON value")
-	}
 	if _, err := dec.Token(); err != io.EOF {
 		return errBadRequest("invalid_json", "the request body holds more than one JSON value")
 	}
