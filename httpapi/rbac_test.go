@@ -80,6 +80,8 @@ func TestRBAC_EveryRouteTimesEveryRoleFollowsSpec(t *testing.T) {
 		okStatus             int    // the answer when permitted
 	}{
 		{"GET", "/v1/cluster", "", "view_cluster_info", 200},
+		// Metrics describe the cluster as a whole.
+		{"GET", "/metrics", "", "view_cluster_info", 200},
 		{"GET", "/v1/nodes", "", "view_all_nodes_info", 200},
 		{"GET", "/v1/nodes/1", "", "view_node_info", 200},
 		{"GET", "/v1/users", "", "view_all_users_info", 200},

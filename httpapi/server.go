@@ -77,6 +77,7 @@ type Server struct {
 	agent       http.Handler
 	agentPrefix string
 	removed     atomic.Bool
+	metrics     *metrics
 }
 
 // SetRemoved makes the node answer every request but ping with 503
@@ -108,6 +109,7 @@ func New(cfg Config) *Server {
 		log:   cfg.Logger.With("component", "api", "node_uid", cfg.Raft.ID()),
 		agent: cfg.Agent, agentPrefix: cfg.AgentPrefix,
 	}
+	s.metrics = newMetrics(s)
 	s.routes()
 	return s
 }
@@ -140,6 +142,7 @@ type route struct {
 func (s *Server) routes() {
 	rs := []route{
 		{"GET", "/v1/ping", "", public, s.ping, false},
+		{"GET", "/metrics", PermViewClusterInfo, local, s.serveMetrics, false},
 		{"GET", "/v1/bootstrap", permAuthenticated, local, s.getBootstrap, true},
 		{"GET", "/v1/cluster", PermViewClusterInfo, read, s.getCluster, false},
 		{"GET", "/v1/nodes", PermViewAllNodesInfo, read, s.listNodes, false},
@@ -174,25 +177,27 @@ func (s *Server) routes() {
 	}
 	m := mux.NewRouter()
 	for _, rt := range rs {
-		m.Handle(rt.path, s.serve(rt)).Methods(rt.method)
+		m.Handle(rt.path, s.metrics.instrument(rt.path, s.serve(rt))).Methods(rt.method)
 	}
 	if s.agent != nil {
-		m.PathPrefix(s.agentPrefix + "/").Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.PathPrefix(s.agentPrefix + "/").Handler(s.metrics.instrument(s.agentPrefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !fromPeer(r) {
 				s.writeError(w, r, &apiError{Status: http.StatusForbidden, Code: "forbidden",
 					Description: "this endpoint is for cluster nodes and needs a node certificate"})
 				return
 			}
 			s.agent.ServeHTTP(w, r)
-		}))
+		})))
 	}
-	m.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// Unmatched requests share one label: their paths are caller-chosen
+	// and would make the metric's cardinality unbounded.
+	m.NotFoundHandler = s.metrics.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNotFound("not_found", "no endpoint "+r.URL.Path))
-	})
-	m.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	}))
+	m.MethodNotAllowedHandler = s.metrics.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
 			Description: r.Method + " is not allowed on " + r.URL.Path})
-	})
+	}))
 	s.router = m
 }
 

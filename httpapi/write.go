@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"cnm/fsm"
 	"cnm/raftnode"
@@ -64,6 +65,7 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rt route) er
 		} else if addr, err := s.leaderAPIAddr(); err == nil {
 			done, err := s.peers.Forward(ctx, w, r, addr, body, s.raft.ID())
 			if done {
+				s.metrics.forwarded.Inc()
 				return nil
 			}
 			if err != nil && !errors.Is(err, errRetryable) {
@@ -107,7 +109,12 @@ func (s *Server) submit(ctx context.Context, payload any) (*fsm.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.raft.Apply(ctx, cmd)
+	start := time.Now()
+	res, err := s.raft.Apply(ctx, cmd)
+	if err == nil {
+		s.metrics.apply.Observe(time.Since(start).Seconds())
+	}
+	return res, err
 }
 
 // readBody reads a request body of at most maxBodyBytes.
