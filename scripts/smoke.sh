@@ -14,6 +14,7 @@ readonly ADMIN_USER=admin@cnm.local
 passed=0
 failed=0
 pw=""
+ctl_err=""
 
 ok() {
   passed=$((passed + 1))
@@ -39,6 +40,7 @@ finish() {
   fi
   "$cluster" down --purge >/dev/null 2>&1 || true
   rm -rf -- "$CNM_DIR"
+  if [[ -n $ctl_err ]]; then rm -f -- "$ctl_err"; fi
   printf 'smoke: %d passed, %d failed\n' "$passed" "$failed"
   (( failed == 0 )) || exit 1
 }
@@ -129,6 +131,37 @@ while :; do
   sleep 0.1
 done
 ok "restarted node $old rejoined as a follower"
+
+# The restarted follower's /metrics report it a follower of another node. Polled: an
+# election may still be settling.
+deadline=$((SECONDS + 10))
+while :; do
+  call GET "$old" /metrics
+  state=""
+  mleader=""
+  if [[ $status == 200 ]]; then
+    state=$(grep '^cnm_raft_state{.*} 1$' <<<"$body" | sed 's/.*state="\([a-z]*\)".*/\1/') || true
+    mleader=$(grep '^cnm_raft_leader_uid ' <<<"$body" | cut -d' ' -f2) || true
+  fi
+  [[ $state == follower && $mleader =~ ^[1-9]$ && $mleader != "$old" ]] && break
+  (( SECONDS < deadline )) ||
+    fail "GET /metrics on node $old: HTTP $status, state '$state', leader '$mleader'"
+  sleep 0.1
+done
+ok "GET /metrics on node $old: follower of node $mleader"
+
+# cnmctl starts maintenance on the rejoined node through another node and follows it to the end.
+via=${survivors[0]}
+ctl_err=$(mktemp "${TMPDIR:-/tmp}/cnm-smoke-cnmctl.XXXXXX")
+for action in maintenance_on maintenance_off; do
+  out=$("$CNM_BIN/cnmctl" -url "https://127.0.0.$via:9443" -password "$pw" -progress lines -o json \
+    action "$old" "$action" 2>"$ctl_err") ||
+    fail "cnmctl action $old $action: $(cat "$ctl_err")"
+  last=$(tail -n 1 "$ctl_err")
+  [[ $(jq -r .status <<<"$out") == completed && $last == completed*100.0%* ]] ||
+    fail "cnmctl action $old $action ended with '$last': $out"
+  ok "cnmctl action $old $action through node $via: $(wc -l <"$ctl_err") progress lines, completed"
+done
 
 "$cluster" down --purge || fail "cluster.sh down --purge"
 [[ ! -e $CNM_DIR ]] || fail "cluster.sh down --purge left $CNM_DIR"

@@ -21,6 +21,9 @@ commands:
   cluster | nodes | node UID | users | ping     shortcuts for the GET endpoints
   get PATH | delete PATH                        any endpoint, e.g. get /v1/nodes/2
   post PATH [BODY] | put PATH [BODY]            BODY is JSON; "-" reads it from stdin
+  action NODE ACTION [PARAMS]                   start a node action and follow it to its end
+                                                with a live progress bar, e.g. action 2 maintenance_on
+  watch NODE ACTION                             follow a node's latest action of that kind
 flags:`
 
 // run is cnmctl without the process: testable with fake args and writers.
@@ -39,71 +42,132 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	password := fs.String("password", getenv("CNM_PASSWORD"), "password (CNM_PASSWORD)")
 	caFile := fs.String("ca", getenv("CNM_CA"), "cluster CA file; without it the server certificate is not verified, like curl -k (CNM_CA)")
 	output := fs.String("o", "pretty", "output: pretty or json")
+	progress := fs.String("progress", "auto", "how action and watch show progress: auto (a bar on a terminal, lines otherwise), bar, lines or none")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
 	}
-	method, path, body, err := command(fs.Args())
+	if *output != "pretty" && *output != "json" {
+		return fmt.Errorf("-o must be pretty or json, got %q", *output)
+	}
+	view, err := newView(*progress, stderr)
+	if err != nil {
+		return err
+	}
+	cmd, err := command(fs.Args())
 	if err != nil {
 		fs.Usage()
 		return err
 	}
-	if body == "-" {
+	if cmd.body == "-" {
 		b, err := io.ReadAll(os.Stdin)
 		if err != nil {
 			return fmt.Errorf("read body from stdin: %w", err)
 		}
-		body = string(b)
+		cmd.body = string(b)
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if *caFile != "" {
-		pem, err := os.ReadFile(*caFile)
-		if err != nil {
-			return fmt.Errorf("read ca: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("no certificate in %s", *caFile)
-		}
-	} else {
-		tc.InsecureSkipVerify = true
-	}
-	client := &http.Client{Timeout: 11 * time.Minute, Transport: &http.Transport{TLSClientConfig: tc}}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(*url, "/")+path, strings.NewReader(body))
+	c, err := newClient(*url, *user, *password, *caFile)
 	if err != nil {
-		return fmt.Errorf("build request: %w", err)
+		return err
 	}
-	req.SetBasicAuth(*user, *password)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("read answer: %w", err)
-	}
-	if *output == "pretty" && json.Valid(data) {
-		var buf bytes.Buffer
-		if json.Indent(&buf, data, "", "  ") == nil {
-			data = append(buf.Bytes(), '\n')
+	print := func(data []byte) error {
+		if *output == "pretty" && json.Valid(data) {
+			var buf bytes.Buffer
+			if json.Indent(&buf, data, "", "  ") == nil {
+				data = append(buf.Bytes(), '\n')
+			}
 		}
+		if _, err := stdout.Write(data); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+		return nil
 	}
-	if _, err := stdout.Write(data); err != nil {
-		return fmt.Errorf("write output: %w", err)
+	if cmd.follow != nil {
+		data, ferr := follow(ctx, c, *cmd.follow, view)
+		if data != nil {
+			if err := print(data); err != nil {
+				return err
+			}
+		}
+		return ferr
 	}
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	resp, err := c.do(ctx, cmd.method, cmd.path, cmd.body)
+	if err != nil {
+		return err
+	}
+	if err := print(resp.body); err != nil {
+		return err
+	}
+	if resp.status >= 300 {
+		return fmt.Errorf("%s %s: HTTP %d %s", cmd.method, cmd.path, resp.status, http.StatusText(resp.status))
 	}
 	return nil
 }
 
-func command(args []string) (method, path, body string, err error) {
+// client sends authenticated requests to one node's API.
+type client struct {
+	http           *http.Client
+	base           string
+	user, password string
+}
+
+func newClient(url, user, password, caFile string) (*client, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificate in %s", caFile)
+		}
+	} else {
+		tc.InsecureSkipVerify = true
+	}
+	return &client{
+		http: &http.Client{Timeout: 11 * time.Minute, Transport: &http.Transport{TLSClientConfig: tc}},
+		base: strings.TrimRight(url, "/"), user: user, password: password,
+	}, nil
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (c *client) do(ctx context.Context, method, path, body string) (*response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, strings.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req.SetBasicAuth(c.user, c.password)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read answer to %s %s: %w", method, path, err)
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
+}
+
+// invocation is what the command line asks for: one request, or an action
+// to follow.
+type invocation struct {
+	method, path, body string
+	follow             *target
+}
+
+func command(args []string) (invocation, error) {
 	if len(args) == 0 {
-		return "", "", "", errors.New("no command")
+		return invocation{}, errors.New("no command")
 	}
 	arg := func(i int) string {
 		if i < len(args) {
@@ -113,17 +177,26 @@ func command(args []string) (method, path, body string, err error) {
 	}
 	switch args[0] {
 	case "cluster", "nodes", "users", "ping":
-		return http.MethodGet, "/v1/" + args[0], "", nil
+		return invocation{method: http.MethodGet, path: "/v1/" + args[0]}, nil
 	case "node":
 		if arg(1) == "" {
-			return "", "", "", errors.New("node needs a uid")
+			return invocation{}, errors.New("node needs a uid")
 		}
-		return http.MethodGet, "/v1/nodes/" + arg(1), "", nil
+		return invocation{method: http.MethodGet, path: "/v1/nodes/" + arg(1)}, nil
 	case "get", "delete", "post", "put":
 		if !strings.HasPrefix(arg(1), "/") {
-			return "", "", "", fmt.Errorf("%s needs a path starting with /", args[0])
+			return invocation{}, fmt.Errorf("%s needs a path starting with /", args[0])
 		}
-		return strings.ToUpper(args[0]), arg(1), arg(2), nil
+		return invocation{method: strings.ToUpper(args[0]), path: arg(1), body: arg(2)}, nil
+	case "action", "watch":
+		if arg(1) == "" || arg(2) == "" {
+			return invocation{}, fmt.Errorf("%s needs a node uid and an action name", args[0])
+		}
+		t := &target{node: arg(1), action: arg(2), start: args[0] == "action", params: arg(3)}
+		if !t.start && arg(3) != "" {
+			return invocation{}, errors.New("watch takes no parameters")
+		}
+		return invocation{follow: t}, nil
 	}
-	return "", "", "", fmt.Errorf("unknown command %q", args[0])
+	return invocation{}, fmt.Errorf("unknown command %q", args[0])
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -13,21 +14,28 @@ func TestCommand_MapsToRequests(t *testing.T) {
 	tests := []struct {
 		args               []string
 		method, path, body string
+		follow             *target
 		wantErr            bool
 	}{
 		{args: []string{"nodes"}, method: "GET", path: "/v1/nodes"},
 		{args: []string{"node", "3"}, method: "GET", path: "/v1/nodes/3"},
 		{args: []string{"post", "/v1/users", `{"a":1}`}, method: "POST", path: "/v1/users", body: `{"a":1}`},
 		{args: []string{"delete", "/v1/users/2"}, method: "DELETE", path: "/v1/users/2"},
+		{args: []string{"action", "2", "maintenance_on", `{"keep_slave_shards":true}`},
+			follow: &target{node: "2", action: "maintenance_on", start: true, params: `{"keep_slave_shards":true}`}},
+		{args: []string{"watch", "3", "remove"}, follow: &target{node: "3", action: "remove"}},
+		{args: []string{"watch", "3", "remove", "{}"}, wantErr: true},
+		{args: []string{"action", "2"}, wantErr: true},
 		{args: []string{"node"}, wantErr: true},
 		{args: []string{"get", "v1/nodes"}, wantErr: true},
 		{args: []string{"frobnicate"}, wantErr: true},
 		{args: nil, wantErr: true},
 	}
 	for _, tc := range tests {
-		m, p, b, err := command(tc.args)
-		if (err != nil) != tc.wantErr || m != tc.method || p != tc.path || b != tc.body {
-			t.Errorf("%v: got %q %q %q %v", tc.args, m, p, b, err)
+		got, err := command(tc.args)
+		if (err != nil) != tc.wantErr || got.method != tc.method || got.path != tc.path || got.body != tc.body ||
+			!reflect.DeepEqual(got.follow, tc.follow) {
+			t.Errorf("%v: got %+v (follow %+v) %v", tc.args, got, got.follow, err)
 		}
 	}
 }
