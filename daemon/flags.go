@@ -99,6 +99,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	cfg.Logger = slog.New(h)
 	n, err := Start(ctx, cfg)
+	if errors.Is(err, ErrNoClusterState) {
+		// Neither --bootstrap nor --join, and nothing to resume: wait to be
+		// set up over REST.
+		n, err = StartViaREST(ctx, cfg)
+	}
 	if err != nil {
 		return err
 	}

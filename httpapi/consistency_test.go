@@ -246,7 +246,7 @@ func TestGetBootstrap_AnswersWithoutCredentialsBeforeAClusterExists(t *testing.T
 	if err := jsonUnmarshal(w, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Status.State != "idle" || got.Local.UID != testNodeUID || got.Local.APIAddr != testNodeAPI || got.Local.RaftAddr != testNodeRaft {
+	if got.Status.State != "initiated" || got.Local.UID != testNodeUID || got.Local.APIAddr != testNodeAPI || got.Local.RaftAddr != testNodeRaft {
 		t.Fatalf("bootstrap before a cluster = %+v", got)
 	}
 }

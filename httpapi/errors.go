@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"cnm/fsm"
 )
@@ -70,11 +71,17 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		ae = &apiError{Status: http.StatusInternalServerError, Code: "internal_error",
 			Description: "an internal error occurred; see the node's log"}
 	}
+	writeAPIError(w, ae, s.hold)
+}
+
+// writeAPIError writes ae with the headers its status calls for; a 503
+// asks the client to retry after hold.
+func writeAPIError(w http.ResponseWriter, ae *apiError, hold time.Duration) {
 	switch ae.Status {
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Basic realm="cnm"`)
 	case http.StatusServiceUnavailable:
-		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(s.hold.Seconds()))))
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(hold.Seconds()))))
 	}
 	writeJSON(w, ae.Status, errorBody{Code: ae.Code, Description: ae.Description})
 }

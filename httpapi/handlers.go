@@ -141,7 +141,10 @@ func (s *Server) getCluster(w http.ResponseWriter, _ *http.Request, _ principal)
 }
 
 func (s *Server) getBootstrap(w http.ResponseWriter, _ *http.Request, _ principal) error {
-	state := "idle"
+	// The full API runs only on a node told to create or join a cluster
+	// (by flag or by POST /v1/bootstrap/...): until the cluster state
+	// arrives, that setup is under way. An idle node serves NewSetupHandler.
+	state := SetupInitiated
 	s.fsm.Read(func(st *fsm.State, _ uint64) {
 		if st.Bootstrapped() {
 			state = "completed"

@@ -39,6 +39,13 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	nodes map[int]*Member
+	// setups receive what StartViaREST returned, for idle nodes.
+	setups map[int]chan setupResult
+}
+
+type setupResult struct {
+	node *daemon.Node
+	err  error
 }
 
 // Member is one node of a Cluster; Node is nil while it is stopped.
@@ -64,6 +71,10 @@ type Options struct {
 	// interrupt when a test needs it.
 	ShardFileScale float64
 	MigrationRate  int64
+	// Idle starts every node with neither --bootstrap nor --join: each
+	// serves the setup API until the test sets it up over REST, and
+	// AwaitSetup then adopts it.
+	Idle bool
 }
 
 // HostOf is the loopback address of node uid.
@@ -99,7 +110,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // test client, like curl -k
 		}},
-		nodes: map[int]*Member{},
+		nodes: map[int]*Member{}, setups: map[int]chan setupResult{},
 	}
 	// The temp dir first: cleanups run last-in first-out, so the nodes stop
 	// before their data dirs are removed.
@@ -124,16 +135,63 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 			Listen: c.Net.Listen, Dial: c.Net.Dial,
 			Logger: testLogger(t, uid),
 		}
-		if uid == 1 {
+		switch {
+		case opts.Idle:
+			cfg.AdminUser, cfg.AdminPassword = "", ""
+		case uid == 1:
 			cfg.Bootstrap = true
-		} else {
+		default:
 			cfg.Join = "https://" + c.nodes[1].Cfg.APIAddr
 		}
 		m := &Member{UID: uid, Host: host, Cfg: cfg}
 		c.nodes[uid] = m
-		c.StartNode(uid)
+		if opts.Idle {
+			c.startIdle(uid)
+		} else {
+			c.StartNode(uid)
+		}
 	}
 	return c
+}
+
+// startIdle runs daemon.StartViaREST for node uid in the background; it
+// returns once the test has set the node up, or at cleanup.
+func (c *Cluster) startIdle(uid int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan setupResult, 1)
+	c.setups[uid] = ch
+	cfg := c.nodes[uid].Cfg
+	go func() {
+		n, err := daemon.StartViaREST(ctx, cfg)
+		ch <- setupResult{n, err}
+	}()
+	c.t.Cleanup(func() {
+		cancel()
+		if r := <-ch; r.node != nil {
+			r.node.Kill()
+		}
+	})
+}
+
+// AwaitSetup waits until idle node uid has been set up over REST and
+// adopts it as a running member, from then on stopped like any other.
+func (c *Cluster) AwaitSetup(uid int, timeout time.Duration) {
+	c.t.Helper()
+	c.mu.Lock()
+	ch := c.setups[uid]
+	c.mu.Unlock()
+	select {
+	case r := <-ch:
+		ch <- setupResult{err: r.err} // for the cleanup: the node is adopted
+		if r.err != nil {
+			c.t.Fatalf("set up node %d over REST: %v", uid, r.err)
+		}
+		c.mu.Lock()
+		c.nodes[uid].Node = r.node
+		c.mu.Unlock()
+	case <-time.After(timeout):
+		c.t.Fatalf("node %d was not set up within %s", uid, timeout)
+	}
 }
 
 func testLogger(t testing.TB, uid int) *slog.Logger {
