@@ -42,7 +42,7 @@ test: deps
 	$(MAKE) --no-print-directory lint
 	@if [ -f scripts/smoke.sh ]; then scripts/smoke.sh; fi
 	$(MAKE) --no-print-directory fuzz FUZZEXECS=100000
-	$(MAKE) --no-print-directory drill N=6
+	$(MAKE) --no-print-directory drill N=8
 
 # Bounded fuzzing of command decoding, request bodies and the router.
 # The budget is a count of executions, not a duration: a duration-based

@@ -36,9 +36,12 @@ type Config struct {
 	Logger    *slog.Logger
 }
 
-// stagedTTL is how long a copy made for a migration is kept before the
-// state assigns it here; an abandoned migration's copy is dropped after it.
-const stagedTTL = 10 * time.Minute
+// stagedTTL is how long a copy made for a migration is kept although this
+// node's state shows neither the shard assigned here nor a pending move of
+// it here: the state may lag behind the leader that asked for the copy.
+// After it, a copy no pending move needs (its action failed, or the move
+// was sent elsewhere) is dropped.
+const stagedTTL = time.Minute
 
 // Agent hosts this node's shards.
 type Agent struct {
@@ -206,8 +209,9 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
+	pending := a.pendingMoves()
 	for _, uid := range local {
-		if _, ok := want[uid]; ok || a.isStaged(uid) {
+		if _, ok := want[uid]; ok || pending[uid] || a.isStaged(uid) {
 			continue
 		}
 		a.log.Info("dropping shard not assigned here", "shard_uid", uid)
@@ -216,6 +220,27 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// pendingMoves returns the shards that a running action still has to move
+// to this node: copies of them here are kept however old.
+func (a *Agent) pendingMoves() map[string]bool {
+	out := map[string]bool{}
+	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
+		for _, byName := range st.Actions {
+			for _, act := range byName {
+				if fsm.Terminal(act.Status) {
+					continue
+				}
+				for _, step := range act.Steps[min(act.Done, len(act.Steps)):] {
+					if step.Kind == fsm.StepMove && step.To == a.cfg.NodeUID {
+						out[step.Shard] = true
+					}
+				}
+			}
+		}
+	})
+	return out
 }
 
 func (a *Agent) stage(uid string) {

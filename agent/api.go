@@ -104,9 +104,24 @@ func (a *Agent) info(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, info)
 }
 
+// drop deletes a shard the state does not assign here. A shard that is
+// assigned here (by this node's view) is kept: 409 shard_assigned. A copy a
+// running action still has to move here is only unstaged: the leader says
+// it is not needed, but this node's state has not caught up yet, and the
+// reconcile that follows the catch-up drops it.
 func (a *Agent) drop(w http.ResponseWriter, r *http.Request) {
 	uid := mux.Vars(r)["uid"]
+	if _, ok := a.Desired()[uid]; ok {
+		writeJSON(w, http.StatusConflict, map[string]string{"error_code": "shard_assigned",
+			"description": "shard " + uid + " is assigned to this node"})
+		return
+	}
 	a.unstage(uid)
+	if a.pendingMoves()[uid] {
+		a.Kick()
+		writeJSON(w, http.StatusOK, map[string]any{"uid": uid, "deferred": true})
+		return
+	}
 	if err := a.cfg.Backend.Drop(r.Context(), uid); err != nil {
 		writeErr(w, err)
 		return
@@ -173,6 +188,8 @@ func (a *Agent) copyShard(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
+	// Staged from the end of the copy: a long copy must not age out.
+	a.stage(uid)
 	info, err := a.cfg.Backend.Info(uid)
 	if err != nil {
 		writeErr(w, err)

@@ -383,3 +383,56 @@ func TestRunReconcilesOnKickAndOnResync(t *testing.T) {
 		})
 	}
 }
+
+// The leader's request to drop a copy never deletes a shard this node's
+// state assigns here, and a copy a running action still moves here
+// outlives the request until the action ends.
+func TestDropKeepsAssignedShardsAndCopiesARunningActionNeeds(t *testing.T) {
+	l := newClusterState(t)
+	createTestDBs(t, l)
+	ca := newCA(t)
+	node := startPeer(t, ca, 1, "127.0.0.21", peerOpts{fsm: l.f})
+	src := startPeer(t, ca, 2, "127.0.0.22", peerOpts{})
+	if err := node.agent.Reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Assigned here: refused, kept.
+	assigned := sortedUIDs(l.shardsOn(1))[0]
+	if err := src.client.Drop(t.Context(), node.addr, assigned); err == nil {
+		t.Fatalf("Drop of shard %s, which the state assigns here, was accepted", assigned)
+	}
+	if _, err := node.backend.Info(assigned); err != nil {
+		t.Fatalf("assigned shard %s after a refused drop: %v", assigned, err)
+	}
+
+	// A running action moves shard 2's shard to node 1; the copy has landed.
+	moving := sortedUIDs(l.shardsOn(2))[0]
+	l.apply(t, &fsm.SubmitAction{Action: fsm.Action{TaskID: "t", Action: fsm.ActionMaintenanceOn, NodeUID: 2, Deadline: 1 << 40}, By: "test"})
+	l.apply(t, &fsm.ClaimAction{TaskID: "t", Term: 3, Leader: 1})
+	l.apply(t, &fsm.PlanAction{TaskID: "t", Term: 3, Steps: []fsm.Step{{Kind: fsm.StepMove, Shard: moving, From: 2, To: 1}}})
+	spec := agent.Spec{UID: moving, BDB: 1, Role: fsm.RoleMaster, Size: 10_000}
+	materialise(t, src.backend, spec)
+	if _, err := src.client.Copy(t.Context(), node.addr, spec, src.addr, agent.Op{TaskID: "t", Step: 0, Term: 3}); err != nil {
+		t.Fatalf("Copy: %v", err)
+	}
+	if err := src.client.Drop(t.Context(), node.addr, moving); err != nil {
+		t.Fatalf("Drop of a copy a running action needs: %v", err)
+	}
+	if err := node.agent.Reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.backend.Info(moving); err != nil {
+		t.Fatalf("copy of %s gone while its move is pending: %v", moving, err)
+	}
+
+	// The action fails: the next reconcile drops the copy, although it was
+	// made moments ago.
+	l.apply(t, &fsm.FinishAction{TaskID: "t", Term: 3, Status: fsm.StatusFailed, ErrorCode: "insufficient_resources", ErrorMessage: "no room"})
+	if err := node.agent.Reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := holdsExactly(node.backend, node.dir, l.shardsOn(1)); err != nil {
+		t.Error(err)
+	}
+}

@@ -110,6 +110,27 @@ func QuorumCheck(st *fsm.State, node int, action string) error {
 	return nil
 }
 
+// LiveMajorityWithout reports whether, once node leaves, a majority of the
+// remaining nodes is up (not marked down by the leader's liveness checks).
+// The remove action's last step waits for it: quorum is checked when the
+// action is accepted, but a node can go down while shards move.
+func LiveMajorityWithout(st *fsm.State, node int) error {
+	remaining, live := 0, 0
+	for uid, n := range st.Nodes {
+		if uid == node {
+			continue
+		}
+		remaining++
+		if n.Status == fsm.NodeActive || n.Status == fsm.NodeDecommissioning {
+			live++
+		}
+	}
+	if remaining == 0 || live <= remaining/2 {
+		return fmt.Errorf("removing node %d now would leave %d of %d voters up; waiting for the others", node, live, remaining)
+	}
+	return nil
+}
+
 // PlanAction turns an action into steps against the current state, or says
 // why it cannot run (a *PlanError with insufficient_resources, quorum_loss
 // or snapshot_not_found). now names the maintenance snapshot.

@@ -185,3 +185,32 @@ func TestPlanAction_EnslaveMasterWithoutReplicaNamesIt(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestLiveMajorityWithout(t *testing.T) {
+	tests := []struct {
+		name    string
+		nodes   int
+		down    []int
+		leaving int
+		ok      bool
+	}{
+		{"three up, one leaves", 3, nil, 3, true},
+		{"one of the two left is down", 3, []int{2}, 3, false},
+		{"the leaving node is the one down", 3, []int{3}, 3, true},
+		{"four nodes, one of three left down", 4, []int{2}, 4, true},
+		{"four nodes, two of three left down", 4, []int{1, 2}, 4, false},
+		{"the last node", 1, nil, 1, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := modelState(tc.nodes, [][2]int{{1, 1}}, fsm.PersistenceDisabled)
+			for _, d := range tc.down {
+				st.Nodes[d].Status = fsm.NodeDown
+			}
+			err := LiveMajorityWithout(st, tc.leaving)
+			if (err == nil) != tc.ok {
+				t.Fatalf("LiveMajorityWithout = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}

@@ -170,6 +170,9 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 			} else {
 				finish(fsm.StatusFailed, "internal_error", err.Error())
 			}
+			if st.Kind == fsm.StepMove {
+				e.dropStray(ctx, st)
+			}
 			return
 		}
 		if _, err := e.apply(ctx, &fsm.StepDone{TaskID: id, Term: term, Index: a.Done, Time: e.Now().Unix(), Message: msg}); err != nil {
@@ -177,13 +180,16 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 				// Another action put the shard's pair there meanwhile: send
 				// the shard elsewhere and take the stray copy back.
 				log.Info("move no longer fits; retargeting", "step", a.Done, "error", err)
-				if _, ok := e.retarget(ctx, &a, st, true); ok {
-					if addr := e.apiAddr(st.To); addr != "" {
-						_ = e.Agents.Drop(ctx, addr, st.Shard)
-					}
+				_, ok := e.retarget(ctx, &a, st, true)
+				if !ok {
+					finish(fsm.StatusFailed, "insufficient_resources", fmt.Sprintf("shard %s has no home: %v", st.Shard, err))
+				}
+				// After the retarget or the finish, so that the target sees
+				// no pending move needing the copy.
+				e.dropStray(ctx, st)
+				if ok {
 					continue
 				}
-				finish(fsm.StatusFailed, "insufficient_resources", fmt.Sprintf("shard %s has no home: %v", st.Shard, err))
 				return
 			}
 			log.Warn("commit step", "step", a.Done, "error", err)
@@ -195,6 +201,17 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 			if addr := e.apiAddr(st.From); addr != "" {
 				_ = e.Agents.Drop(ctx, addr, st.Shard)
 			}
+		}
+	}
+}
+
+// dropStray asks the target of a move that was not committed to drop the
+// copy it received. Best effort: if the target does not answer, its agent
+// drops the copy itself once no running action needs it.
+func (e *Executor) dropStray(ctx context.Context, st fsm.Step) {
+	if addr := e.apiAddr(st.To); addr != "" {
+		if err := e.Agents.Drop(ctx, addr, st.Shard); err != nil {
+			e.Log.Debug("drop stray copy", "shard", st.Shard, "node", st.To, "error", err)
 		}
 	}
 }
@@ -355,6 +372,14 @@ func (e *Executor) execute(ctx context.Context, a *fsm.Action, st fsm.Step) (str
 			member, err := e.Raft.IsMember(st.From)
 			if err != nil || !member {
 				return err
+			}
+			// A node that went down during the action would leave the
+			// remaining voters without a majority, and the configuration
+			// change would block every write until it came back: wait.
+			var live error
+			e.FSM.Read(func(s *fsm.State, _ uint64) { live = LiveMajorityWithout(s, st.From) })
+			if live != nil {
+				return live
 			}
 			return e.Raft.RemoveServer(ctx, st.From)
 		})

@@ -352,6 +352,8 @@ func (c *cluster) nemesis(ctx context.Context, name string, rng *rand.Rand) erro
 		return err
 	case "remove-rejoin":
 		return c.removeRejoin(ctx, rng, pause)
+	case "remove-fail":
+		return c.removeFail(ctx, rng, pause)
 	case "rolling-restart":
 		for _, n := range c.nodes {
 			c.kill(n, true)
@@ -384,15 +386,11 @@ func (c *cluster) nemesis(ctx context.Context, name string, rng *rand.Rand) erro
 	return fmt.Errorf("unknown nemesis %q (know %s)", name, strings.Join(allNemeses, ", "))
 }
 
-// removeRejoin removes a node through the API while killing a node at a
-// random moment (the leader, the node being removed, or another), waits for
-// the action to end, then brings the removed node back as a new member
-// under the same uid. The remove is recorded in the history like any
-// client operation.
-func (c *cluster) removeRejoin(ctx context.Context, rng *rand.Rand, pause func(time.Duration)) error {
-	// The workload keeps nodes busy or in maintenance: try a few victims
-	// until a remove is accepted.
-	var victim, via *proc
+// submitRemove submits a remove of a random node through another running
+// node, recorded in the history like any client operation. The workload
+// keeps nodes busy or in maintenance, so it tries a few victims; a nil
+// victim means none was accepted.
+func (c *cluster) submitRemove(ctx context.Context, rng *rand.Rand, pause func(time.Duration)) (victim, via *proc) {
 	var out Output
 	for attempt := 0; attempt < 30; attempt++ {
 		victim = c.nodes[rng.IntN(len(c.nodes))]
@@ -405,29 +403,19 @@ func (c *cluster) removeRejoin(ctx context.Context, rng *rand.Rand, pause func(t
 		}
 		out = c.rec.exec(ctx, c, 999, via, Input{Kind: "submit", Node: victim.uid, Action: "remove"})
 		if out.Code == 200 || out.Unknown {
-			break
+			return victim, via
 		}
 		pause(250 * time.Millisecond)
 	}
-	if out.Code != 200 {
-		fmt.Printf("drill:   no remove accepted (last answer %d); skipped\n", out.Code)
-		return nil
-	}
-	// A crash somewhere while the membership changes.
-	time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
-	// A crashed node comes back (the node being removed too: its shards
-	// can only be copied from it).
-	crashed := c.nodes[rng.IntN(len(c.nodes))]
-	c.kill(crashed, false)
-	pause(500 * time.Millisecond)
-	if err := c.start(crashed); err != nil {
-		return err
-	}
-	if err := c.waitUp(ctx, crashed); err != nil && crashed != victim {
-		return err
-	}
+	fmt.Printf("drill:   no remove accepted (last answer %d); skipped\n", out.Code)
+	return nil, nil
+}
+
+// removeStatus waits up to timeout until the remove of victim ends and
+// returns its status.
+func (c *cluster) removeStatus(ctx context.Context, victim *proc, timeout time.Duration) (string, error) {
 	var status string
-	err := poll(ctx, 3*time.Minute, func() error {
+	err := poll(ctx, timeout, func() error {
 		for _, n := range c.running() {
 			if n == victim {
 				continue
@@ -449,9 +437,129 @@ func (c *cluster) removeRejoin(ctx context.Context, rng *rand.Rand, pause func(t
 		return errors.New("no survivor answers")
 	})
 	if err != nil {
-		return fmt.Errorf("the remove of node %d did not finish: %w", victim.uid, err)
+		return "", fmt.Errorf("the remove of node %d did not finish: %w", victim.uid, err)
+	}
+	return status, nil
+}
+
+// removeRejoin removes a node through the API while killing a node at a
+// random moment (the leader, the node being removed, or another), waits for
+// the action to end, then brings the removed node back as a new member
+// under the same uid.
+func (c *cluster) removeRejoin(ctx context.Context, rng *rand.Rand, pause func(time.Duration)) error {
+	victim, via := c.submitRemove(ctx, rng, pause)
+	if victim == nil {
+		return nil
+	}
+	// A crash somewhere while the membership changes.
+	time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
+	// A crashed node comes back (the node being removed too: its shards
+	// can only be copied from it).
+	crashed := c.nodes[rng.IntN(len(c.nodes))]
+	c.kill(crashed, false)
+	pause(500 * time.Millisecond)
+	if err := c.start(crashed); err != nil {
+		return err
+	}
+	if err := c.waitUp(ctx, crashed); err != nil && crashed != victim {
+		return err
+	}
+	status, err := c.removeStatus(ctx, victim, 3*time.Minute)
+	if err != nil {
+		return err
 	}
 	fmt.Printf("drill:   remove of node %d %s (node %d crashed meanwhile)\n", victim.uid, status, crashed.uid)
+	return c.afterRemove(ctx, victim, via, status)
+}
+
+// removeFail makes a removal fail: right after the remove of one node is
+// accepted, every other node stops accepting shards, so the shards of the
+// node being removed have nowhere to go; on half the runs another node is
+// also killed for a while. Once the removal has ended the nodes accept
+// shards again and, as in the one leaderless window a drill once saw, the
+// leader is killed: the others must elect a leader as after any crash.
+func (c *cluster) removeFail(ctx context.Context, rng *rand.Rand, pause func(time.Duration)) error {
+	victim, via := c.submitRemove(ctx, rng, pause)
+	if victim == nil {
+		return nil
+	}
+	setAccept := func(on bool) error {
+		for _, n := range c.nodes {
+			if n == victim {
+				continue
+			}
+			err := poll(ctx, 30*time.Second, func() error {
+				st, b, err := c.do(ctx, via, "PUT", fmt.Sprintf("/v1/nodes/%d", n.uid), map[string]bool{"accept_servers": on})
+				if err == nil && st != 200 {
+					err = fmt.Errorf("PUT /v1/nodes/%d: %d %s", n.uid, st, b)
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := setAccept(false); err != nil {
+		return err
+	}
+	var down *proc
+	if rng.IntN(2) == 0 {
+		for _, n := range c.nodes {
+			if n != victim && n != via {
+				down = n
+			}
+		}
+		c.kill(down, false)
+	}
+	// An error here only means the removal is still running.
+	status, _ := c.removeStatus(ctx, victim, 8*time.Second)
+	if down != nil {
+		if err := c.start(down); err != nil {
+			return err
+		}
+		if err := c.waitUp(ctx, down); err != nil {
+			return err
+		}
+	}
+	if status == "" {
+		var err error
+		if status, err = c.removeStatus(ctx, victim, 3*time.Minute); err != nil {
+			return err
+		}
+	}
+	if err := setAccept(true); err != nil {
+		return err
+	}
+	crash := "no node"
+	if down != nil {
+		crash = fmt.Sprintf("node %d", down.uid)
+	}
+	fmt.Printf("drill:   remove of node %d %s (no node accepting its shards; %s killed meanwhile)\n", victim.uid, status, crash)
+	if status == "completed" {
+		return c.afterRemove(ctx, victim, via, status)
+	}
+	leader, err := c.leader(ctx, 15*time.Second)
+	if err != nil {
+		return fmt.Errorf("no leader after the failed remove of node %d: %w", victim.uid, err)
+	}
+	c.kill(leader, false)
+	if _, err := c.leader(ctx, 10*time.Second); err != nil {
+		return fmt.Errorf("no leader within 10 s of killing leader %d after the failed remove of node %d: %w", leader.uid, victim.uid, err)
+	}
+	pause(time.Second)
+	if err := c.start(leader); err != nil {
+		return err
+	}
+	return c.waitUp(ctx, leader)
+}
+
+// afterRemove brings the cluster back to full size once a remove ended:
+// a removed node's cnmd leaves by itself and then joins again, afresh,
+// under the same uid; a node whose removal did not complete is restarted
+// if it is down.
+func (c *cluster) afterRemove(ctx context.Context, victim, via *proc, status string) error {
 	if status != "completed" {
 		if victim.cmd == nil {
 			if err := c.start(victim); err != nil {
@@ -461,7 +569,6 @@ func (c *cluster) removeRejoin(ctx context.Context, rng *rand.Rand, pause func(t
 		}
 		return nil
 	}
-	// The removed cnmd leaves by itself; then it joins again, afresh.
 	if victim.cmd != nil {
 		select {
 		case <-victim.exited:

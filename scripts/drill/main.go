@@ -31,7 +31,7 @@ type config struct {
 	hostBase   int
 }
 
-var allNemeses = []string{"kill-leader", "kill-random", "partition-leader", "partition-minority", "rolling-restart", "full-restart", "remove-rejoin"}
+var allNemeses = []string{"kill-leader", "kill-random", "partition-leader", "partition-minority", "rolling-restart", "full-restart", "remove-rejoin", "remove-fail"}
 
 func main() {
 	var c config
