@@ -48,6 +48,10 @@ func planErr(code, format string, args ...any) *PlanError {
 type sim struct {
 	st     *fsm.State
 	shards map[string]*fsm.Shard
+	// keepStranded leaves an endpoint whose database's only masters stay
+	// on the node where it is: maintenance_on with evict_dbs keeps the
+	// other databases' shards there on purpose.
+	keepStranded bool
 }
 
 func newSim(st *fsm.State) *sim {
@@ -220,7 +224,9 @@ func (s *sim) evacuate(node int, move func(*fsm.Shard) bool, persist bool) ([]fs
 }
 
 // rebindOff moves every endpoint bound to node to a node hosting one of its
-// database's masters.
+// database's masters, preferring nodes that take part fully. With
+// keepStranded, the endpoint of a database whose only masters stay on node
+// stays with them.
 func (s *sim) rebindOff(node int) ([]fsm.Step, error) {
 	var steps []fsm.Step
 	for _, uid := range s.st.BDBUIDs() {
@@ -228,13 +234,30 @@ func (s *sim) rebindOff(node int) ([]fsm.Step, error) {
 			if e.NodeUID != node {
 				continue
 			}
-			to := 0
+			to, fallback, staysHere := 0, 0, false
 			for _, id := range s.st.ShardUIDs() {
 				sh := s.shards[id]
-				if sh.BDBUID == uid && sh.Role == fsm.RoleMaster && sh.NodeUID != node && s.st.Nodes[sh.NodeUID] != nil {
-					to = sh.NodeUID
-					break
+				if sh.BDBUID != uid || sh.Role != fsm.RoleMaster {
+					continue
 				}
+				n := s.st.Nodes[sh.NodeUID]
+				switch {
+				case sh.NodeUID == node:
+					staysHere = true
+				case n == nil:
+				case n.Accepts():
+					if to == 0 {
+						to = sh.NodeUID
+					}
+				case fallback == 0:
+					fallback = sh.NodeUID
+				}
+			}
+			if to == 0 {
+				to = fallback
+			}
+			if to == 0 && staysHere && s.keepStranded {
+				continue
 			}
 			if to == 0 {
 				return nil, planErr("insufficient_resources", "endpoint %s of database %d: no other node hosts one of its masters", e.UID, uid)
@@ -292,6 +315,7 @@ func (s *sim) planMaintenanceOn(n *fsm.Node, p Params, now time.Time) ([]fsm.Ste
 		}
 		return evictHA
 	}
+	s.keepStranded = len(only) > 0
 	ev, err := s.evacuate(n.UID, move, false)
 	var pe *PlanError
 	if errors.As(err, &pe) && pe.Code == "insufficient_resources" {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -212,5 +213,43 @@ func TestLiveMajorityWithout(t *testing.T) {
 				t.Fatalf("LiveMajorityWithout = %v, want ok %v", err, tc.ok)
 			}
 		})
+	}
+}
+
+// maintenance_on with evict_dbs keeps the other databases on the node, so
+// an endpoint whose only master stays there stays too; without evict_dbs
+// that master moves and its endpoint follows it.
+func TestPlanAction_MaintenanceWithEvictDBsKeepsOtherDatabasesEndpoints(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	st := modelState(3, [][2]int{{1, 2}}, fsm.PersistenceDisabled)
+	// Database 2: one master without a replica, on node 1, with its endpoint.
+	st.BDBs[2] = &fsm.BDB{UID: 2, Name: "solo", MemorySize: 1 << 30, ShardsCount: 1, DataPersistence: fsm.PersistenceDisabled,
+		Endpoints: []fsm.Endpoint{{UID: "2:1", NodeUID: 1, Port: 12002}}}
+	st.Shards["9"] = &fsm.Shard{UID: "9", BDBUID: 2, NodeUID: 1, Role: fsm.RoleMaster, Memory: 1 << 30, AssignedSlots: "0-16383"}
+
+	steps, err := PlanAction(st, action(fsm.ActionMaintenanceOn, 1, `{"evict_dbs":["1"]}`), now)
+	if err != nil {
+		t.Fatalf("evict_dbs [1]: %v", err)
+	}
+	for _, s := range steps {
+		if s.BDB == 2 || s.Shard == "9" || s.Kind == fsm.StepFail {
+			t.Fatalf("evict_dbs [1] touches database 2 or fails: %+v in %v", s, kinds(steps))
+		}
+	}
+	if !slices.Contains(kinds(steps), fsm.StepRebind) {
+		t.Fatalf("database 1's endpoint is not rebound: %v", kinds(steps))
+	}
+
+	steps, err = PlanAction(st, action(fsm.ActionMaintenanceOn, 1, `{}`), now)
+	if err != nil {
+		t.Fatalf("all databases: %v", err)
+	}
+	var movedSolo, reboundSolo bool
+	for _, s := range steps {
+		movedSolo = movedSolo || (s.Kind == fsm.StepMove && s.Shard == "9")
+		reboundSolo = reboundSolo || (s.Kind == fsm.StepRebind && s.BDB == 2)
+	}
+	if !movedSolo || !reboundSolo {
+		t.Fatalf("without evict_dbs database 2 should move with its endpoint: %v", kinds(steps))
 	}
 }

@@ -205,6 +205,30 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 	}
 }
 
+// successor picks the member to hand leadership to: the first node, by
+// uid, other than from that accepts shards and is a raft member; 0 when
+// there is none, and raft chooses.
+func (e *Executor) successor(from int) (uid int, raftAddr string) {
+	type cand struct {
+		uid  int
+		addr string
+	}
+	var cands []cand
+	e.FSM.Read(func(s *fsm.State, _ uint64) {
+		for _, id := range s.NodeUIDs() {
+			if n := s.Nodes[id]; id != from && n.Accepts() {
+				cands = append(cands, cand{id, n.RaftAddr})
+			}
+		}
+	})
+	for _, c := range cands {
+		if m, err := e.Raft.IsMember(c.uid); err == nil && m {
+			return c.uid, c.addr
+		}
+	}
+	return 0, ""
+}
+
 // dropStray asks the target of a move that was not committed to drop the
 // copy it received. Best effort: if the target does not answer, its agent
 // drops the copy itself once no running action needs it.
@@ -335,34 +359,17 @@ func (e *Executor) execute(ctx context.Context, a *fsm.Action, st fsm.Step) (str
 			return fmt.Sprintf("node %d does not lead", st.From), nil
 		}
 		// Hand over to a node that takes part fully (active, accepting, not
-		// being removed); raft's own choice could be such a node.
-		type cand struct {
-			uid  int
-			addr string
-		}
-		var cands []cand
-		e.FSM.Read(func(s *fsm.State, _ uint64) {
-			for _, uid := range s.NodeUIDs() {
-				if n := s.Nodes[uid]; uid != st.From && n.Accepts() {
-					cands = append(cands, cand{uid, n.RaftAddr})
-				}
+		// being removed); raft's own choice could be such a node. A failed
+		// hand-over (the chosen node slow or just gone) is tried again, with
+		// a fresh choice, until the action's deadline.
+		err := e.retry(ctx, a, "hand raft leadership over", func(ctx context.Context) error {
+			to, addr := e.successor(st.From)
+			e.Log.Info("handing leadership over", "task_id", a.TaskID, "to", to)
+			if to != 0 {
+				return e.Raft.TransferLeadershipTo(ctx, to, addr)
 			}
+			return e.Raft.TransferLeadership(ctx)
 		})
-		var to int
-		var addr string
-		for _, c := range cands {
-			if m, err := e.Raft.IsMember(c.uid); err == nil && m {
-				to, addr = c.uid, c.addr
-				break
-			}
-		}
-		e.Log.Info("handing leadership over", "task_id", a.TaskID, "to", to)
-		var err error
-		if to != 0 {
-			err = e.Raft.TransferLeadershipTo(ctx, to, addr)
-		} else {
-			err = e.Raft.TransferLeadership(ctx)
-		}
 		if err != nil {
 			return "", fmt.Errorf("transfer leadership: %w", err)
 		}

@@ -274,6 +274,7 @@ func (n *Node) open(mat pki.Material) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
+	n.srv.RegisterOnShutdown(n.api.EndWaits)
 	go func() { n.served <- n.srv.Serve(tls.NewListener(ln, apiTLS)) }()
 
 	bg, stop := context.WithCancel(context.Background())
@@ -352,10 +353,15 @@ func (n *Node) Served() <-chan error { return n.served }
 // Close leaves gracefully (SIGTERM): stop serving requests, hand leadership
 // over if this node leads, close raft. The node stays a cluster member.
 func (n *Node) Close(ctx context.Context) error {
-	var errs []error
-	if err := n.srv.Shutdown(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("stop api: %w", err))
+	// Requests in flight get half the time to finish (blocking reads are
+	// answered at once); whatever still runs then is cut, so that the
+	// leadership hand-over below keeps time of its own.
+	sctx, cancel := context.WithTimeout(ctx, remaining(ctx)/2)
+	if err := n.srv.Shutdown(sctx); err != nil {
+		n.log.Warn("requests still running at shutdown were cut", "error", err)
+		_ = n.srv.Close()
 	}
+	cancel()
 	if n.raft.IsLeader() {
 		if err := n.raft.TransferLeadership(ctx); err != nil {
 			n.log.Warn("leadership transfer on shutdown", "error", err)
@@ -365,11 +371,17 @@ func (n *Node) Close(ctx context.Context) error {
 	n.bg.Wait()
 	n.agent.Wait()
 	n.peers.Close()
-	if err := n.raft.Shutdown(); err != nil {
-		errs = append(errs, err)
-	}
+	err := n.raft.Shutdown()
 	n.log.Info("node stopped")
-	return errors.Join(errs...)
+	return err
+}
+
+// remaining is the time left before ctx's deadline (a minute without one).
+func remaining(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return time.Until(d)
+	}
+	return time.Minute
 }
 
 // Kill stops the node abruptly, as a crash would: no leadership transfer,

@@ -56,11 +56,13 @@ func parseWait(s string) (time.Duration, error) {
 	return time.ParseDuration(s)
 }
 
-// waitIndex blocks until the local state moves past index, wait passes, or
-// the client goes away.
+// waitIndex blocks until the local state moves past index, wait passes,
+// the client goes away, or the node shuts down.
 func (s *Server) waitIndex(ctx context.Context, index uint64, wait time.Duration) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	s.metrics.waiting.Inc()
+	defer s.metrics.waiting.Dec()
 	for {
 		changed := s.fsm.Changed()
 		if s.fsm.Applied() > index {
@@ -71,6 +73,8 @@ func (s *Server) waitIndex(ctx context.Context, index uint64, wait time.Duration
 		case <-timer.C:
 			return
 		case <-ctx.Done():
+			return
+		case <-s.stopping:
 			return
 		}
 	}

@@ -25,7 +25,7 @@ type nodeView struct {
 	TotalMemory     int64    `json:"total_memory"`
 	ShardCount      int      `json:"shard_count"`
 	ShardList       []string `json:"shard_list"`
-	RackID          string   `json:"rack_id,omitempty"`
+	RackID          string   `json:"rack_id"`
 	SoftwareVersion string   `json:"software_version"`
 	Uptime          int64    `json:"uptime"`
 }

@@ -119,10 +119,17 @@ func (s *Server) listNodeActions(w http.ResponseWriter, r *http.Request, _ princ
 	return nil
 }
 
+// actionName reads {action}. An unknown name is a bad request when
+// starting one (400 unsupported_action) and, as in the reference API, a
+// missing action when reading or cancelling one (404 action_not_found).
 func actionName(r *http.Request) (string, error) {
 	name := muxVar(r, "action")
 	if !slices.Contains(fsm.ActionNames, name) {
-		return "", errBadRequest("unsupported_action", "unsupported action "+quote(name)+": use remove, maintenance_on, maintenance_off or enslave_node")
+		const known = "remove, maintenance_on, maintenance_off or enslave_node"
+		if r.Method != http.MethodPost {
+			return "", errNotFound("action_not_found", "there is no action "+quote(name)+": the actions are "+known)
+		}
+		return "", errBadRequest("unsupported_action", "unsupported action "+quote(name)+": use "+known)
 	}
 	return name, nil
 }
@@ -307,7 +314,9 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 		deadline = time.Duration(*params.DeadlineSeconds) * time.Second
 	}
 	taskID := uuid.NewString()
-	if id := r.Header.Get(taskHeader); id != "" && (fromPeer(r) || r.Header.Get(forwardedHeader) == "") {
+	// Set by serveWrite when it sends a submission again after a leader
+	// change, or by the peer that forwarded such a retry.
+	if id := r.Header.Get(taskHeader); id != "" {
 		if _, err := uuid.Parse(id); err == nil {
 			taskID = id
 		}

@@ -21,6 +21,7 @@ type metrics struct {
 	duration  *prometheus.HistogramVec
 	forwarded prometheus.Counter
 	apply     prometheus.Histogram
+	waiting   prometheus.Gauge
 	handler   http.Handler
 }
 
@@ -45,8 +46,12 @@ func newMetrics(s *Server) *metrics {
 			Help:    "Time for a write to be committed and applied, measured on the leader.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
 		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cnm_http_blocking_reads",
+			Help: "Blocking reads (?index=N) waiting on this node now: clients watching for changes.",
+		}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.forwarded, m.apply,
+	m.reg.MustRegister(m.requests, m.duration, m.forwarded, m.apply, m.waiting,
 		stateCollector{s: s},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

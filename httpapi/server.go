@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -78,7 +79,15 @@ type Server struct {
 	agentPrefix string
 	removed     atomic.Bool
 	metrics     *metrics
+	// stopping ends blocking reads when the node shuts down.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 }
+
+// EndWaits answers every blocking read now, with the state as it is, and
+// every later one at once: a shutting-down node must not wait out their
+// wait times. Register it with http.Server.RegisterOnShutdown.
+func (s *Server) EndWaits() { s.stoppingOnce.Do(func() { close(s.stopping) }) }
 
 // SetRemoved makes the node answer every request but ping with 503
 // not_a_member: the cluster removed it (SPEC §4.2).
@@ -107,7 +116,7 @@ func New(cfg Config) *Server {
 		bcryptCost: cfg.BcryptCost, auth: newAuthCache(cfg.AuthCacheTTL, 8192), dummyHash: dummy,
 		version: cfg.Version, apiAddr: cfg.APIAddr, raftAddr: cfg.RaftAddr, started: time.Now(),
 		log:   cfg.Logger.With("component", "api", "node_uid", cfg.Raft.ID()),
-		agent: cfg.Agent, agentPrefix: cfg.AgentPrefix,
+		agent: cfg.Agent, agentPrefix: cfg.AgentPrefix, stopping: make(chan struct{}),
 	}
 	s.metrics = newMetrics(s)
 	s.routes()

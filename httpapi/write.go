@@ -45,6 +45,11 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rt route) er
 		return err
 	}
 	forwarded := r.Header.Get(forwardedHeader) != "" && fromPeer(r)
+	if !fromPeer(r) {
+		// A client does not choose task ids: a reused one would answer
+		// with an old record instead of starting the action.
+		r.Header.Del(taskHeader)
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.hold)
 	defer cancel()
 	for {

@@ -1,10 +1,12 @@
 package clustertest_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -246,7 +248,39 @@ func TestCluster_MinorityGetsNoQuorumWhileMajorityWorks(t *testing.T) {
 func TestCluster_GracefulLeaderShutdownHandsOverLeadership(t *testing.T) {
 	c := clustertest.Start(t, 3, clustertest.Options{})
 	old := c.Leader(10 * time.Second)
+	// A client watching with a long blocking read must not hold the
+	// shutdown up: it gets its answer, and Close (15 s) reports no error.
+	var index struct {
+		Applied uint64 `json:"applied_index"`
+	}
+	c.MustDo(old, "GET", "/v1/cluster", nil, http.StatusOK).JSON(t, &index)
+	watch := make(chan error, 1)
+	go func() {
+		r, err := c.Do(old, "GET", fmt.Sprintf("/v1/nodes?index=%d&wait=60s", index.Applied+1000), nil)
+		if err == nil && r.Status != http.StatusOK {
+			err = fmt.Errorf("blocking read during shutdown: %d %s", r.Status, r.Body)
+		}
+		watch <- err
+	}()
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		r, err := c.Do(old, "GET", "/metrics", nil)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(r.Body), "\ncnm_http_blocking_reads 1\n") {
+			return errors.New("the blocking read is not waiting yet")
+		}
+		return nil
+	})
 	c.Close(old)
+	select {
+	case err := <-watch:
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatal("Close returned while a blocking read on the node was still waiting")
+	}
 	leader := c.Leader(5*time.Second, c.Running()...)
 	c.MustDo(leader, "POST", "/v1/users", newUser(1), http.StatusOK)
 	c.StartNode(old)

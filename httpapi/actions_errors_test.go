@@ -1,0 +1,56 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+)
+
+func TestNodeActions_BadRequestsAreClearErrorsAndChangeNothing(t *testing.T) {
+	e := newModelEnv(t)
+	runErrorCasesOn(t, e, errorCases{
+		{name: "start an unknown action", method: "POST", target: "/v1/nodes/1/actions/reboot", body: `{}`, status: 400, code: "unsupported_action", descHas: "reboot"},
+		// As in the reference API: reading or cancelling an action that
+		// does not exist is 404, whatever its name.
+		{name: "read an unknown action", method: "GET", target: "/v1/nodes/1/actions/reboot", status: 404, code: "action_not_found", descHas: "reboot"},
+		{name: "cancel an unknown action", method: "DELETE", target: "/v1/nodes/1/actions/reboot", status: 404, code: "action_not_found", descHas: "reboot"},
+		{name: "read an action never run", method: "GET", target: "/v1/nodes/1/actions/remove", status: 404, code: "action_not_found", descHas: "remove"},
+		{name: "cancel an action never run", method: "DELETE", target: "/v1/nodes/1/actions/remove", status: 404, code: "action_not_found", descHas: "remove", viaRaft: true},
+		{name: "actions of an unknown node", method: "GET", target: "/v1/nodes/99/actions", status: 404, code: "node_not_found", descHas: "99"},
+		{name: "start on an unknown node", method: "POST", target: "/v1/nodes/99/actions/enslave_node", body: `{}`, status: 404, code: "node_not_found", descHas: "99"},
+		{name: "unknown parameter", method: "POST", target: "/v1/nodes/1/actions/maintenance_on", body: `{"evict_everything":true}`, status: 400, code: "invalid_parameter", descHas: "evict_everything"},
+		{name: "parameter of the wrong type", method: "POST", target: "/v1/nodes/1/actions/maintenance_on", body: `{"overwrite_snapshot":"yes"}`, status: 400, code: "invalid_parameter", descHas: "overwrite_snapshot"},
+		{name: "bad dry_run", method: "POST", target: "/v1/nodes/1/actions/enslave_node?dry_run=maybe", body: `{}`, status: 400, code: "invalid_parameter", descHas: "dry_run"},
+	}.withAuth("admin"))
+}
+
+func TestNodeActions_SecondActionOnABusyNodeIs409(t *testing.T) {
+	e := newModelEnv(t)
+	mustStatus(t, e.call("admin", "POST", "/v1/nodes/1/actions/enslave_node", `{}`), http.StatusOK)
+	// The leader answers from its state without proposing anything (Apply
+	// decides the same again for submissions that race, see the drills).
+	runErrorCasesOn(t, e, errorCases{
+		{name: "another action", method: "POST", target: "/v1/nodes/1/actions/maintenance_on", body: `{}`, status: 409, code: "action_in_progress", descHas: "enslave_node"},
+		{name: "the same action again", method: "POST", target: "/v1/nodes/1/actions/enslave_node", body: `{}`, status: 409, code: "action_in_progress", descHas: "enslave_node"},
+	}.withAuth("admin"))
+}
+
+// A client cannot pick the task id (and so cannot get an old record back
+// instead of a new action): only nodes retrying a submission may.
+func TestNodeActions_ClientChosenTaskIDIsIgnored(t *testing.T) {
+	e := newModelEnv(t)
+	const chosen = "38c7405b-26a7-4379-b84c-cab4b3db706d"
+	r := e.request("admin", "POST", "/v1/nodes/1/actions/enslave_node", `{}`)
+	r.Header.Set("X-Cnm-Task-Id", chosen)
+	w := e.serve(r)
+	mustStatus(t, w, http.StatusOK)
+	var got struct {
+		TaskID string `json:"task_id"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.TaskID == chosen || got.TaskID == "" {
+		t.Fatalf("task_id = %q: the client's choice was used", got.TaskID)
+	}
+}
