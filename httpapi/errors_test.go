@@ -136,6 +136,11 @@ func TestRouting_UnknownPathIs404AndWrongMethodIs405(t *testing.T) {
 		{name: "post ping", method: "POST", target: "/v1/ping", status: 405, code: "method_not_allowed"},
 		{name: "post permissions", as: "admin", method: "POST", target: "/v1/users/permissions", body: `{}`, status: 405, code: "method_not_allowed"},
 		{name: "patch a user", as: "admin", method: "PATCH", target: "/v1/users/{uid:none}", body: `{"name":"x"}`, status: 405, code: "method_not_allowed"},
+		// Literal paths under a {uid} route are not uids.
+		{name: "put the nodes' status", as: "admin", method: "PUT", target: "/v1/nodes/status", body: `{"rack_id":"r"}`, status: 405, code: "method_not_allowed"},
+		{name: "put the action list", as: "admin", method: "PUT", target: "/v1/nodes/actions", body: `{"rack_id":"r"}`, status: 405, code: "method_not_allowed"},
+		{name: "put permissions", as: "admin", method: "PUT", target: "/v1/users/permissions", body: `{"name":"x"}`, status: 405, code: "method_not_allowed"},
+		{name: "delete permissions", as: "admin", method: "DELETE", target: "/v1/users/permissions", status: 405, code: "method_not_allowed"},
 		{name: "delete the user list without credentials", method: "DELETE", target: "/v1/users", status: 405, code: "method_not_allowed"},
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -185,8 +186,22 @@ func (s *Server) routes() {
 		{"GET", "/v1/internal/read-index", "", peer, s.readIndex, false},
 	}
 	m := mux.NewRouter()
-	for _, rt := range rs {
-		m.Handle(rt.path, s.metrics.instrument(rt.path, s.serve(rt))).Methods(rt.method)
+	// Literal paths first, each closed by a 405 for its other methods, so
+	// that PUT /v1/nodes/status is 405 and not a PUT of node "status".
+	notAllowed := s.metrics.instrument("unmatched", http.HandlerFunc(s.methodNotAllowed))
+	for _, literal := range []bool{true, false} {
+		for _, rt := range rs {
+			if strings.Contains(rt.path, "{") != literal {
+				m.Handle(rt.path, s.metrics.instrument(rt.path, s.serve(rt))).Methods(rt.method)
+			}
+		}
+		if literal {
+			for _, rt := range rs {
+				if !strings.Contains(rt.path, "{") {
+					m.Handle(rt.path, notAllowed)
+				}
+			}
+		}
 	}
 	if s.agent != nil {
 		m.PathPrefix(s.agentPrefix + "/").Handler(s.metrics.instrument(s.agentPrefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -203,11 +218,13 @@ func (s *Server) routes() {
 	m.NotFoundHandler = s.metrics.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNotFound("not_found", "no endpoint "+r.URL.Path))
 	}))
-	m.MethodNotAllowedHandler = s.metrics.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
-			Description: r.Method + " is not allowed on " + r.URL.Path})
-	}))
+	m.MethodNotAllowedHandler = notAllowed
 	s.router = m
+}
+
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+		Description: r.Method + " is not allowed on " + r.URL.Path})
 }
 
 // ServeHTTP adds the headers every answer carries and turns panics into
