@@ -57,6 +57,10 @@ type Config struct {
 	// Hold is how long requests wait for a leader before 503 no_quorum.
 	Hold       time.Duration
 	BcryptCost int
+	// TLSCertFile and TLSKeyFile, when set, are the certificate the HTTPS
+	// API presents to clients (PEM). Node-to-node traffic keeps the
+	// cluster CA's certificates.
+	TLSCertFile, TLSKeyFile string
 	// JoinTimeout bounds the whole join (default 60 s).
 	JoinTimeout time.Duration
 
@@ -111,7 +115,23 @@ func (c *Config) validate() error {
 	if c.Bootstrap && c.Join != "" {
 		return errors.New("--bootstrap and --join exclude each other")
 	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if c.TLSCertFile != "" {
+		if _, err := c.apiCertificate(); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+func (c *Config) apiCertificate() (tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		return cert, fmt.Errorf("--tls-cert %s / --tls-key %s: %w", c.TLSCertFile, c.TLSKeyFile, err)
+	}
+	return cert, nil
 }
 
 func (c *Config) withDefaults() {
@@ -236,13 +256,17 @@ func (n *Node) open(mat pki.Material) error {
 	}
 	n.raft = r
 
-	apiTLS, err := mat.ServerConfig(false)
+	apiTLS, err := n.apiTLS(mat)
 	if err != nil {
 		_ = r.Shutdown()
 		return err
 	}
-	apiTLS.NextProtos = []string{"h2", "http/1.1"}
-	peerHTTP := httpapi.NewPeerHTTPClient(clientTLS, cfg.host(), httpapi.DialFunc(cfg.Dial))
+	peerTLS, err := mat.PeerAPIClientConfig()
+	if err != nil {
+		_ = r.Shutdown()
+		return err
+	}
+	peerHTTP := httpapi.NewPeerHTTPClient(peerTLS, cfg.host(), httpapi.DialFunc(cfg.Dial))
 	n.peers = httpapi.NewPeerClient(peerHTTP)
 	limiter := agent.NewLimiter(cfg.MigrationRate)
 	backend, err := agent.NewFileBackend(filepath.Join(cfg.DataDir, "shards"), limiter)
@@ -349,6 +373,24 @@ func (n *Node) Raft() *raftnode.Node { return n.raft }
 
 // Served yields the API server's exit error if it stops on its own.
 func (n *Node) Served() <-chan error { return n.served }
+
+// apiTLS is the HTTPS API's server config: the node certificate, or the
+// operator's --tls-cert for clients (peers still get the node certificate).
+func (n *Node) apiTLS(mat pki.Material) (*tls.Config, error) {
+	c, err := mat.ServerConfig(false)
+	if err != nil {
+		return nil, err
+	}
+	if n.cfg.TLSCertFile != "" {
+		cert, err := n.cfg.apiCertificate()
+		if err != nil {
+			return nil, err
+		}
+		c = pki.WithAPICertificate(c, cert)
+	}
+	c.NextProtos = []string{"h2", "http/1.1"}
+	return c, nil
+}
 
 // Close leaves gracefully (SIGTERM): stop serving requests, hand leadership
 // over if this node leads, close raft. The node stays a cluster member.

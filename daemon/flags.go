@@ -51,6 +51,8 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.Join, "join", env("CNM_JOIN", ""), "https://host:port of any member: join that cluster (CNM_JOIN)")
 	fs.StringVar(&c.AdminUser, "admin-user", env("CNM_ADMIN_USER", ""), "first admin (with --bootstrap) or credentials to join with (CNM_ADMIN_USER)")
 	fs.StringVar(&c.AdminPassword, "admin-password", env("CNM_ADMIN_PASSWORD", ""), "password of --admin-user (CNM_ADMIN_PASSWORD)")
+	fs.StringVar(&c.TLSCertFile, "tls-cert", env("CNM_TLS_CERT", ""), "PEM certificate the HTTPS API shows clients, with --tls-key; default: one from the cluster CA (CNM_TLS_CERT)")
+	fs.StringVar(&c.TLSKeyFile, "tls-key", env("CNM_TLS_KEY", ""), "PEM private key of --tls-cert (CNM_TLS_KEY)")
 	fs.StringVar(&c.ClusterName, "cluster-name", DefaultClusterName, "name of a new cluster (with --bootstrap)")
 	fs.Int64Var(&c.Memory, "memory", DefaultMemory, "this node's memory for shards, in bytes")
 	fs.IntVar(&c.MaxShards, "max-shards", DefaultMaxShards, "most shards this node hosts")

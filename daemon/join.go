@@ -54,7 +54,7 @@ func joinFirstStep(ctx context.Context, cfg Config, log *slog.Logger) (pki.Mater
 // joinSecondStep asks the leader, now that this node's raft listens, to make
 // it a voter. This call verifies the member with the cluster CA.
 func (n *Node) joinSecondStep(ctx context.Context, mat pki.Material) error {
-	tc, err := mat.ClientConfig()
+	tc, err := mat.PeerAPIClientConfig()
 	if err != nil {
 		return err
 	}

@@ -120,9 +120,10 @@ func StartViaREST(ctx context.Context, cfg Config) (*Node, error) {
 	}
 }
 
-// setupTLSConfig is a throwaway certificate for the setup API: the cluster
-// CA does not exist yet (create) or is not ours yet (join). Clients use
-// curl -k, as they do with any node until they trust the cluster CA.
+// setupTLSConfig is the operator's --tls-cert if given, otherwise a
+// throwaway certificate for the setup API: the cluster CA does not exist
+// yet (create) or is not ours yet (join). Clients then use curl -k, as they
+// do with any node until they trust the cluster CA.
 func setupTLSConfig(cfg Config) (*tls.Config, error) {
 	now := time.Now()
 	ca, err := pki.NewCA("setup of node "+fmt.Sprint(cfg.UID), now)
@@ -137,7 +138,15 @@ func setupTLSConfig(cfg Config) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pki.Material{CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: ca.CertPEM}.ServerConfig(false)
+	c, err := pki.Material{CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: ca.CertPEM}.ServerConfig(false)
+	if err != nil || cfg.TLSCertFile == "" {
+		return c, err
+	}
+	cert, err := cfg.apiCertificate()
+	if err != nil {
+		return nil, err
+	}
+	return pki.WithAPICertificate(c, cert), nil
 }
 
 // sharedListener accepts on one socket and hands each connection to the

@@ -110,6 +110,7 @@ func NewKeyAndCSR(nodeUID int, hosts []string) (keyPEM, csrPEM []byte, err error
 		return nil, nil, fmt.Errorf("generate node key: %w", err)
 	}
 	ips, names := splitHosts(hosts)
+	names = append(names, PeerName)
 	tmpl := &x509.CertificateRequest{
 		Subject:     pkix.Name{CommonName: fmt.Sprintf("cnm node %d", nodeUID), Organization: []string{"cnm"}},
 		IPAddresses: ips,
@@ -240,6 +241,38 @@ func (m Material) ClientConfig() (*tls.Config, error) {
 		return nil, err
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// PeerName is a DNS name in every node certificate. Nodes calling each
+// other's HTTPS API ask for it by SNI, so that a node whose API presents an
+// operator's certificate (--tls-cert) to clients still shows peers its
+// cluster certificate.
+const PeerName = "peer.cnm.internal"
+
+// PeerAPIClientConfig is ClientConfig for calls to peers' HTTPS APIs: it
+// asks for, and verifies, PeerName.
+func (m Material) PeerAPIClientConfig() (*tls.Config, error) {
+	c, err := m.ClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	c.ServerName = PeerName
+	return c, nil
+}
+
+// WithAPICertificate makes an API server config present cert to clients
+// and the node certificate to peers asking for PeerName.
+func WithAPICertificate(c *tls.Config, cert tls.Certificate) *tls.Config {
+	c = c.Clone()
+	node := c.Certificates[0]
+	c.Certificates = nil
+	c.GetCertificate = func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if h.ServerName == PeerName {
+			return &node, nil
+		}
+		return &cert, nil
+	}
+	return c
 }
 
 func (m Material) pool() (*x509.CertPool, error) {

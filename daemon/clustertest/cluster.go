@@ -71,6 +71,8 @@ type Options struct {
 	// interrupt when a test needs it.
 	ShardFileScale float64
 	MigrationRate  int64
+	// TLSCertFile and TLSKeyFile are every node's --tls-cert/--tls-key.
+	TLSCertFile, TLSKeyFile string
 	// Idle starts every node with neither --bootstrap nor --join: each
 	// serves the setup API until the test sets it up over REST, and
 	// AwaitSetup then adopts it.
@@ -133,6 +135,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 			Raft: opts.Raft, Hold: opts.Hold, BcryptCost: bcrypt.MinCost, DownAfter: opts.DownAfter,
 			ShardFileScale: opts.ShardFileScale, MigrationRate: opts.MigrationRate,
 			Listen: c.Net.Listen, Dial: c.Net.Dial,
+			TLSCertFile: opts.TLSCertFile, TLSKeyFile: opts.TLSKeyFile,
 			Logger: testLogger(t, uid),
 		}
 		switch {
