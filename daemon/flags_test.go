@@ -3,6 +3,9 @@ package daemon
 import (
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -86,5 +89,24 @@ func TestStart_WithoutStateOrModeSaysWhatToDo(t *testing.T) {
 	_, err := Start(t.Context(), Config{UID: 1, DataDir: t.TempDir(), APIAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0"})
 	if err != ErrNoClusterState {
 		t.Fatalf("got %v, want ErrNoClusterState", err)
+	}
+}
+
+func TestStart_RefusesIncompleteOrUnreadableAPICertificate(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.pem")
+	if err := os.WriteFile(bad, []byte("not pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]Config{
+		"cert without key": {TLSCertFile: bad},
+		"key without cert": {TLSKeyFile: bad},
+		"unreadable pair":  {TLSCertFile: bad, TLSKeyFile: bad},
+		"missing files":    {TLSCertFile: filepath.Join(dir, "none.crt"), TLSKeyFile: filepath.Join(dir, "none.key")},
+	} {
+		c.UID, c.DataDir, c.APIAddr, c.RaftAddr, c.Bootstrap = 1, filepath.Join(dir, name), "127.0.0.1:0", "127.0.0.1:0", true
+		if _, err := Start(t.Context(), c); err == nil || !strings.Contains(err.Error(), "tls") {
+			t.Errorf("%s: Start = %v, want an error naming the tls flags", name, err)
+		}
 	}
 }
