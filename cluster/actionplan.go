@@ -25,6 +25,34 @@ type Params struct {
 	DeadlineSeconds          *int     `json:"deadline_seconds,omitempty"`
 }
 
+// Resolved returns p with every unset flag of action set to the default
+// it would have, so that the stored action says what it does (SPEC §3.1).
+// remove's wait_for_persistence defaults to the policy's
+// persistent_node_removal at submission.
+func (p Params) Resolved(action string, policy fsm.Policy) Params {
+	set := func(f **bool, def bool) {
+		if *f == nil {
+			v := def
+			*f = &v
+		}
+	}
+	switch action {
+	case fsm.ActionRemove:
+		set(&p.WaitForPersistence, policy.PersistentNodeRemoval)
+	case fsm.ActionMaintenanceOn:
+		set(&p.OverwriteSnapshot, false)
+		set(&p.EvictHAReplica, true)
+		set(&p.EvictActiveActiveReplica, true)
+		set(&p.KeepSlaveShards, false)
+	case fsm.ActionMaintenanceOff:
+		set(&p.SkipShardsRestore, false)
+	case fsm.ActionEnslaveNode:
+		set(&p.ShardsOnly, false)
+		set(&p.EndpointsOnly, false)
+	}
+	return p
+}
+
 func flag(p *bool, def bool) bool {
 	if p == nil {
 		return def

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+
+	"cnm/fsm"
 )
 
 func TestNodeActions_BadRequestsAreClearErrorsAndChangeNothing(t *testing.T) {
@@ -52,5 +54,36 @@ func TestNodeActions_ClientChosenTaskIDIsIgnored(t *testing.T) {
 	}
 	if got.TaskID == chosen || got.TaskID == "" {
 		t.Fatalf("task_id = %q: the client's choice was used", got.TaskID)
+	}
+}
+
+// The stored params say what the action does: defaults filled in.
+func TestNodeActions_ParamsShowTheirDefaults(t *testing.T) {
+	tests := []struct {
+		action, body, want string
+	}{
+		{"maintenance_on", `{}`, `{"overwrite_snapshot":false,"evict_ha_replica":true,"evict_active_active_replica":true,"keep_slave_shards":false}`},
+		{"maintenance_on", `{"evict_ha_replica":false,"evict_dbs":["1"]}`, `{"overwrite_snapshot":false,"evict_ha_replica":false,"evict_active_active_replica":true,"evict_dbs":["1"],"keep_slave_shards":false}`},
+		{"enslave_node", `{"shards_only":true}`, `{"shards_only":true,"endpoints_only":false}`},
+		{"remove", `{}`, `{"wait_for_persistence":false}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.action+" "+tc.body, func(t *testing.T) {
+			e := newModelEnv(t)
+			// Enough healthy voters for any action on node 1.
+			e.changeNode(2, func(n *fsm.Node) { n.Maintenance = false })
+			e.addNodes(nodeSpec{UID: 3, MaxShards: 10, Memory: 4 * gib})
+			w := e.call("admin", "POST", "/v1/nodes/1/actions/"+tc.action+"?dry_run=false", tc.body)
+			mustStatus(t, w, http.StatusOK)
+			var got struct {
+				Params json.RawMessage `json:"params"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+				t.Fatal(err)
+			}
+			if string(got.Params) != tc.want {
+				t.Fatalf("params = %s, want %s", got.Params, tc.want)
+			}
+		})
 	}
 }

@@ -304,6 +304,7 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 	if err != nil {
 		return err
 	}
+	s.fsm.Read(func(st *fsm.State, _ uint64) { params = params.Resolved(name, st.Policy) })
 	raw, err := json.Marshal(params)
 	if err != nil {
 		return err
