@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -326,6 +327,8 @@ func (n *Node) watchMembership(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	was := false
+	heard := time.Now() // when this node last knew a leader
+	var asked time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -335,6 +338,14 @@ func (n *Node) watchMembership(ctx context.Context) {
 		member, err := n.raft.IsMember(n.cfg.UID)
 		if err != nil {
 			continue
+		}
+		if uid, _ := n.raft.Leader(); uid != 0 {
+			heard = time.Now()
+		} else if member && was && time.Since(heard) > leaderlessAsk && time.Since(asked) > leaderlessAsk/2 {
+			// The configuration change that removed this node may never
+			// have reached it: ask the other nodes' leader.
+			asked = time.Now()
+			member = !n.removedPerLeader(ctx)
 		}
 		// The marker survives restarts: a node restarted after its removal
 		// may never hear from the cluster again (nor learn the commit index
@@ -360,6 +371,36 @@ func (n *Node) watchMembership(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// leaderlessAsk is how long a member goes without a leader before it asks
+// the other nodes whether the cluster still counts it in.
+const leaderlessAsk = 4 * time.Second
+
+// removedPerLeader asks the other nodes in this node's view of the node
+// table; true when one of them, confirmed as leader, answers with a
+// committed node table that lacks this node.
+func (n *Node) removedPerLeader(ctx context.Context) bool {
+	var addrs []string
+	n.raft.FSM().Read(func(st *fsm.State, _ uint64) {
+		for _, uid := range st.NodeUIDs() {
+			if uid != n.cfg.UID {
+				addrs = append(addrs, st.Nodes[uid].APIAddr)
+			}
+		}
+	})
+	for _, addr := range addrs {
+		m, err := n.peers.Members(ctx, addr)
+		if err != nil {
+			continue
+		}
+		if !slices.Contains(m.Nodes, n.cfg.UID) {
+			n.log.Warn("the leader's node table no longer holds this node", "asked", addr, "index", m.Index)
+			return true
+		}
+		return false
+	}
+	return false
 }
 
 // Removed is closed when the cluster removed this node.

@@ -177,3 +177,32 @@ func (s *Server) readIndex(w http.ResponseWriter, r *http.Request, _ principal) 
 	writeJSON(w, http.StatusOK, map[string]uint64{"index": idx})
 	return nil
 }
+
+// Members is the leader's answer to GET /v1/internal/members.
+type Members struct {
+	Nodes []int  `json:"nodes"`
+	Index uint64 `json:"index"`
+}
+
+// members answers, on the leader only, which nodes the committed state
+// holds. A node that no longer hears from any leader asks it: a node
+// removed while it could not receive the configuration change that removed
+// it never learns of it from raft (peers only).
+func (s *Server) members(w http.ResponseWriter, r *http.Request, _ principal) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	idx, err := s.raft.ReadIndex(ctx)
+	if errors.Is(err, raftnode.ErrNotLeader) {
+		return errNotLeaderHere
+	}
+	if err == nil {
+		err = s.raft.WaitApplied(ctx, idx)
+	}
+	if err != nil {
+		return errNoQuorum("leadership could not be confirmed: " + err.Error())
+	}
+	out := Members{Nodes: []int{}, Index: idx}
+	s.fsm.Read(func(st *fsm.State, _ uint64) { out.Nodes = st.NodeUIDs() })
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

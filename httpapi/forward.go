@@ -95,6 +95,30 @@ func (c *PeerClient) ReadIndex(ctx context.Context, addr string) (uint64, error)
 	return out.Index, nil
 }
 
+// Members asks the node at addr, if it leads, which nodes the committed
+// state holds; an error if it does not lead or cannot confirm it.
+func (c *PeerClient) Members(ctx context.Context, addr string) (Members, error) {
+	var out Members
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v1/internal/members", nil)
+	if err != nil {
+		return out, fmt.Errorf("members request: %w", err)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return out, fmt.Errorf("members from %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return out, fmt.Errorf("members from %s: status %d", addr, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return out, fmt.Errorf("members from %s: %w", addr, err)
+	}
+	return out, nil
+}
+
 // Forward sends a write to the leader at addr and, unless the leader said it
 // no longer leads, copies its answer to w unchanged (done is then true). An
 // error wrapping errRetryable means nothing was applied.

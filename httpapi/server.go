@@ -184,6 +184,7 @@ func (s *Server) routes() {
 		{"POST", "/v1/internal/join", PermUpdateCluster, write, s.join, false},
 		{"POST", "/v1/internal/join/voter", PermUpdateCluster, write, s.joinVoter, false},
 		{"GET", "/v1/internal/read-index", "", peer, s.readIndex, false},
+		{"GET", "/v1/internal/members", "", peer, s.members, false},
 	}
 	m := mux.NewRouter()
 	// Literal paths first, each closed by a 405 for its other methods, so

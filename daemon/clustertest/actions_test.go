@@ -83,10 +83,16 @@ func checkInvariants(t *testing.T, c *clustertest.Cluster, via int) {
 // terminal status, and returns it.
 func waitAction(t *testing.T, c *clustertest.Cluster, node int, name string, timeout time.Duration) actionObj {
 	t.Helper()
+	return waitActionOn(t, c, c.Running(), node, name, timeout)
+}
+
+// waitActionOn is waitAction reading through the given nodes only.
+func waitActionOn(t *testing.T, c *clustertest.Cluster, via []int, node int, name string, timeout time.Duration) actionObj {
+	t.Helper()
 	var got actionObj
 	clustertest.Eventually(t, timeout, func() error {
 		var first *actionObj
-		for _, uid := range c.Running() {
+		for _, uid := range via {
 			r, err := c.Do(uid, "GET", fmt.Sprintf("/v1/nodes/%d/actions/%s", node, name), nil)
 			if err != nil {
 				return err

@@ -78,9 +78,19 @@ func run(ctx context.Context, c config) (int, error) {
 	rng := rand.New(rand.NewPCG(c.seed, c.seed^0x9e3779b97f4a7c15))
 	fmt.Printf("drill: %d nodes, %d iterations, %d clients, seed %d, dir %s\n", c.nodes, c.iterations, c.clients, c.seed, c.dir)
 	cl := newCluster(bin, c.dir, c.nodes, c.hostBase)
+	violations := 0
+	var runErr error
 	defer func() {
 		cl.heal()
 		cl.stopAll()
+		if violations > 0 || runErr != nil {
+			// Evidence: node logs, data dirs, op logs.
+			fmt.Printf("drill: work directory kept: %s\n", c.dir)
+			for _, n := range cl.nodes {
+				tailLog(filepath.Join(n.dir+".log"), 15)
+			}
+			return
+		}
 		if !c.keep {
 			os.RemoveAll(c.dir)
 		}
@@ -100,7 +110,6 @@ func run(ctx context.Context, c config) (int, error) {
 	go func() { mon.run(wctx, cl); done <- struct{}{} }()
 
 	var report []string
-	violations := 0
 	for i := range c.iterations {
 		if ctx.Err() != nil {
 			break
@@ -125,7 +134,8 @@ func run(ctx context.Context, c config) (int, error) {
 	<-done
 	cl.heal()
 	if err := cl.restartDead(ctx); err != nil {
-		return violations, fmt.Errorf("bring nodes back: %w", err)
+		runErr = fmt.Errorf("bring nodes back: %w", err)
+		return violations, runErr
 	}
 	problems := check(ctx, cl, rec)
 	mon.poll(ctx, cl, cl.nodes[0])
@@ -140,4 +150,17 @@ func run(ctx context.Context, c config) (int, error) {
 		fmt.Println("drill:", r)
 	}
 	return violations, nil
+}
+
+// tailLog prints the last n lines of a node's log.
+func tailLog(path string, n int) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	fmt.Printf("drill: --- last %d lines of %s ---\n", min(n, len(lines)), path)
+	for _, l := range lines[max(0, len(lines)-n):] {
+		fmt.Println(l)
+	}
 }

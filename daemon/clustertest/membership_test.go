@@ -1,0 +1,63 @@
+package clustertest_test
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"cnm/daemon/clustertest"
+)
+
+// A node removed while cut off never receives the configuration change
+// that removes it, and raft will never tell it: once it can reach the
+// others again, it asks the leader, learns it was removed, and says so.
+func TestMembership_NodeRemovedWhileCutOffLearnsItFromTheLeader(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{})
+	leader := c.Leader(10 * time.Second)
+	victim := 3
+	if leader == victim {
+		victim = 2
+	}
+	var others []int
+	for _, u := range c.UIDs() {
+		if u != victim {
+			others = append(others, u)
+		}
+	}
+	c.Partition([]int{victim}, others)
+	// The leader must see it down first, or the quorum pre-check refuses.
+	clustertest.Eventually(t, 20*time.Second, func() error {
+		var n node
+		r, err := c.Do(leader, "GET", fmt.Sprintf("/v1/nodes/%d", victim), nil)
+		if err != nil {
+			return err
+		}
+		r.JSON(t, &n)
+		if n.Status != "down" {
+			return fmt.Errorf("node %d is %s", victim, n.Status)
+		}
+		return nil
+	})
+	c.MustDo(leader, "POST", fmt.Sprintf("/v1/nodes/%d/actions/remove", victim), nil, http.StatusOK)
+	var running []int
+	for _, u := range c.Running() {
+		if u != victim {
+			running = append(running, u)
+		}
+	}
+	if a := waitActionOn(t, c, running, victim, "remove", 30*time.Second); a.Status != "completed" {
+		t.Fatalf("remove of cut-off node %d: %s", victim, a.Status)
+	}
+
+	c.Heal()
+	select {
+	case <-c.Member(victim).Node.Removed():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("node %d, removed while cut off, did not learn it within 30 s of the partition healing", victim)
+	}
+	r, err := c.Do(victim, "GET", "/v1/cluster", nil)
+	if err != nil || r.Status != http.StatusServiceUnavailable || r.ErrorCode() != "not_a_member" {
+		t.Fatalf("removed node %d answers %v %d %s, want 503 not_a_member", victim, err, r.Status, r.Body)
+	}
+}
