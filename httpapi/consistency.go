@@ -163,16 +163,26 @@ func pause(ctx context.Context) error {
 	}
 }
 
+// leaderIndex confirms, for a peer, that this node leads and returns its
+// read index: 421 not_leader if it does not lead, 503 if it cannot confirm.
+func (s *Server) leaderIndex(ctx context.Context) (uint64, error) {
+	idx, err := s.raft.ReadIndex(ctx)
+	if errors.Is(err, raftnode.ErrNotLeader) {
+		return 0, errNotLeaderHere
+	}
+	if err != nil {
+		return 0, errNoQuorum("leadership could not be confirmed: " + err.Error())
+	}
+	return idx, nil
+}
+
 // readIndex answers a follower's read-index request (peers only).
 func (s *Server) readIndex(w http.ResponseWriter, r *http.Request, _ principal) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	idx, err := s.raft.ReadIndex(ctx)
-	if errors.Is(err, raftnode.ErrNotLeader) {
-		return errNotLeaderHere
-	}
+	idx, err := s.leaderIndex(ctx)
 	if err != nil {
-		return errNoQuorum("leadership could not be confirmed: " + err.Error())
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]uint64{"index": idx})
 	return nil
@@ -191,15 +201,12 @@ type Members struct {
 func (s *Server) members(w http.ResponseWriter, r *http.Request, _ principal) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	idx, err := s.raft.ReadIndex(ctx)
-	if errors.Is(err, raftnode.ErrNotLeader) {
-		return errNotLeaderHere
-	}
-	if err == nil {
-		err = s.raft.WaitApplied(ctx, idx)
-	}
+	idx, err := s.leaderIndex(ctx)
 	if err != nil {
-		return errNoQuorum("leadership could not be confirmed: " + err.Error())
+		return err
+	}
+	if err := s.raft.WaitApplied(ctx, idx); err != nil {
+		return errNoQuorum("the leader did not apply its own read index: " + err.Error())
 	}
 	out := Members{Nodes: []int{}, Index: idx}
 	s.fsm.Read(func(st *fsm.State, _ uint64) { out.Nodes = st.NodeUIDs() })
