@@ -226,12 +226,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			n.Kill()
 			return nil, err
 		}
+		n.markMember()
 	}
 	if joining {
 		if err := n.joinSecondStep(ctx, mat); err != nil {
 			n.Kill()
 			return nil, err
 		}
+		n.markMember()
 	}
 	return n, nil
 }
@@ -320,13 +322,21 @@ func (n *Node) open(mat pki.Material) error {
 	return nil
 }
 
-// watchMembership notices that the cluster removed this node: once a
-// member, it is no longer in the raft configuration. The API then answers
-// 503 not_a_member and Removed is closed so that cnmd exits.
+// watchMembership notices that the cluster removed this node: a node that
+// has been a member and that the leader's committed node table no longer
+// holds. The API then answers 503 not_a_member and Removed is closed so
+// that cnmd exits. Raft alone cannot say it: a removed node may never
+// receive the change, and a change it did receive may not be committed.
 func (n *Node) watchMembership(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	was := false
+	marker := filepath.Join(n.cfg.DataDir, memberMarker)
+	// was: this node has been a member. The marker keeps that across
+	// restarts, and Start writes it as soon as a bootstrap or join is
+	// done, so that a removal quicker than this watch's first look still
+	// counts.
+	_, err := os.Stat(marker)
+	was := err == nil
 	heard := time.Now() // when this node last knew a leader
 	var asked time.Time
 	for {
@@ -339,37 +349,47 @@ func (n *Node) watchMembership(ctx context.Context) {
 		if err != nil {
 			continue
 		}
+		if !was {
+			if _, err := os.Stat(marker); err == nil {
+				was = true // Start finished the join or bootstrap
+			}
+		}
+		if member && !was {
+			n.markMember()
+			was = true
+		}
 		if uid, _ := n.raft.Leader(); uid != 0 {
 			heard = time.Now()
-		} else if member && was && time.Since(heard) > leaderlessAsk && time.Since(asked) > leaderlessAsk/2 {
-			// The configuration change that removed this node may never
-			// have reached it: ask the other nodes' leader.
-			asked = time.Now()
-			member = !n.removedPerLeader(ctx)
 		}
-		// The marker survives restarts: a node restarted after its removal
-		// may never hear from the cluster again (nor learn the commit index
-		// that would replay its log), but its raft configuration no longer
-		// names it, and the marker says it once was a member.
-		marker := filepath.Join(n.cfg.DataDir, memberMarker)
-		if member {
-			if !was {
-				if err := os.WriteFile(marker, nil, 0o600); err != nil {
-					n.log.Warn("write member marker", "error", err)
-				}
-			}
-			was = true
+		if !was {
+			continue // still joining
+		}
+		// Ask the leader when raft says this node is out (the change may
+		// not be committed, and a node still catching up after its join
+		// may not see itself yet), or when no leader has been heard for a
+		// while (the change that removed this node may never have reached
+		// it).
+		every := leaderlessAsk / 2
+		if !member {
+			every = time.Second
+		}
+		if (member && time.Since(heard) <= leaderlessAsk) || time.Since(asked) < every {
 			continue
 		}
-		if _, err := os.Stat(marker); err == nil {
-			was = true
-		}
-		if was {
+		asked = time.Now()
+		if n.removedPerLeader(ctx) {
 			n.log.Warn("this node was removed from the cluster")
 			n.api.SetRemoved()
 			close(n.removed)
 			return
 		}
+	}
+}
+
+// markMember records in the data dir that this node has been a member.
+func (n *Node) markMember() {
+	if err := os.WriteFile(filepath.Join(n.cfg.DataDir, memberMarker), nil, 0o600); err != nil {
+		n.log.Warn("write member marker", "error", err)
 	}
 }
 

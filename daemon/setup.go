@@ -82,8 +82,10 @@ func StartViaREST(ctx context.Context, cfg Config) (*Node, error) {
 				return cfg.Listen(network, addr)
 			}
 			nodeLn = shared.take()
-			go func(old *http.Server) { _ = old.Shutdown(context.Background()) }(srv)
-			srv = nil
+			if srv != nil { // nil when an earlier attempt took the socket and failed
+				go func(old *http.Server) { _ = old.Shutdown(context.Background()) }(srv)
+				srv = nil
+			}
 			return nodeLn, nil
 		}
 		var n *Node

@@ -44,10 +44,21 @@ func viewNode(n *fsm.Node, now time.Time) nodeView {
 		up = 0
 	}
 	return nodeView{
-		UID: n.UID, Addr: n.Addr, APIAddr: n.APIAddr, RaftAddr: n.RaftAddr, Status: n.Status,
+		UID: n.UID, Addr: n.Addr, APIAddr: n.APIAddr, RaftAddr: n.RaftAddr, Status: shownStatus(n),
 		AcceptServers: n.AcceptServers, MaxRedisServers: n.MaxRedisServers, TotalMemory: n.TotalMemory,
 		ShardList: []string{}, RackID: n.RackID, SoftwareVersion: n.SoftwareVersion, Uptime: up,
 	}
+}
+
+// shownStatus is a node's status as the API shows it: a live node that a
+// remove action is taking out is "decommissioning" (SPEC §5). The state
+// keeps liveness (active/down) and the removal (Removing) apart, so the
+// leader's liveness checks never undo the removal's mark.
+func shownStatus(n *fsm.Node) string {
+	if n.Removing && n.Status == fsm.NodeActive {
+		return fsm.NodeDecommissioning
+	}
+	return n.Status
 }
 
 func (s *Server) listNodes(w http.ResponseWriter, _ *http.Request, _ principal) error {

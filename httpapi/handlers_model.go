@@ -327,7 +327,7 @@ type nodeStatusView struct {
 }
 
 func viewNodeStatus(st *fsm.State, n *fsm.Node, shards int) nodeStatusView {
-	v := nodeStatusView{UID: n.UID, Status: n.Status, AcceptServers: n.AcceptServers,
+	v := nodeStatusView{UID: n.UID, Status: shownStatus(n), AcceptServers: n.AcceptServers,
 		Maintenance: n.Maintenance, Removing: n.Removing, ShardCount: shards}
 	if snaps := st.Snapshots[n.UID]; n.Maintenance && len(snaps) > 0 {
 		name := snaps[len(snaps)-1].Name

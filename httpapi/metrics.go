@@ -159,7 +159,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descApplied, float64(applied))
 		nodes := map[string]int{fsm.NodeActive: 0, fsm.NodeDecommissioning: 0, fsm.NodeDown: 0, fsm.NodeProvisioning: 0}
 		for _, n := range st.Nodes {
-			nodes[n.Status]++
+			nodes[shownStatus(n)]++
 		}
 		for k, v := range nodes {
 			gauge(descNodes, float64(v), k)

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"reflect"
 	"slices"
@@ -255,5 +256,34 @@ func TestPutNode_ANodeBeingRemovedNeverAcceptsServersAgain(t *testing.T) {
 	mustStatus(t, e.call("admin", "PUT", "/v1/nodes/2", `{"rack_id":"r9"}`), http.StatusOK)
 	if n := e.state().Nodes[2]; n.RackID != "r9" || n.AcceptServers {
 		t.Fatalf("node 2 = %+v", n)
+	}
+}
+
+// A node a remove action is taking out shows as decommissioning while it
+// is up, and as down when it is down.
+func TestNodes_RemovingNodeShowsDecommissioning(t *testing.T) {
+	e := newModelEnv(t)
+	e.changeNode(2, func(n *fsm.Node) { n.Removing = true })
+	for _, target := range []string{"/v1/nodes/2", "/v1/nodes/2/status"} {
+		var got struct {
+			Status string `json:"status"`
+		}
+		w := e.call("cluster_viewer", "GET", target, "")
+		mustStatus(t, w, http.StatusOK)
+		if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != "decommissioning" {
+			t.Fatalf("GET %s: status %q, want decommissioning", target, got.Status)
+		}
+	}
+	e.changeNode(2, func(n *fsm.Node) { n.Status = fsm.NodeDown })
+	var got struct {
+		Status string `json:"status"`
+	}
+	w := e.call("cluster_viewer", "GET", "/v1/nodes/2", "")
+	mustStatus(t, w, http.StatusOK)
+	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil || got.Status != "down" {
+		t.Fatalf("a removing node that is down shows %q (%v), want down", got.Status, err)
 	}
 }

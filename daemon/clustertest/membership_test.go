@@ -3,6 +3,7 @@ package clustertest_test
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -59,5 +60,37 @@ func TestMembership_NodeRemovedWhileCutOffLearnsItFromTheLeader(t *testing.T) {
 	r, err := c.Do(victim, "GET", "/v1/cluster", nil)
 	if err != nil || r.Status != http.StatusServiceUnavailable || r.ErrorCode() != "not_a_member" {
 		t.Fatalf("removed node %d answers %v %d %s, want 503 not_a_member", victim, err, r.Status, r.Body)
+	}
+}
+
+// A node removed moments after it joined (again, under the same uid) may
+// be gone from the configuration before it ever saw itself in it; it must
+// still learn that it was removed.
+func TestMembership_NodeRemovedRightAfterJoiningLearnsIt(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{})
+	leader := c.Leader(10 * time.Second)
+	victim := 3
+	if leader == victim {
+		victim = 2
+	}
+	via := 6 - leader - victim // the third node
+	for round := range 2 {
+		if round == 1 {
+			// Back afresh, as an operator re-adding the machine would.
+			c.Kill(victim)
+			if err := os.RemoveAll(c.Member(victim).Cfg.DataDir); err != nil {
+				t.Fatal(err)
+			}
+			c.StartNode(victim)
+		}
+		c.MustDo(via, "POST", fmt.Sprintf("/v1/nodes/%d/actions/remove", victim), nil, http.StatusOK)
+		if a := waitActionOn(t, c, []int{via, leader}, victim, "remove", 30*time.Second); a.Status != "completed" {
+			t.Fatalf("round %d: remove of node %d: %s", round, victim, a.Status)
+		}
+		select {
+		case <-c.Member(victim).Node.Removed():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d: node %d did not learn within 20 s that it was removed", round, victim)
+		}
 	}
 }
