@@ -33,7 +33,12 @@ type Config struct {
 	// OpLogPath, when set, is a file to which every op record is appended
 	// (JSON lines, fsync'd), so that the log survives a crash.
 	OpLogPath string
-	Logger    *slog.Logger
+	// CaughtUp, when set, reports whether the local state is at least as
+	// new as it was before this start. Until then nothing is reconciled:
+	// after a restart the state is an old snapshot until raft replays the
+	// log, and reconciling against it would drop shards assigned since.
+	CaughtUp func() bool
+	Logger   *slog.Logger
 }
 
 // stagedTTL is how long a copy made for a migration is kept although this
@@ -136,7 +141,9 @@ func (a *Agent) Run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		changed := a.cfg.FSM.Changed()
-		if err := a.Reconcile(ctx); err != nil && ctx.Err() == nil {
+		if a.cfg.CaughtUp != nil && !a.cfg.CaughtUp() {
+			a.log.Debug("reconcile waits for the state to catch up")
+		} else if err := a.Reconcile(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("reconcile", "error", err)
 		}
 		select {
@@ -151,8 +158,28 @@ func (a *Agent) Run(ctx context.Context) {
 
 // Desired returns the shards the replicated state assigns to this node.
 func (a *Agent) Desired() map[string]Spec {
-	out := map[string]Spec{}
+	want, _ := a.assigned()
+	return want
+}
+
+// assigned returns, from one view of the state, the shards assigned to
+// this node and those a running action still has to move here: read
+// apart, a move committed in between would be in neither.
+func (a *Agent) assigned() (want map[string]Spec, pending map[string]bool) {
+	want, pending = map[string]Spec{}, map[string]bool{}
 	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
+		for _, byName := range st.Actions {
+			for _, act := range byName {
+				if fsm.Terminal(act.Status) {
+					continue
+				}
+				for _, step := range act.Steps[min(act.Done, len(act.Steps)):] {
+					if step.Kind == fsm.StepMove && step.To == a.cfg.NodeUID {
+						pending[step.Shard] = true
+					}
+				}
+			}
+		}
 		for _, sh := range st.Shards {
 			if sh.NodeUID != a.cfg.NodeUID {
 				continue
@@ -161,18 +188,18 @@ func (a *Agent) Desired() map[string]Spec {
 			if b, ok := st.BDBs[sh.BDBUID]; ok {
 				pers = b.DataPersistence
 			}
-			out[sh.UID] = Spec{UID: sh.UID, BDB: sh.BDBUID, Role: sh.Role,
+			want[sh.UID] = Spec{UID: sh.UID, BDB: sh.BDBUID, Role: sh.Role,
 				Size: int64(float64(sh.Memory) * a.cfg.Scale), Persistence: pers}
 		}
 	})
-	return out
+	return want, pending
 }
 
 // Reconcile makes local shards match the state: it creates missing shards,
 // fixes roles, writes persistence files, and drops shards no longer
 // assigned here (except copies staged for a migration).
 func (a *Agent) Reconcile(ctx context.Context) error {
-	want := a.Desired()
+	want, pending := a.assigned()
 	var errs []error
 	for _, uid := range sortedKeys(want) {
 		s := want[uid]
@@ -209,7 +236,6 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	pending := a.pendingMoves()
 	for _, uid := range local {
 		if _, ok := want[uid]; ok || pending[uid] || a.isStaged(uid) {
 			continue
@@ -220,27 +246,6 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// pendingMoves returns the shards that a running action still has to move
-// to this node: copies of them here are kept however old.
-func (a *Agent) pendingMoves() map[string]bool {
-	out := map[string]bool{}
-	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
-		for _, byName := range st.Actions {
-			for _, act := range byName {
-				if fsm.Terminal(act.Status) {
-					continue
-				}
-				for _, step := range act.Steps[min(act.Done, len(act.Steps)):] {
-					if step.Kind == fsm.StepMove && step.To == a.cfg.NodeUID {
-						out[step.Shard] = true
-					}
-				}
-			}
-		}
-	})
-	return out
 }
 
 func (a *Agent) stage(uid string) {

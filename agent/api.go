@@ -111,13 +111,14 @@ func (a *Agent) info(w http.ResponseWriter, r *http.Request) {
 // reconcile that follows the catch-up drops it.
 func (a *Agent) drop(w http.ResponseWriter, r *http.Request) {
 	uid := mux.Vars(r)["uid"]
-	if _, ok := a.Desired()[uid]; ok {
+	want, pending := a.assigned()
+	if _, ok := want[uid]; ok {
 		writeJSON(w, http.StatusConflict, map[string]string{"error_code": "shard_assigned",
 			"description": "shard " + uid + " is assigned to this node"})
 		return
 	}
 	a.unstage(uid)
-	if a.pendingMoves()[uid] {
+	if pending[uid] {
 		a.Kick()
 		writeJSON(w, http.StatusOK, map[string]any{"uid": uid, "deferred": true})
 		return

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -435,4 +437,30 @@ func TestDropKeepsAssignedShardsAndCopiesARunningActionNeeds(t *testing.T) {
 	if err := holdsExactly(node.backend, node.dir, l.shardsOn(1)); err != nil {
 		t.Error(err)
 	}
+}
+
+// After a restart the state is an old snapshot until raft replays the log:
+// the agent must neither drop nor create anything until it has caught up.
+func TestRunWaitsForTheStateToCatchUp(t *testing.T) {
+	l := newClusterState(t)
+	createTestDBs(t, l)
+	b, dir := newBackend(t, nil)
+	// A shard this (stale) state does not know of: assigned since.
+	materialise(t, b, agent.Spec{UID: "77", BDB: 9, Role: fsm.RoleMaster, Size: 1000})
+	var caughtUp atomic.Bool
+	a := agent.New(agent.Config{NodeUID: 1, FSM: l.f, Backend: b, Scale: testScale, Resync: 20 * time.Millisecond,
+		CaughtUp: caughtUp.Load})
+	runAgent(t, a)
+	// Several resyncs pass; each is a chance to act, and none may.
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if got := listShards(t, b); !slices.Equal(got, []string{"77"}) {
+			t.Fatalf("before catching up the agent changed the shards to %v", got)
+		}
+		a.Kick()
+		runtime.Gosched()
+	}
+	caughtUp.Store(true)
+	a.Kick()
+	eventually(t, 5*time.Second, func() error { return holdsExactly(b, dir, l.shardsOn(1)) })
 }

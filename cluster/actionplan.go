@@ -143,17 +143,18 @@ func QuorumCheck(st *fsm.State, node int, action string) error {
 }
 
 // LiveMajorityWithout reports whether, once node leaves, a majority of the
-// remaining nodes is up (not marked down by the leader's liveness checks).
-// The remove action's last step waits for it: quorum is checked when the
-// action is accepted, but a node can go down while shards move.
-func LiveMajorityWithout(st *fsm.State, node int) error {
+// remaining raft voters is up (in the node table and not marked down by
+// the leader's liveness checks). The remove action's last step waits for
+// it: quorum is checked when the action is accepted, but a node can go
+// down while shards move.
+func LiveMajorityWithout(st *fsm.State, voters []int, node int) error {
 	remaining, live := 0, 0
-	for uid, n := range st.Nodes {
+	for _, uid := range voters {
 		if uid == node {
 			continue
 		}
 		remaining++
-		if n.Status == fsm.NodeActive || n.Status == fsm.NodeDecommissioning {
+		if n, ok := st.Nodes[uid]; ok && (n.Status == fsm.NodeActive || n.Status == fsm.NodeDecommissioning) {
 			live++
 		}
 	}

@@ -201,6 +201,8 @@ func TestLiveMajorityWithout(t *testing.T) {
 		{"four nodes, one of three left down", 4, []int{2}, 4, true},
 		{"four nodes, two of three left down", 4, []int{1, 2}, 4, false},
 		{"the last node", 1, nil, 1, false},
+		// Left-over node-table entries that are not voters do not count.
+		{"two voters up, stale entries", 2, nil, 2, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -208,7 +210,11 @@ func TestLiveMajorityWithout(t *testing.T) {
 			for _, d := range tc.down {
 				st.Nodes[d].Status = fsm.NodeDown
 			}
-			err := LiveMajorityWithout(st, tc.leaving)
+			var voters []int
+			for uid := 1; uid <= tc.nodes; uid++ {
+				voters = append(voters, uid)
+			}
+			err := LiveMajorityWithout(st, voters, tc.leaving)
 			if (err == nil) != tc.ok {
 				t.Fatalf("LiveMajorityWithout = %v, want ok %v", err, tc.ok)
 			}

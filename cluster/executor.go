@@ -9,6 +9,7 @@ import (
 
 	"cnm/agent"
 	"cnm/fsm"
+	"cnm/raftnode"
 )
 
 // ActionRaft is what executors need of the raft member.
@@ -19,6 +20,7 @@ type ActionRaft interface {
 	TransferLeadershipTo(ctx context.Context, uid int, raftAddr string) error
 	RemoveServer(ctx context.Context, uid int) error
 	IsMember(uid int) (bool, error)
+	Servers() ([]raftnode.Server, error)
 }
 
 // Agents moves shards between nodes (agent.Client).
@@ -148,7 +150,10 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 		case a.Done >= len(a.Steps):
 			finish(fsm.StatusCompleted, "", "")
 			return
-		case e.Now().Unix() > a.Deadline:
+		case e.Now().Unix() > a.Deadline && !e.leftRaft(a.Steps[a.Done]):
+			// A node already out of raft is past the point of no return:
+			// its removal is committed however late, or it would stay in
+			// the node table, neither member nor removed.
 			finish(fsm.StatusFailed, "internal_error", fmt.Sprintf("deadline passed at step %d of %d (%s)", a.Done+1, len(a.Steps), describe(a.Steps[a.Done])))
 			return
 		}
@@ -205,10 +210,20 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 	}
 }
 
-// successor picks the member to hand leadership to: the first node, by
-// uid, other than from that accepts shards and is a raft member; 0 when
-// there is none, and raft chooses.
-func (e *Executor) successor(from int) (uid int, raftAddr string) {
+// leftRaft reports whether st takes a node out of raft that is already out.
+func (e *Executor) leftRaft(st fsm.Step) bool {
+	if st.Kind != fsm.StepRemoveMember {
+		return false
+	}
+	member, err := e.Raft.IsMember(st.From)
+	return err == nil && !member
+}
+
+// successor picks the member to hand leadership to among the nodes other
+// than from that accept shards and are raft members, by uid, a different
+// one at each attempt (the last may have been unreachable); 0 when there is
+// none, and raft chooses.
+func (e *Executor) successor(from, attempt int) (uid int, raftAddr string) {
 	type cand struct {
 		uid  int
 		addr string
@@ -221,12 +236,17 @@ func (e *Executor) successor(from int) (uid int, raftAddr string) {
 			}
 		}
 	})
+	var members []cand
 	for _, c := range cands {
 		if m, err := e.Raft.IsMember(c.uid); err == nil && m {
-			return c.uid, c.addr
+			members = append(members, c)
 		}
 	}
-	return 0, ""
+	if len(members) == 0 {
+		return 0, ""
+	}
+	c := members[attempt%len(members)]
+	return c.uid, c.addr
 }
 
 // dropStray asks the target of a move that was not committed to drop the
@@ -362,8 +382,10 @@ func (e *Executor) execute(ctx context.Context, a *fsm.Action, st fsm.Step) (str
 		// being removed); raft's own choice could be such a node. A failed
 		// hand-over (the chosen node slow or just gone) is tried again, with
 		// a fresh choice, until the action's deadline.
+		attempt := 0
 		err := e.retry(ctx, a, "hand raft leadership over", func(ctx context.Context) error {
-			to, addr := e.successor(st.From)
+			to, addr := e.successor(st.From, attempt)
+			attempt++
 			e.Log.Info("handing leadership over", "task_id", a.TaskID, "to", to)
 			if to != 0 {
 				return e.Raft.TransferLeadershipTo(ctx, to, addr)
@@ -383,8 +405,18 @@ func (e *Executor) execute(ctx context.Context, a *fsm.Action, st fsm.Step) (str
 			// A node that went down during the action would leave the
 			// remaining voters without a majority, and the configuration
 			// change would block every write until it came back: wait.
+			servers, err := e.Raft.Servers()
+			if err != nil {
+				return err
+			}
+			var voters []int
+			for _, sv := range servers {
+				if sv.Voter {
+					voters = append(voters, sv.UID)
+				}
+			}
 			var live error
-			e.FSM.Read(func(s *fsm.State, _ uint64) { live = LiveMajorityWithout(s, st.From) })
+			e.FSM.Read(func(s *fsm.State, _ uint64) { live = LiveMajorityWithout(s, voters, st.From) })
 			if live != nil {
 				return live
 			}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -277,8 +278,13 @@ func (n *Node) open(mat pki.Material) error {
 		_ = r.Shutdown()
 		return err
 	}
+	// The agent must not act on the old snapshot a restart begins from:
+	// it waits until the state has caught up with this node's own log.
+	_, lastAtStart := r.Indexes()
+	caughtUp := new(atomic.Bool)
+	caughtUp.Store(lastAtStart == 0)
 	n.agent = agent.New(agent.Config{NodeUID: cfg.UID, FSM: r.FSM(), Backend: backend, Limiter: limiter,
-		Scale: cfg.ShardFileScale, Client: peerHTTP, Logger: cfg.Logger,
+		Scale: cfg.ShardFileScale, Client: peerHTTP, Logger: cfg.Logger, CaughtUp: caughtUp.Load,
 		OpLogPath: filepath.Join(cfg.DataDir, "agent-ops.jsonl")})
 	n.api = httpapi.New(httpapi.Config{
 		Raft: r, Peers: n.peers, Hold: cfg.Hold, BcryptCost: cfg.BcryptCost,
@@ -314,7 +320,14 @@ func (n *Node) open(mat pki.Material) error {
 		&cluster.Executor{FSM: r.FSM(), Raft: r, Agents: agent.NewClient(peerHTTP),
 			Log: cfg.Logger.With("component", "executor", "node_uid", cfg.UID)},
 	)
-	n.bg.Add(3)
+	n.bg.Add(4)
+	go func() {
+		defer n.bg.Done()
+		if err := r.WaitApplied(bg, lastAtStart); err == nil {
+			caughtUp.Store(true)
+			n.agent.Kick()
+		}
+	}()
 	go func() { defer n.bg.Done(); n.agent.Run(bg) }()
 	go func() { defer n.bg.Done(); loop.Run(bg) }()
 	go func() { defer n.bg.Done(); n.watchMembership(bg) }()
@@ -410,7 +423,7 @@ func (n *Node) removedPerLeader(ctx context.Context) bool {
 		}
 	})
 	for _, addr := range addrs {
-		m, err := n.peers.Members(ctx, addr)
+		m, err := n.peers.Members(ctx, addr, false)
 		if err != nil {
 			continue
 		}

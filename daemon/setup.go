@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -103,6 +104,9 @@ func StartViaREST(ctx context.Context, cfg Config) (*Node, error) {
 					break
 				}
 				log.Warn("join over REST failed", "via", u, "error", err)
+				if srv == nil {
+					srv = serveSetup() // answer while the next member is tried
+				}
 			}
 		}
 		if err == nil {
@@ -170,7 +174,7 @@ func newSharedListener(raw net.Listener) *sharedListener {
 
 // take makes a new queue the owner of the socket and returns it.
 func (s *sharedListener) take() *connQueue {
-	q := &connQueue{conns: make(chan net.Conn), done: make(chan struct{}), addr: s.raw.Addr()}
+	q := &connQueue{conns: make(chan net.Conn), done: make(chan struct{}), closed: s.closed, addr: s.raw.Addr()}
 	s.mu.Lock()
 	s.owner = q
 	close(s.changed)
@@ -189,12 +193,25 @@ func (s *sharedListener) Close() {
 }
 
 func (s *sharedListener) pump() {
+	backoff := 5 * time.Millisecond
 	for {
 		c, err := s.raw.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			s.Close()
 			return
 		}
+		if err != nil {
+			// Out of file descriptors and the like: wait, as http.Server
+			// does, rather than go deaf.
+			select {
+			case <-s.closed:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
 		if !s.deliver(c) {
 			_ = c.Close()
 			return
@@ -209,6 +226,16 @@ func (s *sharedListener) deliver(c net.Conn) bool {
 		s.mu.Lock()
 		q, changed := s.owner, s.changed
 		s.mu.Unlock()
+		select {
+		case <-q.done: // a closed owner gets nothing, even if it still accepts
+			select {
+			case <-changed:
+				continue
+			case <-s.closed:
+				return false
+			}
+		default:
+		}
 		select {
 		case q.conns <- c:
 			return true
@@ -227,19 +254,27 @@ func (s *sharedListener) deliver(c net.Conn) bool {
 
 // connQueue is one owner's view of a sharedListener.
 type connQueue struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-	addr  net.Addr
+	conns  chan net.Conn
+	done   chan struct{}
+	closed <-chan struct{} // the socket's
+	once   sync.Once
+	addr   net.Addr
 	// last: closing this queue closes the socket (the node owns it for good).
 	last atomic.Pointer[sharedListener]
 }
 
 func (q *connQueue) Accept() (net.Conn, error) {
 	select {
+	case <-q.done:
+		return nil, net.ErrClosed
+	default:
+	}
+	select {
 	case c := <-q.conns:
 		return c, nil
 	case <-q.done:
+		return nil, net.ErrClosed
+	case <-q.closed:
 		return nil, net.ErrClosed
 	}
 }

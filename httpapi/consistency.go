@@ -202,6 +202,20 @@ func (s *Server) members(w http.ResponseWriter, r *http.Request, _ principal) er
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	idx, err := s.leaderIndex(ctx)
+	if errors.Is(err, errNotLeaderHere) && r.URL.Query().Get("relayed") == "" {
+		// The asking node's view of who is in the cluster may be old:
+		// any member passes the question on to its leader, once.
+		addr, aerr := s.leaderAPIAddr()
+		if aerr != nil {
+			return err
+		}
+		m, merr := s.peers.Members(ctx, addr, true)
+		if merr != nil {
+			return errNoQuorum("the leader did not answer: " + merr.Error())
+		}
+		writeJSON(w, http.StatusOK, m)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -95,13 +95,18 @@ func (c *PeerClient) ReadIndex(ctx context.Context, addr string) (uint64, error)
 	return out.Index, nil
 }
 
-// Members asks the node at addr, if it leads, which nodes the committed
-// state holds; an error if it does not lead or cannot confirm it.
-func (c *PeerClient) Members(ctx context.Context, addr string) (Members, error) {
+// Members asks the node at addr which nodes the leader's committed state
+// holds: the node answers if it leads, and otherwise, unless relayed, asks
+// its leader. An error if no confirmed leader answered.
+func (c *PeerClient) Members(ctx context.Context, addr string, relayed bool) (Members, error) {
 	var out Members
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v1/internal/members", nil)
+	u := "https://" + addr + "/v1/internal/members"
+	if relayed {
+		u += "?relayed=true"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return out, fmt.Errorf("members request: %w", err)
 	}

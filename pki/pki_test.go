@@ -1,8 +1,13 @@
 package pki_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net"
@@ -170,5 +175,97 @@ func TestMaterialSaveLoadKeepsKeyPrivate(t *testing.T) {
 	}
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("node key mode %v, want 0600", st.Mode().Perm())
+	}
+}
+
+// dialAPI handshakes with an API server config as a client config would and
+// returns the certificate the server showed, or the client's error.
+func dialAPI(t *testing.T, scfg, ccfg *tls.Config) (*x509.Certificate, error) {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	c, err := tls.Dial("tcp", ln.Addr().String(), ccfg)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0], nil
+}
+
+// With an operator's certificate on the API, peers asking for PeerName get
+// the node certificate (and accept it, even one issued without PeerName),
+// clients get the operator's, and a foreign node certificate is refused.
+func TestPeerAPIConfigAndOperatorCertificate(t *testing.T) {
+	ca, opCA := newCA(t), newCA(t)
+	node := material(t, ca, 1, "127.0.0.1")
+	op := material(t, opCA, 0, "127.0.0.1")
+	opCert, err := tls.X509KeyPair(op.CertPEM, op.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := node.ServerConfig(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := pki.WithAPICertificate(base, opCert)
+	peerCfg, err := material(t, ca, 2, "127.0.0.2").PeerAPIClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := dialAPI(t, api, peerCfg)
+	if err != nil || got.Subject.CommonName != "cnm node 1" {
+		t.Fatalf("a peer got %v (%v), want node 1's certificate", got, err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(op.CAPEM)
+	got, err = dialAPI(t, api, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
+	if err != nil || got.Subject.CommonName != "cnm node 0" {
+		t.Fatalf("a client got %v (%v), want the operator's certificate", got, err)
+	}
+
+	// A node certificate issued without PeerName (before it existed).
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "cnm node 7"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.Sign(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := tls.X509KeyPair(certPEM, func() []byte {
+		der, _ := x509.MarshalPKCS8PrivateKey(key)
+		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldSrv := base.Clone()
+	oldSrv.Certificates = []tls.Certificate{old}
+	if got, err := dialAPI(t, oldSrv, peerCfg); err != nil || got.Subject.CommonName != "cnm node 7" {
+		t.Fatalf("a peer refused an older node certificate: %v %v", got, err)
+	}
+
+	// A node certificate of another cluster.
+	stranger, err := material(t, newCA(t), 9, "127.0.0.1").ServerConfig(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dialAPI(t, stranger, peerCfg); err == nil {
+		t.Fatal("a peer accepted another cluster's certificate")
 	}
 }

@@ -92,6 +92,10 @@ func follow(ctx context.Context, c *client, t target, v view) ([]byte, error) {
 			failingSince = time.Time{}
 		case err == nil && resp.status != http.StatusServiceUnavailable:
 			return resp.body, fmt.Errorf("read %s of node %s: HTTP %d %s", t.action, t.node, resp.status, http.StatusText(resp.status))
+		case err == nil && errorCode(resp.body) == "not_a_member":
+			// The node asked was removed (by this very action, if it is a
+			// remove): it will not answer again.
+			return last, fmt.Errorf("%s was removed from the cluster; follow through another node (-url)", c.base)
 		default:
 			// No node answering, or no quorum: wait for the cluster.
 			if failingSince.IsZero() {
@@ -213,3 +217,12 @@ type noView struct{}
 
 func (noView) update(actionState) {}
 func (noView) done()              {}
+
+// errorCode is the error_code of an API error body, or "".
+func errorCode(body []byte) string {
+	var e struct {
+		Code string `json:"error_code"`
+	}
+	_ = json.Unmarshal(body, &e)
+	return e.Code
+}

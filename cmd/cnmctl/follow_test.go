@@ -110,6 +110,15 @@ func TestFollow_ShowsProgressUntilTheActionEnds(t *testing.T) {
 			wantGets: 2,
 		},
 		{
+			name: "a node that answers not_a_member is not waited on",
+			args: []string{"-progress", "lines", "watch", "2", "maintenance_on"},
+			script: []scripted{act("t3", "running", 50, "moving"),
+				{status: http.StatusServiceUnavailable, action: map[string]any{"error_code": "not_a_member", "description": "removed"}}},
+			wantErr:   "was removed from the cluster",
+			wantLines: []string{"running     50.0%  moving"},
+			wantGets:  2,
+		},
+		{
 			name:    "a refused start is an error, and nothing is followed",
 			args:    []string{"-progress", "lines", "action", "2", "maintenance_on"},
 			postErr: http.StatusConflict,
