@@ -197,6 +197,12 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 				}
 				return
 			}
+			if errors.Is(err, fsm.ErrInvalidParameter) {
+				// The state refuses this step and will refuse it again:
+				// fail the action rather than leave it running forever.
+				finish(fsm.StatusFailed, "internal_error", fmt.Sprintf("step %d of %d (%s) was refused: %v", a.Done+1, len(a.Steps), describe(st), err))
+				return
+			}
 			log.Warn("commit step", "step", a.Done, "error", err)
 			return
 		}
@@ -473,12 +479,16 @@ func (e *Executor) retarget(ctx context.Context, a *fsm.Action, st fsm.Step, for
 func (e *Executor) move(ctx context.Context, a *fsm.Action, st fsm.Step) (string, error) {
 	var spec agent.Spec
 	var exists bool
+	elsewhere := 0
 	e.FSM.Read(func(s *fsm.State, _ uint64) {
 		sh, ok := s.Shards[st.Shard]
 		if !ok {
 			return
 		}
 		exists = true
+		if sh.NodeUID != st.From && sh.NodeUID != st.To {
+			elsewhere = sh.NodeUID
+		}
 		spec = agent.Spec{UID: sh.UID, BDB: sh.BDBUID, Role: sh.Role, Persistence: fsm.PersistenceDisabled}
 		if b := s.BDBs[sh.BDBUID]; b != nil {
 			spec.Persistence = b.DataPersistence
@@ -486,6 +496,10 @@ func (e *Executor) move(ctx context.Context, a *fsm.Action, st fsm.Step) (string
 	})
 	if !exists {
 		return fmt.Sprintf("shard %s is gone; nothing to move", st.Shard), nil
+	}
+	if elsewhere != 0 {
+		// An action on another node moved it meanwhile.
+		return fmt.Sprintf("shard %s was moved to node %d meanwhile; nothing to move", st.Shard, elsewhere), nil
 	}
 	src, dst := e.apiAddr(st.From), e.apiAddr(st.To)
 	copied := false

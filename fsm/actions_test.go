@@ -3,6 +3,7 @@ package fsm_test
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -134,4 +135,26 @@ func TestCancel_FollowsTheLegalTransitions(t *testing.T) {
 	if r := apply(cancel); !errors.Is(r.Err, fsm.ErrActionNotFound) {
 		t.Fatalf("cancel of a forgotten action: %v, want action_not_found", r.Err)
 	}
+}
+
+// A move whose shard another action took elsewhere meanwhile has nothing
+// left to do: committing it changes no shard and lets the action go on
+// (refusing it would stall the action at that step for good).
+func TestStepDone_MoveOfAShardMovedElsewhereIsANoOp(t *testing.T) {
+	f, apply := actionFSM(t)
+	// Shard 1 is on node 1; the plan thought it was on node 2.
+	runningAction(t, apply, 2, []fsm.Step{{Kind: fsm.StepMove, Shard: "1", From: 2, To: 3}, {Kind: fsm.StepTransferLeader, From: 2}})
+	var before *fsm.State
+	f.Read(func(s *fsm.State, _ uint64) { before = s.Clone() })
+	if r := apply(&fsm.StepDone{TaskID: "task", Term: 3, Index: 0}); r.Err != nil {
+		t.Fatalf("StepDone of a move whose shard is elsewhere: %v", r.Err)
+	}
+	f.Read(func(s *fsm.State, _ uint64) {
+		if !reflect.DeepEqual(s.Shards, before.Shards) {
+			t.Fatalf("the no-op move changed shards: %v -> %v", before.Shards["1"], s.Shards["1"])
+		}
+		if d := s.ActionByTask("task").Done; d != 1 {
+			t.Fatalf("done = %d, want 1", d)
+		}
+	})
 }
