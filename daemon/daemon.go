@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -100,6 +101,8 @@ type Node struct {
 	stopBG  context.CancelFunc
 	bg      sync.WaitGroup
 	removed chan struct{}
+	// peersWritten is the peers file's content (membership watch only).
+	peersWritten string
 }
 
 func (c *Config) validate() error {
@@ -235,6 +238,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 		n.markMember()
+		// The member joined through is one to ask about membership later,
+		// should this node be removed before it knows any other.
+		if u, err := url.Parse(joinURL(cfg.Join)); err == nil && u.Host != "" {
+			n.rememberPeers(u.Host)
+		}
 	}
 	return n, nil
 }
@@ -371,6 +379,9 @@ func (n *Node) watchMembership(ctx context.Context) {
 			n.markMember()
 			was = true
 		}
+		if member {
+			n.rememberPeers()
+		}
 		if uid, _ := n.raft.Leader(); uid != 0 {
 			heard = time.Now()
 		}
@@ -399,6 +410,42 @@ func (n *Node) watchMembership(ctx context.Context) {
 	}
 }
 
+// peerAPIAddrs lists the API addresses of the other nodes in the state.
+func (n *Node) peerAPIAddrs() []string {
+	var addrs []string
+	n.raft.FSM().Read(func(st *fsm.State, _ uint64) {
+		for _, uid := range st.NodeUIDs() {
+			if uid != n.cfg.UID {
+				addrs = append(addrs, st.Nodes[uid].APIAddr)
+			}
+		}
+	})
+	return addrs
+}
+
+// rememberPeers keeps the other nodes' API addresses in the data dir, for
+// the membership question after a restart.
+func (n *Node) rememberPeers(extra ...string) {
+	addrs := n.peerAPIAddrs()
+	for _, a := range extra {
+		if !slices.Contains(addrs, a) {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	data := strings.Join(addrs, "\n") + "\n"
+	if data == n.peersWritten {
+		return
+	}
+	if err := os.WriteFile(filepath.Join(n.cfg.DataDir, peersFile), []byte(data), 0o600); err != nil {
+		n.log.Warn("remember peers", "error", err)
+		return
+	}
+	n.peersWritten = data
+}
+
 // markMember records in the data dir that this node has been a member.
 func (n *Node) markMember() {
 	if err := os.WriteFile(filepath.Join(n.cfg.DataDir, memberMarker), nil, 0o600); err != nil {
@@ -414,14 +461,16 @@ const leaderlessAsk = 4 * time.Second
 // table; true when one of them, confirmed as leader, answers with a
 // committed node table that lacks this node.
 func (n *Node) removedPerLeader(ctx context.Context) bool {
-	var addrs []string
-	n.raft.FSM().Read(func(st *fsm.State, _ uint64) {
-		for _, uid := range st.NodeUIDs() {
-			if uid != n.cfg.UID {
-				addrs = append(addrs, st.Nodes[uid].APIAddr)
+	// The state may know no one: after a restart it is the last snapshot
+	// until a leader is heard from, which a removed node never hears.
+	addrs := n.peerAPIAddrs()
+	if b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, peersFile)); err == nil {
+		for _, a := range strings.Fields(string(b)) {
+			if !slices.Contains(addrs, a) {
+				addrs = append(addrs, a)
 			}
 		}
-	})
+	}
 	for _, addr := range addrs {
 		m, err := n.peers.Members(ctx, addr, false)
 		if err != nil {
@@ -586,6 +635,7 @@ const (
 	caKeyFile       = "ca.key"
 	bootstrapMarker = "bootstrap-pending"
 	memberMarker    = "member"
+	peersFile       = "peers"
 )
 
 // newClusterTLS makes the cluster CA and this node's certificate.

@@ -94,3 +94,27 @@ func TestMembership_NodeRemovedRightAfterJoiningLearnsIt(t *testing.T) {
 		}
 	}
 }
+
+// A node restarted after its removal starts from its last snapshot and
+// hears from no leader, so its state may name no one to ask: the peers it
+// remembered in its data dir tell it.
+func TestMembership_NodeRestartedAfterItsRemovalLeaves(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{})
+	leader := c.Leader(10 * time.Second)
+	victim := 3
+	if leader == victim {
+		victim = 2
+	}
+	via := 6 - leader - victim
+	c.MustDo(via, "POST", fmt.Sprintf("/v1/nodes/%d/actions/remove", victim), nil, http.StatusOK)
+	if a := waitActionOn(t, c, []int{via, leader}, victim, "remove", 30*time.Second); a.Status != "completed" {
+		t.Fatalf("remove of node %d: %s", victim, a.Status)
+	}
+	c.Kill(victim)
+	c.StartNode(victim)
+	select {
+	case <-c.Member(victim).Node.Removed():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("node %d, restarted after its removal, did not learn within 20 s that it was removed", victim)
+	}
+}
