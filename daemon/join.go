@@ -60,6 +60,14 @@ func (n *Node) joinSecondStep(ctx context.Context, mat pki.Material) error {
 	}
 	client := joinClient(n.cfg, tc)
 	defer client.CloseIdleConnections()
+	// First receive the log without voting, catch up, then vote.
+	var stage httpapi.NonvoterResponse
+	if err := callWithRetry(ctx, n.cfg, n.log, client, "/v1/internal/join/voter", httpapi.VoterRequest{UID: n.cfg.UID, Nonvoter: true}, &stage); err != nil {
+		return err
+	}
+	if err := n.raft.WaitApplied(ctx, stage.Index); err != nil {
+		return fmt.Errorf("catch up to index %d before voting: %w", stage.Index, err)
+	}
 	var out json.RawMessage
 	if err := callWithRetry(ctx, n.cfg, n.log, client, "/v1/internal/join/voter", httpapi.VoterRequest{UID: n.cfg.UID}, &out); err != nil {
 		return err

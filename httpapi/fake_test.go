@@ -48,6 +48,7 @@ type fakeRaft struct {
 	follower   bool
 	applyCalls int
 	voters     []voterCall
+	nonvoters  []voterCall
 	serversErr error
 }
 
@@ -131,6 +132,13 @@ func (r *fakeRaft) AddVoter(_ context.Context, uid int, raftAddr string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.voters = append(r.voters, voterCall{UID: uid, RaftAddr: raftAddr})
+	return nil
+}
+
+func (r *fakeRaft) AddNonvoter(_ context.Context, uid int, raftAddr string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.nonvoters = append(r.nonvoters, voterCall{UID: uid, RaftAddr: raftAddr})
 	return nil
 }
 

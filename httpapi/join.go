@@ -35,6 +35,17 @@ type JoinResponse struct {
 // listens: the leader then makes it a voter.
 type VoterRequest struct {
 	UID int `json:"uid"`
+	// Nonvoter asks for the first stage: the node receives the log without
+	// voting; the answer's index is what it must apply before it asks to
+	// vote. A voter that has not caught up could, with one other node
+	// down, block every election: its old configuration may not even name
+	// the others.
+	Nonvoter bool `json:"nonvoter,omitempty"`
+}
+
+// NonvoterResponse answers the first stage of VoterRequest.
+type NonvoterResponse struct {
+	Index uint64 `json:"index"`
 }
 
 func (s *Server) join(w http.ResponseWriter, r *http.Request, p principal) error {
@@ -96,6 +107,14 @@ func (s *Server) joinVoter(w http.ResponseWriter, r *http.Request, p principal) 
 	})
 	if !ok {
 		return errNodeNotFound(req.UID)
+	}
+	if req.Nonvoter {
+		if err := s.raft.AddNonvoter(r.Context(), node.UID, node.RaftAddr); err != nil {
+			return err
+		}
+		commit, _ := s.raft.Indexes()
+		writeJSON(w, http.StatusOK, NonvoterResponse{Index: commit})
+		return nil
 	}
 	if err := s.raft.AddVoter(r.Context(), node.UID, node.RaftAddr); err != nil {
 		return err

@@ -58,6 +58,25 @@ func TestJoin_AdmitsANodeThenMakesItAVoter(t *testing.T) {
 		t.Fatalf("voters added before the second step: %v", voters)
 	}
 
+	// First stage: the node receives the log without voting, and learns
+	// the index to apply before it may vote.
+	w = e.call("admin", "POST", "/v1/internal/join/voter", `{"uid":2,"nonvoter":true}`)
+	mustStatus(t, w, http.StatusOK)
+	var stage httpapi.NonvoterResponse
+	decodeInto(t, w, &stage)
+	if commit, _ := e.raft.Indexes(); stage.Index != commit || stage.Index == 0 {
+		t.Fatalf("nonvoter stage index = %d, want the commit index %d", stage.Index, commit)
+	}
+	e.raft.mu.Lock()
+	nonvoters := append([]voterCall(nil), e.raft.nonvoters...)
+	e.raft.mu.Unlock()
+	if _, voters := e.raft.calls(); len(voters) != 0 || !reflect.DeepEqual(nonvoters, []voterCall{{UID: 2, RaftAddr: "127.0.0.2:9444"}}) {
+		t.Fatalf("after the nonvoter stage: voters %v, nonvoters %v", voters, nonvoters)
+	}
+	if got := e.state().Nodes[2].Status; got != fsm.NodeProvisioning {
+		t.Fatalf("node 2 is %q after the nonvoter stage, want provisioning until it votes", got)
+	}
+
 	w = e.call("admin", "POST", "/v1/internal/join/voter", `{"uid":2}`)
 	mustStatus(t, w, http.StatusOK)
 	var view nodeJSON

@@ -30,6 +30,7 @@ type Raft interface {
 	ReadIndex(ctx context.Context) (uint64, error)
 	WaitApplied(ctx context.Context, index uint64) error
 	AddVoter(ctx context.Context, uid int, raftAddr string) error
+	AddNonvoter(ctx context.Context, uid int, raftAddr string) error
 	Servers() ([]raftnode.Server, error)
 }
 

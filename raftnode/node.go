@@ -463,6 +463,27 @@ func (n *Node) AddVoter(ctx context.Context, uid int, raftAddr string) error {
 	return nil
 }
 
+// AddNonvoter adds a server that receives the log but does not vote, so
+// that a joining node catches up before it counts towards quorum. A server
+// already in the configuration is left as it is (never demoted).
+func (n *Node) AddNonvoter(ctx context.Context, uid int, raftAddr string) error {
+	servers, err := n.Servers()
+	if err != nil {
+		return err
+	}
+	id := strconv.Itoa(uid)
+	for _, s := range servers {
+		if s.UID == uid && s.RaftAddr == raftAddr {
+			return nil
+		}
+	}
+	f := n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, 0)
+	if err := waitFuture(ctx, f); err != nil {
+		return fmt.Errorf("add nonvoter %s at %s: %w", id, raftAddr, n.mapErr(err))
+	}
+	return nil
+}
+
 // RemoveServer takes a member out of the raft configuration.
 func (n *Node) RemoveServer(ctx context.Context, uid int) error {
 	f := n.raft.RemoveServer(raft.ServerID(strconv.Itoa(uid)), 0, 0)
