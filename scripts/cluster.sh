@@ -258,8 +258,8 @@ wait_members() {
   done
 }
 
-# members_ready N: true when uids 1..N are in /v1/nodes and the cluster has a leader (then
-# sets LEADER); otherwise sets PROBLEM to what is wrong.
+# members_ready N: true when uids 1..N are in /v1/nodes, all active (voting), and the cluster
+# has a leader (then sets LEADER); otherwise sets PROBLEM to what is wrong.
 members_ready() {
   local n=$1 missing
   api GET "$(api_url 1)/v1/nodes"
@@ -274,6 +274,12 @@ members_ready() {
   fi
   if [[ -n $missing ]]; then
     PROBLEM="nodes missing from /v1/nodes: $missing"
+    return 1
+  fi
+  # A joining node is listed from its admission; it is active once it votes.
+  missing=$(jq -r '[.[] | select(.status != "active") | .uid | tostring] | join(" ")' <<<"$API_BODY" 2>/dev/null) || missing="?"
+  if [[ -n $missing ]]; then
+    PROBLEM="nodes not active yet: $missing"
     return 1
   fi
   api GET "$(api_url 1)/v1/cluster"

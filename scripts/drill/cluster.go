@@ -230,10 +230,18 @@ func (c *cluster) up(ctx context.Context) error {
 		if err != nil || st != 200 {
 			return fmt.Errorf("nodes: %v %d", err, st)
 		}
-		var nodes []any
+		var nodes []struct {
+			UID    int    `json:"uid"`
+			Status string `json:"status"`
+		}
 		_ = json.Unmarshal(b, &nodes)
 		if len(nodes) != len(c.nodes) {
 			return fmt.Errorf("%d of %d nodes joined", len(nodes), len(c.nodes))
+		}
+		for _, n := range nodes {
+			if n.Status != "active" {
+				return fmt.Errorf("node %d is %s, not yet a voter", n.UID, n.Status)
+			}
 		}
 		return nil
 	})
@@ -588,11 +596,21 @@ func (c *cluster) afterRemove(ctx context.Context, victim, via *proc, status str
 	if err := c.waitUp(ctx, victim); err != nil {
 		return err
 	}
+	// Joined means a voter again (the node is active once it votes), not
+	// only admitted: until then the cluster has one voter fewer.
 	return poll(ctx, 30*time.Second, func() error {
 		st, b, err := c.do(ctx, via, "GET", "/v1/nodes", nil)
-		var nodes []any
+		var nodes []struct {
+			UID    int    `json:"uid"`
+			Status string `json:"status"`
+		}
 		if err != nil || st != 200 || json.Unmarshal(b, &nodes) != nil || len(nodes) != len(c.nodes) {
 			return fmt.Errorf("node %d has not joined again", victim.uid)
+		}
+		for _, n := range nodes {
+			if n.UID == victim.uid && n.Status != "active" {
+				return fmt.Errorf("node %d is %s, not yet a voter", victim.uid, n.Status)
+			}
 		}
 		return nil
 	})
