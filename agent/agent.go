@@ -156,12 +156,6 @@ func (a *Agent) Run(ctx context.Context) {
 	}
 }
 
-// Desired returns the shards the replicated state assigns to this node.
-func (a *Agent) Desired() map[string]Spec {
-	want, _ := a.assigned()
-	return want
-}
-
 // assigned returns, from one view of the state, the shards assigned to
 // this node and those a running action still has to move here: read
 // apart, a move committed in between would be in neither.

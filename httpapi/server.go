@@ -191,18 +191,20 @@ func (s *Server) routes() {
 	// Literal paths first, each closed by a 405 for its other methods, so
 	// that PUT /v1/nodes/status is 405 and not a PUT of node "status".
 	notAllowed := s.metrics.instrument("unmatched", http.HandlerFunc(s.methodNotAllowed))
-	for _, literal := range []bool{true, false} {
-		for _, rt := range rs {
-			if strings.Contains(rt.path, "{") != literal {
-				m.Handle(rt.path, s.metrics.instrument(rt.path, s.serve(rt))).Methods(rt.method)
-			}
+	literal := func(rt route) bool { return !strings.Contains(rt.path, "{") }
+	for _, rt := range rs {
+		if literal(rt) {
+			m.Handle(rt.path, s.metrics.instrument(rt.path, s.serve(rt))).Methods(rt.method)
 		}
-		if literal {
-			for _, rt := range rs {
-				if !strings.Contains(rt.path, "{") {
-					m.Handle(rt.path, notAllowed)
-				}
-			}
+	}
+	for _, rt := range rs {
+		if literal(rt) {
+			m.Handle(rt.path, notAllowed)
+		}
+	}
+	for _, rt := range rs {
+		if !literal(rt) {
+			m.Handle(rt.path, s.metrics.instrument(rt.path, s.serve(rt))).Methods(rt.method)
 		}
 	}
 	if s.agent != nil {

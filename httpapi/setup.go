@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"bytes"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -136,8 +134,7 @@ func parseSetup(w http.ResponseWriter, r *http.Request, action string) (SetupReq
 	var b setupBody
 	body, err := readBody(w, r)
 	if err == nil {
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		err = decodeBody(r, &b)
+		err = decodeObject(body, &b)
 	}
 	if err != nil {
 		var ae *apiError

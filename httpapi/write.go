@@ -144,6 +144,11 @@ func decodeBody(r *http.Request, dst any) error {
 	if err != nil {
 		return errBadRequest("invalid_request", "read request body: "+err.Error())
 	}
+	return decodeObject(b, dst)
+}
+
+// decodeObject is decodeBody for a body already read.
+func decodeObject(b []byte, dst any) error {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
 		b = []byte("{}")

@@ -446,40 +446,36 @@ func (n *Node) Servers() ([]Server, error) {
 // AddVoter adds (or confirms) a voting member. Adding a member that is
 // already there with the same address is a no-op, so joins can be retried.
 func (n *Node) AddVoter(ctx context.Context, uid int, raftAddr string) error {
-	servers, err := n.Servers()
-	if err != nil {
-		return err
-	}
-	id := strconv.Itoa(uid)
-	for _, s := range servers {
-		if s.UID == uid && s.RaftAddr == raftAddr && s.Voter {
-			return nil
-		}
-	}
-	f := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, 0)
-	if err := waitFuture(ctx, f); err != nil {
-		return fmt.Errorf("add voter %s at %s: %w", id, raftAddr, n.mapErr(err))
-	}
-	return nil
+	return n.addServer(ctx, uid, raftAddr, true)
 }
 
 // AddNonvoter adds a server that receives the log but does not vote, so
 // that a joining node catches up before it counts towards quorum. A server
 // already in the configuration is left as it is (never demoted).
 func (n *Node) AddNonvoter(ctx context.Context, uid int, raftAddr string) error {
+	return n.addServer(ctx, uid, raftAddr, false)
+}
+
+func (n *Node) addServer(ctx context.Context, uid int, raftAddr string, voter bool) error {
 	servers, err := n.Servers()
 	if err != nil {
 		return err
 	}
-	id := strconv.Itoa(uid)
 	for _, s := range servers {
-		if s.UID == uid && s.RaftAddr == raftAddr {
+		if s.UID == uid && s.RaftAddr == raftAddr && (s.Voter || !voter) {
 			return nil
 		}
 	}
-	f := n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, 0)
+	id, addr := raft.ServerID(strconv.Itoa(uid)), raft.ServerAddress(raftAddr)
+	var f raft.IndexFuture
+	kind := "voter"
+	if voter {
+		f = n.raft.AddVoter(id, addr, 0, 0)
+	} else {
+		kind, f = "nonvoter", n.raft.AddNonvoter(id, addr, 0, 0)
+	}
 	if err := waitFuture(ctx, f); err != nil {
-		return fmt.Errorf("add nonvoter %s at %s: %w", id, raftAddr, n.mapErr(err))
+		return fmt.Errorf("add %s %s at %s: %w", kind, id, raftAddr, n.mapErr(err))
 	}
 	return nil
 }
