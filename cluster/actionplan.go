@@ -117,27 +117,30 @@ func (s *sim) failover(sh *fsm.Shard) fsm.Step {
 	return fsm.Step{Kind: fsm.StepFailover, Shard: sh.UID, BDB: sh.BDBUID, From: sh.NodeUID}
 }
 
-// QuorumCheck refuses an action that would leave the voters without a
-// majority: nodes down, in maintenance or being removed do not count, nor
-// does the node the action takes out.
+// QuorumCheck refuses an action that would leave the raft voters without a
+// majority: voters that are down, in maintenance, being removed or emptied
+// by another action do not count, nor does the node the action takes out.
+// It counts raft's voters (fsm.State.VoterUIDs), not node-table rows: a
+// node still joining does not vote and is no part of the majority.
 func QuorumCheck(st *fsm.State, node int, action string) error {
 	if action != fsm.ActionRemove && action != fsm.ActionMaintenanceOn {
 		return nil
 	}
-	total := len(st.Nodes)
-	voters := total
-	if action == fsm.ActionRemove {
-		voters--
+	voters := st.VoterUIDs()
+	total := len(voters)
+	if action == fsm.ActionRemove && slices.Contains(voters, node) {
+		total--
 	}
 	healthy := 0
-	for uid, n := range st.Nodes {
-		if uid == node || n.Status != fsm.NodeActive || n.Maintenance || n.Removing {
+	for _, uid := range voters {
+		n, ok := st.Nodes[uid]
+		if uid == node || !ok || n.Status != fsm.NodeActive || n.Maintenance || n.Removing || st.Emptying(uid) {
 			continue
 		}
 		healthy++
 	}
-	if voters == 0 || healthy <= voters/2 {
-		return planErr("quorum_loss", "after %s of node %d only %d of %d voters would be available", action, node, healthy, voters)
+	if total == 0 || healthy <= total/2 {
+		return planErr("quorum_loss", "after %s of node %d only %d of %d voters would be available", action, node, healthy, total)
 	}
 	return nil
 }
@@ -166,8 +169,102 @@ func LiveMajorityWithout(st *fsm.State, voters []int, node int) error {
 
 // PlanAction turns an action into steps against the current state, or says
 // why it cannot run (a *PlanError with insufficient_resources, quorum_loss
-// or snapshot_not_found). now names the maintenance snapshot.
+// or snapshot_not_found). now names the maintenance snapshot. It plans
+// against the outlook of st for a: the state as every other non-terminal
+// action will leave it (SPEC §3.2).
 func PlanAction(st *fsm.State, a *fsm.Action, now time.Time) ([]fsm.Step, error) {
+	return planOn(outlook(st, a.TaskID), a, now)
+}
+
+// Admit is the admission rule that Apply runs on every submitted action
+// (fsm.WithAdmission): the pre-checks of SPEC §4.1 against the outlook of
+// the state. A maintenance_on that would end in insufficient_resources is
+// refused at admission, as the pre-check of a POST does. It is
+// deterministic: the snapshot name comes from the action's creation time.
+func Admit(st *fsm.State, a *fsm.Action) ([]fsm.Step, *fsm.Error) {
+	steps, err := PlanAction(st, a, time.Unix(a.CreationTime, 0))
+	var pe *PlanError
+	switch {
+	case errors.As(err, &pe):
+		return nil, &fsm.Error{Code: pe.Code, Description: pe.Message}
+	case err != nil:
+		return nil, &fsm.Error{Code: fsm.ErrInvalidParameter.Code, Description: err.Error()}
+	}
+	if n := len(steps); n > 0 && steps[n-1].Kind == fsm.StepFail {
+		return nil, &fsm.Error{Code: steps[n-1].Code, Description: steps[n-1].Message}
+	}
+	return steps, nil
+}
+
+// outlook returns st as it will be once every non-terminal action other
+// than task has done its work: nodes that a remove or maintenance_on empties
+// count as in maintenance or removed (no shard target, no voter), and the
+// moves and failovers those actions still have to make (their own steps, or
+// what admission reserved for them while queued) are made. Shards they will
+// move count against their targets' capacity. st is not changed; the
+// outlook shares nothing with it that the planner changes.
+func outlook(st *fsm.State, task string) *fsm.State {
+	var others []*fsm.Action
+	for _, b := range st.AllActions() {
+		if b.TaskID != task && !fsm.Terminal(b.Status) {
+			others = append(others, b)
+		}
+	}
+	if len(others) == 0 {
+		return st
+	}
+	v := st.Clone()
+	for _, b := range others {
+		if n, ok := v.Nodes[b.NodeUID]; ok {
+			switch b.Action {
+			case fsm.ActionRemove:
+				n.Removing, n.AcceptServers = true, false
+			case fsm.ActionMaintenanceOn:
+				n.Maintenance = true
+			}
+		}
+		pending := b.Reserved
+		if len(b.Steps) > 0 {
+			pending = b.Steps[min(b.Done, len(b.Steps)):]
+		}
+		for _, step := range pending {
+			sh, ok := v.Shards[step.Shard]
+			if !ok {
+				continue
+			}
+			switch step.Kind {
+			case fsm.StepMove:
+				if sh.NodeUID == step.From {
+					sh.NodeUID = step.To
+				}
+			case fsm.StepFailover:
+				if p := v.PairOf(sh); p != nil && sh.Role == fsm.RoleMaster {
+					sh.Role, p.Role = fsm.RoleSlave, fsm.RoleMaster
+				}
+			}
+		}
+	}
+	return v
+}
+
+// ForLeader drops enslave_node's leadership hand-over when the node does
+// not lead (leader is the uid of the node that plans, the leader): a plan,
+// shown or run, has no step that does nothing. remove keeps its hand-over
+// step in any case, as the node must never be removed while it leads.
+func ForLeader(steps []fsm.Step, action string, leader int) []fsm.Step {
+	if action != fsm.ActionEnslaveNode {
+		return steps
+	}
+	out := steps[:0:0]
+	for _, st := range steps {
+		if st.Kind != fsm.StepTransferLeader || st.From == leader {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+func planOn(st *fsm.State, a *fsm.Action, now time.Time) ([]fsm.Step, error) {
 	var p Params
 	if len(a.Params) > 0 {
 		if err := json.Unmarshal(a.Params, &p); err != nil {
@@ -195,6 +292,23 @@ func PlanAction(st *fsm.State, a *fsm.Action, now time.Time) ([]fsm.Step, error)
 	return nil, planErr("unsupported_action", "unknown action %q", a.Action)
 }
 
+// usablePair returns sh's pair when a failover may make it the master: its
+// node is in the cluster and not being emptied (being removed, or the node
+// of another non-terminal remove or maintenance_on). A node that is already
+// in maintenance may keep replicas (keep_slave_shards) and take over from
+// them, as before.
+func (s *sim) usablePair(sh *fsm.Shard) *fsm.Shard {
+	p := s.pairOf(sh)
+	if p == nil {
+		return nil
+	}
+	n, ok := s.st.Nodes[p.NodeUID]
+	if !ok || n.Removing || s.st.Emptying(p.NodeUID) {
+		return nil
+	}
+	return p
+}
+
 // evacuate plans moving shards off node (failing masters over first when
 // they have a replica), and rebinding its endpoints.
 func (s *sim) evacuate(node int, move func(*fsm.Shard) bool, persist bool) ([]fsm.Step, error) {
@@ -202,7 +316,7 @@ func (s *sim) evacuate(node int, move func(*fsm.Shard) bool, persist bool) ([]fs
 	// Replicas first (their masters stay put), then masters: each master with
 	// a replica elsewhere fails over, so the database never loses its master.
 	for _, sh := range s.on(node) {
-		if sh.Role == fsm.RoleMaster && s.pairOf(sh) != nil {
+		if sh.Role == fsm.RoleMaster && s.usablePair(sh) != nil {
 			steps = append(steps, s.failover(sh))
 		}
 	}
@@ -438,8 +552,10 @@ func (s *sim) planEnslave(n *fsm.Node, p Params) ([]fsm.Step, error) {
 			if sh.Role != fsm.RoleMaster {
 				continue
 			}
-			if s.pairOf(sh) == nil {
+			if p := s.pairOf(sh); p == nil {
 				return nil, planErr("insufficient_resources", "master shard %s of database %d has no replica to take over", sh.UID, sh.BDBUID)
+			} else if s.usablePair(sh) == nil {
+				return nil, planErr("insufficient_resources", "master shard %s of database %d: its replica %s is on node %d, which is being emptied", sh.UID, sh.BDBUID, p.UID, p.NodeUID)
 			}
 			steps = append(steps, s.failover(sh))
 		}

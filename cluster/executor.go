@@ -133,6 +133,7 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 			var steps []fsm.Step
 			var perr error
 			e.FSM.Read(func(st *fsm.State, _ uint64) { steps, perr = PlanAction(st, &a, e.Now()) })
+			steps = ForLeader(steps, a.Action, e.Raft.ID())
 			if perr != nil {
 				code, msg := "internal_error", perr.Error()
 				var pe *PlanError
@@ -155,6 +156,9 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 			// its removal is committed however late, or it would stay in
 			// the node table, neither member nor removed.
 			finish(fsm.StatusFailed, "internal_error", fmt.Sprintf("deadline passed at step %d of %d (%s)", a.Done+1, len(a.Steps), describe(a.Steps[a.Done])))
+			if st := a.Steps[a.Done]; st.Kind == fsm.StepMove {
+				e.dropStray(ctx, st)
+			}
 			return
 		}
 		st := a.Steps[a.Done]
@@ -185,16 +189,26 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 				// Another action put the shard's pair there meanwhile: send
 				// the shard elsewhere and take the stray copy back.
 				log.Info("move no longer fits; retargeting", "step", a.Done, "error", err)
-				_, ok := e.retarget(ctx, &a, st, true)
-				if !ok {
-					finish(fsm.StatusFailed, "insufficient_resources", fmt.Sprintf("shard %s has no home: %v", st.Shard, err))
-				}
-				// After the retarget or the finish, so that the target sees
-				// no pending move needing the copy.
-				e.dropStray(ctx, st)
-				if ok {
+				if _, ok := e.retarget(ctx, &a, st, true); ok {
+					// After the retarget, so that the old target sees no
+					// pending move needing the copy.
+					e.dropStray(ctx, st)
 					continue
 				}
+				// No other node takes it now. The refusal may be brief (a
+				// restarted target that liveness has not yet marked active
+				// again), so the step waits, keeping its copy, until a node
+				// can take the shard or the action's deadline passes.
+				if a.Waiting == "" { // retarget says why when it can
+					e.setWaiting(ctx, &a, fmt.Sprintf("node %d cannot take shard %s yet (%v), and no other node can", st.To, st.Shard, err))
+				}
+				if e.pause(ctx, time.Second) != nil {
+					return
+				}
+				continue
+			}
+			if errors.Is(err, fsm.ErrPlacementConflict) && st.Kind == fsm.StepFailover {
+				finish(fsm.StatusFailed, "insufficient_resources", fmt.Sprintf("step %d of %d (%s): %v", a.Done+1, len(a.Steps), describe(st), err))
 				return
 			}
 			if errors.Is(err, fsm.ErrInvalidParameter) {
@@ -237,8 +251,8 @@ func (e *Executor) successor(from, attempt int) (uid int, raftAddr string) {
 	var cands []cand
 	e.FSM.Read(func(s *fsm.State, _ uint64) {
 		for _, id := range s.NodeUIDs() {
-			if n := s.Nodes[id]; id != from && n.Accepts() {
-				cands = append(cands, cand{id, n.RaftAddr})
+			if id != from && s.Takes(id) {
+				cands = append(cands, cand{id, s.Nodes[id].RaftAddr})
 			}
 		}
 	})
@@ -302,14 +316,45 @@ func (e *Executor) apiAddr(node int) string {
 	return addr
 }
 
+// setWaiting records in the action why its step cannot go on yet (SPEC
+// §4.6). The state records a reason only when it changes, so a long wait
+// writes one event; a failed write is only logged, as the wait goes on.
+func (e *Executor) setWaiting(ctx context.Context, a *fsm.Action, reason string) {
+	if a.Waiting == reason {
+		return
+	}
+	if _, err := e.apply(ctx, &fsm.SetWaiting{TaskID: a.TaskID, Term: a.Term, Index: a.Done, Reason: reason, Time: e.Now().Unix()}); err != nil {
+		e.Log.Debug("record waiting", "task_id", a.TaskID, "error", err)
+		return
+	}
+	a.Waiting = reason
+	e.Log.Info("action waits", "task_id", a.TaskID, "step", a.Done+1, "reason", reason)
+}
+
+// pause waits d or until ctx ends.
+func (e *Executor) pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // retry runs fn until it succeeds, ctx ends, or the action's deadline
 // passes; nodes that do not answer are retried with backoff (SPEC §4.6).
+// From the second failure on, the action records what it waits for.
 func (e *Executor) retry(ctx context.Context, a *fsm.Action, what string, fn func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
-	for {
+	for failures := 0; ; failures++ {
 		err := fn(ctx)
 		if err == nil {
 			return nil
+		}
+		if failures == 1 {
+			e.setWaiting(ctx, a, fmt.Sprintf("%s: %v", what, err))
 		}
 		var pe *PlanError
 		if errors.As(err, &pe) || errors.Is(err, agent.ErrStaleTerm) {
@@ -349,6 +394,13 @@ func (e *Executor) execute(ctx context.Context, a *fsm.Action, st fsm.Step) (str
 		})
 		if pairUID == "" {
 			return fmt.Sprintf("shard %s is gone; nothing to fail over", st.Shard), nil
+		}
+		var emptying bool
+		e.FSM.Read(func(s *fsm.State, _ uint64) { emptying = pairNode != a.NodeUID && s.Emptying(pairNode) })
+		if emptying {
+			// Another action is emptying the replica's node since this
+			// action was planned: never fail a master over onto it.
+			return "", &PlanError{Code: "insufficient_resources", Message: fmt.Sprintf("shard %s cannot fail over: its replica %s is on node %d, which another action is emptying", st.Shard, pairUID, pairNode)}
 		}
 		// The replica must be there and in sync before it takes over.
 		err := e.retry(ctx, a, fmt.Sprintf("replica %s on node %d", pairUID, pairNode), func(ctx context.Context) error {
@@ -444,7 +496,7 @@ func (e *Executor) retarget(ctx context.Context, a *fsm.Action, st fsm.Step, for
 	var to int
 	var perr error
 	e.FSM.Read(func(s *fsm.State, _ uint64) {
-		if n, ok := s.Nodes[st.To]; ok && n.Accepts() && !force {
+		if s.Takes(st.To) && !force {
 			return
 		}
 		sh, ok := s.Shards[st.Shard]
@@ -462,7 +514,8 @@ func (e *Executor) retarget(ctx context.Context, a *fsm.Action, st fsm.Step, for
 	})
 	if to == 0 {
 		if perr != nil {
-			e.Log.Warn("no new home for a move", "task_id", a.TaskID, "shard", st.Shard, "error", perr)
+			// Said once in the action's record; the log stays quiet.
+			e.setWaiting(ctx, a, fmt.Sprintf("node %d cannot take shard %s and no other node can: %v", st.To, st.Shard, perr))
 		}
 		return 0, false
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -321,31 +322,44 @@ func (p *planner) better(a, b int) bool {
 }
 
 // reason says why every node refuses need i in the current partial plan,
-// counting nodes by the first rule that refuses them.
+// naming the nodes by uid under the first rule that refuses each.
 func (p *planner) reason(i int) string {
-	count := map[string]int{}
+	by := map[string][]int{}
 	for n := range p.nodes {
-		count[p.refusal(i, n)]++
+		r := p.refusal(i, n)
+		by[r] = append(by[r], p.nodes[n].UID)
 	}
-	if len(p.nodes) == count["ineligible"] {
+	if len(p.nodes) == len(by["ineligible"]) {
 		return "no node accepts shards (every node is down, in maintenance, being removed, or refuses servers)"
 	}
-	if count[""] > 0 {
+	if len(by[""]) > 0 {
 		// Needs placed before it leave it room only in combinations that
 		// fail later; say so rather than guess.
 		return "no placement satisfies every rule together with the shards before it"
 	}
 	var parts []string
-	add := func(key, text string) {
-		if c := count[key]; c > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", c, text))
+	add := func(key, one, many string) {
+		uids := by[key]
+		if len(uids) == 0 {
+			return
 		}
+		slices.Sort(uids)
+		names := make([]string, len(uids))
+		for k, u := range uids {
+			names[k] = strconv.Itoa(u)
+		}
+		if len(uids) == 1 {
+			parts = append(parts, "node "+names[0]+" "+one)
+			return
+		}
+		parts = append(parts, "nodes "+strings.Join(names, ", ")+" "+many)
 	}
-	add("memory", fmt.Sprintf("without %d bytes of free memory", p.needs[i].Memory))
-	add("full", "at their max_redis_servers")
-	add("pair", "that already hosts its master or replica")
-	add("rack", "on the rack of its master or replica")
-	add("avoid", "being emptied")
-	add("ineligible", "not accepting shards")
-	return "of the nodes, " + strings.Join(parts, ", ")
+	mem := fmt.Sprintf("%d bytes of free memory", p.needs[i].Memory)
+	add("memory", "has less than "+mem, "have less than "+mem)
+	add("full", "is at its max_redis_servers", "are at their max_redis_servers")
+	add("pair", "already hosts its master or replica", "already host its master or replica")
+	add("rack", "is on the rack of its master or replica", "are on the rack of its master or replica")
+	add("avoid", "is being emptied", "are being emptied")
+	add("ineligible", "does not accept shards", "do not accept shards")
+	return strings.Join(parts, "; ")
 }

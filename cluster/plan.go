@@ -16,7 +16,7 @@ func Candidates(st *fsm.State) []Candidate {
 		n := st.Nodes[uid]
 		u := use[uid]
 		out = append(out, Candidate{
-			UID: uid, Rack: n.RackID, Eligible: n.Accepts(),
+			UID: uid, Rack: n.RackID, Eligible: st.Takes(uid),
 			MaxShards: n.MaxRedisServers, Memory: n.TotalMemory,
 			UsedShards: u.Shards, UsedMemory: u.Memory,
 		})

@@ -262,7 +262,7 @@ func (n *Node) open(mat pki.Material) error {
 	rc.ID, rc.RaftAddr, rc.Dir = cfg.UID, cfg.RaftAddr, cfg.raftDir()
 	rc.ServerTLS, rc.ClientTLS = serverTLS, clientTLS
 	rc.Listen, rc.Dial, rc.Logger = cfg.Listen, cfg.Dial, cfg.Logger
-	r, err := raftnode.Open(rc, fsm.New())
+	r, err := raftnode.Open(rc, fsm.New(fsm.WithAdmission(cluster.Admit)))
 	if err != nil {
 		return err
 	}

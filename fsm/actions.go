@@ -65,6 +65,13 @@ type Action struct {
 	// effect is committed.
 	Steps []Step `json:"steps,omitempty"`
 	Done  int    `json:"done"`
+	// Reserved are the steps admission planned for a queued action: until
+	// the action plans its own, they are what it will move, and other
+	// actions' admission counts them against the nodes' capacity.
+	Reserved []Step `json:"reserved,omitempty"`
+	// Waiting says why the step in flight cannot go on yet; empty while
+	// the action makes progress.
+	Waiting string `json:"waiting,omitempty"`
 	// Term is the raft term of the leader whose executor owns the action;
 	// writes of any other term are refused.
 	Term         uint64  `json:"term"`
@@ -174,6 +181,17 @@ type RetargetStep struct {
 	Time   int64  `json:"time"`
 }
 
+// SetWaiting records why an action's step cannot go on (a node down, no
+// node able to take a shard), or with an empty Reason that it goes on. Only
+// a change is recorded, so a step that waits long writes one event.
+type SetWaiting struct {
+	TaskID string `json:"task_id"`
+	Term   uint64 `json:"term"`
+	Index  int    `json:"index"`
+	Reason string `json:"reason"`
+	Time   int64  `json:"time"`
+}
+
 // FinishAction ends an action with Status (completed, failed, aborted, or
 // cancelled for one that was cancelling).
 type FinishAction struct {
@@ -244,6 +262,7 @@ func cloneAction(a *Action) *Action {
 	c := *a
 	c.Params = slices.Clone(a.Params)
 	c.Steps = slices.Clone(a.Steps)
+	c.Reserved = slices.Clone(a.Reserved)
 	c.Events = slices.Clone(a.Events)
 	return &c
 }
@@ -258,7 +277,7 @@ func (s *State) putAction(a *Action) {
 	s.Actions[a.NodeUID][a.Action] = a
 }
 
-func (s *State) applySubmitAction(p *SubmitAction) (any, *Error) {
+func (s *State) applySubmitAction(p *SubmitAction, admit Admission) (any, *Error) {
 	a := p.Action
 	if !slices.Contains(ActionNames, a.Action) {
 		return nil, errorf(ErrInvalidParameter, "unknown action %q", a.Action)
@@ -281,10 +300,21 @@ func (s *State) applySubmitAction(p *SubmitAction) (any, *Error) {
 	if cur := s.ActiveAction(a.NodeUID); cur != nil && !brokenNoConflictCheck {
 		return nil, errorf(ErrActionInProgress, "action %s (task %s) is %s on node %d", cur.Action, cur.TaskID, cur.Status, a.NodeUID)
 	}
-	if a.Action == ActionRemove {
-		if len(s.Nodes) == 1 {
-			return nil, errorf(ErrInvalidParameter, "node %d is the last node of the cluster and cannot be removed", a.NodeUID)
+	if a.Action == ActionRemove && len(s.Nodes) == 1 {
+		return nil, errorf(ErrInvalidParameter, "node %d is the last node of the cluster and cannot be removed", a.NodeUID)
+	}
+	a.Reserved = nil
+	if admit != nil && !brokenNoConflictCheck {
+		// Decided here, against every other non-terminal action, so that
+		// of two concurrent submissions through different nodes the one
+		// committed second sees the first (SPEC §3.2).
+		steps, err := admit(s, &a)
+		if err != nil {
+			return nil, err
 		}
+		a.Reserved = steps
+	}
+	if a.Action == ActionRemove {
 		// From acceptance on, the node never takes shards again (SPEC §4.2).
 		c := *n
 		c.Removing, c.AcceptServers = true, false
@@ -353,6 +383,7 @@ func (s *State) applyPlanAction(p *PlanAction) (any, *Error) {
 		return nil, errorf(ErrStaleTerm, "action %s is %s, not starting", p.TaskID, a.Status)
 	}
 	a.Steps = slices.Clone(p.Steps)
+	a.Reserved = nil
 	a.Status = StatusRunning
 	a.event(p.Time, "planned %d steps", len(p.Steps))
 	s.putAction(a)
@@ -374,6 +405,7 @@ func (s *State) applyStepDone(p *StepDone) (any, *Error) {
 		return nil, err
 	}
 	a.Done++
+	a.Waiting = ""
 	if p.Message != "" {
 		a.event(p.Time, "step %d/%d: %s", a.Done, len(a.Steps), p.Message)
 	}
@@ -389,7 +421,7 @@ func (s *State) applyRetargetStep(p *RetargetStep) (any, *Error) {
 	if p.Index != a.Done || p.Index >= len(a.Steps) || a.Steps[p.Index].Kind != StepMove {
 		return nil, errorf(ErrStaleTerm, "action %s: step %d is not the next move", p.TaskID, p.Index)
 	}
-	if n, ok := s.Nodes[p.To]; !ok || !n.Accepts() {
+	if !s.Takes(p.To) {
 		return nil, errorf(ErrPlacementConflict, "node %d does not accept shards", p.To)
 	}
 	old := a.Steps[p.Index]
@@ -399,6 +431,27 @@ func (s *State) applyRetargetStep(p *RetargetStep) (any, *Error) {
 		}
 	}
 	a.event(p.Time, "step %d: node %d cannot take shard %s; moving it to node %d instead", p.Index+1, old.To, old.Shard, p.To)
+	s.putAction(a)
+	return *a, nil
+}
+
+func (s *State) applySetWaiting(p *SetWaiting) (any, *Error) {
+	a, err := s.ownedAction(p.TaskID, p.Term)
+	if err != nil {
+		return nil, err
+	}
+	if p.Index != a.Done {
+		return nil, errorf(ErrStaleTerm, "action %s is at step %d, not %d", p.TaskID, a.Done, p.Index)
+	}
+	if a.Waiting == p.Reason {
+		return *a, nil
+	}
+	if p.Reason == "" {
+		a.event(p.Time, "step %d/%d goes on", a.Done+1, len(a.Steps))
+	} else {
+		a.event(p.Time, "step %d/%d waits: %s", a.Done+1, len(a.Steps), p.Reason)
+	}
+	a.Waiting = p.Reason
 	s.putAction(a)
 	return *a, nil
 }
@@ -415,6 +468,7 @@ func (s *State) applyFinishAction(p *FinishAction) (any, *Error) {
 		return nil, errorf(ErrInvalidParameter, "action %s has done %d of %d steps", p.TaskID, a.Done, len(a.Steps))
 	}
 	a.Status = p.Status
+	a.Waiting, a.Reserved = "", nil
 	a.EndTime, a.EndMS = p.Time, p.TimeMS
 	if p.Status == StatusFailed || p.Status == StatusAborted {
 		a.ErrorCode, a.ErrorMessage = p.ErrorCode, p.ErrorMessage
@@ -504,6 +558,9 @@ func (s *State) stepEffect(a *Action, st Step) *Error {
 			return errorf(ErrInvalidParameter, "shard %s has no replica to fail over to", sh.UID)
 		}
 		// The step names the shard that must end up a replica.
+		if sh.Role == RoleMaster && pair.NodeUID != a.NodeUID && s.Emptying(pair.NodeUID) {
+			return errorf(ErrPlacementConflict, "the replica %s of shard %s is on node %d, which another action is emptying", pair.UID, sh.UID, pair.NodeUID)
+		}
 		if sh.Role == RoleMaster {
 			m, r := *sh, *pair
 			m.Role, r.Role = RoleSlave, RoleMaster
@@ -528,7 +585,7 @@ func (s *State) stepEffect(a *Action, st Step) *Error {
 			return errorf(ErrPlacementConflict, "node %d left the cluster", st.To)
 		}
 		if sh.NodeUID != st.To {
-			if !to.Accepts() {
+			if !to.Accepts() || (s.Emptying(st.To) && st.To != a.NodeUID) {
 				return errorf(ErrPlacementConflict, "node %d does not accept shards", st.To)
 			}
 			u := s.Usage()[st.To]

@@ -3,7 +3,7 @@ package fsm
 // apply changes s by one decoded command at the given log index. It checks
 // everything before it changes anything, so a rejected command leaves s as it
 // was. It returns the value to hand back to the proposer.
-func (s *State) apply(c Command, index uint64) (any, *Error) {
+func (s *State) apply(c Command, index uint64, admit Admission) (any, *Error) {
 	if c.Type != CmdBootstrap && !s.Bootstrapped() {
 		return nil, errorf(ErrNotBootstrapped, "no cluster has been created")
 	}
@@ -49,7 +49,7 @@ func (s *State) apply(c Command, index uint64) (any, *Error) {
 	case *DeleteSnapshot:
 		return s.applyDeleteSnapshot(p)
 	case *SubmitAction:
-		return s.applySubmitAction(p)
+		return s.applySubmitAction(p, admit)
 	case *ClaimAction:
 		return s.applyClaimAction(p)
 	case *PlanAction:
@@ -62,6 +62,8 @@ func (s *State) apply(c Command, index uint64) (any, *Error) {
 		return s.applyCancelAction(p)
 	case *RetargetStep:
 		return s.applyRetargetStep(p)
+	case *SetWaiting:
+		return s.applySetWaiting(p)
 	}
 	// Decode only returns the types above.
 	panic("fsm: unhandled command " + c.Type.String())
@@ -237,6 +239,9 @@ func (s *State) applySetNodeStatus(p *SetNodeStatus) (any, *Error) {
 	}
 	c := *n
 	c.Status = p.Status
+	if p.StartTime != 0 {
+		c.StartTime = p.StartTime
+	}
 	s.Nodes[p.UID] = &c
 	return c, nil
 }

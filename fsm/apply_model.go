@@ -84,7 +84,7 @@ func (s *State) checkPlacement(shards []*Shard, per int) *Error {
 	use := s.Usage()
 	for i, sh := range shards {
 		n, ok := s.Nodes[sh.NodeUID]
-		if !ok || !n.Accepts() {
+		if !ok || !s.Takes(n.UID) {
 			return errorf(ErrPlacementConflict, "node %d does not accept shards", sh.NodeUID)
 		}
 		u := use[sh.NodeUID]

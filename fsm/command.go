@@ -32,6 +32,7 @@ const (
 	CmdFinishAction   CommandType = 16
 	CmdCancelAction   CommandType = 17
 	CmdRetargetStep   CommandType = 18
+	CmdSetWaiting     CommandType = 19
 )
 
 // commandVersion is the second byte of every entry: the payload layout of that
@@ -73,6 +74,7 @@ var commands = []command{
 	{CmdFinishAction, "finish_action", func() any { return new(FinishAction) }},
 	{CmdCancelAction, "cancel_action", func() any { return new(CancelAction) }},
 	{CmdRetargetStep, "retarget_step", func() any { return new(RetargetStep) }},
+	{CmdSetWaiting, "set_waiting", func() any { return new(SetWaiting) }},
 }
 
 var (
@@ -138,6 +140,9 @@ type SetNodeStatus struct {
 	Actor  Actor  `json:"actor"`
 	UID    int    `json:"uid"`
 	Status string `json:"status"`
+	// StartTime, when set, is when the node's cnmd started (unix seconds,
+	// as the leader reckons it from the uptime the node reported).
+	StartTime int64 `json:"start_time,omitempty"`
 }
 
 // CreateBDB adds a database with its shards already placed: Placement

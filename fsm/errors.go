@@ -47,6 +47,10 @@ var (
 	ErrSnapshotInUse     = &Error{Code: "snapshot_in_use"}
 	ErrActionInProgress  = &Error{Code: "action_in_progress"}
 	ErrActionNotFound    = &Error{Code: "action_not_found"}
+	// ErrInsufficientResources and ErrQuorumLoss are admission's refusals
+	// (SPEC §4.1): the action cannot succeed as the cluster stands.
+	ErrInsufficientResources = &Error{Code: "insufficient_resources"}
+	ErrQuorumLoss            = &Error{Code: "quorum_loss"}
 	// ErrStaleTerm: an executor write from a leader that no longer owns
 	// the action (or about a step already done); it changes nothing.
 	ErrStaleTerm = &Error{Code: "stale_term"}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -23,11 +25,32 @@ type FSM struct {
 	state   *State
 	applied uint64        // highest log index that reached the FSM
 	changed chan struct{} // closed and replaced after every applied entry
+	admit   Admission
 }
 
+// Admission decides, inside Apply, whether a submitted action may be
+// accepted (SPEC §3.2, §4.1): it sees the whole state, every other
+// non-terminal action included, and returns the steps it would plan (kept
+// as the action's reservation) or the domain error that refuses it. It must
+// be a pure function of its arguments: every node runs it on the same entry
+// and must reach the same answer.
+type Admission func(st *State, a *Action) ([]Step, *Error)
+
+// Option configures an FSM.
+type Option func(*FSM)
+
+// WithAdmission makes Apply run fn on every submitted action. Without it
+// Apply only checks what the state itself decides (the node exists, no
+// other action runs on it).
+func WithAdmission(fn Admission) Option { return func(f *FSM) { f.admit = fn } }
+
 // New returns an FSM holding an empty state.
-func New() *FSM {
-	return &FSM{state: NewState(), changed: make(chan struct{})}
+func New(opts ...Option) *FSM {
+	f := &FSM{state: NewState(), changed: make(chan struct{})}
+	for _, o := range opts {
+		o(f)
+	}
+	return f
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -42,7 +65,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	v, derr := f.state.apply(c, l.Index)
+	v, derr := f.state.apply(c, l.Index, f.admit)
 	res := &Result{Index: l.Index, Err: derr}
 	if derr == nil && v != nil {
 		b, err := json.Marshal(v)
@@ -55,11 +78,24 @@ func (f *FSM) Apply(l *raft.Log) any {
 	return res
 }
 
-// StoreConfiguration is called by raft for configuration entries. The FSM only
-// notes the index so that its applied index counts every entry that reaches it.
-func (f *FSM) StoreConfiguration(index uint64, _ raft.Configuration) {
+// StoreConfiguration is called by raft for configuration entries, in log
+// order on every node. The FSM keeps the voters, which the quorum pre-check
+// counts (a node that joined the table but does not vote yet is no voter),
+// and notes the index so that its applied index counts every entry.
+func (f *FSM) StoreConfiguration(index uint64, cfg raft.Configuration) {
+	voters := []int{}
+	for _, sv := range cfg.Servers {
+		if sv.Suffrage != raft.Voter {
+			continue
+		}
+		if uid, err := strconv.Atoi(string(sv.ID)); err == nil {
+			voters = append(voters, uid)
+		}
+	}
+	slices.Sort(voters)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.state.Voters = voters
 	f.advance(index)
 }
 

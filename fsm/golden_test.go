@@ -157,6 +157,38 @@ var goldenEntries = []struct {
 		Node:  1,
 		Name:  "maintenance_mode_2025-01-01_00-00-00",
 	}},
+	// A node action's whole life: maintenance_on of node 1 runs and
+	// completes, its record is forgotten, and a maintenance_off that moves
+	// a shard back is retargeted and waits.
+	{"12_submit_action.bin", &fsm.SubmitAction{
+		Actor: fsm.Actor{UID: 2, Revision: 4},
+		By:    "ops-lead@example.com through node 2",
+		Action: fsm.Action{TaskID: "5f0e7c6a-1d2b-4c3d-9e8f-0a1b2c3d4e5f", Action: fsm.ActionMaintenanceOn, NodeUID: 1,
+			CreationTime: 1735690000, Deadline: 1735690600, Params: json.RawMessage(`{"overwrite_snapshot":false}`)},
+	}},
+	{"13_claim_action.bin", &fsm.ClaimAction{TaskID: "5f0e7c6a-1d2b-4c3d-9e8f-0a1b2c3d4e5f", Term: 2, Leader: 2, Time: 1735690001, TimeMS: 1735690001250}},
+	{"14_plan_action.bin", &fsm.PlanAction{TaskID: "5f0e7c6a-1d2b-4c3d-9e8f-0a1b2c3d4e5f", Term: 2, Time: 1735690002, Steps: []fsm.Step{
+		{Kind: fsm.StepSnapshot, Snapshot: "maintenance_mode_2025-01-01_00-06-40", Time: 1735690000},
+		{Kind: fsm.StepMaintenance},
+	}}},
+	{"15_step_done.bin", &fsm.StepDone{TaskID: "5f0e7c6a-1d2b-4c3d-9e8f-0a1b2c3d4e5f", Term: 2, Index: 0, Time: 1735690003, Message: "recorded snapshot"}},
+	{"15_step_done_b.bin", &fsm.StepDone{TaskID: "5f0e7c6a-1d2b-4c3d-9e8f-0a1b2c3d4e5f", Term: 2, Index: 1, Time: 1735690004, Message: "node 1 stops accepting shards"}},
+	{"16_finish_action.bin", &fsm.FinishAction{TaskID: "5f0e7c6a-1d2b-4c3d-9e8f-0a1b2c3d4e5f", Term: 2, Status: fsm.StatusCompleted, Time: 1735690005, TimeMS: 1735690005500}},
+	{"17_cancel_action.bin", &fsm.CancelAction{Actor: fsm.Actor{UID: 2, Revision: 4}, Node: 1, Action: fsm.ActionMaintenanceOn, By: "ops-lead@example.com through node 1", Time: 1735690006}},
+	// Files apply in name order: these follow 17_cancel_action.bin.
+	{"17_then_a_submit_action.bin", &fsm.SubmitAction{
+		Actor: fsm.Actor{UID: 2, Revision: 4},
+		By:    "ops-lead@example.com through node 1",
+		Action: fsm.Action{TaskID: "6a1f8d7b-2e3c-4d4e-8f90-1b2c3d4e5f60", Action: fsm.ActionMaintenanceOff, NodeUID: 1,
+			CreationTime: 1735690010, Deadline: 1735690610, Params: json.RawMessage(`{"skip_shards_restore":false}`)},
+	}},
+	{"17_then_b_claim_action.bin", &fsm.ClaimAction{TaskID: "6a1f8d7b-2e3c-4d4e-8f90-1b2c3d4e5f60", Term: 3, Leader: 2, Time: 1735690011}},
+	{"17_then_c_plan_action.bin", &fsm.PlanAction{TaskID: "6a1f8d7b-2e3c-4d4e-8f90-1b2c3d4e5f60", Term: 3, Time: 1735690012, Steps: []fsm.Step{
+		{Kind: fsm.StepMove, Shard: "2", BDB: 2, From: 1, To: 2},
+		{Kind: fsm.StepDeleteSnapshot, Snapshot: "maintenance_mode_2025-01-01_00-06-40"},
+	}}},
+	{"18_retarget_step.bin", &fsm.RetargetStep{TaskID: "6a1f8d7b-2e3c-4d4e-8f90-1b2c3d4e5f60", Term: 3, Index: 0, To: 2, Time: 1735690013}},
+	{"19_set_waiting.bin", &fsm.SetWaiting{TaskID: "6a1f8d7b-2e3c-4d4e-8f90-1b2c3d4e5f60", Term: 3, Index: 0, Reason: "copy shard 2 from node 1: node 1 does not answer", Time: 1735690014}},
 }
 
 // goldenRefused holds, by file, the error code of golden entries that Apply
@@ -186,7 +218,8 @@ func TestGolden_DecodeAndApply(t *testing.T) {
 	f, seen := applyGolden(t, files)
 	for _, typ := range []fsm.CommandType{fsm.CmdBootstrap, fsm.CmdAddNode, fsm.CmdCreateUser, fsm.CmdUpdateUser,
 		fsm.CmdDeleteUser, fsm.CmdSetNodeStatus, fsm.CmdCreateBDB, fsm.CmdDeleteBDB, fsm.CmdUpdatePolicy,
-		fsm.CmdUpdateNode, fsm.CmdDeleteSnapshot} {
+		fsm.CmdUpdateNode, fsm.CmdDeleteSnapshot, fsm.CmdSubmitAction, fsm.CmdClaimAction, fsm.CmdPlanAction,
+		fsm.CmdStepDone, fsm.CmdFinishAction, fsm.CmdCancelAction, fsm.CmdRetargetStep, fsm.CmdSetWaiting} {
 		if !seen[typ] {
 			t.Errorf("no golden file holds a %s entry", typ)
 		}
@@ -197,7 +230,9 @@ func TestGolden_DecodeAndApply(t *testing.T) {
 	if index != want.Applied {
 		t.Errorf("applied index %d, state.json says %d", index, want.Applied)
 	}
-	if !reflect.DeepEqual(got, want.State) {
+	// Compared as JSON: state.json is indented, and so are the raw params
+	// it holds, which DeepEqual would tell from the compact originals.
+	if !bytes.Equal(mustJSON(t, got), mustJSON(t, want.State)) {
 		t.Errorf("applying the golden entries gives\n%s\nstate.json holds\n%s", mustJSON(t, got), mustJSON(t, want.State))
 	}
 }

@@ -3,6 +3,7 @@ package fsm
 import (
 	"maps"
 	"slices"
+	"strings"
 )
 
 // Node statuses (SPEC §5).
@@ -47,6 +48,10 @@ type State struct {
 	// Actions holds each node's action records by action name; nil until
 	// the first action.
 	Actions map[int]map[string]*Action `json:"actions,omitempty"`
+	// Voters are the uids of raft's voting members as of the latest
+	// configuration entry applied; nil until one is (then the node table
+	// stands in for them, less the nodes still provisioning).
+	Voters []int `json:"voters,omitempty"`
 }
 
 // ClusterInfo is set once, by the bootstrap command.
@@ -72,6 +77,9 @@ type Node struct {
 	RackID          string `json:"rack_id"`
 	SoftwareVersion string `json:"software_version"`
 	JoinedAt        int64  `json:"joined_at"`
+	// StartTime is when the node's cnmd last started (unix seconds, the
+	// leader's reckoning); 0 until the leader has heard it.
+	StartTime int64 `json:"start_time,omitempty"`
 	// Maintenance and Removing are set by the node actions; a node with
 	// either never receives shards.
 	Maintenance bool `json:"maintenance,omitempty"`
@@ -134,7 +142,7 @@ func (s *State) Clone() *State {
 		NextBDBUID: s.NextBDBUID, NextShardUID: s.NextShardUID,
 		Nodes: make(map[int]*Node, len(s.Nodes)), Users: make(map[int]*User, len(s.Users)),
 		BDBs: make(map[int]*BDB, len(s.BDBs)), Shards: make(map[string]*Shard, len(s.Shards)),
-		Snapshots: make(map[int][]*NodeSnapshot, len(s.Snapshots))}
+		Snapshots: make(map[int][]*NodeSnapshot, len(s.Snapshots)), Voters: slices.Clone(s.Voters)}
 	for k, v := range s.BDBs {
 		b := *v
 		b.Endpoints = slices.Clone(v.Endpoints)
@@ -175,14 +183,49 @@ func (s *State) Clone() *State {
 	return c
 }
 
-// UserByEmail finds a user by email (case-sensitive, as stored).
+// UserByEmail finds a user by email. Emails compare without regard to
+// case: ADMIN@cnm.local and admin@cnm.local are one address (SPEC §9).
 func (s *State) UserByEmail(email string) *User {
 	for _, u := range s.Users {
-		if u.Email == email {
+		if strings.EqualFold(u.Email, email) {
 			return u
 		}
 	}
 	return nil
+}
+
+// VoterUIDs returns the raft voters, or, before any configuration entry
+// was applied, the nodes that are not still provisioning.
+func (s *State) VoterUIDs() []int {
+	if s.Voters != nil {
+		return s.Voters
+	}
+	var out []int
+	for _, uid := range s.NodeUIDs() {
+		if s.Nodes[uid].Status != NodeProvisioning {
+			out = append(out, uid)
+		}
+	}
+	return out
+}
+
+// Emptying reports whether a non-terminal remove or maintenance_on runs on
+// node: such a node is no target for shards, endpoints or failovers, even
+// before the action's first step marks it (SPEC §3.2).
+func (s *State) Emptying(node int) bool {
+	for name, a := range s.Actions[node] {
+		if (name == ActionRemove || name == ActionMaintenanceOn) && !Terminal(a.Status) {
+			return true
+		}
+	}
+	return false
+}
+
+// Takes reports whether node may receive a shard now: it accepts shards
+// and no action is emptying it.
+func (s *State) Takes(node int) bool {
+	n, ok := s.Nodes[node]
+	return ok && n.Accepts() && !s.Emptying(node)
 }
 
 // NodeUIDs returns the node uids in ascending order.

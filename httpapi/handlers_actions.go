@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,6 +39,7 @@ type additionalInfo struct {
 	StartMS    int64       `json:"start_time_ms,omitempty"`
 	EndMS      int64       `json:"end_time_ms,omitempty"`
 	PendingOps int         `json:"pending_ops"`
+	Waiting    string      `json:"waiting,omitempty"`
 	DoneOps    int         `json:"done_ops"`
 	Steps      []string    `json:"steps"`
 	Events     []fsm.Event `json:"events"`
@@ -46,7 +49,7 @@ func viewAction(a *fsm.Action) actionView {
 	v := actionView{
 		Name: a.Action, Action: a.Action, NodeUID: strconv.Itoa(a.NodeUID), TaskID: a.TaskID,
 		Status: a.Status, Progress: a.Progress(), CreationTime: a.CreationTime, Params: a.Params,
-		Additional: additionalInfo{StartMS: a.StartMS, EndMS: a.EndMS, PendingOps: len(a.Steps) - a.Done, DoneOps: a.Done, Steps: []string{}, Events: a.Events},
+		Additional: additionalInfo{StartMS: a.StartMS, EndMS: a.EndMS, PendingOps: len(a.Steps) - a.Done, DoneOps: a.Done, Waiting: a.Waiting, Steps: []string{}, Events: a.Events},
 	}
 	if a.Action == fsm.ActionRemove {
 		v.Name = "remove_node"
@@ -239,18 +242,8 @@ func (s *Server) actionParams(r *http.Request, name string) (cluster.Params, err
 		p.OverwriteSnapshot, p.EvictHAReplica, p.EvictActiveActiveReplica = b.OverwriteSnapshot, b.EvictHAReplica, b.EvictActiveActiveReplica
 		p.KeepSlaveShards, p.DeadlineSeconds = b.KeepSlaveShards, b.DeadlineSeconds
 		if b.EvictDBs != nil {
-			var missing string
-			s.fsm.Read(func(st *fsm.State, _ uint64) {
-				for _, d := range *b.EvictDBs {
-					uid, err := strconv.Atoi(d)
-					if _, ok := st.BDBs[uid]; err != nil || !ok {
-						missing = d
-						return
-					}
-				}
-			})
-			if missing != "" {
-				return p, errBadRequest("invalid_parameter", "field \"evict_dbs\" names "+quote(missing)+", which is not a database uid")
+			if err := s.checkEvictDBs(*b.EvictDBs); err != nil {
+				return p, err
 			}
 			p.EvictDBs = *b.EvictDBs
 		}
@@ -276,6 +269,77 @@ func (s *Server) actionParams(r *http.Request, name string) (cluster.Params, err
 	return p, nil
 }
 
+// checkEvictDBs checks that every entry of evict_dbs is the plain decimal
+// uid of an existing database. An empty string (or a null, which decodes
+// to one) must never stand for "every database" (SPEC §9).
+func (s *Server) checkEvictDBs(list []string) error {
+	var bad string
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		for _, d := range list {
+			uid, ok := plainUID(d)
+			if _, exists := st.BDBs[uid]; !ok || !exists {
+				bad = d
+				return
+			}
+		}
+	})
+	for _, d := range list {
+		if d == "" {
+			return errBadRequest("invalid_parameter", "field \"evict_dbs\" holds an empty string or null; list database uids such as \"1\"")
+		}
+	}
+	if bad != "" {
+		return errBadRequest("invalid_parameter", "field \"evict_dbs\" names "+quote(bad)+", which is not a database uid")
+	}
+	return nil
+}
+
+// plainUID parses a positive uid written in plain decimal: no sign, no
+// leading zero, no space.
+func plainUID(v string) (int, bool) {
+	if v == "" || len(v) > 9 || v[0] == '0' {
+		return 0, false
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.Atoi(v)
+	return n, err == nil
+}
+
+// actionQuery reads the query of an action POST: only dry_run is defined,
+// and it takes exactly "true" or "false". Anything else is refused before
+// anything happens, so a misspelt dry run never runs the action (SPEC §3.2).
+func actionQuery(r *http.Request) (dryRun bool, err error) {
+	q, perr := url.ParseQuery(r.URL.RawQuery)
+	if perr != nil {
+		return false, errBadRequest("invalid_parameter", "the query string is malformed: "+perr.Error())
+	}
+	for k, vs := range q {
+		if k != "dry_run" {
+			return false, errBadRequest("invalid_parameter", "unknown query parameter "+quote(k)+": this endpoint takes only dry_run=true or dry_run=false")
+		}
+		if len(vs) != 1 || (vs[0] != "true" && vs[0] != "false") {
+			return false, errBadRequest("invalid_parameter", "dry_run must be given once, as true or false, got "+quote(strings.Join(vs, ",")))
+		}
+		dryRun = vs[0] == "true"
+	}
+	return dryRun, nil
+}
+
+// viaNode is the node the client sent the request to: the follower that
+// forwarded it, or this node.
+func (s *Server) viaNode(r *http.Request) int {
+	if fromPeer(r) {
+		if n, ok := plainUID(r.Header.Get(forwardedHeader)); ok {
+			return n
+		}
+	}
+	return s.raft.ID()
+}
+
 // planStatus maps the pre-check's failure codes to statuses (SPEC §3.2).
 var planStatus = map[string]int{
 	"insufficient_resources": http.StatusNotAcceptable,
@@ -289,11 +353,9 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 	if err != nil {
 		return err
 	}
-	dryRun := false
-	if v := r.URL.Query().Get("dry_run"); v != "" {
-		if dryRun, err = strconv.ParseBool(v); err != nil {
-			return errBadRequest("invalid_parameter", "dry_run must be true or false, got "+quote(v))
-		}
+	dryRun, err := actionQuery(r)
+	if err != nil {
+		return err
 	}
 	var exists bool
 	s.fsm.Read(func(st *fsm.State, _ uint64) { _, exists = st.Nodes[uid] })
@@ -355,11 +417,11 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 		return planFailure(steps[n-1].Code, steps[n-1].Message)
 	}
 	if dryRun {
-		writeJSON(w, http.StatusOK, map[string]any{"plan": steps})
+		writeJSON(w, http.StatusOK, map[string]any{"plan": cluster.ForLeader(steps, name, s.raft.ID())})
 		return nil
 	}
 	res, err := s.submit(r.Context(), &fsm.SubmitAction{Actor: p.actor(), Action: a,
-		By: fmt.Sprintf("%s through node %d", p.Email, s.raft.ID())})
+		By: fmt.Sprintf("%s through node %d", p.Email, s.viaNode(r))})
 	if errors.Is(err, raftnode.ErrLeadershipLost) || errors.Is(err, raftnode.ErrNotLeader) {
 		return &retryAs{taskID: taskID}
 	}
@@ -373,6 +435,13 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 		})
 		if cur != nil {
 			return errInProgress(cur)
+		}
+	}
+	var fe *fsm.Error
+	if errors.As(err, &fe) {
+		if _, ok := planStatus[fe.Code]; ok {
+			// Admission in Apply refused it against the whole cluster.
+			return planFailure(fe.Code, fe.Description)
 		}
 	}
 	if err != nil {
@@ -395,7 +464,7 @@ func (s *Server) cancelNodeAction(w http.ResponseWriter, r *http.Request, p prin
 		return err
 	}
 	res, err := s.submit(r.Context(), &fsm.CancelAction{Actor: p.actor(), Node: uid, Action: name,
-		By: fmt.Sprintf("%s through node %d", p.Email, s.raft.ID()), Time: time.Now().Unix()})
+		By: fmt.Sprintf("%s through node %d", p.Email, s.viaNode(r)), Time: time.Now().Unix()})
 	if errors.Is(err, fsm.ErrActionNotFound) {
 		return errActionNotFound(uid, name)
 	}

@@ -1,0 +1,170 @@
+package cluster
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cnm/agent"
+	"cnm/fsm"
+	"cnm/raftnode"
+)
+
+// localRaft applies commands straight to an FSM, as the leader of term 1.
+type localRaft struct {
+	mu sync.Mutex
+	f  *fsm.FSM
+}
+
+func (r *localRaft) Apply(_ context.Context, cmd []byte) (*fsm.Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := r.f.Apply(rawLog(r.f.Applied()+1, cmd)).(*fsm.Result)
+	if res.Err != nil {
+		return res, res.Err
+	}
+	return res, nil
+}
+func (r *localRaft) ID() int                                                 { return 1 }
+func (r *localRaft) TransferLeadership(context.Context) error                { return nil }
+func (r *localRaft) TransferLeadershipTo(context.Context, int, string) error { return nil }
+func (r *localRaft) RemoveServer(context.Context, int) error                 { return nil }
+func (r *localRaft) IsMember(int) (bool, error)                              { return true, nil }
+func (r *localRaft) Servers() ([]raftnode.Server, error)                     { return nil, nil }
+
+// copyingAgents holds shard copies by node address and runs a hook after
+// each copy.
+type copyingAgents struct {
+	mu        sync.Mutex
+	have      map[string]bool // addr + "/" + uid
+	afterCopy func(target string)
+}
+
+func (a *copyingAgents) Copy(_ context.Context, target string, spec agent.Spec, _ string, _ agent.Op) (agent.Info, error) {
+	a.mu.Lock()
+	a.have[target+"/"+spec.UID] = true
+	hook := a.afterCopy
+	a.afterCopy = nil
+	a.mu.Unlock()
+	if hook != nil {
+		hook(target)
+	}
+	return agent.Info{UID: spec.UID, Checksum: "c", InSync: true}, nil
+}
+
+func (a *copyingAgents) Info(_ context.Context, addr, uid string) (agent.Info, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.have[addr+"/"+uid] {
+		return agent.Info{UID: uid, Checksum: "c", InSync: true, Persisted: true}, nil
+	}
+	return agent.Info{}, agent.ErrNoShard
+}
+
+func (a *copyingAgents) Drop(_ context.Context, addr, uid string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.have, addr+"/"+uid)
+	return nil
+}
+
+// TestExecutor_MoveWhoseTargetIsBrieflyDownWaitsInsteadOfFailing is the
+// restarted copy target: the copy finished, but liveness has marked the
+// target down before the move's commit, and no other node can take the
+// shard. The action waits, says why, and completes once the target is
+// active again.
+func TestExecutor_MoveWhoseTargetIsBrieflyDownWaitsInsteadOfFailing(t *testing.T) {
+	// Node 2's master (shard 1) has its replica on node 1; node 3 is the
+	// only node that can take shard 1 after the failover.
+	st := adminState(modelState(3, [][2]int{{2, 1}}, fsm.PersistenceDisabled))
+	for uid, n := range st.Nodes {
+		n.APIAddr = "node" + string(rune('0'+uid))
+	}
+	st.Voters = []int{1, 2, 3}
+	f := admittingFSM(t, st)
+	r := &localRaft{f: f}
+	ag := &copyingAgents{have: map[string]bool{"node1/2": true, "node2/1": true}}
+	ag.afterCopy = func(string) {
+		if _, err := r.Apply(context.Background(), mustEncode(t, &fsm.SetNodeStatus{UID: 3, Status: fsm.NodeDown})); err != nil {
+			t.Errorf("mark node 3 down: %v", err)
+		}
+	}
+	if res := applyTo(t, f, submit("task", fsm.ActionMaintenanceOn, 2)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Executor{FSM: f, Raft: r, Agents: ag, Log: slog.New(slog.DiscardHandler)}
+	done := make(chan struct{})
+	go func() { e.Run(ctx, 1); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	a := waitAction(t, f, "task", func(a *fsm.Action) bool { return a.Waiting != "" || fsm.Terminal(a.Status) })
+	if fsm.Terminal(a.Status) {
+		t.Fatalf("the action ended %s (%s: %s) instead of waiting for node 3", a.Status, a.ErrorCode, a.ErrorMessage)
+	}
+	if !strings.Contains(a.Waiting, "node 3") {
+		t.Errorf("waiting = %q, want it to name node 3", a.Waiting)
+	}
+	if _, err := r.Apply(ctx, mustEncode(t, &fsm.SetNodeStatus{UID: 3, Status: fsm.NodeActive})); err != nil {
+		t.Fatal(err)
+	}
+	a = waitAction(t, f, "task", func(a *fsm.Action) bool { return fsm.Terminal(a.Status) })
+	if a.Status != fsm.StatusCompleted {
+		t.Fatalf("action ended %s (%s: %s), want completed", a.Status, a.ErrorCode, a.ErrorMessage)
+	}
+	if a.Waiting != "" {
+		t.Errorf("a completed action still says it waits: %q", a.Waiting)
+	}
+	waits := 0
+	for _, ev := range a.Events {
+		if strings.Contains(ev.Message, "waits:") {
+			waits++
+		}
+	}
+	if waits != 1 {
+		t.Errorf("%d waiting events, want exactly 1: %+v", waits, a.Events)
+	}
+	f.Read(func(st *fsm.State, _ uint64) {
+		if n := st.Shards["1"].NodeUID; n != 3 {
+			t.Errorf("shard 1 is on node %d, want 3", n)
+		}
+	})
+}
+
+func mustEncode(t *testing.T, payload any) []byte {
+	t.Helper()
+	b, err := fsm.Encode(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// waitAction polls the action until ok holds, for at most 10 s.
+func waitAction(t *testing.T, f *fsm.FSM, task string, ok func(*fsm.Action) bool) fsm.Action {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var a fsm.Action
+		ch := f.Changed()
+		f.Read(func(st *fsm.State, _ uint64) {
+			if p := st.ActionByTask(task); p != nil {
+				a = *p
+			}
+		})
+		if ok(&a) {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("action %s: condition not reached in 10 s; last %+v", task, a)
+		}
+		select {
+		case <-ch:
+		case <-time.After(time.Until(deadline)):
+		}
+	}
+}

@@ -1,0 +1,32 @@
+package httpapi_test
+
+import (
+	"testing"
+)
+
+// A misspelt dry run must never run the action (SPEC §3.2): every spelling
+// but dry_run=true|false, and every other query parameter, is a 400 that
+// changes nothing.
+func TestNodeActions_QueryParametersAreStrict(t *testing.T) {
+	e := newModelEnv(t)
+	var cases errorCases
+	for _, q := range []string{"dry_run", "dry_run=", "DRY_RUN=true", "dry-run=true", "Dry_Run=true", "dry_run=1", "dry_run=TRUE",
+		"dry_run=true&dry_run=true", "dry_run=true&force=1", "stale=true", "dryrun=true", "dry_run=%zz"} {
+		cases = append(cases, errorCase{name: "?" + q, method: "POST", target: "/v1/nodes/1/actions/enslave_node?" + q,
+			body: `{}`, status: 400, code: "invalid_parameter"})
+	}
+	runErrorCasesOn(t, e, cases.withAuth("admin"))
+}
+
+// evict_dbs entries are database uids: an empty string or a null must never
+// stand for "every database" (SPEC §9).
+func TestNodeActions_EvictDBsEntriesMustNameDatabases(t *testing.T) {
+	e := newModelEnv(t)
+	var cases errorCases
+	for _, body := range []string{`{"evict_dbs":[""]}`, `{"evict_dbs":[null]}`, `{"evict_dbs":["1",""]}`, `{"evict_dbs":["+1"]}`,
+		`{"evict_dbs":["01"]}`, `{"evict_dbs":[" 1"]}`, `{"evict_dbs":["99"]}`, `{"evict_dbs":[1]}`} {
+		cases = append(cases, errorCase{name: body, method: "POST", target: "/v1/nodes/1/actions/maintenance_on",
+			body: body, status: 400, code: "invalid_parameter", descHas: "evict_dbs"})
+	}
+	runErrorCasesOn(t, e, cases.withAuth("admin"))
+}
