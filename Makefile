@@ -5,6 +5,8 @@ GO ?= go
 
 # apt-get needs root: use sudo when not root and sudo exists.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
+# Wait (up to 5 min) for another apt or dpkg process to let go of its lock instead of failing.
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
 # Commands the scripts and the race detector need, and the Debian packages that bring them.
 TOOLS := jq curl shellcheck gcc iptables
 PACKAGES := jq curl shellcheck gcc libc6-dev iptables
@@ -18,13 +20,13 @@ deps:
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
-		$(SUDO) apt-get update; \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $(PACKAGES); \
+		$(APT) update; \
+		$(APT) install -y $(PACKAGES); \
 	fi
 	@if ! python3 -c 'import requests' 2>/dev/null && ! /usr/bin/python3 -c 'import requests' 2>/dev/null; then \
 		echo "installing python3-requests (the README's Python example is run by the tests)"; \
-		$(SUDO) apt-get update; \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y python3 python3-requests; \
+		$(APT) update; \
+		$(APT) install -y python3 python3-requests; \
 	fi
 	$(GO) mod download
 
