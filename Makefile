@@ -42,7 +42,8 @@ down:
 test: deps
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory lint
-	@if [ -f scripts/smoke.sh ]; then scripts/smoke.sh; fi
+	scripts/cluster-test.sh
+	scripts/smoke.sh
 	$(MAKE) --no-print-directory fuzz FUZZEXECS=100000
 	$(MAKE) --no-print-directory drill N=8
 

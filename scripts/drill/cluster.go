@@ -69,7 +69,7 @@ func (c *cluster) running() []*proc {
 
 func (c *cluster) start(n *proc) error {
 	args := []string{"--uid", fmt.Sprint(n.uid), "--data-dir", n.dir, "--api-addr", n.api, "--raft-addr", n.host + ":9444",
-		"--admin-user", adminUser, "--admin-password", adminPassword,
+		"--admin-user", adminUser,
 		"--shard-file-scale", "0.00390625", "--migration-rate", "8388608"}
 	// Node 1 creates the cluster when nothing runs yet; any other start
 	// joins through a running member (node 1 too, after it was removed).
@@ -94,6 +94,9 @@ func (c *cluster) start(n *proc) error {
 		return err
 	}
 	cmd := exec.Command(c.bin, args...)
+	// The password goes in the environment: a command line is readable by
+	// every local user (ps).
+	cmd.Env = append(os.Environ(), "CNM_ADMIN_PASSWORD="+adminPassword)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
