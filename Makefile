@@ -1,4 +1,4 @@
-# cnm: make run starts a local 3-node cluster, make test runs every test.
+# cnm: make run starts a local 3-node cluster, make test runs every test (Go 1.26 or later).
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
@@ -44,6 +44,7 @@ test: deps
 	$(MAKE) --no-print-directory lint
 	scripts/cluster-test.sh
 	scripts/smoke.sh
+	scripts/readme-walk.sh
 	$(MAKE) --no-print-directory fuzz FUZZEXECS=100000
 	$(MAKE) --no-print-directory drill N=8
 

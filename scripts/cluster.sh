@@ -643,10 +643,17 @@ cmd_start() {
     return 0
   fi
   # Not removed, or no live member to tell: resume (a node caught mid-join finishes its
-  # join through VIA, when there is one).
+  # join through VIA, when there is one). With a live cluster, the node is back once the
+  # cluster counts it active again (a node down for a while is shown down until then).
+  local via=$VIA
   start_node "$i" resume
   wait_ping "$i" "$deadline"
-  printf 'node %d answers at %s\n' "$i" "$(api_url "$i")"
+  if (( via > 0 )); then
+    wait_member "$i" "$deadline"
+    printf 'node %d is an active member again and answers at %s\n' "$i" "$(api_url "$i")"
+  else
+    printf 'node %d answers at %s\n' "$i" "$(api_url "$i")"
+  fi
 }
 
 cmd_leader() {
