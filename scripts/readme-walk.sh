@@ -165,5 +165,5 @@ command -v python3 >/dev/null || die "python3 is needed (make deps installs it)"
 python3 -c 'import requests' 2>/dev/null || die "python3 requests is needed (make deps installs it)"
 make --no-print-directory build >/dev/null || die "make build"
 files=("$@")
-(( ${#files[@]} )) || files=(README.md)
+(( ${#files[@]} )) || files=(README.md docs/API.md)
 for f in "${files[@]}"; do walk "$f"; done
