@@ -633,13 +633,14 @@ cmd_start() {
   [[ -d $(node_dir "$i") ]] || die "node $i has no data dir $(node_dir "$i"); add nodes with: $0 up N"
   load_password
   deadline=$(deadline_in "$UP_TIMEOUT")
-  if pid=$(node_pid "$i"); then
-    printf 'node %d already running (pid %s)\n' "$i" "$pid"
-    return 0
-  fi
+  # Asked first: a node just removed may still run for a moment before it exits.
   if was_removed "$i"; then
     rejoin "$i" "$deadline"
     printf 'node %d rejoined the cluster as a new member and answers at %s\n' "$i" "$(api_url "$i")"
+    return 0
+  fi
+  if pid=$(node_pid "$i"); then
+    printf 'node %d already running (pid %s)\n' "$i" "$pid"
     return 0
   fi
   # Not removed, or no live member to tell: resume (a node caught mid-join finishes its
