@@ -166,11 +166,14 @@ call GET 1 /v1/cluster
 [[ $status == 200 ]] || fail "rejoined node 1 does not answer GET /v1/cluster: HTTP $status $body"
 ok "cluster.sh start 1 set the old data dir aside and rejoined node 1 (${aside[0]##*/})"
 
-# Remove node 1 again, then grow the cluster: up 4 rejoins node 1 and adds node 4, both
-# through a live member.
-call POST 3 /v1/nodes/1/actions/remove '{}'
-[[ $status == 200 ]] || fail "second POST remove of node 1 through node 3: HTTP $status $body"
+# Remove node 1 again, with cnmctl at its default endpoints (node 1 first): it follows
+# the removal through node 1's exit and reports it completed.
+out=$(CNM_PASSWORD=$pw "$CNM_BIN/cnmctl" -progress none -o json action 1 remove 2>&1) ||
+  fail "cnmctl action 1 remove (default endpoints): $out"
+[[ $(jq -r .status <<<"$out" 2>/dev/null) == completed ]] || fail "cnmctl action 1 remove printed: $out"
+ok "cnmctl action 1 remove through node 1 itself reports completed"
 wait_removed 1 3 true
+# Then grow the cluster: up 4 rejoins node 1 and adds node 4, both through a live member.
 out=$("$cluster" up 4) || fail "cluster.sh up 4 after removing node 1: $out"
 call GET 2 /v1/nodes
 [[ $status == 200 && $(jq -c '[.[] | select(.status == "active") | .uid] | sort' <<<"$body") == '[1,2,3,4]' ]] ||

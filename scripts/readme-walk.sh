@@ -64,6 +64,7 @@ extract() {
   awk -v dir="$2" -v file="$1" '
     function bad(msg) { printf "%s:%d: %s\n", file, NR, msg > "/dev/stderr"; failed = 1; exit 1 }
     /^<!-- readme-walk: setup -->$/ { setup = 1; next }
+    !open && /^[[:space:]]+```/ { bad("indented fence: the walk reads only fences at the start of a line") }
     !open && /^```/ {
       lang = substr($0, 4)
       if (lang == "sh" || lang == "python") {
