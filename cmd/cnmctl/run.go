@@ -40,7 +40,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	url := fs.String("url", def("CNM_URL", defaultURLs), "the API of one or more nodes, comma-separated: cnmctl moves on to the next when one cannot be reached (CNM_URL)")
 	user := fs.String("user", def("CNM_USER", "admin@cnm.local"), "user email (CNM_USER)")
-	password := fs.String("password", getenv("CNM_PASSWORD"), "password (CNM_PASSWORD)")
+	password := fs.String("password", getenv("CNM_PASSWORD"), "password; prefer CNM_PASSWORD, as any local user can read a command line (CNM_PASSWORD)")
 	caFile := fs.String("ca", getenv("CNM_CA"), "cluster CA file; without it the server certificate is not verified, like curl -k (CNM_CA)")
 	output := fs.String("o", "pretty", "output: pretty or json")
 	progress := fs.String("progress", "auto", "how action and watch show progress: auto (a bar on a terminal, lines otherwise), bar, lines or none")
