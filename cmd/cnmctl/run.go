@@ -145,7 +145,13 @@ func newClient(urls, user, password, caFile string) (*client, error) {
 		tc.InsecureSkipVerify = true
 	}
 	return &client{
-		http:  &http.Client{Timeout: 11 * time.Minute, Transport: &http.Transport{TLSClientConfig: tc}},
+		// Bounded dial and handshake: a node that is down or frozen costs
+		// seconds before the next one is asked, not the whole timeout.
+		http: &http.Client{Timeout: 11 * time.Minute, Transport: &http.Transport{
+			TLSClientConfig:     tc,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			TLSHandshakeTimeout: 10 * time.Second,
+		}},
 		bases: bases, user: user, password: password,
 	}, nil
 }
