@@ -1,10 +1,12 @@
-# cnm: make run starts a local 3-node cluster, make test runs every test.
+# cnm: make run starts a local 3-node cluster, make test runs every test (Go 1.26 or later).
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
 
 # apt-get needs root: use sudo when not root and sudo exists.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
+# Wait (up to 5 min) for another apt or dpkg process to let go of its lock instead of failing.
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
 # Commands the scripts and the race detector need, and the Debian packages that bring them.
 TOOLS := jq curl shellcheck gcc iptables
 PACKAGES := jq curl shellcheck gcc libc6-dev iptables
@@ -18,13 +20,13 @@ deps:
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
-		$(SUDO) apt-get update; \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $(PACKAGES); \
+		$(APT) update; \
+		$(APT) install -y $(PACKAGES); \
 	fi
 	@if ! python3 -c 'import requests' 2>/dev/null && ! /usr/bin/python3 -c 'import requests' 2>/dev/null; then \
 		echo "installing python3-requests (the README's Python example is run by the tests)"; \
-		$(SUDO) apt-get update; \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y python3 python3-requests; \
+		$(APT) update; \
+		$(APT) install -y python3 python3-requests; \
 	fi
 	$(GO) mod download
 
@@ -40,7 +42,9 @@ down:
 test: deps
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory lint
-	@if [ -f scripts/smoke.sh ]; then scripts/smoke.sh; fi
+	scripts/cluster-test.sh
+	scripts/smoke.sh
+	scripts/readme-walk.sh
 	$(MAKE) --no-print-directory fuzz FUZZEXECS=100000
 	$(MAKE) --no-print-directory drill N=8
 

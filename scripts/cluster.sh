@@ -7,7 +7,8 @@
 #   scripts/cluster.sh purge           same as down --purge
 #   scripts/cluster.sh status          processes, members, leader and node actions
 #   scripts/cluster.sh kill I          SIGKILL node I
-#   scripts/cluster.sh start I         restart node I from its data dir
+#   scripts/cluster.sh start I         restart node I from its data dir; a node the cluster
+#                                      removed gets its data dir moved aside and joins afresh
 #   scripts/cluster.sh leader          print the leader's uid
 #
 # Node i has uid i, API https://127.0.0.i:9443, raft 127.0.0.i:9444, data $CNM_DIR/node-i.
@@ -15,7 +16,8 @@
 # Environment:
 #   CNM_DIR             cluster directory (default ./.cluster)
 #   CNM_BIN             directory holding cnmd (default ./bin)
-#   CNM_ADMIN_PASSWORD  admin password (default: $CNM_DIR/admin-password, which up creates)
+#   CNM_ADMIN_PASSWORD  admin password (default: $CNM_DIR/admin-password, which up creates);
+#                       nodes get it in their environment, never on their command line
 #   CNM_NODE_ARGS       extra cnmd flags for every node, split on whitespace
 #   CNM_UP_TIMEOUT      seconds that up and start wait for the cluster (default 30)
 set -euo pipefail
@@ -34,6 +36,7 @@ API_STATUS=""   # set by api: HTTP status, 000 when there was no answer
 API_BODY=""     # set by api: response body
 LEADER=0        # set by members_ready
 PROBLEM=""      # set by members_ready
+VIA=0           # set by live_member: a node that answers as a member of the cluster
 
 usage() {
   cat >&2 <<EOF
@@ -42,7 +45,7 @@ usage: $PROG up [N] | down [--purge] | purge | status | kill I | start I | leade
   down [--purge]  stop all nodes (keep data; --purge deletes \$CNM_DIR)
   status          processes, members, leader and node actions
   kill I          SIGKILL node I
-  start I         restart node I from its data dir
+  start I         restart node I from its data dir (rejoin it afresh if it was removed)
   leader          print the uid of the current leader
 EOF
   exit 2
@@ -178,9 +181,11 @@ fail_node() {
   exit 1
 }
 
-# start_node I: start node I in the background unless it already runs.
+# start_node I [MODE]: start node I in the background unless it already runs. MODE is
+# bootstrap (create a new cluster), join (through the member VIA) or resume (default; the
+# data dir holds the node's state, and VIA, when set, is named for a node caught mid-join).
 start_node() {
-  local i=$1 pid bin log extra=()
+  local i=$1 mode=${2:-resume} pid bin log extra=()
   if pid=$(node_pid "$i"); then
     printf 'node %d already running (pid %s)\n' "$i" "$pid"
     return 0
@@ -195,21 +200,87 @@ start_node() {
   # --bootstrap/--join are ignored by cnmd when the data dir already holds cluster state.
   local args=(--uid "$i" --api-addr "$(api_addr "$i")" --raft-addr "127.0.0.$i:$RAFT_PORT"
     --data-dir "$(node_dir "$i")")
-  if (( i == 1 )); then args+=(--bootstrap); else args+=(--join "$(api_url 1)"); fi
-  if [[ -n $PW ]]; then args+=(--admin-user "$ADMIN_USER" --admin-password "$PW"); fi
+  case $mode in
+    bootstrap) args+=(--bootstrap) ;;
+    join) args+=(--join "$(api_url "$VIA")") ;;
+    resume) if (( VIA > 0 && VIA != i )); then args+=(--join "$(api_url "$VIA")"); fi ;;
+    *) die "start_node: unknown mode $mode" ;;
+  esac
   read -r -a extra <<<"${CNM_NODE_ARGS:-}"
   args+=("${extra[@]}")
 
   log=$(log_file "$i")
   printf 'starting node %d (%s, log %s)\n' "$i" "$(api_url "$i")" "$log"
-  printf '=== %s: starting node %d\n' "$(date '+%Y-%m-%dT%H:%M:%S%z')" "$i" >>"$log"
+  printf '=== %s: starting node %d (%s)\n' "$(date '+%Y-%m-%dT%H:%M:%S%z')" "$i" "$mode" >>"$log"
+  # The credentials travel in the environment (CNM_ADMIN_USER, CNM_ADMIN_PASSWORD): a
+  # command line is readable by every local user, a process's environment only by its owner.
+  local env=(CNM_ADMIN_USER="$ADMIN_USER")
+  if [[ -n $PW ]]; then env+=(CNM_ADMIN_PASSWORD="$PW"); fi
   # setsid: the node outlives the shell (and make) that started it.
   if command -v setsid >/dev/null 2>&1; then
-    setsid nohup "$bin" "${args[@]}" >>"$log" 2>&1 </dev/null &
+    env "${env[@]}" setsid nohup "$bin" "${args[@]}" >>"$log" 2>&1 </dev/null &
   else
-    nohup "$bin" "${args[@]}" >>"$log" 2>&1 </dev/null &
+    env "${env[@]}" nohup "$bin" "${args[@]}" >>"$log" 2>&1 </dev/null &
   fi
   printf '%s\n' "$!" >"$(pid_file "$i")"
+}
+
+# live_member [EXCEPT]: find a running node other than EXCEPT whose /v1/nodes answers 200
+# and lists the node itself; sets VIA to it. Fails when there is none.
+live_member() {
+  local except=${1:-0} i
+  VIA=0
+  for i in $(list_nodes); do
+    (( i != except )) || continue
+    node_pid "$i" >/dev/null || continue
+    API_TIMEOUT=3 api GET "$(api_url "$i")/v1/nodes"
+    [[ $API_STATUS == 200 ]] || continue
+    if jq -e --argjson uid "$i" 'any(.[]; (.uid | tostring) == ($uid | tostring))' \
+      <<<"$API_BODY" >/dev/null 2>&1; then
+      VIA=$i
+      return 0
+    fi
+  done
+  return 1
+}
+
+# was_removed I: true when node I has a data dir of a former member and a live member (VIA,
+# from live_member I) answers /v1/nodes without it: the cluster removed node I.
+was_removed() {
+  local i=$1
+  [[ -f $(node_dir "$i")/member ]] || return 1
+  live_member "$i" || return 1
+  ! jq -e --argjson uid "$i" 'any(.[]; (.uid | tostring) == ($uid | tostring))' \
+    <<<"$API_BODY" >/dev/null 2>&1
+}
+
+# set_aside I: move the data dir of removed node I out of the way (kept, never deleted) and
+# print where it went.
+set_aside() {
+  local i=$1 to pid
+  if pid=$(node_pid "$i"); then
+    # A removed node exits on its own; one that has not noticed yet is stopped.
+    kill -TERM "$pid" 2>/dev/null || true
+    wait_gone "$pid" "$(deadline_in "$DOWN_TIMEOUT")" || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f -- "$(pid_file "$i")"
+  to=$(node_dir "$i").removed-$(date -u +%Y%m%dT%H%M%SZ)
+  [[ ! -e $to ]] || to=$to-$$
+  mv -- "$(node_dir "$i")" "$to"
+  printf '%s\n' "$to"
+}
+
+# rejoin I DEADLINE: node I was removed from the cluster: set its old data dir aside and
+# join it afresh through the live member VIA, then wait until it votes.
+rejoin() {
+  local i=$1 deadline=$2 via=$VIA aside
+  aside=$(set_aside "$i")
+  printf 'node %d was removed from the cluster: its old data dir is now %s\n' "$i" "$aside"
+  printf 'node %d joins the cluster afresh through node %d\n' "$i" "$via"
+  VIA=$via
+  start_node "$i" join
+  wait_ping "$i" "$deadline"
+  wait_member "$i" "$deadline"
 }
 
 # wait_ping I DEADLINE: poll node I's /v1/ping until it answers 200.
@@ -240,8 +311,8 @@ wait_bootstrapped() {
   done
 }
 
-# wait_members N DEADLINE: poll node 1 until /v1/nodes lists uids 1..N and the cluster has a
-# leader; sets LEADER.
+# wait_members N DEADLINE: poll a live member until /v1/nodes lists uids 1..N, all
+# active, and the cluster has a leader; sets LEADER.
 wait_members() {
   local n=$1 deadline=$2 i
   until members_ready "$n"; do
@@ -251,22 +322,43 @@ wait_members() {
     if ! before "$deadline"; then
       # Blame the first node missing from /v1/nodes, else node 1.
       i=1
-      if [[ $PROBLEM =~ ^nodes\ missing\ from\ /v1/nodes:\ ([0-9]+) ]]; then i=${BASH_REMATCH[1]}; fi
+      if [[ $PROBLEM =~ ^nodes\ (missing\ from\ /v1/nodes|not\ active\ yet):\ ([0-9]+) ]]; then
+        i=${BASH_REMATCH[2]}
+      fi
       fail_node "$i" "cluster not formed within ${UP_TIMEOUT}s: $PROBLEM"
     fi
     sleep 0.1
   done
 }
 
+# wait_member I DEADLINE: poll until node I is an active member (it votes); node I must
+# keep running meanwhile.
+wait_member() {
+  local i=$1 deadline=$2 status
+  while :; do
+    status=""
+    if live_member "$i"; then
+      status=$(jq -r --argjson uid "$i" \
+        '.[] | select((.uid | tostring) == ($uid | tostring)) | .status' <<<"$API_BODY" 2>/dev/null) || status=""
+    fi
+    [[ $status != active ]] || return 0
+    node_pid "$i" >/dev/null || fail_node "$i" "node $i exited while it joined"
+    before "$deadline" ||
+      fail_node "$i" "node $i is not an active member within ${UP_TIMEOUT}s (status: '${status:-not listed}')"
+    sleep 0.1
+  done
+}
+
 # members_ready N: true when uids 1..N are in /v1/nodes, all active (voting), and the cluster
-# has a leader (then sets LEADER); otherwise sets PROBLEM to what is wrong.
+# has a leader (then sets LEADER); otherwise sets PROBLEM to what is wrong. It asks any live
+# member, not always node 1 (which may have been removed).
 members_ready() {
-  local n=$1 missing
-  api GET "$(api_url 1)/v1/nodes"
-  if [[ $API_STATUS != 200 ]]; then
-    PROBLEM="GET /v1/nodes on node 1 answered HTTP $API_STATUS $API_BODY"
+  local n=$1 missing url
+  if ! live_member; then
+    PROBLEM="no running node answers GET /v1/nodes as a member (last answer: HTTP $API_STATUS $API_BODY)"
     return 1
   fi
+  url=$(api_url "$VIA")
   if ! missing=$(jq -r --argjson n "$n" \
     '[range(1; $n + 1) | tostring] - [.[].uid | tostring] | join(" ")' <<<"$API_BODY" 2>/dev/null); then
     PROBLEM="GET /v1/nodes answered something that is not a list of nodes: $API_BODY"
@@ -282,9 +374,9 @@ members_ready() {
     PROBLEM="nodes not active yet: $missing"
     return 1
   fi
-  api GET "$(api_url 1)/v1/cluster"
+  api GET "$url/v1/cluster"
   if [[ $API_STATUS != 200 ]]; then
-    PROBLEM="GET /v1/cluster on node 1 answered HTTP $API_STATUS $API_BODY"
+    PROBLEM="GET /v1/cluster on node $VIA answered HTTP $API_STATUS $API_BODY"
     return 1
   fi
   LEADER=$(jq -r '.leader // 0' <<<"$API_BODY" 2>/dev/null) || LEADER=0
@@ -294,12 +386,14 @@ members_ready() {
   fi
 }
 
-# create_demo_db: create database "demo" unless it exists; skipped when this build has no
+# create_demo_db: through the live member VIA, create database "demo" unless it exists; skipped when this build has no
 # /v1/bdbs endpoint.
 create_demo_db() {
+  local url
+  url=$(api_url "$VIA")
   local body='{"name":"demo","memory_size":1073741824,"shards_count":4,"replication":true,"data_persistence":"snapshot"}'
   local skipped="demo database skipped: this build of cnmd has no /v1/bdbs endpoint"
-  api GET "$(api_url 1)/v1/bdbs"
+  api GET "$url/v1/bdbs"
   case $API_STATUS in
     200)
       if jq -e 'any(.[]; .name == "demo")' <<<"$API_BODY" >/dev/null 2>&1; then
@@ -312,9 +406,9 @@ create_demo_db() {
   esac
   # Spread the demo's shards over every node, so that node actions have
   # something to move wherever they are pointed.
-  api PUT "$(api_url 1)/v1/cluster/policy" '{"default_shards_placement":"sparse"}'
+  api PUT "$url/v1/cluster/policy" '{"default_shards_placement":"sparse"}'
   [[ $API_STATUS == 200 ]] || die "PUT /v1/cluster/policy answered HTTP $API_STATUS: $API_BODY"
-  API_TIMEOUT=30 api POST "$(api_url 1)/v1/bdbs" "$body"
+  API_TIMEOUT=30 api POST "$url/v1/bdbs" "$body"
   case $API_STATUS in
     200) echo "demo database: created (uid $(jq -r '.uid // "?"' <<<"$API_BODY"), 1 GiB, 4 shards, replicated)" ;;
     404) echo "$skipped" ;;
@@ -342,12 +436,45 @@ cmd_up() {
     (umask 077 && printf '%s\n' "$PW" >"$pw_file")
   fi
 
-  fresh=false
-  [[ -d $(node_dir 1) ]] || fresh=true
+  # A fresh cluster: no node has a data dir. Node 1 then creates it and the others join;
+  # otherwise the nodes with data dirs resume first, then the others join through any live
+  # member (not always node 1, which may have been removed).
+  fresh=true
+  for (( i = 1; i <= 254; i++ )); do
+    if [[ -d $(node_dir "$i") ]]; then fresh=false; break; fi
+  done
+  if $fresh; then
+    start_node 1 bootstrap
+    wait_ping 1 "$deadline"
+    wait_bootstrapped "$deadline"
+  else
+    local resumed=()
+    for i in $(list_nodes); do
+      if [[ -d $(node_dir "$i") ]] && ! node_pid "$i" >/dev/null; then
+        VIA=0
+        start_node "$i" resume
+        resumed+=("$i")
+      fi
+    done
+    for i in "${resumed[@]}"; do wait_ping "$i" "$deadline"; done
+    # Restarted nodes answer as members once they have a leader again.
+    until live_member; do
+      before "$deadline" || die "no running node answers GET /v1/nodes as a member within ${UP_TIMEOUT}s (last answer: HTTP $API_STATUS $API_BODY)"
+      sleep 0.1
+    done
+    # A node the cluster removed would exit again: rejoin it afresh.
+    for i in $(list_nodes); do
+      if [[ -d $(node_dir "$i") ]] && was_removed "$i"; then rejoin "$i" "$deadline"; fi
+    done
+  fi
   for (( i = 1; i <= n; i++ )); do
-    start_node "$i"
+    [[ ! -d $(node_dir "$i") ]] || continue
+    until live_member "$i"; do
+      before "$deadline" || die "no running node answers as a member of the cluster to join node $i through"
+      sleep 0.1
+    done
+    start_node "$i" join
     wait_ping "$i" "$deadline"
-    if (( i == 1 )) && $fresh; then wait_bootstrapped "$deadline"; fi
   done
   wait_members "$n" "$deadline"
   create_demo_db
@@ -416,6 +543,16 @@ purge_dir() {
   echo "deleted $CNM_DIR"
 }
 
+# format_progress P: an action's progress (a float 0-100) with one decimal; anything that is
+# not a number is printed as it is.
+format_progress() {
+  if [[ $1 =~ ^[0-9]+([.][0-9]+)?([eE][-+]?[0-9]+)?$ ]]; then
+    LC_NUMERIC=C printf '%.1f' "$1"
+  else
+    printf '%s' "$1"
+  fi
+}
+
 cmd_status() {
   (( $# == 0 )) || usage
   require curl jq
@@ -465,6 +602,7 @@ cmd_status() {
         jq -r '.actions[] | [.node_uid, .action, .status, .progress, .task_id] | map(. // "-" | tostring) | @tsv' \
           <<<"$API_BODY" |
           while IFS=$'\t' read -r node action status progress task; do
+            progress=$(format_progress "$progress")
             printf '  %-5s %-16s %-11s %-9s %s\n' "$node" "$action" "$status" "$progress" "$task"
           done
       fi
@@ -488,15 +626,35 @@ cmd_kill() {
 
 cmd_start() {
   (( $# == 1 )) || usage
-  local i
+  local i pid deadline
   i=$(node_index "$1")
-  require curl
+  require curl jq
   resolve_dir
   [[ -d $(node_dir "$i") ]] || die "node $i has no data dir $(node_dir "$i"); add nodes with: $0 up N"
   load_password
-  start_node "$i"
-  wait_ping "$i" "$(deadline_in "$UP_TIMEOUT")"
-  printf 'node %d answers at %s\n' "$i" "$(api_url "$i")"
+  deadline=$(deadline_in "$UP_TIMEOUT")
+  # Asked first: a node just removed may still run for a moment before it exits.
+  if was_removed "$i"; then
+    rejoin "$i" "$deadline"
+    printf 'node %d rejoined the cluster as a new member and answers at %s\n' "$i" "$(api_url "$i")"
+    return 0
+  fi
+  if pid=$(node_pid "$i"); then
+    printf 'node %d already running (pid %s)\n' "$i" "$pid"
+    return 0
+  fi
+  # Not removed, or no live member to tell: resume (a node caught mid-join finishes its
+  # join through VIA, when there is one). With a live cluster, the node is back once the
+  # cluster counts it active again (a node down for a while is shown down until then).
+  local via=$VIA
+  start_node "$i" resume
+  wait_ping "$i" "$deadline"
+  if (( via > 0 )); then
+    wait_member "$i" "$deadline"
+    printf 'node %d is an active member again and answers at %s\n' "$i" "$(api_url "$i")"
+  else
+    printf 'node %d answers at %s\n' "$i" "$(api_url "$i")"
+  fi
 }
 
 cmd_leader() {
@@ -534,4 +692,5 @@ main() {
   esac
 }
 
-main "$@"
+# Sourced (by scripts/test-cluster-sh.sh), only the functions are defined.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then main "$@"; fi

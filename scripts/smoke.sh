@@ -154,7 +154,7 @@ ok "GET /metrics on node $old: follower of node $mleader"
 via=${survivors[0]}
 ctl_err=$(mktemp "${TMPDIR:-/tmp}/cnm-smoke-cnmctl.XXXXXX")
 for action in maintenance_on maintenance_off; do
-  out=$("$CNM_BIN/cnmctl" -url "https://127.0.0.$via:9443" -password "$pw" -progress lines -o json \
+  out=$(CNM_PASSWORD=$pw "$CNM_BIN/cnmctl" -url "https://127.0.0.$via:9443" -progress lines -o json \
     action "$old" "$action" 2>"$ctl_err") ||
     fail "cnmctl action $old $action: $(cat "$ctl_err")"
   last=$(tail -n 1 "$ctl_err")

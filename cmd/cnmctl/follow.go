@@ -93,9 +93,9 @@ func follow(ctx context.Context, c *client, t target, v view) ([]byte, error) {
 		case err == nil && resp.status != http.StatusServiceUnavailable:
 			return resp.body, fmt.Errorf("read %s of node %s: HTTP %d %s", t.action, t.node, resp.status, http.StatusText(resp.status))
 		case err == nil && errorCode(resp.body) == "not_a_member":
-			// The node asked was removed (by this very action, if it is a
+			// The only node cnmctl may ask was removed (by this very action, if it is a
 			// remove): it will not answer again.
-			return last, fmt.Errorf("%s was removed from the cluster; follow through another node (-url)", c.base)
+			return last, fmt.Errorf("%s was removed from the cluster; follow through another node (-url)", c.base())
 		default:
 			// No node answering, or no quorum: wait for the cluster.
 			if failingSince.IsZero() {

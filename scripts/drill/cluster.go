@@ -69,7 +69,7 @@ func (c *cluster) running() []*proc {
 
 func (c *cluster) start(n *proc) error {
 	args := []string{"--uid", fmt.Sprint(n.uid), "--data-dir", n.dir, "--api-addr", n.api, "--raft-addr", n.host + ":9444",
-		"--admin-user", adminUser, "--admin-password", adminPassword,
+		"--admin-user", adminUser,
 		"--shard-file-scale", "0.00390625", "--migration-rate", "8388608"}
 	// Node 1 creates the cluster when nothing runs yet; any other start
 	// joins through a running member (node 1 too, after it was removed).
@@ -94,6 +94,9 @@ func (c *cluster) start(n *proc) error {
 		return err
 	}
 	cmd := exec.Command(c.bin, args...)
+	// The password goes in the environment: a command line is readable by
+	// every local user (ps).
+	cmd.Env = append(os.Environ(), "CNM_ADMIN_PASSWORD="+adminPassword)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -300,7 +303,11 @@ func (c *cluster) heal() {
 
 // errNoPartitions: this machine cannot make partitions (iptables missing or
 // not root); the nemesis is skipped, not failed.
-var errNoPartitions = errors.New("skipped: iptables is not usable here (needs root)")
+var errNoPartitions = fmt.Errorf("iptables is not usable here (needs root): %w", errSkipped)
+
+// errSkipped marks a nemesis that did not run its fault: the iteration is
+// reported as skipped, neither ok nor a violation.
+var errSkipped = errors.New("skipped")
 
 func havePartitions() bool {
 	return exec.Command("iptables", "-L", "INPUT", "-n").Run() == nil
@@ -396,9 +403,9 @@ func (c *cluster) nemesis(ctx context.Context, name string, rng *rand.Rand) erro
 
 // submitRemove submits a remove of a random node through another running
 // node, recorded in the history like any client operation. The workload
-// keeps nodes busy or in maintenance, so it tries a few victims; a nil
-// victim means none was accepted.
-func (c *cluster) submitRemove(ctx context.Context, rng *rand.Rand, pause func(time.Duration)) (victim, via *proc) {
+// keeps nodes busy or in maintenance, so it tries a few victims; when none
+// was accepted it returns an error wrapping errSkipped.
+func (c *cluster) submitRemove(ctx context.Context, rng *rand.Rand, pause func(time.Duration)) (victim, via *proc, err error) {
 	var out Output
 	for attempt := 0; attempt < 30; attempt++ {
 		victim = c.nodes[rng.IntN(len(c.nodes))]
@@ -411,12 +418,11 @@ func (c *cluster) submitRemove(ctx context.Context, rng *rand.Rand, pause func(t
 		}
 		out = c.rec.exec(ctx, c, 999, via, Input{Kind: "submit", Node: victim.uid, Action: "remove"})
 		if out.Code == 200 || out.Unknown {
-			return victim, via
+			return victim, via, nil
 		}
 		pause(250 * time.Millisecond)
 	}
-	fmt.Printf("drill:   no remove accepted (last answer %d); skipped\n", out.Code)
-	return nil, nil
+	return nil, nil, fmt.Errorf("no remove accepted (last answer %d): %w", out.Code, errSkipped)
 }
 
 // removeStatus waits up to timeout until the remove of victim ends and
@@ -455,9 +461,9 @@ func (c *cluster) removeStatus(ctx context.Context, victim *proc, timeout time.D
 // the action to end, then brings the removed node back as a new member
 // under the same uid.
 func (c *cluster) removeRejoin(ctx context.Context, rng *rand.Rand, pause func(time.Duration)) error {
-	victim, via := c.submitRemove(ctx, rng, pause)
-	if victim == nil {
-		return nil
+	victim, via, err := c.submitRemove(ctx, rng, pause)
+	if err != nil {
+		return err
 	}
 	// A crash somewhere while the membership changes.
 	time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
@@ -487,9 +493,9 @@ func (c *cluster) removeRejoin(ctx context.Context, rng *rand.Rand, pause func(t
 // shards again and, as in the one leaderless window a drill once saw, the
 // leader is killed: the others must elect a leader as after any crash.
 func (c *cluster) removeFail(ctx context.Context, rng *rand.Rand, pause func(time.Duration)) error {
-	victim, via := c.submitRemove(ctx, rng, pause)
-	if victim == nil {
-		return nil
+	victim, via, err := c.submitRemove(ctx, rng, pause)
+	if err != nil {
+		return err
 	}
 	setAccept := func(on bool) error {
 		for _, n := range c.nodes {

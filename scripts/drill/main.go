@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/signal"
@@ -109,26 +110,10 @@ func run(ctx context.Context, c config) (int, error) {
 	go func() { rec.workload(wctx, cl, c.clients, rng.Uint64()); done <- struct{}{} }()
 	go func() { mon.run(wctx, cl); done <- struct{}{} }()
 
-	var report []string
-	for i := range c.iterations {
-		if ctx.Err() != nil {
-			break
-		}
-		name := c.nemeses[i%len(c.nemeses)]
-		start := time.Now()
-		err := cl.nemesis(ctx, name, rng)
-		if errors.Is(err, errNoPartitions) {
-			fmt.Printf("drill: iteration %d %-18s %v\n", i+1, name, err)
-			continue
-		}
-		if err != nil {
-			violations++
-			report = append(report, fmt.Sprintf("iteration %d %s: %v", i+1, name, err))
-			fmt.Printf("drill: iteration %d %-18s VIOLATION %v\n", i+1, name, err)
-			continue
-		}
-		fmt.Printf("drill: iteration %d %-18s ok (%s)\n", i+1, name, time.Since(start).Round(time.Millisecond))
-	}
+	t := iterate(ctx, c.iterations, c.nemeses, func(name string) error {
+		return cl.nemesis(ctx, name, rng)
+	}, os.Stdout)
+	violations += t.violations
 	stopWork()
 	<-done
 	<-done
@@ -146,10 +131,45 @@ func run(ctx context.Context, c config) (int, error) {
 	}
 	fmt.Printf("drill: %d operations (%d submitted and acknowledged, %d unknown outcomes), %d violations\n",
 		len(rec.ops), rec.acked(), rec.unknown(), violations)
-	for _, r := range report {
+	fmt.Printf("drill: iterations: %d ok, %d skipped, %d violations\n", t.ok, t.skipped, t.violations)
+	for _, r := range t.report {
 		fmt.Println("drill:", r)
 	}
 	return violations, nil
+}
+
+// tally counts the outcomes of the nemesis iterations.
+type tally struct {
+	ok, skipped, violations int
+	report                  []string // one line per violation
+}
+
+// iterate runs n iterations, cycling through nemeses, and prints one line
+// for each: ok, skipped (the nemesis could not apply its fault; see
+// errSkipped) or VIOLATION.
+func iterate(ctx context.Context, n int, nemeses []string, nemesis func(name string) error, w io.Writer) tally {
+	var t tally
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		name := nemeses[i%len(nemeses)]
+		start := time.Now()
+		err := nemesis(name)
+		switch {
+		case errors.Is(err, errSkipped):
+			t.skipped++
+			fmt.Fprintf(w, "drill: iteration %d %-18s skipped: %v\n", i+1, name, err)
+		case err != nil:
+			t.violations++
+			t.report = append(t.report, fmt.Sprintf("iteration %d %s: %v", i+1, name, err))
+			fmt.Fprintf(w, "drill: iteration %d %-18s VIOLATION %v\n", i+1, name, err)
+		default:
+			t.ok++
+			fmt.Fprintf(w, "drill: iteration %d %-18s ok (%s)\n", i+1, name, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	return t
 }
 
 // tailLog prints the last n lines of a node's log.
