@@ -66,6 +66,8 @@ type Config struct {
 	TLSCertFile, TLSKeyFile string
 	// JoinTimeout bounds the whole join (default 60 s).
 	JoinTimeout time.Duration
+	// API bounds the connections clients can hold on the API port.
+	API APILimits
 
 	// Listen and Dial replace the network (tests inject faults here).
 	Listen func(network, addr string) (net.Listener, error)
@@ -161,6 +163,7 @@ func (c *Config) withDefaults() {
 	if c.JoinTimeout == 0 {
 		c.JoinTimeout = time.Minute
 	}
+	c.API.withDefaults()
 	if c.Listen == nil {
 		c.Listen = net.Listen
 	}
@@ -305,16 +308,8 @@ func (n *Node) open(mat pki.Material) error {
 		return fmt.Errorf("listen for api on %s: %w", cfg.APIAddr, err)
 	}
 	n.ln = ln
-	n.srv = &http.Server{
-		Handler:           n.api,
-		TLSConfig:         apiTLS,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      11 * time.Minute, // blocking reads wait up to 10 min
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
-	}
+	n.srv = newAPIServer(n.api, cfg.API, cfg.Logger)
+	n.srv.TLSConfig = apiTLS
 	n.srv.RegisterOnShutdown(n.api.EndWaits)
 	go func() { n.served <- n.srv.Serve(tls.NewListener(ln, apiTLS)) }()
 

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -57,7 +56,7 @@ func StartViaREST(ctx context.Context, cfg Config) (*Node, error) {
 		},
 	})
 	serveSetup := func() *http.Server {
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		srv := newAPIServer(handler, cfg.API, log)
 		ln := tls.NewListener(shared.take(), setupTLS)
 		go func() { _ = srv.Serve(ln) }()
 		return srv
