@@ -122,6 +122,16 @@ func (c *Config) validate() error {
 	if c.Bootstrap && c.Join != "" {
 		return errors.New("--bootstrap and --join exclude each other")
 	}
+	if c.Join != "" {
+		u, err := url.Parse(joinURL(c.Join))
+		if err != nil || u.Scheme != "https" || u.Hostname() == "" {
+			return fmt.Errorf("--join %q: want https://host:port of a member", c.Join)
+		}
+	}
+	if c.API.HandshakeTimeout < 0 || c.API.IdleTimeout < 0 || c.API.MaxConns < 0 ||
+		c.Raft.HandshakeTimeout < 0 || c.Raft.MaxHandshakes < 0 || c.Raft.MaxConns < 0 {
+		return errors.New("connection limits must not be negative")
+	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
@@ -129,6 +139,23 @@ func (c *Config) validate() error {
 		if _, err := c.apiCertificate(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// validateMode checks what the mode flags need, given what the data dir
+// already holds; it only looks, so a refused invocation leaves the data
+// dir as it was. Credentials are needed to create a cluster (also when a
+// crash left the bootstrap unfinished) and to join one, not to resume.
+func (c *Config) validateMode() error {
+	exists := func(path string) bool { _, err := os.Stat(path); return err == nil }
+	hasLog := exists(filepath.Join(c.raftDir(), "raft.db"))
+	noCreds := c.AdminUser == "" || c.AdminPassword == ""
+	switch {
+	case c.Bootstrap && noCreds && (!hasLog || exists(filepath.Join(c.DataDir, bootstrapMarker))):
+		return errors.New("--bootstrap needs --admin-user and --admin-password")
+	case c.Join != "" && noCreds && !hasLog:
+		return errors.New("--join needs --admin-user and --admin-password")
 	}
 	return nil
 }
@@ -183,7 +210,11 @@ func (c *Config) host() string    { h, _, _ := net.SplitHostPort(c.APIAddr); ret
 // (Bootstrap), or joins one (Join). It returns once the node serves its API
 // and is a member of the cluster.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
+	// Every check of the flags comes before anything is created or started.
 	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.validateMode(); err != nil {
 		return nil, err
 	}
 	cfg.withDefaults()
@@ -575,9 +606,6 @@ func (n *Node) ensureBootstrapped(ctx context.Context, hasState bool, mat pki.Ma
 		if err := n.raft.BootstrapSelf(); err != nil {
 			return err
 		}
-	}
-	if n.cfg.AdminUser == "" || n.cfg.AdminPassword == "" {
-		return errors.New("--bootstrap needs --admin-user and --admin-password")
 	}
 	caKey, err := os.ReadFile(filepath.Join(n.cfg.tlsDir(), caKeyFile))
 	if err != nil {

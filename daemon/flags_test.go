@@ -110,3 +110,37 @@ func TestStart_RefusesIncompleteOrUnreadableAPICertificate(t *testing.T) {
 		}
 	}
 }
+
+// A refused invocation creates nothing: no data dir, no CA, no raft.
+func TestRun_RefusesBadInvocationsBeforeTouchingTheDataDir(t *testing.T) {
+	certDir := t.TempDir()
+	missing := filepath.Join(certDir, "none.pem")
+	creds := []string{"--admin-user", "admin@test", "--admin-password", "secret-password"}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bootstrap without credentials", []string{"--bootstrap"}, "--admin-user"},
+		{"bootstrap without password", []string{"--bootstrap", "--admin-user", "admin@test"}, "--admin-password"},
+		{"join without credentials", []string{"--join", "https://127.0.0.1:1"}, "--admin-user"},
+		{"join with a bad url", append([]string{"--join", "ftp://127.0.0.1:1"}, creds...), "--join"},
+		{"bootstrap and join", append([]string{"--bootstrap", "--join", "https://127.0.0.1:1"}, creds...), "exclude"},
+		{"no uid", append([]string{"--uid", "0", "--bootstrap"}, creds...), "--uid"},
+		{"bad api addr", append([]string{"--api-addr", "nowhere", "--bootstrap"}, creds...), "--api-addr"},
+		{"unreadable api certificate", append([]string{"--bootstrap", "--tls-cert", missing, "--tls-key", missing}, creds...), "--tls-cert"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			args := append([]string{"--uid", "1", "--data-dir", dir, "--api-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"}, tc.args...)
+			err := Run(t.Context(), args, func(string) string { return "" }, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run = %v, want an error naming %s", err, tc.want)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Fatalf("the data dir was touched: stat = %v", err)
+			}
+		})
+	}
+}
