@@ -66,6 +66,9 @@ type Config struct {
 	TLSCertFile, TLSKeyFile string
 	// JoinTimeout bounds the whole join (default 60 s).
 	JoinTimeout time.Duration
+	// SetupJoinTimeout bounds a POST /v1/bootstrap/join_cluster, over all
+	// the members it names (default 30 s).
+	SetupJoinTimeout time.Duration
 	// API bounds the connections clients can hold on the API port.
 	API APILimits
 
@@ -189,6 +192,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.JoinTimeout == 0 {
 		c.JoinTimeout = time.Minute
+	}
+	if c.SetupJoinTimeout <= 0 {
+		c.SetupJoinTimeout = 30 * time.Second
 	}
 	c.API.withDefaults()
 	if c.Listen == nil {
