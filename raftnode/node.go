@@ -301,6 +301,9 @@ func (n *Node) becomeReady() {
 			return
 		case <-t.C:
 		}
+		if n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
+			return
+		}
 		backoff = min(2*backoff, barrierRetryMax)
 	}
 }
