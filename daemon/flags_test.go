@@ -29,6 +29,13 @@ func TestParseFlags_FlagsEnvAndDefaults(t *testing.T) {
 				t.Errorf("option defaults: %+v", o)
 			}
 		}},
+		{"connection limits", []string{"--api-max-conns", "50", "--raft-max-handshakes", "8", "--raft-max-conns", "32", "--handshake-timeout", "2s"},
+			func(t *testing.T, c Config, o Options) {
+				if c.API.MaxConns != 50 || c.Raft.MaxHandshakes != 8 || c.Raft.MaxConns != 32 ||
+					c.API.HandshakeTimeout != 2*time.Second || c.Raft.HandshakeTimeout != 2*time.Second {
+					t.Errorf("got api %+v, raft handshakes %d conns %d timeout %s", c.API, c.Raft.MaxHandshakes, c.Raft.MaxConns, c.Raft.HandshakeTimeout)
+				}
+			}},
 		{"flags win over env", []string{"--uid", "2", "--data-dir", "/flag", "--bootstrap", "--raft-heartbeat-timeout", "300ms", "--log-level", "debug", "--log-format", "json"},
 			func(t *testing.T, c Config, o Options) {
 				if c.UID != 2 || c.DataDir != "/flag" || !c.Bootstrap || c.Raft.HeartbeatTimeout != 300*time.Millisecond {
@@ -57,6 +64,8 @@ func TestParseFlags_RefusesBadInput(t *testing.T) {
 		{"--migration-rate", "-1"},
 		{"--shard-file-scale", "0"},
 		{"--uid", "x"},
+		{"--api-max-conns", "0"},
+		{"--handshake-timeout", "-1s"},
 		{"stray"},
 	} {
 		if _, _, err := ParseFlags(args, func(string) string { return "" }, io.Discard); err == nil {
