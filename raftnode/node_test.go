@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -335,4 +336,87 @@ func TestTransport_CapsIdleConnectionsAndRaftStillWorks(t *testing.T) {
 	}
 	idx := applyOne(t, leader)
 	waitFor(t, "the follower to apply the write", 20*time.Second, func() bool { return follower.FSM().Applied() >= idx })
+}
+
+// A leader that loses leadership while its barrier keeps failing stops
+// retrying: the retries belong to the term it led.
+func TestNode_BarrierRetryStopsOnLeadershipLoss(t *testing.T) {
+	ca := testCA(t)
+	var calls, asFollower atomic.Int32
+	first := startNode(t, ca, 1, "127.0.0.31", func(c *Config) {
+		c.barrier = func(r *raft.Raft, _ time.Duration) error {
+			calls.Add(1)
+			if r.State() != raft.Leader {
+				asFollower.Add(1)
+			}
+			return errors.New("injected barrier failure")
+		}
+	})
+	others := []*Node{startNode(t, ca, 2, "127.0.0.32", nil), startNode(t, ca, 3, "127.0.0.33", nil)}
+	if err := first.BootstrapSelf(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "node 1 to lead", 10*time.Second, first.IsLeader)
+	for _, n := range others {
+		if err := first.AddVoter(t.Context(), n.ID(), n.cfg.RaftAddr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := first.TransferLeadershipTo(t.Context(), 2, others[0].cfg.RaftAddr); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, others[0], 10*time.Second)
+	if first.IsLeader() {
+		t.Fatal("node 1 still leads")
+	}
+	// Watch for longer than the longest backoff: no attempt may follow.
+	before := calls.Load()
+	deadline := time.Now().Add(barrierRetryMax + time.Second)
+	for time.Now().Before(deadline) {
+		if got := calls.Load(); got != before || asFollower.Load() != 0 {
+			t.Fatalf("barrier retried after leadership moved: %d calls, then %d (%d as follower)", before, got, asFollower.Load())
+		}
+		time.Sleep(10 * time.Millisecond) // observation interval
+	}
+	if before < 1 {
+		t.Fatal("the failing barrier was never tried")
+	}
+}
+
+// Authenticated connections beyond MaxConns are closed; those within it
+// stay with raft.
+func TestTransport_CapsAuthenticatedConnections(t *testing.T) {
+	ca := testCA(t)
+	const max, extra = 4, 6
+	n := startNode(t, ca, 1, "127.0.0.1", func(c *Config) { c.MaxConns = max })
+	keyPEM, csrPEM, err := pki.NewKeyAndCSR(2, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.Sign(csrPEM, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientTLS, err := pki.Material{CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: ca.CertPEM}.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientTLS.ServerName = "127.0.0.1"
+	var closed atomic.Int32
+	for range max + extra {
+		c, err := tls.Dial("tcp", n.cfg.RaftAddr, clientTLS)
+		if err != nil {
+			t.Fatalf("member connection: %v", err)
+		}
+		t.Cleanup(func() { c.Close() })
+		go func() {
+			if _, err := c.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+				closed.Add(1)
+			}
+		}()
+	}
+	waitFor(t, "the node to close the connections beyond its cap", 10*time.Second, func() bool { return closed.Load() >= extra })
+	if got := closed.Load(); got != extra {
+		t.Fatalf("%d of %d member connections closed, want %d", got, max+extra, extra)
+	}
 }
