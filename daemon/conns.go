@@ -50,7 +50,7 @@ func (l *APILimits) withDefaults() {
 // The TLS handshake gets the header timeout as its deadline (net/http
 // takes the shortest of its read timeouts for it).
 func newAPIServer(h http.Handler, limits APILimits, log *slog.Logger) *http.Server {
-	cl := &connLimiter{max: limits.MaxConns, idle: list.New(), conns: map[net.Conn]*connEntry{}, log: log}
+	cl := newConnLimiter(limits.MaxConns, log)
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: limits.HandshakeTimeout,
@@ -78,6 +78,10 @@ type connLimiter struct {
 	open  int                     // connections not yet closed by us or the server
 }
 
+func newConnLimiter(max int, log *slog.Logger) *connLimiter {
+	return &connLimiter{max: max, idle: list.New(), conns: map[net.Conn]*connEntry{}, log: log}
+}
+
 type connEntry struct {
 	idle   *list.Element // nil while a request runs
 	closed bool          // closed by us; the server reports it later
@@ -102,7 +106,11 @@ func (l *connLimiter) track(c net.Conn, state http.ConnState) {
 		for l.open > l.max {
 			// c is the newest, at the back: when it is also the front,
 			// every other connection is busy and c goes.
-			victim := l.idle.Front().Value.(net.Conn)
+			front := l.idle.Front()
+			if front == nil {
+				break // cannot happen: c itself is on the list
+			}
+			victim := front.Value.(net.Conn)
 			l.dropLocked(victim)
 			victims = append(victims, victim)
 			if victim == c {
