@@ -66,6 +66,11 @@ type Config struct {
 	TLSCertFile, TLSKeyFile string
 	// JoinTimeout bounds the whole join (default 60 s).
 	JoinTimeout time.Duration
+	// SetupJoinTimeout bounds a POST /v1/bootstrap/join_cluster, over all
+	// the members it names (default 30 s).
+	SetupJoinTimeout time.Duration
+	// API bounds the connections clients can hold on the API port.
+	API APILimits
 
 	// Listen and Dial replace the network (tests inject faults here).
 	Listen func(network, addr string) (net.Listener, error)
@@ -120,6 +125,16 @@ func (c *Config) validate() error {
 	if c.Bootstrap && c.Join != "" {
 		return errors.New("--bootstrap and --join exclude each other")
 	}
+	if c.Join != "" {
+		u, err := url.Parse(joinURL(c.Join))
+		if err != nil || u.Scheme != "https" || u.Hostname() == "" {
+			return fmt.Errorf("--join %q: want https://host:port of a member", c.Join)
+		}
+	}
+	if c.API.HandshakeTimeout < 0 || c.API.IdleTimeout < 0 || c.API.MaxConns < 0 ||
+		c.Raft.HandshakeTimeout < 0 || c.Raft.MaxHandshakes < 0 || c.Raft.MaxConns < 0 {
+		return errors.New("connection limits must not be negative")
+	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
@@ -127,6 +142,23 @@ func (c *Config) validate() error {
 		if _, err := c.apiCertificate(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// validateMode checks what the mode flags need, given what the data dir
+// already holds; it only looks, so a refused invocation leaves the data
+// dir as it was. Credentials are needed to create a cluster (also when a
+// crash left the bootstrap unfinished) and to join one, not to resume.
+func (c *Config) validateMode() error {
+	exists := func(path string) bool { _, err := os.Stat(path); return err == nil }
+	hasLog := exists(filepath.Join(c.raftDir(), "raft.db"))
+	noCreds := c.AdminUser == "" || c.AdminPassword == ""
+	switch {
+	case c.Bootstrap && noCreds && (!hasLog || exists(filepath.Join(c.DataDir, bootstrapMarker))):
+		return errors.New("--bootstrap needs --admin-user and --admin-password")
+	case c.Join != "" && noCreds && !hasLog:
+		return errors.New("--join needs --admin-user and --admin-password")
 	}
 	return nil
 }
@@ -161,6 +193,10 @@ func (c *Config) withDefaults() {
 	if c.JoinTimeout == 0 {
 		c.JoinTimeout = time.Minute
 	}
+	if c.SetupJoinTimeout <= 0 {
+		c.SetupJoinTimeout = 30 * time.Second
+	}
+	c.API.withDefaults()
 	if c.Listen == nil {
 		c.Listen = net.Listen
 	}
@@ -180,7 +216,11 @@ func (c *Config) host() string    { h, _, _ := net.SplitHostPort(c.APIAddr); ret
 // (Bootstrap), or joins one (Join). It returns once the node serves its API
 // and is a member of the cluster.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
+	// Every check of the flags comes before anything is created or started.
 	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.validateMode(); err != nil {
 		return nil, err
 	}
 	cfg.withDefaults()
@@ -305,16 +345,8 @@ func (n *Node) open(mat pki.Material) error {
 		return fmt.Errorf("listen for api on %s: %w", cfg.APIAddr, err)
 	}
 	n.ln = ln
-	n.srv = &http.Server{
-		Handler:           n.api,
-		TLSConfig:         apiTLS,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      11 * time.Minute, // blocking reads wait up to 10 min
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
-	}
+	n.srv = newAPIServer(n.api, cfg.API, cfg.Logger)
+	n.srv.TLSConfig = apiTLS
 	n.srv.RegisterOnShutdown(n.api.EndWaits)
 	go func() { n.served <- n.srv.Serve(tls.NewListener(ln, apiTLS)) }()
 
@@ -580,9 +612,6 @@ func (n *Node) ensureBootstrapped(ctx context.Context, hasState bool, mat pki.Ma
 		if err := n.raft.BootstrapSelf(); err != nil {
 			return err
 		}
-	}
-	if n.cfg.AdminUser == "" || n.cfg.AdminPassword == "" {
-		return errors.New("--bootstrap needs --admin-user and --admin-password")
 	}
 	caKey, err := os.ReadFile(filepath.Join(n.cfg.tlsDir(), caKeyFile))
 	if err != nil {

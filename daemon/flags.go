@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"cnm/raftnode"
 )
 
 // Options are the command-line settings of cnmd that are not node Config.
@@ -66,6 +68,10 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&c.Raft.LeaderLeaseTimeout, "raft-lease-timeout", 0, "raft leader lease (default 100ms)")
 	fs.DurationVar(&c.Raft.CommitTimeout, "raft-commit-timeout", 0, "raft commit timeout (default 10ms)")
 	fs.Uint64Var(&c.Raft.SnapshotThreshold, "raft-snapshot-threshold", 0, "log entries between snapshots (default 8192)")
+	fs.IntVar(&c.API.MaxConns, "api-max-conns", DefaultAPIMaxConns, "most open API connections; beyond it the one idle longest is closed")
+	fs.IntVar(&c.Raft.MaxHandshakes, "raft-max-handshakes", raftnode.DefaultMaxHandshakes, "most raft connections still in their TLS handshake; beyond it the oldest is closed")
+	fs.IntVar(&c.Raft.MaxConns, "raft-max-conns", raftnode.DefaultMaxConns, "most authenticated inbound raft connections")
+	handshake := fs.Duration("handshake-timeout", DefaultAPIHandshakeTimeout, "TLS handshake deadline on the API and raft ports")
 	if err := fs.Parse(args); err != nil {
 		return c, o, err
 	}
@@ -77,6 +83,10 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		return c, o, fmt.Errorf("--log-format must be text or json, got %q", o.LogFormat)
+	}
+	c.API.HandshakeTimeout, c.Raft.HandshakeTimeout = *handshake, *handshake
+	if c.API.MaxConns <= 0 || c.Raft.MaxHandshakes <= 0 || c.Raft.MaxConns <= 0 || *handshake <= 0 {
+		return c, o, errors.New("--api-max-conns, --raft-max-handshakes, --raft-max-conns and --handshake-timeout must be positive")
 	}
 	if c.MigrationRate < 0 || c.ShardFileScale <= 0 {
 		return c, o, errors.New("--migration-rate must be >= 0 and --shard-file-scale > 0")

@@ -29,6 +29,13 @@ func TestParseFlags_FlagsEnvAndDefaults(t *testing.T) {
 				t.Errorf("option defaults: %+v", o)
 			}
 		}},
+		{"connection limits", []string{"--api-max-conns", "50", "--raft-max-handshakes", "8", "--raft-max-conns", "32", "--handshake-timeout", "2s"},
+			func(t *testing.T, c Config, o Options) {
+				if c.API.MaxConns != 50 || c.Raft.MaxHandshakes != 8 || c.Raft.MaxConns != 32 ||
+					c.API.HandshakeTimeout != 2*time.Second || c.Raft.HandshakeTimeout != 2*time.Second {
+					t.Errorf("got api %+v, raft handshakes %d conns %d timeout %s", c.API, c.Raft.MaxHandshakes, c.Raft.MaxConns, c.Raft.HandshakeTimeout)
+				}
+			}},
 		{"flags win over env", []string{"--uid", "2", "--data-dir", "/flag", "--bootstrap", "--raft-heartbeat-timeout", "300ms", "--log-level", "debug", "--log-format", "json"},
 			func(t *testing.T, c Config, o Options) {
 				if c.UID != 2 || c.DataDir != "/flag" || !c.Bootstrap || c.Raft.HeartbeatTimeout != 300*time.Millisecond {
@@ -57,6 +64,8 @@ func TestParseFlags_RefusesBadInput(t *testing.T) {
 		{"--migration-rate", "-1"},
 		{"--shard-file-scale", "0"},
 		{"--uid", "x"},
+		{"--api-max-conns", "0"},
+		{"--handshake-timeout", "-1s"},
 		{"stray"},
 	} {
 		if _, _, err := ParseFlags(args, func(string) string { return "" }, io.Discard); err == nil {
@@ -108,5 +117,39 @@ func TestStart_RefusesIncompleteOrUnreadableAPICertificate(t *testing.T) {
 		if _, err := Start(t.Context(), c); err == nil || !strings.Contains(err.Error(), "tls") {
 			t.Errorf("%s: Start = %v, want an error naming the tls flags", name, err)
 		}
+	}
+}
+
+// A refused invocation creates nothing: no data dir, no CA, no raft.
+func TestRun_RefusesBadInvocationsBeforeTouchingTheDataDir(t *testing.T) {
+	certDir := t.TempDir()
+	missing := filepath.Join(certDir, "none.pem")
+	creds := []string{"--admin-user", "admin@test", "--admin-password", "secret-password"}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bootstrap without credentials", []string{"--bootstrap"}, "--admin-user"},
+		{"bootstrap without password", []string{"--bootstrap", "--admin-user", "admin@test"}, "--admin-password"},
+		{"join without credentials", []string{"--join", "https://127.0.0.1:1"}, "--admin-user"},
+		{"join with a bad url", append([]string{"--join", "ftp://127.0.0.1:1"}, creds...), "--join"},
+		{"bootstrap and join", append([]string{"--bootstrap", "--join", "https://127.0.0.1:1"}, creds...), "exclude"},
+		{"no uid", append([]string{"--uid", "0", "--bootstrap"}, creds...), "--uid"},
+		{"bad api addr", append([]string{"--api-addr", "nowhere", "--bootstrap"}, creds...), "--api-addr"},
+		{"unreadable api certificate", append([]string{"--bootstrap", "--tls-cert", missing, "--tls-key", missing}, creds...), "--tls-cert"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			args := append([]string{"--uid", "1", "--data-dir", dir, "--api-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"}, tc.args...)
+			err := Run(t.Context(), args, func(string) string { return "" }, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run = %v, want an error naming %s", err, tc.want)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Fatalf("the data dir was touched: stat = %v", err)
+			}
+		})
 	}
 }

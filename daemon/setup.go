@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -57,7 +56,7 @@ func StartViaREST(ctx context.Context, cfg Config) (*Node, error) {
 		},
 	})
 	serveSetup := func() *http.Server {
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		srv := newAPIServer(handler, cfg.API, log)
 		ln := tls.NewListener(shared.take(), setupTLS)
 		go func() { _ = srv.Serve(ln) }()
 		return srv
@@ -98,16 +97,25 @@ func StartViaREST(ctx context.Context, cfg Config) (*Node, error) {
 			}
 			n, err = Start(ctx, attempt)
 		case httpapi.SetupJoinCluster:
+			// One bound for the whole request: a member that does not
+			// answer must end in an error the client sees and can retry,
+			// not in "initiated" for as long as joins retry.
+			jctx, cancel := context.WithTimeout(ctx, cfg.SetupJoinTimeout)
 			for _, u := range req.Nodes {
 				attempt.Join = u
-				if n, err = Start(ctx, attempt); err == nil || ctx.Err() != nil {
+				if n, err = Start(jctx, attempt); err == nil {
 					break
 				}
+				err = fmt.Errorf("join via %s: %w", u, err)
 				log.Warn("join over REST failed", "via", u, "error", err)
 				if srv == nil {
 					srv = serveSetup() // answer while the next member is tried
 				}
+				if jctx.Err() != nil {
+					break
+				}
 			}
+			cancel()
 		}
 		if err == nil {
 			// From now on the node's server owns the socket: closing it

@@ -57,7 +57,19 @@ type Config struct {
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
 
+	// Inbound connections to the raft port (SPEC §9): HandshakeTimeout
+	// closes a connection that has not completed its TLS handshake (default
+	// 5 s); MaxHandshakes caps those still handshaking, closing the oldest
+	// at the cap (default 64); MaxConns caps authenticated ones, refusing
+	// new ones beyond it (default 256).
+	HandshakeTimeout time.Duration
+	MaxHandshakes    int
+	MaxConns         int
+
 	Logger *slog.Logger
+
+	// barrier commits a barrier; tests replace it to make it fail.
+	barrier func(r *raft.Raft, timeout time.Duration) error
 }
 
 // LAN defaults: a re-election well under a second. CommitTimeout bounds how
@@ -71,6 +83,9 @@ const (
 	DefaultSnapshotThreshold  = 8192
 	DefaultSnapshotInterval   = 30 * time.Second
 	DefaultTrailingLogs       = 4096
+	DefaultHandshakeTimeout   = 5 * time.Second
+	DefaultMaxHandshakes      = 64
+	DefaultMaxConns           = 256
 )
 
 func (c *Config) withDefaults() {
@@ -84,6 +99,13 @@ func (c *Config) withDefaults() {
 	def(&c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
 	def(&c.CommitTimeout, DefaultCommitTimeout)
 	def(&c.SnapshotInterval, DefaultSnapshotInterval)
+	def(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	if c.MaxHandshakes <= 0 {
+		c.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = DefaultSnapshotThreshold
 	}
@@ -98,6 +120,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.barrier == nil {
+		c.barrier = raftBarrier
 	}
 }
 
@@ -169,7 +194,8 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftAddr, err)
 	}
-	stream, err := newTLSStream(ln, cfg.RaftAddr, cfg.Dial, cfg.ServerTLS, cfg.ClientTLS)
+	limits := inboundLimits{handshakeTimeout: cfg.HandshakeTimeout, maxHandshakes: cfg.MaxHandshakes, maxConns: cfg.MaxConns}
+	stream, err := newTLSStream(ln, cfg.RaftAddr, cfg.Dial, cfg.ServerTLS, cfg.ClientTLS, limits, log.With("subsystem", "raft.transport"))
 	if err != nil {
 		ln.Close()
 		store.Close()
@@ -243,18 +269,55 @@ func (n *Node) watchLeadership() {
 				n.log.Info("lost leadership")
 				continue
 			}
-			term := n.raft.CurrentTerm()
-			if err := n.raft.Barrier(10 * time.Second).Error(); err != nil {
-				n.log.Warn("barrier after election", "error", err)
-				continue
-			}
-			if n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term {
-				n.log.Info("leading", "term", term)
-				n.setReady(term)
-			}
+			n.becomeReady()
 		}
 	}
 }
+
+// becomeReady commits the post-election barrier and marks the term ready.
+// A failed barrier (a slow disk, an FSM still applying a large backlog) is
+// retried with backoff for as long as this node leads in the same term:
+// giving up would leave a whole term with no executors and no linearizable
+// reads. It returns at once on leadership loss, a new term, or Shutdown;
+// the notification of the change is then handled by watchLeadership.
+func (n *Node) becomeReady() {
+	term := n.raft.CurrentTerm()
+	backoff := barrierRetryMin
+	for attempt := 1; ; attempt++ {
+		err := n.cfg.barrier(n.raft, barrierTimeout)
+		if n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
+			return
+		}
+		if err == nil {
+			n.log.Info("leading", "term", term)
+			n.setReady(term)
+			return
+		}
+		n.log.Warn("barrier after election failed; retrying", "term", term, "attempt", attempt, "retry_in", backoff, "error", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-n.done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
+			return
+		}
+		backoff = min(2*backoff, barrierRetryMax)
+	}
+}
+
+// The post-election barrier: how long one attempt may take, and the bounds
+// of the backoff between failed attempts (short enough that a leader that
+// recovers is ready soon, long enough not to spin on a broken disk).
+const (
+	barrierTimeout  = 10 * time.Second
+	barrierRetryMin = 50 * time.Millisecond
+	barrierRetryMax = 2 * time.Second
+)
+
+func raftBarrier(r *raft.Raft, timeout time.Duration) error { return r.Barrier(timeout).Error() }
 
 func (n *Node) setReady(term uint64) {
 	n.mu.Lock()
