@@ -77,6 +77,7 @@ type Server struct {
 	started     time.Time
 	log         *slog.Logger
 	router      *mux.Router
+	badPath     http.Handler // answers a path that is not canonical
 	agent       http.Handler
 	agentPrefix string
 	removed     atomic.Bool
@@ -187,7 +188,13 @@ func (s *Server) routes() {
 		{"GET", "/v1/internal/read-index", "", peer, s.readIndex, false},
 		{"GET", "/v1/internal/members", "", peer, s.members, false},
 	}
-	m := mux.NewRouter()
+	// Paths are checked for canonical form before routing (canonicalPath):
+	// mux's own cleaning answers with a redirect, which clients follow
+	// with the wrong method.
+	m := mux.NewRouter().SkipClean(true)
+	s.badPath = s.metrics.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, canonicalPath(r))
+	}))
 	// Literal paths first, each closed by a 405 for its other methods, so
 	// that PUT /v1/nodes/status is 405 and not a PUT of node "status".
 	notAllowed := s.metrics.instrument("unmatched", http.HandlerFunc(s.methodNotAllowed))
@@ -247,6 +254,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
+	if canonicalPath(r) != nil {
+		s.badPath.ServeHTTP(hw, r)
+		return
+	}
 	if s.removed.Load() && r.URL.Path != "/v1/ping" {
 		s.writeError(hw, r, &apiError{Status: http.StatusServiceUnavailable, Code: "not_a_member",
 			Description: "this node was removed from the cluster"})
