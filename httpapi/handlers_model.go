@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	"cnm/cluster"
 	"cnm/fsm"
@@ -285,6 +286,10 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p principal) 
 	return nil
 }
 
+// maxRackIDChars bounds a rack id (SPEC §9): it is stored in the replicated
+// state and shown in every node view.
+const maxRackIDChars = 64
+
 func (s *Server) putNode(w http.ResponseWriter, r *http.Request, p principal) error {
 	uid, err := pathUID(r, "node")
 	if err != nil {
@@ -303,6 +308,9 @@ func (s *Server) putNode(w http.ResponseWriter, r *http.Request, p principal) er
 	}
 	if body.MaxRedisServers != nil && *body.MaxRedisServers < 0 {
 		return errBadRequest("invalid_parameter", "field \"max_redis_servers\" must not be negative")
+	}
+	if body.RackID != nil && utf8.RuneCountInString(*body.RackID) > maxRackIDChars {
+		return errBadRequest("invalid_parameter", "field \"rack_id\" must be at most 64 characters long")
 	}
 	exists := false
 	s.fsm.Read(func(st *fsm.State, _ uint64) { _, exists = st.Nodes[uid] })

@@ -15,7 +15,7 @@ func TestPutNode_InvalidBodiesAre400UnknownNodeIs404(t *testing.T) {
 	runErrorCasesOn(t, newModelEnv(t), errorCases{
 		{name: "empty body", target: "/v1/nodes/1", body: ``, status: 400, code: "invalid_parameter", descHas: "accept_servers"},
 		{name: "empty object", target: "/v1/nodes/1", body: `{}`, status: 400, code: "invalid_parameter", descHas: "max_redis_servers"},
-		{name: "only nulls", target: "/v1/nodes/1", body: `{"rack_id":null,"accept_servers":null}`, status: 400, code: "invalid_parameter", descHas: "rack_id"},
+		{name: "only nulls", target: "/v1/nodes/1", body: `{"rack_id":null,"accept_servers":null}`, status: 400, code: "invalid_parameter", descHas: "accept_servers"},
 		{name: "negative max_redis_servers", target: "/v1/nodes/1", body: `{"max_redis_servers":-1}`, status: 400, code: "invalid_parameter", descHas: "max_redis_servers"},
 		{name: "negative max_redis_servers with a good field", target: "/v1/nodes/1", body: `{"rack_id":"r1","max_redis_servers":-5}`, status: 400, code: "invalid_parameter", descHas: "max_redis_servers"},
 		{name: "max_redis_servers is a string", target: "/v1/nodes/1", body: `{"max_redis_servers":"10"}`, status: 400, code: "invalid_parameter", descHas: "max_redis_servers"},
