@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -43,6 +44,8 @@ type Config struct {
 	// BcryptCost for new password hashes (tests lower it).
 	BcryptCost   int
 	AuthCacheTTL time.Duration
+	// FailedLogins limits failed logins per client address and per user.
+	FailedLogins LoginLimits
 	Version      string
 	// APIAddr and RaftAddr describe this node for GET /v1/bootstrap.
 	APIAddr, RaftAddr string
@@ -64,24 +67,28 @@ const (
 
 // Server is the REST API of one node.
 type Server struct {
-	raft        Raft
-	fsm         *fsm.FSM
-	peers       *PeerClient
-	hold        time.Duration
-	bcryptCost  int
-	auth        *authCache
-	dummyHash   []byte
-	version     string
-	apiAddr     string
-	raftAddr    string
-	started     time.Time
-	log         *slog.Logger
-	router      *mux.Router
-	badPath     http.Handler // answers a path that is not canonical
-	agent       http.Handler
-	agentPrefix string
-	removed     atomic.Bool
-	metrics     *metrics
+	raft       Raft
+	fsm        *fsm.FSM
+	peers      *PeerClient
+	hold       time.Duration
+	bcryptCost int
+	auth       *authCache
+	dummyHash  []byte
+	logins     *loginLimiter
+	// checkPassword is the one password check of a login (bcrypt; tests
+	// count its calls).
+	checkPassword func(hash, password []byte) error
+	version       string
+	apiAddr       string
+	raftAddr      string
+	started       time.Time
+	log           *slog.Logger
+	router        *mux.Router
+	badPath       http.Handler // answers a path that is not canonical
+	agent         http.Handler
+	agentPrefix   string
+	removed       atomic.Bool
+	metrics       *metrics
 	// stopping ends blocking reads when the node shuts down.
 	stopping     chan struct{}
 	stoppingOnce sync.Once
@@ -117,6 +124,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		raft: cfg.Raft, fsm: cfg.Raft.FSM(), peers: cfg.Peers, hold: cfg.Hold,
 		bcryptCost: cfg.BcryptCost, auth: newAuthCache(cfg.AuthCacheTTL, 8192), dummyHash: dummy,
+		logins: newLoginLimiter(cfg.FailedLogins), checkPassword: bcrypt.CompareHashAndPassword,
 		version: cfg.Version, apiAddr: cfg.APIAddr, raftAddr: cfg.RaftAddr, started: time.Now(),
 		log:   cfg.Logger.With("component", "api", "node_uid", cfg.Raft.ID()),
 		agent: cfg.Agent, agentPrefix: cfg.AgentPrefix, stopping: make(chan struct{}),
@@ -324,24 +332,31 @@ func (s *Server) serve(rt route) http.Handler {
 }
 
 func (s *Server) authorize(r *http.Request, perm string) (principal, error) {
+	p, _, err := s.authorizeSeen(r, perm)
+	return p, err
+}
+
+// authorizeSeen is authorize that also tells which version of the user the
+// credentials were checked against.
+func (s *Server) authorizeSeen(r *http.Request, perm string) (principal, userSeen, error) {
 	// A node that has no cluster state yet (the first node between its
 	// start and its bootstrap entry, a joining node catching up) has no
 	// users either: that is "not yet", not "wrong credentials".
 	ready := false
 	s.fsm.Read(func(st *fsm.State, _ uint64) { ready = st.Bootstrapped() })
 	if !ready {
-		return principal{}, &apiError{Status: http.StatusServiceUnavailable, Code: "not_bootstrapped",
+		return principal{}, userSeen{}, &apiError{Status: http.StatusServiceUnavailable, Code: "not_bootstrapped",
 			Description: "this node has no cluster state yet; try again in a moment"}
 	}
-	p, err := s.authenticate(r)
+	p, seen, err := s.authenticate(r)
 	if err != nil {
-		return principal{}, err
+		return principal{}, seen, err
 	}
 	if !Allowed(p.Role, perm) {
-		return principal{}, &apiError{Status: http.StatusForbidden, Code: "forbidden",
+		return principal{}, seen, &apiError{Status: http.StatusForbidden, Code: "forbidden",
 			Description: "role " + p.Role + " lacks permission " + perm}
 	}
-	return p, nil
+	return p, seen, nil
 }
 
 func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, rt route) error {
@@ -363,12 +378,23 @@ func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, rt route) er
 // they fail there, once more after catching up with the leader: this node
 // may not yet have applied a user created or changed moments ago. Without
 // a leader, the local verdict stands.
+//
+// A wrong password is checked only once: if the user is as it was (same
+// revision, or still unknown), a second check could only fail again, and
+// each one costs a bcrypt run.
 func (s *Server) authorizeLinearized(r *http.Request, perm string) (principal, error) {
-	p, err := s.authorize(r, perm)
+	p, seen, err := s.authorizeSeen(r, perm)
 	if err == nil {
 		return p, nil
 	}
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests {
+		return principal{}, err
+	}
 	if s.linearize(r.Context()) != nil {
+		return principal{}, err
+	}
+	if ae != nil && ae.Status == http.StatusUnauthorized && s.seenNow(r) == seen {
 		return principal{}, err
 	}
 	return s.authorize(r, perm)
