@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -273,6 +274,49 @@ func TestGetBootstrap_ReportsACompletedClusterToAnyUser(t *testing.T) {
 			if got.Status.State != "completed" || got.Local.UID != testNodeUID || got.Local.APIAddr != testNodeAPI ||
 				got.Local.RaftAddr != testNodeRaft || got.Local.SoftwareVersion != "test" || got.Local.Uptime < 0 {
 				t.Fatalf("bootstrap = %+v", got)
+			}
+		})
+	}
+}
+
+// TestGetBootstrap_AnswersWithoutCredentialsOnceCompleted: clients poll the
+// setup without credentials and must see it complete rather than a 401;
+// the answer holds nothing secret.
+func TestGetBootstrap_AnswersWithoutCredentialsOnceCompleted(t *testing.T) {
+	e := newEnv(t, withoutRoleUsers())
+	for _, tc := range []struct{ name, auth string }{
+		{"no credentials", ""},
+		{"wrong password", basic(adminEmail, "wrong")},
+		{"unknown user", basic("nobody@cnm.local", "x")},
+		{"garbled", "Basic !!!"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.request("", "GET", "/v1/bootstrap", "")
+			if tc.auth != "" {
+				r.Header.Set("Authorization", tc.auth)
+			}
+			w := e.serve(r)
+			mustStatus(t, w, http.StatusOK)
+			var got struct {
+				Status struct {
+					State string `json:"state"`
+				} `json:"bootstrap_status"`
+				Local struct {
+					UID             int    `json:"uid"`
+					APIAddr         string `json:"api_addr"`
+					RaftAddr        string `json:"raft_addr"`
+					SoftwareVersion string `json:"software_version"`
+					Uptime          int64  `json:"uptime"`
+				} `json:"local_node_info"`
+			}
+			decodeInto(t, w, &got)
+			if got.Status.State != "completed" || got.Local.UID != testNodeUID {
+				t.Fatalf("bootstrap = %+v, want completed on node %d", got, testNodeUID)
+			}
+			for _, secret := range []string{adminPassword, adminEmail, "PRIVATE KEY", "$2a$"} {
+				if strings.Contains(w.Body.String(), secret) {
+					t.Errorf("GET /v1/bootstrap shows %q: %s", secret, w.Body)
+				}
 			}
 		})
 	}

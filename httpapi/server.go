@@ -154,47 +154,46 @@ type route struct {
 	method, path, perm string
 	kind               kind
 	h                  handler
-	// openBeforeCluster: answered without credentials while no cluster
-	// exists (GET /v1/bootstrap, SPEC §2).
-	openBeforeCluster bool
 }
 
 func (s *Server) routes() {
 	rs := []route{
-		{"GET", "/v1/ping", "", public, s.ping, false},
-		{"GET", "/metrics", PermViewClusterInfo, local, s.serveMetrics, false},
-		{"GET", "/v1/bootstrap", permAuthenticated, local, s.getBootstrap, true},
-		{"GET", "/v1/cluster", PermViewClusterInfo, read, s.getCluster, false},
-		{"GET", "/v1/nodes", PermViewAllNodesInfo, read, s.listNodes, false},
-		{"GET", "/v1/nodes/status", PermViewAllNodesInfo, read, s.nodesStatus, false},
-		{"GET", "/v1/nodes/actions", PermViewAllNodeActions, read, s.listAllActions, false},
-		{"GET", "/v1/nodes/{uid}/actions", PermViewNodeAction, read, s.listNodeActions, false},
-		{"GET", "/v1/nodes/{uid}/actions/{action}", PermViewNodeAction, read, s.getNodeAction, false},
-		{"POST", "/v1/nodes/{uid}/actions/{action}", PermStartNodeAction, write, s.startNodeAction, false},
-		{"DELETE", "/v1/nodes/{uid}/actions/{action}", PermCancelNodeAction, write, s.cancelNodeAction, false},
-		{"GET", "/v1/nodes/{uid}", PermViewNodeInfo, read, s.getNode, false},
-		{"PUT", "/v1/nodes/{uid}", PermUpdateNode, write, s.putNode, false},
-		{"GET", "/v1/nodes/{uid}/status", PermViewNodeInfo, read, s.nodeStatus, false},
-		{"GET", "/v1/nodes/{uid}/snapshots", PermViewNodeInfo, read, s.listSnapshots, false},
-		{"DELETE", "/v1/nodes/{uid}/snapshots/{name}", PermUpdateNode, write, s.deleteSnapshot, false},
-		{"GET", "/v1/bdbs", PermViewAllBDBsInfo, read, s.listBDBs, false},
-		{"POST", "/v1/bdbs", PermCreateBDB, write, s.createBDB, false},
-		{"GET", "/v1/bdbs/{uid}", PermViewBDBInfo, read, s.getBDB, false},
-		{"DELETE", "/v1/bdbs/{uid}", PermDeleteBDB, write, s.deleteBDB, false},
-		{"GET", "/v1/shards", PermViewAllShardStats, read, s.listShards, false},
-		{"GET", "/v1/shards/{uid}", PermViewAllShardStats, read, s.getShard, false},
-		{"GET", "/v1/cluster/policy", PermViewClusterInfo, read, s.getPolicy, false},
-		{"PUT", "/v1/cluster/policy", PermUpdateCluster, write, s.putPolicy, false},
-		{"GET", "/v1/users", PermViewAllUsersInfo, read, s.listUsers, false},
-		{"POST", "/v1/users", PermCreateNewUser, write, s.createUser, false},
-		{"GET", "/v1/users/permissions", permAuthenticated, read, s.getPermissions, false},
-		{"GET", "/v1/users/{uid}", PermViewAllUsersInfo, read, s.getUser, false},
-		{"PUT", "/v1/users/{uid}", PermUpdateUser, write, s.updateUser, false},
-		{"DELETE", "/v1/users/{uid}", PermDeleteUser, write, s.deleteUser, false},
-		{"POST", "/v1/internal/join", PermUpdateCluster, write, s.join, false},
-		{"POST", "/v1/internal/join/voter", PermUpdateCluster, write, s.joinVoter, false},
-		{"GET", "/v1/internal/read-index", "", peer, s.readIndex, false},
-		{"GET", "/v1/internal/members", "", peer, s.members, false},
+		{"GET", "/v1/ping", "", public, s.ping},
+		{"GET", "/metrics", PermViewClusterInfo, local, s.serveMetrics},
+		// Clients poll the setup without credentials, before and after it
+		// completes; it shows nothing secret.
+		{"GET", "/v1/bootstrap", "", public, s.getBootstrap},
+		{"GET", "/v1/cluster", PermViewClusterInfo, read, s.getCluster},
+		{"GET", "/v1/nodes", PermViewAllNodesInfo, read, s.listNodes},
+		{"GET", "/v1/nodes/status", PermViewAllNodesInfo, read, s.nodesStatus},
+		{"GET", "/v1/nodes/actions", PermViewAllNodeActions, read, s.listAllActions},
+		{"GET", "/v1/nodes/{uid}/actions", PermViewNodeAction, read, s.listNodeActions},
+		{"GET", "/v1/nodes/{uid}/actions/{action}", PermViewNodeAction, read, s.getNodeAction},
+		{"POST", "/v1/nodes/{uid}/actions/{action}", PermStartNodeAction, write, s.startNodeAction},
+		{"DELETE", "/v1/nodes/{uid}/actions/{action}", PermCancelNodeAction, write, s.cancelNodeAction},
+		{"GET", "/v1/nodes/{uid}", PermViewNodeInfo, read, s.getNode},
+		{"PUT", "/v1/nodes/{uid}", PermUpdateNode, write, s.putNode},
+		{"GET", "/v1/nodes/{uid}/status", PermViewNodeInfo, read, s.nodeStatus},
+		{"GET", "/v1/nodes/{uid}/snapshots", PermViewNodeInfo, read, s.listSnapshots},
+		{"DELETE", "/v1/nodes/{uid}/snapshots/{name}", PermUpdateNode, write, s.deleteSnapshot},
+		{"GET", "/v1/bdbs", PermViewAllBDBsInfo, read, s.listBDBs},
+		{"POST", "/v1/bdbs", PermCreateBDB, write, s.createBDB},
+		{"GET", "/v1/bdbs/{uid}", PermViewBDBInfo, read, s.getBDB},
+		{"DELETE", "/v1/bdbs/{uid}", PermDeleteBDB, write, s.deleteBDB},
+		{"GET", "/v1/shards", PermViewAllShardStats, read, s.listShards},
+		{"GET", "/v1/shards/{uid}", PermViewAllShardStats, read, s.getShard},
+		{"GET", "/v1/cluster/policy", PermViewClusterInfo, read, s.getPolicy},
+		{"PUT", "/v1/cluster/policy", PermUpdateCluster, write, s.putPolicy},
+		{"GET", "/v1/users", PermViewAllUsersInfo, read, s.listUsers},
+		{"POST", "/v1/users", PermCreateNewUser, write, s.createUser},
+		{"GET", "/v1/users/permissions", permAuthenticated, read, s.getPermissions},
+		{"GET", "/v1/users/{uid}", PermViewAllUsersInfo, read, s.getUser},
+		{"PUT", "/v1/users/{uid}", PermUpdateUser, write, s.updateUser},
+		{"DELETE", "/v1/users/{uid}", PermDeleteUser, write, s.deleteUser},
+		{"POST", "/v1/internal/join", PermUpdateCluster, write, s.join},
+		{"POST", "/v1/internal/join/voter", PermUpdateCluster, write, s.joinVoter},
+		{"GET", "/v1/internal/read-index", "", peer, s.readIndex},
+		{"GET", "/v1/internal/members", "", peer, s.members},
 	}
 	// Paths are checked for canonical form before routing (canonicalPath):
 	// mux's own cleaning answers with a redirect, which clients follow
@@ -360,13 +359,6 @@ func (s *Server) authorizeSeen(r *http.Request, perm string) (principal, userSee
 }
 
 func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, rt route) error {
-	if rt.openBeforeCluster {
-		open := false
-		s.fsm.Read(func(st *fsm.State, _ uint64) { open = !st.Bootstrapped() })
-		if open {
-			return rt.h(w, r, principal{})
-		}
-	}
 	p, err := s.authorize(r, rt.perm)
 	if err != nil {
 		return err
