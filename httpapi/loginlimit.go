@@ -87,13 +87,24 @@ func keysOf(r *http.Request, email string) loginKeys {
 	sum := sha256.Sum256([]byte(strings.ToLower(email)))
 	k := loginKeys{user: string(sum[:])}
 	if !fromPeer(r) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			host = r.RemoteAddr
-		}
-		k.addr, k.hasAddr = host, true
+		k.addr, k.hasAddr = clientKey(r.RemoteAddr), true
 	}
 	return k
+}
+
+// clientKey is the address bucket of a client: its IPv4 address, or the
+// /64 of its IPv6 address, since one IPv6 host can pick any address of its
+// /64 and would otherwise get a fresh bucket for each attempt.
+func clientKey(remoteAddr string) string {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.To4() != nil {
+		return host
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // wait reports how long the attempt must wait (0: it may go ahead).

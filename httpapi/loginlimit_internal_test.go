@@ -45,3 +45,23 @@ func TestLoginLimiter_TablesAreBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestClientKey_IPv6SharesOneBucketPerSlash64: one host owns its /64.
+func TestClientKey_IPv6SharesOneBucketPerSlash64(t *testing.T) {
+	for _, tc := range []struct{ a, b string }{
+		{"[2001:db8:1:2::1]:4000", "[2001:db8:1:2:ffff:1:2:3]:5000"},
+		{"192.0.2.1:4000", "192.0.2.1:5000"},
+	} {
+		if ka, kb := clientKey(tc.a), clientKey(tc.b); ka != kb {
+			t.Errorf("%s and %s have keys %q and %q, want one", tc.a, tc.b, ka, kb)
+		}
+	}
+	for _, tc := range []struct{ a, b string }{
+		{"[2001:db8:1:2::1]:4000", "[2001:db8:1:3::1]:4000"},
+		{"192.0.2.1:4000", "192.0.2.2:4000"},
+	} {
+		if clientKey(tc.a) == clientKey(tc.b) {
+			t.Errorf("%s and %s share the key %q", tc.a, tc.b, clientKey(tc.a))
+		}
+	}
+}

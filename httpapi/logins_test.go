@@ -1,12 +1,16 @@
 package httpapi_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -135,4 +139,59 @@ func TestLogin_ManyInventedUsersKeepWorking(t *testing.T) {
 		assertError(t, e, w, http.StatusUnauthorized, "unauthorized")
 	}
 	mustStatus(t, e.callFrom("203.0.113.9", adminEmail, adminPassword, "GET", "/v1/nodes", ""), http.StatusOK)
+}
+
+// BenchmarkLogin_ReadUnderWrongPasswordFlood measures a legitimate client's
+// reads while two others send wrong passwords as fast as they can, with
+// the real bcrypt cost; it reports the median latency under the flood as a
+// multiple of the median without it (p50-ratio).
+func BenchmarkLogin_ReadUnderWrongPasswordFlood(b *testing.B) {
+	e := newEnv(b, withoutRoleUsers(), withAdminCost(bcrypt.DefaultCost))
+	read := func() time.Duration {
+		start := time.Now()
+		if w := e.callFrom("203.0.113.5", adminEmail, adminPassword, "GET", "/v1/nodes", ""); w.Code != http.StatusOK {
+			b.Fatalf("legitimate read: %d %s", w.Code, w.Body)
+		}
+		return time.Since(start)
+	}
+	read() // the client proves its credentials once, as a real one does
+	quietLat := make([]time.Duration, 200)
+	for i := range quietLat {
+		quietLat[i] = read()
+	}
+	slices.Sort(quietLat)
+	quiet, quiet99 := quietLat[len(quietLat)/2], quietLat[len(quietLat)*99/100]
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var attempts atomic.Int64
+	floodStart := time.Now()
+	for i := range 2 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				e.callFrom("198.51.100."+strconv.Itoa(i+1), adminEmail, "wrong", "GET", "/v1/nodes", "")
+				attempts.Add(1)
+			}
+		})
+	}
+	// Sample for as long as the flood takes to send its first 2,000
+	// attempts: the first few per address cost a bcrypt run each.
+	var lat []time.Duration
+	for b.Loop() {
+		lat = append(lat, read())
+	}
+	for attempts.Load() < 2000 || len(lat) < 200 {
+		lat = append(lat, read())
+	}
+	slices.Sort(lat)
+	flooded, flooded99 := lat[len(lat)/2], lat[len(lat)*99/100]
+	elapsed := time.Since(floodStart)
+	cancel()
+	wg.Wait()
+	b.ReportMetric(float64(flooded)/float64(quiet), "p50-ratio")
+	b.ReportMetric(float64(flooded99)/float64(quiet99), "p99-ratio")
+	b.ReportMetric(elapsed.Seconds(), "flood-s")
+	b.ReportMetric(float64(quiet.Microseconds()), "quiet-p50-µs")
+	b.ReportMetric(float64(flooded.Microseconds()), "flood-p50-µs")
+	b.ReportMetric(float64(attempts.Load()), "flood-attempts")
 }
