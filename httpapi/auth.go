@@ -92,35 +92,68 @@ func (c *authCache) remember(k [32]byte, u *fsm.User, now time.Time) {
 var errUnauthenticated = &apiError{Status: http.StatusUnauthorized, Code: "unauthorized",
 	Description: "missing or wrong credentials: use HTTP Basic authentication with a user's email and password"}
 
-// authenticate checks the request's Basic credentials against the local
-// state.
-func (s *Server) authenticate(r *http.Request) (principal, error) {
-	email, password, ok := r.BasicAuth()
-	if !ok || email == "" {
-		return principal{}, errUnauthenticated
-	}
-	var user fsm.User
-	var found bool
+// userSeen identifies the version of a user that credentials were checked
+// against: checking the same credentials against the same version gives
+// the same verdict.
+type userSeen struct {
+	found    bool
+	uid      int
+	revision uint64
+}
+
+// seenNow is the version of the request's user in the current state.
+func (s *Server) seenNow(r *http.Request) userSeen {
+	email, _, _ := r.BasicAuth()
+	var seen userSeen
 	s.fsm.Read(func(st *fsm.State, _ uint64) {
 		if u := st.UserByEmail(email); u != nil {
-			user, found = *u, true
+			seen = userSeen{found: true, uid: u.UID, revision: u.Revision}
 		}
 	})
-	if !found {
-		// Spend the time a real check would, so that timing does not tell
-		// which emails exist.
-		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
-		return principal{}, errUnauthenticated
+	return seen
+}
+
+// authenticate checks the request's Basic credentials against the local
+// state, with at most one password check. Credentials proven recently
+// (cached) pass at once; any other attempt first passes the failed-login
+// limits (SPEC §9), so that a flood of wrong passwords is answered 429
+// without costing bcrypt runs.
+func (s *Server) authenticate(r *http.Request) (principal, userSeen, error) {
+	email, password, ok := r.BasicAuth()
+	if !ok || email == "" {
+		return principal{}, userSeen{}, errUnauthenticated
 	}
-	k := s.auth.sum(email, password)
-	now := time.Now()
-	if !s.auth.hit(k, &user, now) {
-		if bcrypt.CompareHashAndPassword([]byte(user.PasswordHash), []byte(password)) != nil {
-			return principal{}, errUnauthenticated
+	var user fsm.User
+	var seen userSeen
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		if u := st.UserByEmail(email); u != nil {
+			user, seen = *u, userSeen{found: true, uid: u.UID, revision: u.Revision}
 		}
-		s.auth.remember(k, &user, now)
+	})
+	now := time.Now()
+	var k [32]byte
+	if seen.found {
+		k = s.auth.sum(email, password)
+		if s.auth.hit(k, &user, now) {
+			return principal{UID: user.UID, Email: user.Email, Role: user.Role, Revision: user.Revision}, seen, nil
+		}
 	}
-	return principal{UID: user.UID, Email: user.Email, Role: user.Role, Revision: user.Revision}, nil
+	keys := keysOf(r, email)
+	if d := s.logins.wait(keys, now); d > 0 {
+		return principal{}, seen, errTooManyLogins(d)
+	}
+	// An unknown user is checked against a fixed hash, so that timing does
+	// not tell which emails exist.
+	hash := s.dummyHash
+	if seen.found {
+		hash = []byte(user.PasswordHash)
+	}
+	if s.checkPassword(hash, []byte(password)) != nil || !seen.found {
+		s.logins.failed(keys, now)
+		return principal{}, seen, errUnauthenticated
+	}
+	s.auth.remember(k, &user, now)
+	return principal{UID: user.UID, Email: user.Email, Role: user.Role, Revision: user.Revision}, seen, nil
 }
 
 // HashPassword hashes a password with the server's bcrypt cost.

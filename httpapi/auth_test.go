@@ -38,7 +38,7 @@ func TestAuthCache_RepeatedCredentialsSkipBcrypt(t *testing.T) {
 	for _, probe := range []struct{ name, method, path, body string }{
 		{"linearizable read", "GET", "/v1/nodes", ""},
 		{"stale read", "GET", "/v1/cluster?stale=true", ""},
-		{"local read", "GET", "/v1/bootstrap", ""},
+		{"local read", "GET", "/metrics", ""},
 	} {
 		t.Run(probe.name, func(t *testing.T) {
 			e := newEnv(t)

@@ -129,11 +129,11 @@ func TestCreateBDB_AnswersTheDatabaseObject(t *testing.T) {
 		t.Fatalf("created %+v", b)
 	}
 	if len(b.ShardList) != 4 {
-		t.Fatalf("shard_list = %q, want 2 masters and 2 replicas", b.ShardList)
+		t.Fatalf("shard_list = %v, want 2 masters and 2 replicas", b.ShardList)
 	}
 	for _, id := range b.ShardList {
-		if n, err := strconv.Atoi(id); err != nil || n <= 0 {
-			t.Errorf("shard uid %q is not a positive number in a string", id)
+		if id <= 0 {
+			t.Errorf("shard uid %d is not positive", id)
 		}
 	}
 	if len(b.Endpoints) != 1 {
@@ -152,14 +152,14 @@ func TestCreateBDB_AnswersTheDatabaseObject(t *testing.T) {
 	}
 
 	shards := e.shardsOf(b.UID)
-	var ids []string
+	var ids []int
 	hostsMaster := false
 	for _, sh := range shards {
-		ids = append(ids, sh.UID)
+		ids = append(ids, mustInt(t, sh.UID))
 		hostsMaster = hostsMaster || (sh.Role == "master" && sh.NodeUID == ep.NodeUID)
 	}
 	if !slices.Equal(ids, b.ShardList) {
-		t.Errorf("GET /v1/shards lists %q for the database, shard_list says %q", ids, b.ShardList)
+		t.Errorf("GET /v1/shards lists %v for the database, shard_list says %v", ids, b.ShardList)
 	}
 	if !hostsMaster {
 		t.Errorf("the endpoint is on node %s, which hosts no master of the database: %+v", ep.NodeUID, shards)
@@ -311,10 +311,10 @@ func TestNodes_ShowTheShardsTheyHost(t *testing.T) {
 	e.createDB(`{"name":"a","memory_size":4294967296,"shards_count":2,"replication":true}`)
 	e.createDB(`{"name":"b","memory_size":1073741824,"shards_count":3}`)
 
-	want := map[int][]string{}
+	want := map[int][]int{}
 	for _, sh := range e.listShards() {
-		n, _ := strconv.Atoi(sh.NodeUID)
-		want[n] = append(want[n], sh.UID)
+		n := mustInt(t, sh.NodeUID)
+		want[n] = append(want[n], mustInt(t, sh.UID))
 	}
 	nodes := e.listNodes()
 	if len(nodes) != 3 {
@@ -324,15 +324,15 @@ func TestNodes_ShowTheShardsTheyHost(t *testing.T) {
 	for _, n := range nodes {
 		w := want[n.UID]
 		if w == nil {
-			w = []string{}
+			w = []int{}
 		}
 		if n.ShardCount != len(w) || !slices.Equal(n.ShardList, w) {
-			t.Errorf("GET /v1/nodes: node %d shows shard_count %d, shard_list %q; it hosts %q", n.UID, n.ShardCount, n.ShardList, w)
+			t.Errorf("GET /v1/nodes: node %d shows shard_count %d, shard_list %v; it hosts %v", n.UID, n.ShardCount, n.ShardList, w)
 		}
 		var one nodeJSON
 		e.getJSON("cluster_viewer", "/v1/nodes/"+strconv.Itoa(n.UID), &one)
 		if one.ShardCount != len(w) || !slices.Equal(one.ShardList, w) {
-			t.Errorf("GET /v1/nodes/%d shows shard_count %d, shard_list %q; it hosts %q", n.UID, one.ShardCount, one.ShardList, w)
+			t.Errorf("GET /v1/nodes/%d shows shard_count %d, shard_list %v; it hosts %v", n.UID, one.ShardCount, one.ShardList, w)
 		}
 		total += n.ShardCount
 	}
@@ -363,7 +363,7 @@ func TestDeleteBDB_RemovesItsShardsAndFreesTheirRoom(t *testing.T) {
 	}
 	assertError(t, e, e.call("admin", "GET", path, ""), http.StatusNotFound, "bdb_not_found")
 	for _, id := range b.ShardList {
-		assertError(t, e, e.call("admin", "GET", "/v1/shards/"+id, ""), http.StatusNotFound, "shard_not_found")
+		assertError(t, e, e.call("admin", "GET", "/v1/shards/"+strconv.Itoa(id), ""), http.StatusNotFound, "shard_not_found")
 	}
 	if got := e.listShards(); len(got) != 1 || got[0].BDBUID != keep.UID {
 		t.Fatalf("shards after delete = %+v, want only %q's", got, keep.Name)
@@ -396,4 +396,14 @@ func TestDeleteBDB_EmptyBodyOrEmptyObjectIsAccepted(t *testing.T) {
 	if n := len(e.state().BDBs); n != 0 {
 		t.Fatalf("%d databases left", n)
 	}
+}
+
+// mustInt parses a decimal uid of an API answer.
+func mustInt(t testing.TB, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("uid %q is not a number: %v", s, err)
+	}
+	return n
 }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -278,6 +279,49 @@ func TestGetBootstrap_ReportsACompletedClusterToAnyUser(t *testing.T) {
 	}
 }
 
+// TestGetBootstrap_AnswersWithoutCredentialsOnceCompleted: clients poll the
+// setup without credentials and must see it complete rather than a 401;
+// the answer holds nothing secret.
+func TestGetBootstrap_AnswersWithoutCredentialsOnceCompleted(t *testing.T) {
+	e := newEnv(t, withoutRoleUsers())
+	for _, tc := range []struct{ name, auth string }{
+		{"no credentials", ""},
+		{"wrong password", basic(adminEmail, "wrong")},
+		{"unknown user", basic("nobody@cnm.local", "x")},
+		{"garbled", "Basic !!!"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.request("", "GET", "/v1/bootstrap", "")
+			if tc.auth != "" {
+				r.Header.Set("Authorization", tc.auth)
+			}
+			w := e.serve(r)
+			mustStatus(t, w, http.StatusOK)
+			var got struct {
+				Status struct {
+					State string `json:"state"`
+				} `json:"bootstrap_status"`
+				Local struct {
+					UID             int    `json:"uid"`
+					APIAddr         string `json:"api_addr"`
+					RaftAddr        string `json:"raft_addr"`
+					SoftwareVersion string `json:"software_version"`
+					Uptime          int64  `json:"uptime"`
+				} `json:"local_node_info"`
+			}
+			decodeInto(t, w, &got)
+			if got.Status.State != "completed" || got.Local.UID != testNodeUID {
+				t.Fatalf("bootstrap = %+v, want completed on node %d", got, testNodeUID)
+			}
+			for _, secret := range []string{adminPassword, adminEmail, "PRIVATE KEY", "$2a$"} {
+				if strings.Contains(w.Body.String(), secret) {
+					t.Errorf("GET /v1/bootstrap shows %q: %s", secret, w.Body)
+				}
+			}
+		})
+	}
+}
+
 func TestResponses_CarryIndexLeaderAndJSONContentType(t *testing.T) {
 	e := newEnv(t)
 	for _, tc := range []struct{ as, method, target, body string }{
@@ -345,34 +389,34 @@ func TestGetCluster_ShowsLeaderMembersAndIndexes(t *testing.T) {
 
 // nodeJSON is the node object of SPEC §5 as the API shows it.
 type nodeJSON struct {
-	UID             int      `json:"uid"`
-	Addr            string   `json:"addr"`
-	APIAddr         string   `json:"api_addr"`
-	RaftAddr        string   `json:"raft_addr"`
-	Status          string   `json:"status"`
-	AcceptServers   bool     `json:"accept_servers"`
-	MaxRedisServers int      `json:"max_redis_servers"`
-	TotalMemory     int64    `json:"total_memory"`
-	ShardCount      int      `json:"shard_count"`
-	ShardList       []string `json:"shard_list"`
-	RackID          string   `json:"rack_id"`
-	SoftwareVersion string   `json:"software_version"`
-	Uptime          int64    `json:"uptime"`
+	UID             int    `json:"uid"`
+	Addr            string `json:"addr"`
+	APIAddr         string `json:"api_addr"`
+	RaftAddr        string `json:"raft_addr"`
+	Status          string `json:"status"`
+	AcceptServers   bool   `json:"accept_servers"`
+	MaxRedisServers int    `json:"max_redis_servers"`
+	TotalMemory     int64  `json:"total_memory"`
+	ShardCount      int    `json:"shard_count"`
+	ShardList       []int  `json:"shard_list"`
+	RackID          string `json:"rack_id"`
+	SoftwareVersion string `json:"software_version"`
+	Uptime          *int64 `json:"uptime"`
 }
 
 func TestGetNodes_ShowTheNodeObject(t *testing.T) {
 	e := newEnv(t)
 	want := nodeJSON{UID: 1, Addr: "127.0.0.1", APIAddr: testNodeAPI, RaftAddr: testNodeRaft, Status: "active",
-		AcceptServers: true, MaxRedisServers: 100, TotalMemory: 16 << 30, ShardList: []string{}, SoftwareVersion: "test"}
+		AcceptServers: true, MaxRedisServers: 100, TotalMemory: 16 << 30, ShardList: []int{}, SoftwareVersion: "test"}
 
 	w := e.call("db_viewer", "GET", "/v1/nodes/1", "")
 	mustStatus(t, w, http.StatusOK)
 	var one nodeJSON
 	decodeInto(t, w, &one)
-	if one.Uptime < 0 {
-		t.Fatalf("negative uptime %d", one.Uptime)
+	if one.Uptime == nil || *one.Uptime < 0 {
+		t.Fatalf("uptime of an active node = %v, want a count of seconds", one.Uptime)
 	}
-	one.Uptime = 0
+	one.Uptime = nil
 	if !reflect.DeepEqual(one, want) {
 		t.Fatalf("node = %+v\nwant %+v", one, want)
 	}
@@ -384,7 +428,10 @@ func TestGetNodes_ShowTheNodeObject(t *testing.T) {
 	if len(list) != 1 {
 		t.Fatalf("nodes = %+v", list)
 	}
-	list[0].Uptime = 0
+	if list[0].Uptime == nil {
+		t.Fatalf("listed active node has no uptime")
+	}
+	list[0].Uptime = nil
 	if !reflect.DeepEqual(list[0], want) {
 		t.Fatalf("listed node = %+v\nwant %+v", list[0], want)
 	}

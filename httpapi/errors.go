@@ -15,6 +15,8 @@ type apiError struct {
 	Status      int
 	Code        string
 	Description string
+	// RetryAfter, if set, is sent as the Retry-After header.
+	RetryAfter time.Duration
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Description }
@@ -82,6 +84,9 @@ func writeAPIError(w http.ResponseWriter, ae *apiError, hold time.Duration) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="cnm"`)
 	case http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(hold.Seconds()))))
+	}
+	if ae.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(ae.RetryAfter.Seconds()))))
 	}
 	writeJSON(w, ae.Status, errorBody{Code: ae.Code, Description: ae.Description})
 }

@@ -90,7 +90,6 @@ func TestAuthentication_MissingOrWrongCredentialsAre401WithBasicChallenge(t *tes
 		{name: "missing on write", method: "POST", target: "/v1/users", body: newUserBody},
 		{name: "missing on update", method: "PUT", target: "/v1/users/{uid:none}", body: `{"name":"x"}`},
 		{name: "missing on delete", method: "DELETE", target: "/v1/users/{uid:none}"},
-		{name: "missing on bootstrap status once a cluster exists", method: "GET", target: "/v1/bootstrap"},
 		{name: "missing on permissions", method: "GET", target: "/v1/users/permissions"},
 		{name: "missing on join", method: "POST", target: "/v1/internal/join", body: `{}`},
 		{name: "garbled basic on read", auth: "Basic !!!", method: "GET", target: "/v1/nodes"},

@@ -196,6 +196,7 @@ type envConfig struct {
 	serverCost   int
 	noRoleUsers  bool
 	notBootstrap bool
+	logins       httpapi.LoginLimits
 }
 
 type envOption func(*envConfig)
@@ -207,6 +208,9 @@ func withAdminCost(cost int) envOption { return func(c *envConfig) { c.adminCost
 
 // withServerCost sets the bcrypt cost the server hashes new passwords with.
 func withServerCost(cost int) envOption { return func(c *envConfig) { c.serverCost = cost } }
+
+// withLoginLimits sets the server's failed-login limits.
+func withLoginLimits(l httpapi.LoginLimits) envOption { return func(c *envConfig) { c.logins = l } }
 
 func withoutRoleUsers() envOption { return func(c *envConfig) { c.noRoleUsers = true } }
 
@@ -229,7 +233,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		e.users["admin"] = testUser{UID: 1, Email: adminEmail, Password: adminPassword, Role: "admin"}
 	}
 	e.cfg = httpapi.Config{Hold: cfg.hold, BcryptCost: cfg.serverCost, Version: "test",
-		APIAddr: testNodeAPI, RaftAddr: testNodeRaft}
+		APIAddr: testNodeAPI, RaftAddr: testNodeRaft, FailedLogins: cfg.logins}
 	e.h = e.newServer(e.raft)
 	if cfg.notBootstrap || cfg.noRoleUsers {
 		return e

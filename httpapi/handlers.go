@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/mail"
+	"strconv"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -15,39 +16,74 @@ func muxVar(r *http.Request, name string) string { return mux.Vars(r)[name] }
 
 // nodeView is a node as the API shows it (SPEC §5).
 type nodeView struct {
-	UID             int      `json:"uid"`
-	Addr            string   `json:"addr"`
-	APIAddr         string   `json:"api_addr"`
-	RaftAddr        string   `json:"raft_addr"`
-	Status          string   `json:"status"`
-	AcceptServers   bool     `json:"accept_servers"`
-	MaxRedisServers int      `json:"max_redis_servers"`
-	TotalMemory     int64    `json:"total_memory"`
-	ShardCount      int      `json:"shard_count"`
-	ShardList       []string `json:"shard_list"`
-	RackID          string   `json:"rack_id"`
-	SoftwareVersion string   `json:"software_version"`
-	Uptime          int64    `json:"uptime"`
+	UID             int    `json:"uid"`
+	Addr            string `json:"addr"`
+	APIAddr         string `json:"api_addr"`
+	RaftAddr        string `json:"raft_addr"`
+	Status          string `json:"status"`
+	AcceptServers   bool   `json:"accept_servers"`
+	MaxRedisServers int    `json:"max_redis_servers"`
+	TotalMemory     int64  `json:"total_memory"`
+	ShardCount      int    `json:"shard_count"`
+	ShardList       []int  `json:"shard_list"`
+	RackID          string `json:"rack_id"`
+	SoftwareVersion string `json:"software_version"`
+	// Uptime is absent while the node is down or its start is unknown.
+	Uptime *int64 `json:"uptime,omitempty"`
 }
 
 // viewNodeWith shows node n with the given shards.
 func viewNodeWith(n *fsm.Node, shards []string, now time.Time) nodeView {
 	v := viewNode(n, now)
-	v.ShardList = append(v.ShardList, shards...)
+	v.ShardList = shardInts(shards)
 	v.ShardCount = len(v.ShardList)
 	return v
 }
 
 func viewNode(n *fsm.Node, now time.Time) nodeView {
-	up := now.Unix() - n.JoinedAt
-	if up < 0 {
-		up = 0
-	}
-	return nodeView{
+	v := nodeView{
 		UID: n.UID, Addr: n.Addr, APIAddr: n.APIAddr, RaftAddr: n.RaftAddr, Status: shownStatus(n),
-		AcceptServers: n.AcceptServers, MaxRedisServers: n.MaxRedisServers, TotalMemory: n.TotalMemory,
-		ShardList: []string{}, RackID: n.RackID, SoftwareVersion: n.SoftwareVersion, Uptime: up,
+		AcceptServers: acceptsServers(n), MaxRedisServers: n.MaxRedisServers, TotalMemory: n.TotalMemory,
+		ShardList: []int{}, RackID: n.RackID, SoftwareVersion: n.SoftwareVersion,
 	}
+	if up, ok := nodeUptime(n, now); ok {
+		v.Uptime = &up
+	}
+	return v
+}
+
+// acceptsServers is accept_servers as shown (SPEC §5): false while the node
+// is in maintenance or being removed, whatever its own setting says, since
+// placement gives it no shards then.
+func acceptsServers(n *fsm.Node) bool {
+	return n.AcceptServers && !n.Maintenance && !n.Removing
+}
+
+// nodeUptime is how long node n's cnmd has been running, in seconds; false
+// while the node is down or when that is unknown.
+func nodeUptime(n *fsm.Node, now time.Time) (int64, bool) {
+	if n.Status == fsm.NodeDown {
+		return 0, false
+	}
+	// TODO(start_time): count from n.StartTime (the node's process start,
+	// recorded in the state) once fsm.Node has it; the join time below is
+	// only a lower bound for a node that never restarted.
+	if n.JoinedAt == 0 {
+		return 0, false
+	}
+	return max(0, now.Unix()-n.JoinedAt), true
+}
+
+// shardInts turns shard uids (decimal strings in the state) into the int
+// uids of the shard_list fields (SPEC §5).
+func shardInts(ids []string) []int {
+	out := make([]int, 0, len(ids))
+	for _, id := range ids {
+		if n, err := strconv.Atoi(id); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // shownStatus is a node's status as the API shows it: a live node that a

@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"runtime"
 	"strconv"
+	"time"
+	"unicode/utf8"
 
 	"cnm/cluster"
 	"cnm/fsm"
@@ -42,7 +45,7 @@ type bdbView struct {
 	Replication     bool           `json:"replication"`
 	CRDT            bool           `json:"crdt"`
 	DataPersistence string         `json:"data_persistence"`
-	ShardList       []string       `json:"shard_list"`
+	ShardList       []int          `json:"shard_list"`
 	Endpoints       []endpointView `json:"endpoints"`
 	Status          string         `json:"status"`
 }
@@ -50,9 +53,9 @@ type bdbView struct {
 func viewBDB(st *fsm.State, b *fsm.BDB) bdbView {
 	v := bdbView{UID: b.UID, Name: b.Name, MemorySize: b.MemorySize, ShardsCount: b.ShardsCount,
 		Replication: b.Replication, CRDT: b.CRDT, DataPersistence: b.DataPersistence, Status: b.Status,
-		ShardList: []string{}, Endpoints: []endpointView{}}
+		ShardList: []int{}, Endpoints: []endpointView{}}
 	for _, sh := range st.ShardsOf(b.UID) {
-		v.ShardList = append(v.ShardList, sh.UID)
+		v.ShardList = append(v.ShardList, shardInts([]string{sh.UID})...)
 	}
 	for _, e := range b.Endpoints {
 		ev := endpointView{UID: e.UID, NodeUID: strconv.Itoa(e.NodeUID), Port: e.Port, Addr: []string{}}
@@ -285,6 +288,10 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p principal) 
 	return nil
 }
 
+// maxRackIDChars bounds a rack id (SPEC §9): it is stored in the replicated
+// state and shown in every node view.
+const maxRackIDChars = 64
+
 func (s *Server) putNode(w http.ResponseWriter, r *http.Request, p principal) error {
 	uid, err := pathUID(r, "node")
 	if err != nil {
@@ -304,6 +311,9 @@ func (s *Server) putNode(w http.ResponseWriter, r *http.Request, p principal) er
 	if body.MaxRedisServers != nil && *body.MaxRedisServers < 0 {
 		return errBadRequest("invalid_parameter", "field \"max_redis_servers\" must not be negative")
 	}
+	if body.RackID != nil && utf8.RuneCountInString(*body.RackID) > maxRackIDChars {
+		return errBadRequest("invalid_parameter", "field \"rack_id\" must be at most 64 characters long")
+	}
 	exists := false
 	s.fsm.Read(func(st *fsm.State, _ uint64) { _, exists = st.Nodes[uid] })
 	if !exists {
@@ -316,32 +326,87 @@ func (s *Server) putNode(w http.ResponseWriter, r *http.Request, p principal) er
 	return s.getNode(w, r, p)
 }
 
+// nodeStatusView is one node's entry of GET /v1/nodes/status, shaped as
+// Redis Enterprise shapes it (SPEC §5.1), with a few fields of our own
+// (uid, status, accept_servers, maintenance, removing, shard_count).
 type nodeStatusView struct {
-	UID                 int     `json:"uid"`
-	Status              string  `json:"status"`
-	AcceptServers       bool    `json:"accept_servers"`
-	Maintenance         bool    `json:"maintenance"`
-	Removing            bool    `json:"removing"`
-	ShardCount          int     `json:"shard_count"`
-	MaintenanceSnapshot *string `json:"maintenance_snapshot,omitempty"`
+	Role                string        `json:"role"`
+	NodeStatus          string        `json:"node_status"`
+	MasterShards        []int         `json:"master_shards"`
+	SlaveShards         []int         `json:"slave_shards"`
+	Hostname            string        `json:"hostname"`
+	SoftwareVersion     string        `json:"software_version"`
+	TotalMemory         int64         `json:"total_memory"`
+	Cores               int           `json:"cores"`
+	MaintenanceSnapshot *snapshotView `json:"maintenance_snapshot,omitempty"`
+
+	UID           int    `json:"uid"`
+	Status        string `json:"status"`
+	AcceptServers bool   `json:"accept_servers"`
+	Maintenance   bool   `json:"maintenance"`
+	Removing      bool   `json:"removing"`
+	ShardCount    int    `json:"shard_count"`
 }
 
-func viewNodeStatus(st *fsm.State, n *fsm.Node, shards int) nodeStatusView {
-	v := nodeStatusView{UID: n.UID, Status: shownStatus(n), AcceptServers: n.AcceptServers,
-		Maintenance: n.Maintenance, Removing: n.Removing, ShardCount: shards}
+// snapshotView is a node snapshot as Redis Enterprise shows it.
+type snapshotView struct {
+	CreatedTime string `json:"created_time"`
+	Name        string `json:"name"`
+	NodeUID     string `json:"node_uid"`
+}
+
+// snapshotListView is an entry of GET /v1/nodes/{uid}/snapshots: the
+// snapshot object and, our own addition, what it will restore.
+type snapshotListView struct {
+	snapshotView
+	Shards    []fsm.SnapshotShard `json:"shards"`
+	Endpoints []string            `json:"endpoints"`
+}
+
+// snapshotTime is the layout of created_time: UTC, without a zone.
+const snapshotTime = "2006-01-02 15:04:05"
+
+func viewSnapshot(node int, sn *fsm.NodeSnapshot) snapshotView {
+	return snapshotView{CreatedTime: time.Unix(sn.Time, 0).UTC().Format(snapshotTime), Name: sn.Name, NodeUID: itoa(node)}
+}
+
+// viewNodeStatus shows node n; leader is the uid of the node that leads
+// the cluster (0: none known), which is the one whose role is "master".
+func (s *Server) viewNodeStatus(st *fsm.State, n *fsm.Node, leader int) nodeStatusView {
+	v := nodeStatusView{Role: "slave", NodeStatus: shownStatus(n), MasterShards: []int{}, SlaveShards: []int{},
+		Hostname: n.Addr, SoftwareVersion: n.SoftwareVersion, TotalMemory: n.TotalMemory,
+		UID: n.UID, Status: shownStatus(n), AcceptServers: acceptsServers(n),
+		Maintenance: n.Maintenance, Removing: n.Removing}
+	if n.UID == leader {
+		v.Role = "master"
+	}
+	// TODO(cores): the state does not record a node's cores yet; only this
+	// node's own count is known here, others show 0.
+	if n.UID == s.raft.ID() {
+		v.Cores = runtime.NumCPU()
+	}
+	for _, sh := range st.ShardsOn(n.UID) {
+		ids := shardInts([]string{sh.UID})
+		if sh.Role == fsm.RoleMaster {
+			v.MasterShards = append(v.MasterShards, ids...)
+		} else {
+			v.SlaveShards = append(v.SlaveShards, ids...)
+		}
+	}
+	v.ShardCount = len(v.MasterShards) + len(v.SlaveShards)
 	if snaps := st.Snapshots[n.UID]; n.Maintenance && len(snaps) > 0 {
-		name := snaps[len(snaps)-1].Name
-		v.MaintenanceSnapshot = &name
+		sv := viewSnapshot(n.UID, snaps[len(snaps)-1])
+		v.MaintenanceSnapshot = &sv
 	}
 	return v
 }
 
 func (s *Server) nodesStatus(w http.ResponseWriter, _ *http.Request, _ principal) error {
 	out := map[string]nodeStatusView{}
+	leader, _ := s.raft.Leader()
 	s.fsm.Read(func(st *fsm.State, _ uint64) {
-		use := st.Usage()
 		for _, uid := range st.NodeUIDs() {
-			out[itoa(uid)] = viewNodeStatus(st, st.Nodes[uid], use[uid].Shards)
+			out[itoa(uid)] = s.viewNodeStatus(st, st.Nodes[uid], leader)
 		}
 	})
 	writeJSON(w, http.StatusOK, out)
@@ -353,12 +418,13 @@ func (s *Server) nodeStatus(w http.ResponseWriter, r *http.Request, _ principal)
 	if err != nil {
 		return err
 	}
+	leader, _ := s.raft.Leader()
 	var v nodeStatusView
 	var ok bool
 	s.fsm.Read(func(st *fsm.State, _ uint64) {
 		var n *fsm.Node
 		if n, ok = st.Nodes[uid]; ok {
-			v = viewNodeStatus(st, n, st.Usage()[uid].Shards)
+			v = s.viewNodeStatus(st, n, leader)
 		}
 	})
 	if !ok {
@@ -373,20 +439,17 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request, _ princip
 	if err != nil {
 		return err
 	}
-	var out []fsm.NodeSnapshot
+	out := []snapshotListView{}
 	var ok bool
 	s.fsm.Read(func(st *fsm.State, _ uint64) {
 		if _, ok = st.Nodes[uid]; ok {
 			for _, sn := range st.Snapshots[uid] {
-				out = append(out, *sn)
+				out = append(out, snapshotListView{snapshotView: viewSnapshot(uid, sn), Shards: sn.Shards, Endpoints: sn.Endpoints})
 			}
 		}
 	})
 	if !ok {
 		return errNodeNotFound(uid)
-	}
-	if out == nil {
-		out = []fsm.NodeSnapshot{}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

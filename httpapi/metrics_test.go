@@ -98,3 +98,60 @@ func TestMetrics_NeedCredentials(t *testing.T) {
 	assertError(t, e, e.call("", "GET", "/metrics", ""), http.StatusUnauthorized, "unauthorized")
 	assertError(t, e, e.call("none", "GET", "/metrics", ""), http.StatusForbidden, "forbidden")
 }
+
+// httpSeries returns the cnm_http_ sample lines of a scrape and its size.
+func httpSeries(t *testing.T, e *env) (map[string]bool, int) {
+	t.Helper()
+	w := e.call("admin", "GET", "/metrics", "")
+	mustStatus(t, w, http.StatusOK)
+	size := w.Body.Len()
+	series := map[string]bool{}
+	for _, line := range strings.Split(w.Body.String(), "\n") {
+		if strings.HasPrefix(line, "cnm_http_") {
+			series[line[:strings.LastIndexByte(line, ' ')]] = true
+		}
+	}
+	return series, size
+}
+
+// TestMetrics_InventedMethodsDoNotGrowTheOutput: methods are caller-chosen
+// text; 2,500 unique 4 KB methods once grew /metrics from 14 KB to 103 MB
+// (SPEC §9). They share one label, so the set of series stays the same.
+func TestMetrics_InventedMethodsDoNotGrowTheOutput(t *testing.T) {
+	e := newEnv(t, withoutRoleUsers())
+	targets := []struct{ as, path string }{
+		{"admin", "/v1/nodes"}, {"", "/v1/nodes/1/actions/remove"}, {"admin", "/v1/nope"},
+		{"", "/v1/ping"}, {"admin", "/v1//nodes"}, {"", "/metrics"},
+	}
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			method := "X" + strconv.Itoa(i) + strings.Repeat("M", 4096)
+			tg := targets[i%len(targets)]
+			if w := e.call(tg.as, method, tg.path, ""); w.Code < 400 {
+				t.Fatalf("%s with an invented method answered %d", tg.path, w.Code)
+			}
+		}
+	}
+	send(0, 2*len(targets))
+	httpSeries(t, e) // a scrape is counted after it answers: count one first
+	before, sizeBefore := httpSeries(t, e)
+	const n = 10000
+	send(2*len(targets), n)
+	after, sizeAfter := httpSeries(t, e)
+	t.Logf("/metrics: %d bytes after %d invented methods, %d bytes after %d", sizeBefore, 2*len(targets), sizeAfter, n)
+	for s := range after {
+		if !before[s] {
+			t.Errorf("new series after more invented methods: %.200s", s)
+		}
+		if strings.Contains(s, "MMMM") {
+			t.Errorf("an invented method became a label: %.200s", s)
+		}
+	}
+	// Counter values gain digits; nothing else may grow.
+	if sizeAfter-sizeBefore > 2048 {
+		t.Errorf("/metrics grew from %d to %d bytes", sizeBefore, sizeAfter)
+	}
+	if !before[`cnm_http_requests_total{code="405",method="OTHER",route="unmatched"}`] {
+		t.Errorf("no OTHER series for the 405s among %v", before)
+	}
+}

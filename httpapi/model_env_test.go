@@ -26,7 +26,7 @@ type bdbJSON struct {
 	Replication     bool           `json:"replication"`
 	CRDT            bool           `json:"crdt"`
 	DataPersistence string         `json:"data_persistence"`
-	ShardList       []string       `json:"shard_list"`
+	ShardList       []int          `json:"shard_list"`
 	Endpoints       []endpointJSON `json:"endpoints"`
 	Status          string         `json:"status"`
 }
@@ -59,12 +59,47 @@ type policyJSON struct {
 	ShardsOverbooking      bool   `json:"shards_overbooking"`
 }
 
-// nodeStatusJSON holds the parts of a node status the tests look at.
+// nodeStatusJSON is a node status as Redis Enterprise shapes it (SPEC
+// §5.1), with cnm's own fields, exactly.
 type nodeStatusJSON struct {
-	UID                 int     `json:"uid"`
-	Status              string  `json:"status"`
-	ShardCount          int     `json:"shard_count"`
-	MaintenanceSnapshot *string `json:"maintenance_snapshot"`
+	Role                string        `json:"role"`
+	NodeStatus          string        `json:"node_status"`
+	MasterShards        []int         `json:"master_shards"`
+	SlaveShards         []int         `json:"slave_shards"`
+	Hostname            string        `json:"hostname"`
+	SoftwareVersion     string        `json:"software_version"`
+	TotalMemory         int64         `json:"total_memory"`
+	Cores               int           `json:"cores"`
+	MaintenanceSnapshot *snapshotJSON `json:"maintenance_snapshot"`
+	UID                 int           `json:"uid"`
+	Status              string        `json:"status"`
+	AcceptServers       bool          `json:"accept_servers"`
+	Maintenance         bool          `json:"maintenance"`
+	Removing            bool          `json:"removing"`
+	ShardCount          int           `json:"shard_count"`
+}
+
+// snapshotJSON is a node snapshot as Redis Enterprise shows it, exactly.
+type snapshotJSON struct {
+	CreatedTime string `json:"created_time"`
+	Name        string `json:"name"`
+	NodeUID     string `json:"node_uid"`
+}
+
+// snapshotListJSON is an entry of GET /v1/nodes/{uid}/snapshots: the
+// snapshot object and what it holds.
+type snapshotListJSON struct {
+	snapshotJSON
+	Shards    []fsm.SnapshotShard `json:"shards"`
+	Endpoints []string            `json:"endpoints"`
+}
+
+// snapshotName is the name of a maintenance_snapshot decoded loosely, or
+// "" when v is not a snapshot object.
+func snapshotName(v any) string {
+	m, _ := v.(map[string]any)
+	name, _ := m["name"].(string)
+	return name
 }
 
 // nodeSpec is a node added to a test cluster, at address 10.0.0.UID.

@@ -15,7 +15,7 @@ func TestPutNode_InvalidBodiesAre400UnknownNodeIs404(t *testing.T) {
 	runErrorCasesOn(t, newModelEnv(t), errorCases{
 		{name: "empty body", target: "/v1/nodes/1", body: ``, status: 400, code: "invalid_parameter", descHas: "accept_servers"},
 		{name: "empty object", target: "/v1/nodes/1", body: `{}`, status: 400, code: "invalid_parameter", descHas: "max_redis_servers"},
-		{name: "only nulls", target: "/v1/nodes/1", body: `{"rack_id":null,"accept_servers":null}`, status: 400, code: "invalid_parameter", descHas: "rack_id"},
+		{name: "only nulls", target: "/v1/nodes/1", body: `{"rack_id":null,"accept_servers":null}`, status: 400, code: "invalid_parameter", descHas: "accept_servers"},
 		{name: "negative max_redis_servers", target: "/v1/nodes/1", body: `{"max_redis_servers":-1}`, status: 400, code: "invalid_parameter", descHas: "max_redis_servers"},
 		{name: "negative max_redis_servers with a good field", target: "/v1/nodes/1", body: `{"rack_id":"r1","max_redis_servers":-5}`, status: 400, code: "invalid_parameter", descHas: "max_redis_servers"},
 		{name: "max_redis_servers is a string", target: "/v1/nodes/1", body: `{"max_redis_servers":"10"}`, status: 400, code: "invalid_parameter", descHas: "max_redis_servers"},
@@ -43,7 +43,7 @@ func TestPutNode_ChangesTheGivenSettingsOnly(t *testing.T) {
 	decodeInto(t, w, &got)
 	want := before
 	want.MaxRedisServers, want.RackID = 7, "r1"
-	got.Uptime, want.Uptime = 0, 0
+	got.Uptime, want.Uptime = nil, nil
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("PUT answered %+v\nwant %+v", got, want)
 	}
@@ -53,7 +53,7 @@ func TestPutNode_ChangesTheGivenSettingsOnly(t *testing.T) {
 	var again nodeJSON
 	e.getJSON("cluster_viewer", "/v1/nodes/1", &again)
 	want.AcceptServers = false
-	again.Uptime = 0
+	again.Uptime = nil
 	if !reflect.DeepEqual(again, want) {
 		t.Fatalf("GET after PUT = %+v\nwant %+v", again, want)
 	}
@@ -123,7 +123,7 @@ func TestNodesStatus_IsAnObjectKeyedByNodeUID(t *testing.T) {
 	for uid := range wantStatus {
 		n, _ := strconv.Atoi(uid)
 		_, one := nodeStatus(t, e, n)
-		if one != typed[uid] {
+		if !reflect.DeepEqual(one, typed[uid]) {
 			t.Errorf("GET /v1/nodes/%s/status = %+v, /v1/nodes/status shows %+v", uid, one, typed[uid])
 		}
 	}
@@ -142,7 +142,7 @@ func TestNodeStatus_ShowsMaintenanceSnapshotOnlyInMaintenanceWithASnapshot(t *te
 		one, _ := nodeStatus(t, e, uid)
 		got, inList := one["maintenance_snapshot"], raw[strconv.Itoa(uid)]["maintenance_snapshot"]
 		if uid == 3 {
-			if got != "second" || inList != "second" {
+			if snapshotName(got) != "second" || snapshotName(inList) != "second" {
 				t.Errorf("node 3 in maintenance: maintenance_snapshot = %v (list: %v), want its latest, \"second\"", got, inList)
 			}
 			continue
@@ -151,7 +151,7 @@ func TestNodeStatus_ShowsMaintenanceSnapshotOnlyInMaintenanceWithASnapshot(t *te
 			t.Errorf("node %d: maintenance_snapshot = %v (list: %v), want none", uid, got, inList)
 		}
 	}
-	if s := typed["3"].MaintenanceSnapshot; s == nil || *s != "second" {
+	if s := typed["3"].MaintenanceSnapshot; s == nil || s.Name != "second" || s.NodeUID != "3" {
 		t.Errorf("node 3 status %+v", typed["3"])
 	}
 
@@ -174,9 +174,10 @@ func TestNodeStatusAndSnapshots_UnknownNodeIs404NonNumericIs400(t *testing.T) {
 
 func TestListSnapshots_OldestFirstAndEmptyListWithoutAny(t *testing.T) {
 	e := newModelEnv(t)
-	var list []fsm.NodeSnapshot
+	var list []snapshotListJSON
 	e.getJSON("cluster_viewer", "/v1/nodes/2/snapshots", &list)
-	if len(list) != 2 || list[0].Name != "maint-old" || list[1].Name != "maint-latest" || list[0].Time >= list[1].Time {
+	if len(list) != 2 || list[0].Name != "maint-old" || list[1].Name != "maint-latest" || list[0].CreatedTime >= list[1].CreatedTime ||
+		list[0].NodeUID != "2" || list[1].NodeUID != "2" {
 		t.Fatalf("snapshots of node 2 = %+v", list)
 	}
 	if len(list[0].Shards) != 1 || list[0].Shards[0].BDBUID != 1 || len(list[0].Endpoints) != 1 {
@@ -225,7 +226,7 @@ func TestDeleteSnapshot_RemovesOnlyThatSnapshot(t *testing.T) {
 	} {
 		w := e.call("admin", "DELETE", tc.target, "")
 		mustStatus(t, w, http.StatusOK)
-		var got []fsm.NodeSnapshot
+		var got []snapshotListJSON
 		e.getJSON("admin", "/v1/nodes/"+strconv.Itoa(tc.node)+"/snapshots", &got)
 		var names []string
 		for _, s := range got {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -43,6 +44,8 @@ type Config struct {
 	// BcryptCost for new password hashes (tests lower it).
 	BcryptCost   int
 	AuthCacheTTL time.Duration
+	// FailedLogins limits failed logins per client address and per user.
+	FailedLogins LoginLimits
 	Version      string
 	// APIAddr and RaftAddr describe this node for GET /v1/bootstrap.
 	APIAddr, RaftAddr string
@@ -64,23 +67,28 @@ const (
 
 // Server is the REST API of one node.
 type Server struct {
-	raft        Raft
-	fsm         *fsm.FSM
-	peers       *PeerClient
-	hold        time.Duration
-	bcryptCost  int
-	auth        *authCache
-	dummyHash   []byte
-	version     string
-	apiAddr     string
-	raftAddr    string
-	started     time.Time
-	log         *slog.Logger
-	router      *mux.Router
-	agent       http.Handler
-	agentPrefix string
-	removed     atomic.Bool
-	metrics     *metrics
+	raft       Raft
+	fsm        *fsm.FSM
+	peers      *PeerClient
+	hold       time.Duration
+	bcryptCost int
+	auth       *authCache
+	dummyHash  []byte
+	logins     *loginLimiter
+	// checkPassword is the one password check of a login (bcrypt; tests
+	// count its calls).
+	checkPassword func(hash, password []byte) error
+	version       string
+	apiAddr       string
+	raftAddr      string
+	started       time.Time
+	log           *slog.Logger
+	router        *mux.Router
+	badPath       http.Handler // answers a path that is not canonical
+	agent         http.Handler
+	agentPrefix   string
+	removed       atomic.Bool
+	metrics       *metrics
 	// stopping ends blocking reads when the node shuts down.
 	stopping     chan struct{}
 	stoppingOnce sync.Once
@@ -116,6 +124,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		raft: cfg.Raft, fsm: cfg.Raft.FSM(), peers: cfg.Peers, hold: cfg.Hold,
 		bcryptCost: cfg.BcryptCost, auth: newAuthCache(cfg.AuthCacheTTL, 8192), dummyHash: dummy,
+		logins: newLoginLimiter(cfg.FailedLogins), checkPassword: bcrypt.CompareHashAndPassword,
 		version: cfg.Version, apiAddr: cfg.APIAddr, raftAddr: cfg.RaftAddr, started: time.Now(),
 		log:   cfg.Logger.With("component", "api", "node_uid", cfg.Raft.ID()),
 		agent: cfg.Agent, agentPrefix: cfg.AgentPrefix, stopping: make(chan struct{}),
@@ -145,49 +154,54 @@ type route struct {
 	method, path, perm string
 	kind               kind
 	h                  handler
-	// openBeforeCluster: answered without credentials while no cluster
-	// exists (GET /v1/bootstrap, SPEC §2).
-	openBeforeCluster bool
 }
 
 func (s *Server) routes() {
 	rs := []route{
-		{"GET", "/v1/ping", "", public, s.ping, false},
-		{"GET", "/metrics", PermViewClusterInfo, local, s.serveMetrics, false},
-		{"GET", "/v1/bootstrap", permAuthenticated, local, s.getBootstrap, true},
-		{"GET", "/v1/cluster", PermViewClusterInfo, read, s.getCluster, false},
-		{"GET", "/v1/nodes", PermViewAllNodesInfo, read, s.listNodes, false},
-		{"GET", "/v1/nodes/status", PermViewAllNodesInfo, read, s.nodesStatus, false},
-		{"GET", "/v1/nodes/actions", PermViewAllNodeActions, read, s.listAllActions, false},
-		{"GET", "/v1/nodes/{uid}/actions", PermViewNodeAction, read, s.listNodeActions, false},
-		{"GET", "/v1/nodes/{uid}/actions/{action}", PermViewNodeAction, read, s.getNodeAction, false},
-		{"POST", "/v1/nodes/{uid}/actions/{action}", PermStartNodeAction, write, s.startNodeAction, false},
-		{"DELETE", "/v1/nodes/{uid}/actions/{action}", PermCancelNodeAction, write, s.cancelNodeAction, false},
-		{"GET", "/v1/nodes/{uid}", PermViewNodeInfo, read, s.getNode, false},
-		{"PUT", "/v1/nodes/{uid}", PermUpdateNode, write, s.putNode, false},
-		{"GET", "/v1/nodes/{uid}/status", PermViewNodeInfo, read, s.nodeStatus, false},
-		{"GET", "/v1/nodes/{uid}/snapshots", PermViewNodeInfo, read, s.listSnapshots, false},
-		{"DELETE", "/v1/nodes/{uid}/snapshots/{name}", PermUpdateNode, write, s.deleteSnapshot, false},
-		{"GET", "/v1/bdbs", PermViewAllBDBsInfo, read, s.listBDBs, false},
-		{"POST", "/v1/bdbs", PermCreateBDB, write, s.createBDB, false},
-		{"GET", "/v1/bdbs/{uid}", PermViewBDBInfo, read, s.getBDB, false},
-		{"DELETE", "/v1/bdbs/{uid}", PermDeleteBDB, write, s.deleteBDB, false},
-		{"GET", "/v1/shards", PermViewAllShardStats, read, s.listShards, false},
-		{"GET", "/v1/shards/{uid}", PermViewAllShardStats, read, s.getShard, false},
-		{"GET", "/v1/cluster/policy", PermViewClusterInfo, read, s.getPolicy, false},
-		{"PUT", "/v1/cluster/policy", PermUpdateCluster, write, s.putPolicy, false},
-		{"GET", "/v1/users", PermViewAllUsersInfo, read, s.listUsers, false},
-		{"POST", "/v1/users", PermCreateNewUser, write, s.createUser, false},
-		{"GET", "/v1/users/permissions", permAuthenticated, read, s.getPermissions, false},
-		{"GET", "/v1/users/{uid}", PermViewAllUsersInfo, read, s.getUser, false},
-		{"PUT", "/v1/users/{uid}", PermUpdateUser, write, s.updateUser, false},
-		{"DELETE", "/v1/users/{uid}", PermDeleteUser, write, s.deleteUser, false},
-		{"POST", "/v1/internal/join", PermUpdateCluster, write, s.join, false},
-		{"POST", "/v1/internal/join/voter", PermUpdateCluster, write, s.joinVoter, false},
-		{"GET", "/v1/internal/read-index", "", peer, s.readIndex, false},
-		{"GET", "/v1/internal/members", "", peer, s.members, false},
+		{"GET", "/v1/ping", "", public, s.ping},
+		{"GET", "/metrics", PermViewClusterInfo, local, s.serveMetrics},
+		// Clients poll the setup without credentials, before and after it
+		// completes; it shows nothing secret.
+		{"GET", "/v1/bootstrap", "", public, s.getBootstrap},
+		{"GET", "/v1/cluster", PermViewClusterInfo, read, s.getCluster},
+		{"GET", "/v1/nodes", PermViewAllNodesInfo, read, s.listNodes},
+		{"GET", "/v1/nodes/status", PermViewAllNodesInfo, read, s.nodesStatus},
+		{"GET", "/v1/nodes/actions", PermViewAllNodeActions, read, s.listAllActions},
+		{"GET", "/v1/nodes/{uid}/actions", PermViewNodeAction, read, s.listNodeActions},
+		{"GET", "/v1/nodes/{uid}/actions/{action}", PermViewNodeAction, read, s.getNodeAction},
+		{"POST", "/v1/nodes/{uid}/actions/{action}", PermStartNodeAction, write, s.startNodeAction},
+		{"DELETE", "/v1/nodes/{uid}/actions/{action}", PermCancelNodeAction, write, s.cancelNodeAction},
+		{"GET", "/v1/nodes/{uid}", PermViewNodeInfo, read, s.getNode},
+		{"PUT", "/v1/nodes/{uid}", PermUpdateNode, write, s.putNode},
+		{"GET", "/v1/nodes/{uid}/status", PermViewNodeInfo, read, s.nodeStatus},
+		{"GET", "/v1/nodes/{uid}/snapshots", PermViewNodeInfo, read, s.listSnapshots},
+		{"DELETE", "/v1/nodes/{uid}/snapshots/{name}", PermUpdateNode, write, s.deleteSnapshot},
+		{"GET", "/v1/bdbs", PermViewAllBDBsInfo, read, s.listBDBs},
+		{"POST", "/v1/bdbs", PermCreateBDB, write, s.createBDB},
+		{"GET", "/v1/bdbs/{uid}", PermViewBDBInfo, read, s.getBDB},
+		{"DELETE", "/v1/bdbs/{uid}", PermDeleteBDB, write, s.deleteBDB},
+		{"GET", "/v1/shards", PermViewAllShardStats, read, s.listShards},
+		{"GET", "/v1/shards/{uid}", PermViewAllShardStats, read, s.getShard},
+		{"GET", "/v1/cluster/policy", PermViewClusterInfo, read, s.getPolicy},
+		{"PUT", "/v1/cluster/policy", PermUpdateCluster, write, s.putPolicy},
+		{"GET", "/v1/users", PermViewAllUsersInfo, read, s.listUsers},
+		{"POST", "/v1/users", PermCreateNewUser, write, s.createUser},
+		{"GET", "/v1/users/permissions", permAuthenticated, read, s.getPermissions},
+		{"GET", "/v1/users/{uid}", PermViewAllUsersInfo, read, s.getUser},
+		{"PUT", "/v1/users/{uid}", PermUpdateUser, write, s.updateUser},
+		{"DELETE", "/v1/users/{uid}", PermDeleteUser, write, s.deleteUser},
+		{"POST", "/v1/internal/join", PermUpdateCluster, write, s.join},
+		{"POST", "/v1/internal/join/voter", PermUpdateCluster, write, s.joinVoter},
+		{"GET", "/v1/internal/read-index", "", peer, s.readIndex},
+		{"GET", "/v1/internal/members", "", peer, s.members},
 	}
-	m := mux.NewRouter()
+	// Paths are checked for canonical form before routing (canonicalPath):
+	// mux's own cleaning answers with a redirect, which clients follow
+	// with the wrong method.
+	m := mux.NewRouter().SkipClean(true)
+	s.badPath = s.metrics.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, canonicalPath(r))
+	}))
 	// Literal paths first, each closed by a 405 for its other methods, so
 	// that PUT /v1/nodes/status is 405 and not a PUT of node "status".
 	notAllowed := s.metrics.instrument("unmatched", http.HandlerFunc(s.methodNotAllowed))
@@ -247,6 +261,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
+	if canonicalPath(r) != nil {
+		s.badPath.ServeHTTP(hw, r)
+		return
+	}
 	if s.removed.Load() && r.URL.Path != "/v1/ping" {
 		s.writeError(hw, r, &apiError{Status: http.StatusServiceUnavailable, Code: "not_a_member",
 			Description: "this node was removed from the cluster"})
@@ -313,34 +331,34 @@ func (s *Server) serve(rt route) http.Handler {
 }
 
 func (s *Server) authorize(r *http.Request, perm string) (principal, error) {
+	p, _, err := s.authorizeSeen(r, perm)
+	return p, err
+}
+
+// authorizeSeen is authorize that also tells which version of the user the
+// credentials were checked against.
+func (s *Server) authorizeSeen(r *http.Request, perm string) (principal, userSeen, error) {
 	// A node that has no cluster state yet (the first node between its
 	// start and its bootstrap entry, a joining node catching up) has no
 	// users either: that is "not yet", not "wrong credentials".
 	ready := false
 	s.fsm.Read(func(st *fsm.State, _ uint64) { ready = st.Bootstrapped() })
 	if !ready {
-		return principal{}, &apiError{Status: http.StatusServiceUnavailable, Code: "not_bootstrapped",
+		return principal{}, userSeen{}, &apiError{Status: http.StatusServiceUnavailable, Code: "not_bootstrapped",
 			Description: "this node has no cluster state yet; try again in a moment"}
 	}
-	p, err := s.authenticate(r)
+	p, seen, err := s.authenticate(r)
 	if err != nil {
-		return principal{}, err
+		return principal{}, seen, err
 	}
 	if !Allowed(p.Role, perm) {
-		return principal{}, &apiError{Status: http.StatusForbidden, Code: "forbidden",
+		return principal{}, seen, &apiError{Status: http.StatusForbidden, Code: "forbidden",
 			Description: "role " + p.Role + " lacks permission " + perm}
 	}
-	return p, nil
+	return p, seen, nil
 }
 
 func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, rt route) error {
-	if rt.openBeforeCluster {
-		open := false
-		s.fsm.Read(func(st *fsm.State, _ uint64) { open = !st.Bootstrapped() })
-		if open {
-			return rt.h(w, r, principal{})
-		}
-	}
 	p, err := s.authorize(r, rt.perm)
 	if err != nil {
 		return err
@@ -352,12 +370,23 @@ func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, rt route) er
 // they fail there, once more after catching up with the leader: this node
 // may not yet have applied a user created or changed moments ago. Without
 // a leader, the local verdict stands.
+//
+// A wrong password is checked only once: if the user is as it was (same
+// revision, or still unknown), a second check could only fail again, and
+// each one costs a bcrypt run.
 func (s *Server) authorizeLinearized(r *http.Request, perm string) (principal, error) {
-	p, err := s.authorize(r, perm)
+	p, seen, err := s.authorizeSeen(r, perm)
 	if err == nil {
 		return p, nil
 	}
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests {
+		return principal{}, err
+	}
 	if s.linearize(r.Context()) != nil {
+		return principal{}, err
+	}
+	if ae != nil && ae.Status == http.StatusUnauthorized && s.seenNow(r) == seen {
 		return principal{}, err
 	}
 	return s.authorize(r, perm)

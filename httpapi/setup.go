@@ -81,7 +81,7 @@ func NewSetupHandler(cfg SetupConfig) http.Handler {
 		})
 	}
 	fail := func(w http.ResponseWriter, err *apiError) { writeAPIError(w, err, setupHold) }
-	m := mux.NewRouter()
+	m := mux.NewRouter().SkipClean(true) // canonical paths are checked below
 	m.HandleFunc("/v1/ping", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_uid": cfg.UID, "leader": 0})
 	}).Methods(http.MethodGet)
@@ -109,7 +109,13 @@ func NewSetupHandler(cfg SetupConfig) http.Handler {
 		fail(w, &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
 			Description: r.Method + " is not allowed on " + r.URL.Path})
 	})
-	return m
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := canonicalPath(r); err != nil {
+			fail(w, err)
+			return
+		}
+		m.ServeHTTP(w, r)
+	})
 }
 
 // setupBody is the body of both setup actions, shaped like the bootstrap

@@ -7,8 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"cnm/fsm"
@@ -147,7 +151,10 @@ func decodeBody(r *http.Request, dst any) error {
 	return decodeObject(b, dst)
 }
 
-// decodeObject is decodeBody for a body already read.
+// decodeObject is decodeBody for a body already read. Field names must
+// match dst's json tags exactly (encoding/json alone would also take
+// "WAIT_FOR_PERSISTENCE" for "wait_for_persistence"), and no field may be
+// null: a null would silently read as "not given".
 func decodeObject(b []byte, dst any) error {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
@@ -157,14 +164,94 @@ func decodeObject(b []byte, dst any) error {
 		return errBadRequest("invalid_json", "the request body must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
 		return bodyError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return errBadRequest("invalid_json", "the request body holds more than one JSON value")
 	}
+	if err := checkFields(raw, reflect.TypeOf(dst), ""); err != nil {
+		return err
+	}
+	dec = json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return bodyError(err)
+	}
 	return nil
+}
+
+// checkFields walks the JSON value raw alongside the Go type t it will be
+// decoded into: every object key must be one of the struct's json names,
+// spelt exactly, and no value may be null. Values of the wrong type are
+// left for the decoder to report.
+func checkFields(raw json.RawMessage, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(raw, &obj) != nil || obj == nil {
+			return nil
+		}
+		fields := jsonFields(t)
+		// Sorted, so that of several bad keys the same one is named each time.
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
+			name := k
+			if path != "" {
+				name = path + "." + k
+			}
+			ft, ok := fields[k]
+			if !ok {
+				return errBadRequest("invalid_parameter", "unknown field "+strconv.Quote(name))
+			}
+			if isNull(obj[k]) {
+				return errBadRequest("invalid_parameter", "field "+strconv.Quote(name)+" must not be null")
+			}
+			if err := checkFields(obj[k], ft, name); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		var elems []json.RawMessage
+		if json.Unmarshal(raw, &elems) != nil {
+			return nil
+		}
+		for i, el := range elems {
+			name := path + "[" + strconv.Itoa(i) + "]"
+			if isNull(el) {
+				return errBadRequest("invalid_parameter", "field "+strconv.Quote(name)+" must not hold null")
+			}
+			if err := checkFields(el, t.Elem(), name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func isNull(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null" }
+
+// jsonFields maps the json names of struct t's exported fields to their
+// types, as encoding/json names them.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	return out
 }
 
 func bodyError(err error) error {
@@ -190,11 +277,13 @@ func bodyError(err error) error {
 	return errBadRequest("invalid_json", "the request body is not valid JSON: "+msg)
 }
 
-// pathUID parses a positive integer uid from the route variable name.
+// pathUID parses a positive integer uid from the route variable name. Only
+// plain decimal is a uid: "+1" and "01" would otherwise name node 1 under
+// another spelling.
 func pathUID(r *http.Request, what string) (int, error) {
 	v := muxVar(r, "uid")
 	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
+	if err != nil || n <= 0 || strconv.Itoa(n) != v {
 		return 0, errBadRequest("invalid_parameter", what+" uid must be a positive integer, got "+strconv.Quote(v))
 	}
 	return n, nil
