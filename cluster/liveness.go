@@ -9,9 +9,10 @@ import (
 	"cnm/fsm"
 )
 
-// Prober checks that a node answers.
+// Prober checks that a node answers, and learns how long its cnmd has been
+// running.
 type Prober interface {
-	Ping(ctx context.Context, apiAddr string) error
+	Ping(ctx context.Context, apiAddr string) (uptime time.Duration, err error)
 }
 
 // Applier proposes commands through raft (on the leader).
@@ -29,6 +30,9 @@ type Liveness struct {
 	Raft      Applier
 	Interval  time.Duration // between probes (default 500 ms)
 	DownAfter time.Duration // silence before a node is down (default 3 s)
+	// Started is when this node's cnmd started: the leader answers its own
+	// uptime without a probe.
+	Started time.Time
 	Log       *slog.Logger
 }
 
@@ -65,24 +69,34 @@ func (l *Liveness) Run(ctx context.Context, term uint64) {
 }
 
 type nodeAddr struct {
-	uid    int
-	addr   string
-	status string
+	uid     int
+	addr    string
+	status  string
+	started int64
 }
+
+// startSlack is how far a node's reckoned start may drift (probe latency,
+// whole seconds of uptime) before the leader records it again: a real
+// restart moves it by the node's whole uptime.
+const startSlack = 5
 
 func (l *Liveness) round(ctx context.Context, log *slog.Logger, heard map[int]time.Time, start time.Time, interval, downAfter time.Duration) {
 	var nodes []nodeAddr
 	l.FSM.Read(func(st *fsm.State, _ uint64) {
 		for _, uid := range st.NodeUIDs() {
 			n := st.Nodes[uid]
-			nodes = append(nodes, nodeAddr{uid, n.APIAddr, n.Status})
+			nodes = append(nodes, nodeAddr{uid, n.APIAddr, n.Status, n.StartTime})
 		}
 	})
 	ok := make([]bool, len(nodes))
+	uptime := make([]time.Duration, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		if n.uid == l.Self {
 			ok[i] = true
+			if !l.Started.IsZero() {
+				uptime[i] = time.Since(l.Started)
+			}
 			continue
 		}
 		wg.Add(1)
@@ -90,7 +104,8 @@ func (l *Liveness) round(ctx context.Context, log *slog.Logger, heard map[int]ti
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, interval)
 			defer cancel()
-			ok[i] = l.Probe.Ping(pctx, n.addr) == nil
+			up, err := l.Probe.Ping(pctx, n.addr)
+			ok[i], uptime[i] = err == nil, up
 		}()
 	}
 	wg.Wait()
@@ -107,15 +122,23 @@ func (l *Liveness) round(ctx context.Context, log *slog.Logger, heard map[int]ti
 			last = start
 		}
 		var to string
+		var started int64
+		if ok[i] && uptime[i] > 0 {
+			if s := now.Add(-uptime[i]).Unix(); n.started == 0 || s-n.started > startSlack || n.started-s > startSlack {
+				started = s // first heard, or the node restarted
+			}
+		}
 		switch {
 		case ok[i] && n.status == fsm.NodeDown:
 			to = fsm.NodeActive
 		case !ok[i] && n.status == fsm.NodeActive && now.Sub(last) >= downAfter:
 			to = fsm.NodeDown
+		case started != 0 && n.status != fsm.NodeProvisioning:
+			to = n.status
 		default:
 			continue
 		}
-		cmd, err := fsm.Encode(&fsm.SetNodeStatus{UID: n.uid, Status: to})
+		cmd, err := fsm.Encode(&fsm.SetNodeStatus{UID: n.uid, Status: to, StartTime: started})
 		if err != nil {
 			log.Error("encode node status", "error", err)
 			continue

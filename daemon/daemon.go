@@ -106,6 +106,8 @@ type Node struct {
 	stopBG  context.CancelFunc
 	bg      sync.WaitGroup
 	removed chan struct{}
+	// started is when this cnmd began; the leader records it for uptime.
+	started time.Time
 	// peersWritten is the peers file's content (membership watch only).
 	peersWritten string
 }
@@ -261,7 +263,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, ErrNoClusterState
 	}
 
-	n := &Node{cfg: cfg, log: log, served: make(chan error, 1), removed: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, served: make(chan error, 1), removed: make(chan struct{}), started: time.Now()}
 	if err := n.open(mat); err != nil {
 		return nil, err
 	}
@@ -354,7 +356,7 @@ func (n *Node) open(mat pki.Material) error {
 	n.stopBG = stop
 	loop := cluster.NewLeaderLoop(r, cfg.Logger,
 		&cluster.Liveness{
-			Self: cfg.UID, FSM: r.FSM(), Probe: n.peers, Raft: r,
+			Self: cfg.UID, FSM: r.FSM(), Probe: n.peers, Raft: r, Started: n.started,
 			Interval: cfg.DownAfter / 6, DownAfter: cfg.DownAfter, Log: cfg.Logger.With("component", "liveness"),
 		},
 		&cluster.Executor{FSM: r.FSM(), Raft: r, Agents: agent.NewClient(peerHTTP),

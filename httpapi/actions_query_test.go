@@ -30,3 +30,16 @@ func TestNodeActions_EvictDBsEntriesMustNameDatabases(t *testing.T) {
 	}
 	runErrorCasesOn(t, e, cases.withAuth("admin"))
 }
+
+// Every route refuses query parameters it does not define (SPEC §9).
+func TestQuery_UnknownOrRepeatedParametersAre400(t *testing.T) {
+	e := newModelEnv(t)
+	runErrorCasesOn(t, e, errorCases{
+		{name: "unknown on a read", method: "GET", target: "/v1/nodes?foo=1", status: 400, code: "invalid_parameter", descHas: "foo"},
+		{name: "misspelt stale", method: "GET", target: "/v1/nodes?Stale=true", status: 400, code: "invalid_parameter", descHas: "Stale"},
+		{name: "stale twice", method: "GET", target: "/v1/nodes?stale=true&stale=false", status: 400, code: "invalid_parameter", descHas: "stale"},
+		{name: "stale on a write", method: "PUT", target: "/v1/cluster/policy?stale=true", body: `{}`, status: 400, code: "invalid_parameter", descHas: "stale"},
+		{name: "dry_run on a database create", method: "POST", target: "/v1/bdbs?dry_run=true", body: `{"name":"x","memory_size":1073741824}`, status: 400, code: "invalid_parameter", descHas: "dry_run"},
+		{name: "malformed", method: "GET", target: "/v1/shards?%zz", status: 400, code: "invalid_parameter"},
+	}.withAuth("admin"))
+}

@@ -294,7 +294,7 @@ func bootstrap(t testing.TB, f *fsm.FSM, adminCost int) {
 			CACertPEM: string(ca.CertPEM), CAKeyPEM: string(ca.KeyPEM)},
 		Node: fsm.Node{UID: testNodeUID, Addr: "127.0.0.1", APIAddr: testNodeAPI, RaftAddr: testNodeRaft,
 			Status: fsm.NodeActive, AcceptServers: true, MaxRedisServers: 100, TotalMemory: 16 << 30,
-			SoftwareVersion: "test", JoinedAt: time.Now().Unix()},
+			SoftwareVersion: "test", JoinedAt: time.Now().Unix(), StartTime: time.Now().Unix()},
 		Admin: fsm.User{Email: adminEmail, Name: "Admin", PasswordHash: string(hash)},
 	})
 	if err != nil {

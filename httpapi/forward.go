@@ -49,22 +49,29 @@ func NewPeerHTTPClient(tlsCfg *tls.Config, localHost string, dial DialFunc) *htt
 // NewPeerClient wraps a client made by NewPeerHTTPClient.
 func NewPeerClient(c *http.Client) *PeerClient { return &PeerClient{client: c} }
 
-// Ping checks that the node at addr answers.
-func (c *PeerClient) Ping(ctx context.Context, addr string) error {
+// Ping checks that the node at addr answers, and returns how long its cnmd
+// has been running.
+func (c *PeerClient) Ping(ctx context.Context, addr string) (time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v1/ping", nil)
 	if err != nil {
-		return fmt.Errorf("ping request: %w", err)
+		return 0, fmt.Errorf("ping request: %w", err)
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("ping %s: %w", addr, err)
+		return 0, fmt.Errorf("ping %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("ping %s: status %d", addr, resp.StatusCode)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return 0, fmt.Errorf("ping %s: status %d", addr, resp.StatusCode)
 	}
-	return nil
+	var body struct {
+		Uptime int64 `json:"uptime"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&body); err != nil {
+		return 0, fmt.Errorf("ping %s: %w", addr, err)
+	}
+	return time.Duration(body.Uptime) * time.Second, nil
 }
 
 // Close drops idle connections.

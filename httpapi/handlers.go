@@ -59,19 +59,14 @@ func acceptsServers(n *fsm.Node) bool {
 	return n.AcceptServers && !n.Maintenance && !n.Removing
 }
 
-// nodeUptime is how long node n's cnmd has been running, in seconds; false
-// while the node is down or when that is unknown.
+// nodeUptime is how long node n's cnmd has been running, in seconds, as
+// the leader recorded its start; false while the node is down or before
+// the leader has heard from it.
 func nodeUptime(n *fsm.Node, now time.Time) (int64, bool) {
-	if n.Status == fsm.NodeDown {
+	if n.Status == fsm.NodeDown || n.StartTime == 0 {
 		return 0, false
 	}
-	// TODO(start_time): count from n.StartTime (the node's process start,
-	// recorded in the state) once fsm.Node has it; the join time below is
-	// only a lower bound for a node that never restarted.
-	if n.JoinedAt == 0 {
-		return 0, false
-	}
-	return max(0, now.Unix()-n.JoinedAt), true
+	return max(0, now.Unix()-n.StartTime), true
 }
 
 // shardInts turns shard uids (decimal strings in the state) into the int

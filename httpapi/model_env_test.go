@@ -139,7 +139,7 @@ func (e *env) addNodes(specs ...nodeSpec) {
 		e.applyCmd(&fsm.AddNode{Node: fsm.Node{UID: s.UID, Addr: host, APIAddr: host + ":9443", RaftAddr: host + ":9444",
 			Status: fsm.NodeProvisioning, AcceptServers: true, MaxRedisServers: s.MaxShards, TotalMemory: s.Memory,
 			RackID: s.Rack, SoftwareVersion: "test", JoinedAt: time.Now().Unix()}})
-		e.applyCmd(&fsm.SetNodeStatus{UID: s.UID, Status: fsm.NodeActive})
+		e.applyCmd(&fsm.SetNodeStatus{UID: s.UID, Status: fsm.NodeActive, StartTime: time.Now().Unix()})
 	}
 }
 

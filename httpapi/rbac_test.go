@@ -195,6 +195,7 @@ func TestPing_NeedsNoCredentials(t *testing.T) {
 				Status  string `json:"status"`
 				NodeUID int    `json:"node_uid"`
 				Leader  int    `json:"leader"`
+				Uptime  int64  `json:"uptime"`
 			}
 			decodeInto(t, w, &got)
 			if got.Status != "ok" || got.NodeUID != testNodeUID || got.Leader != testNodeUID {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -305,7 +307,12 @@ func (h *headerWriter) Write(b []byte) (int, error) {
 }
 
 func (s *Server) serve(rt route) http.Handler {
+	allowed := queryParams(rt)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := checkQuery(r, allowed); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		var err error
 		switch rt.kind {
 		case public:
@@ -328,6 +335,47 @@ func (s *Server) serve(rt route) http.Handler {
 			s.writeError(w, r, err)
 		}
 	})
+}
+
+// queryParams lists the query parameters a route defines: the consistency
+// parameters of reads, dry_run of an action POST, relayed of the members
+// question. Every other parameter is refused (SPEC §9), so that a misspelt
+// one is never silently ignored.
+func queryParams(rt route) []string {
+	switch {
+	case rt.kind == read:
+		return []string{"stale", "index", "wait"}
+	case rt.method == http.MethodPost && rt.path == "/v1/nodes/{uid}/actions/{action}":
+		return []string{"dry_run"}
+	case rt.path == "/v1/internal/members":
+		return []string{"relayed"}
+	}
+	return nil
+}
+
+// checkQuery refuses a query string that does not parse, names a parameter
+// the route does not define, or gives one twice.
+func checkQuery(r *http.Request, allowed []string) error {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return errBadRequest("invalid_parameter", "the query string is malformed: "+err.Error())
+	}
+	for k, vs := range q {
+		if !slices.Contains(allowed, k) {
+			what := "no query parameters"
+			if len(allowed) > 0 {
+				what = "only " + strings.Join(allowed, ", ")
+			}
+			return errBadRequest("invalid_parameter", "unknown query parameter "+strconv.Quote(k)+": "+r.URL.Path+" takes "+what)
+		}
+		if len(vs) != 1 {
+			return errBadRequest("invalid_parameter", "query parameter "+strconv.Quote(k)+" is given more than once")
+		}
+	}
+	return nil
 }
 
 func (s *Server) authorize(r *http.Request, perm string) (principal, error) {
@@ -420,6 +468,9 @@ func (s *Server) serveRead(w http.ResponseWriter, r *http.Request, rt route) err
 
 func (s *Server) ping(w http.ResponseWriter, _ *http.Request, _ principal) error {
 	uid, _ := s.raft.Leader()
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_uid": s.raft.ID(), "leader": uid})
+	// uptime lets the leader record when this node's cnmd started (the
+	// uptime of GET /v1/nodes).
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_uid": s.raft.ID(), "leader": uid,
+		"uptime": int64(time.Since(s.started).Seconds())})
 	return nil
 }

@@ -87,9 +87,14 @@ func orEmpty(s []int) []int {
 // show (SPEC §5).
 func TestNodes_MaintenanceHidesAcceptServersAndDownHidesUptime(t *testing.T) {
 	e := newEnv(t)
-	e.addNodes(nodeSpec{UID: 2, MaxShards: 10, Memory: 4 * gib}, nodeSpec{UID: 3, MaxShards: 10, Memory: 4 * gib})
-	e.changeNode(2, func(n *fsm.Node) { n.Maintenance = true })
+	e.addNodes(nodeSpec{UID: 2, MaxShards: 10, Memory: 4 * gib}, nodeSpec{UID: 3, MaxShards: 10, Memory: 4 * gib},
+		nodeSpec{UID: 4, MaxShards: 10, Memory: 4 * gib})
+	// Node 2 joined an hour ago, but its cnmd started just now: uptime
+	// counts from the start.
+	e.changeNode(2, func(n *fsm.Node) { n.Maintenance, n.JoinedAt = true, n.JoinedAt-3600 })
 	e.applyCmd(&fsm.SetNodeStatus{UID: 3, Status: fsm.NodeDown})
+	// Node 4's start has not been heard by the leader yet: no uptime.
+	e.changeNode(4, func(n *fsm.Node) { n.StartTime = 0 })
 
 	w := e.call("admin", "GET", "/v1/nodes", "")
 	mustStatus(t, w, http.StatusOK)
@@ -98,10 +103,13 @@ func TestNodes_MaintenanceHidesAcceptServersAndDownHidesUptime(t *testing.T) {
 	for _, n := range list {
 		uid := int(n["uid"].(float64))
 		_, hasUptime := n["uptime"]
+		if uptime, ok := n["uptime"].(float64); ok && uptime > 60 {
+			t.Errorf("node %d: uptime %v s, but its cnmd started just now", uid, uptime)
+		}
 		if want := uid != 2; n["accept_servers"] != want {
 			t.Errorf("node %d: accept_servers = %v, want %v", uid, n["accept_servers"], want)
 		}
-		if want := uid != 3; hasUptime != want {
+		if want := uid != 3 && uid != 4; hasUptime != want {
 			t.Errorf("node %d (%v): uptime shown = %v, want %v", uid, n["status"], hasUptime, want)
 		}
 		var one map[string]any

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -153,11 +154,15 @@ func TestAction_MaintenanceOnThenOffRestoresEveryShardAndRole(t *testing.T) {
 			checkInvariants(t, c, leader)
 			expectFiles(t, c, leader, false)
 			var st struct {
-				Maintenance bool    `json:"maintenance"`
-				Snapshot    *string `json:"maintenance_snapshot"`
+				Maintenance bool `json:"maintenance"`
+				Snapshot    *struct {
+					Name    string `json:"name"`
+					NodeUID string `json:"node_uid"`
+					Created string `json:"created_time"`
+				} `json:"maintenance_snapshot"`
 			}
 			c.MustDo(target, "GET", fmt.Sprintf("/v1/nodes/%d/status", target), nil, http.StatusOK).JSON(t, &st)
-			if !st.Maintenance || st.Snapshot == nil {
+			if !st.Maintenance || st.Snapshot == nil || st.Snapshot.NodeUID != strconv.Itoa(target) || !strings.HasPrefix(st.Snapshot.Name, "maintenance_mode_") {
 				t.Fatalf("node status during maintenance: %+v", st)
 			}
 

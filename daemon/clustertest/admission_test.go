@@ -108,3 +108,63 @@ func TestAdmission_SecondMaintenanceOnAfterTheFirstIsQuorumLoss(t *testing.T) {
 		t.Errorf("first event %+v, want it to say %q", a.Additional.Events, want)
 	}
 }
+
+type nodeUptime struct {
+	UID    int    `json:"uid"`
+	Status string `json:"status"`
+	Uptime *int64 `json:"uptime"`
+}
+
+func uptimeOf(c *clustertest.Cluster, via, uid int) (nodeUptime, error) {
+	var n nodeUptime
+	r, err := c.Do(via, "GET", fmt.Sprintf("/v1/nodes/%d", uid), nil)
+	if err != nil {
+		return n, err
+	}
+	if r.Status != http.StatusOK {
+		return n, fmt.Errorf("GET /v1/nodes/%d: %d %s", uid, r.Status, r.Body)
+	}
+	return n, jsonUnmarshal(r.Body, &n)
+}
+
+// uptime counts from when a node's cnmd started (SPEC §5): it is absent
+// while the node is down and starts again from zero when it restarts.
+func TestNodes_UptimeIsSinceTheNodesCnmdStarted(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{})
+	leader := c.Leader(10 * time.Second)
+	target := followers(c, leader)[0]
+	var before int64
+	clustertest.Eventually(t, 30*time.Second, func() error {
+		n, err := uptimeOf(c, leader, target)
+		if err != nil {
+			return err
+		}
+		if n.Uptime == nil || *n.Uptime < 8 {
+			return fmt.Errorf("node %d uptime %v, waiting for 8 s", target, n.Uptime)
+		}
+		before = *n.Uptime
+		return nil
+	})
+	c.Kill(target)
+	clustertest.Eventually(t, 30*time.Second, func() error {
+		n, err := uptimeOf(c, leader, target)
+		if err != nil {
+			return err
+		}
+		if n.Status != "down" || n.Uptime != nil {
+			return fmt.Errorf("killed node %d: status %s, uptime %v; want down and no uptime", target, n.Status, n.Uptime)
+		}
+		return nil
+	})
+	c.StartNode(target)
+	clustertest.Eventually(t, 30*time.Second, func() error {
+		n, err := uptimeOf(c, leader, target)
+		if err != nil {
+			return err
+		}
+		if n.Status != "active" || n.Uptime == nil || *n.Uptime >= before {
+			return fmt.Errorf("restarted node %d: status %s, uptime %v; want active and under %d s", target, n.Status, n.Uptime, before)
+		}
+		return nil
+	})
+}

@@ -24,9 +24,9 @@ type shard struct {
 }
 
 type bdb struct {
-	UID       int      `json:"uid"`
-	Name      string   `json:"name"`
-	ShardList []string `json:"shard_list"`
+	UID       int    `json:"uid"`
+	Name      string `json:"name"`
+	ShardList []int  `json:"shard_list"`
 	Endpoints []struct {
 		NodeUID string `json:"node_uid"`
 	} `json:"endpoints"`
