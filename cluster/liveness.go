@@ -33,7 +33,7 @@ type Liveness struct {
 	// Started is when this node's cnmd started: the leader answers its own
 	// uptime without a probe.
 	Started time.Time
-	Log       *slog.Logger
+	Log     *slog.Logger
 }
 
 // Name implements Worker.
