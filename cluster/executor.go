@@ -195,10 +195,18 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 					e.dropStray(ctx, st)
 					continue
 				}
-				// No other node takes it now. The refusal may be brief (a
-				// restarted target that liveness has not yet marked active
-				// again), so the step waits, keeping its copy, until a node
-				// can take the shard or the action's deadline passes.
+				if !e.targetIsBack(st.To) {
+					// Refused for a reason that does not pass by itself (the
+					// node stopped accepting shards, or is full): fail as
+					// before, and take the stray copy back.
+					finish(fsm.StatusFailed, "insufficient_resources", fmt.Sprintf("shard %s has no home: %v", st.Shard, err))
+					e.dropStray(ctx, st)
+					return
+				}
+				// No other node takes it now, and the target is only down:
+				// a restarted node that liveness has not yet marked active
+				// again. The step waits, keeping its copy, until a node can
+				// take the shard or the action's deadline passes.
 				if a.Waiting == "" { // retarget says why when it can
 					e.setWaiting(ctx, &a, fmt.Sprintf("node %d cannot take shard %s yet (%v), and no other node can", st.To, st.Shard, err))
 				}
@@ -314,6 +322,18 @@ func (e *Executor) apiAddr(node int) string {
 		}
 	})
 	return addr
+}
+
+// targetIsBack reports whether node would take shards again once the
+// leader hears from it: it is only marked down (or not yet active), and
+// accepts shards otherwise.
+func (e *Executor) targetIsBack(node int) bool {
+	var ok bool
+	e.FSM.Read(func(s *fsm.State, _ uint64) {
+		n, exists := s.Nodes[node]
+		ok = exists && n.Status != fsm.NodeActive && n.AcceptServers && !n.Maintenance && !n.Removing && !s.Emptying(node)
+	})
+	return ok
 }
 
 // setWaiting records in the action why its step cannot go on yet (SPEC

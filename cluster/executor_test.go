@@ -168,3 +168,39 @@ func waitAction(t *testing.T, f *fsm.FSM, task string, ok func(*fsm.Action) bool
 		}
 	}
 }
+
+// TestExecutor_MoveWhoseTargetStoppedAcceptingFails: a refusal that does
+// not pass by itself (the operator stopped the node accepting shards) ends
+// the action with insufficient_resources, and the copy is taken back.
+func TestExecutor_MoveWhoseTargetStoppedAcceptingFails(t *testing.T) {
+	st := adminState(modelState(3, [][2]int{{2, 1}}, fsm.PersistenceDisabled))
+	for uid, n := range st.Nodes {
+		n.APIAddr = "node" + string(rune('0'+uid))
+	}
+	st.Voters = []int{1, 2, 3}
+	f := admittingFSM(t, st)
+	r := &localRaft{f: f}
+	ag := &copyingAgents{have: map[string]bool{"node1/2": true, "node2/1": true}}
+	ag.afterCopy = func(string) {
+		off := false
+		if _, err := r.Apply(context.Background(), mustEncode(t, &fsm.UpdateNode{Actor: fsm.Actor{UID: 1}, UID: 3, AcceptServers: &off})); err != nil {
+			t.Errorf("stop node 3 accepting shards: %v", err)
+		}
+	}
+	if res := applyTo(t, f, submit("task", fsm.ActionMaintenanceOn, 2)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Executor{FSM: f, Raft: r, Agents: ag, Log: slog.New(slog.DiscardHandler)}
+	done := make(chan struct{})
+	go func() { e.Run(ctx, 1); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	a := waitAction(t, f, "task", func(a *fsm.Action) bool { return fsm.Terminal(a.Status) })
+	if a.Status != fsm.StatusFailed || a.ErrorCode != "insufficient_resources" {
+		t.Fatalf("action ended %s (%s: %s), want failed with insufficient_resources", a.Status, a.ErrorCode, a.ErrorMessage)
+	}
+	if _, err := ag.Info(ctx, "node3", "1"); err == nil {
+		t.Error("the copy of shard 1 on node 3 was left behind")
+	}
+}
