@@ -49,6 +49,10 @@ func (e *Executor) Name() string { return "executor" }
 // errYielded: this leader handed leadership over; the next one resumes.
 var errYielded = errors.New("leadership handed over")
 
+// errCancelling: the action was cancelled while its step waited; the step
+// is given up, and the action ends cancelled.
+var errCancelling = errors.New("action cancelled while its step waited")
+
 // Run starts a runner per unfinished action and waits for all of them when
 // ctx ends.
 func (e *Executor) Run(ctx context.Context, term uint64) {
@@ -167,6 +171,14 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 			return
 		}
 		msg, err := e.execute(ctx, &a, st)
+		if errors.Is(err, errCancelling) {
+			// Nothing of the step was committed; a copy it made is
+			// taken back, and the next turn ends the action cancelled.
+			if st.Kind == fsm.StepMove {
+				e.dropStray(ctx, st)
+			}
+			continue
+		}
 		if errors.Is(err, errYielded) || errors.Is(err, agent.ErrStaleTerm) || ctx.Err() != nil {
 			// Handed over, or an agent already heard from a newer leader:
 			// this executor is deposed and stops here.
@@ -324,6 +336,17 @@ func (e *Executor) apiAddr(node int) string {
 	return addr
 }
 
+// cancelling reports whether the action was asked to cancel.
+func (e *Executor) cancelling(task string) bool {
+	var yes bool
+	e.FSM.Read(func(s *fsm.State, _ uint64) {
+		if a := s.ActionByTask(task); a != nil {
+			yes = a.Status == fsm.StatusCancelling
+		}
+	})
+	return yes
+}
+
 // targetIsBack reports whether node would take shards again once the
 // leader hears from it: it is only marked down (or not yet active), and
 // accepts shards otherwise.
@@ -375,6 +398,12 @@ func (e *Executor) retry(ctx context.Context, a *fsm.Action, what string, fn fun
 		}
 		if failures == 1 {
 			e.setWaiting(ctx, a, fmt.Sprintf("%s: %v", what, err))
+		}
+		if e.cancelling(a.TaskID) && (a.Done >= len(a.Steps) || a.Steps[a.Done].Kind != fsm.StepRemoveMember) {
+			// A step that waits (a node down) would hold a cancel until
+			// the node came back or the deadline passed. Not the removal
+			// from raft: an attempt that failed to answer may have done it.
+			return errCancelling
 		}
 		var pe *PlanError
 		if errors.As(err, &pe) || errors.Is(err, agent.ErrStaleTerm) {

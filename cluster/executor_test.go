@@ -204,3 +204,38 @@ func TestExecutor_MoveWhoseTargetStoppedAcceptingFails(t *testing.T) {
 		t.Error("the copy of shard 1 on node 3 was left behind")
 	}
 }
+
+// TestExecutor_CancelEndsAStepThatWaits: a step waiting for a node that
+// does not answer gives way to a cancel at once, not at the deadline.
+func TestExecutor_CancelEndsAStepThatWaits(t *testing.T) {
+	st := adminState(modelState(3, [][2]int{{2, 1}}, fsm.PersistenceDisabled))
+	for uid, n := range st.Nodes {
+		n.APIAddr = "node" + string(rune('0'+uid))
+	}
+	f := admittingFSM(t, st)
+	r := &localRaft{f: f}
+	// The replica on node 1 never answers: the failover waits.
+	ag := &copyingAgents{have: map[string]bool{"node2/1": true}}
+	if res := applyTo(t, f, submit("task", fsm.ActionEnslaveNode, 2)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Executor{FSM: f, Raft: r, Agents: ag, Log: slog.New(slog.DiscardHandler)}
+	done := make(chan struct{})
+	go func() { e.Run(ctx, 1); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	waitAction(t, f, "task", func(a *fsm.Action) bool { return a.Waiting != "" })
+	if _, err := r.Apply(ctx, mustEncode(t, &fsm.CancelAction{Actor: fsm.Actor{UID: 1}, Node: 2, Action: fsm.ActionEnslaveNode, By: "test"})); err != nil {
+		t.Fatal(err)
+	}
+	a := waitAction(t, f, "task", func(a *fsm.Action) bool { return fsm.Terminal(a.Status) })
+	if a.Status != fsm.StatusCancelled {
+		t.Fatalf("action ended %s (%s), want cancelled", a.Status, a.ErrorMessage)
+	}
+	f.Read(func(st *fsm.State, _ uint64) {
+		if sh := st.Shards["1"]; sh.Role != fsm.RoleMaster || sh.NodeUID != 2 {
+			t.Errorf("shard 1 is %s on node %d; a cancelled failover must leave it master on node 2", sh.Role, sh.NodeUID)
+		}
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -658,7 +659,7 @@ func (n *Node) nodeRecord(status string, now time.Time) fsm.Node {
 	return fsm.Node{
 		UID: n.cfg.UID, Addr: n.cfg.host(), APIAddr: n.cfg.APIAddr, RaftAddr: n.cfg.RaftAddr,
 		Status: status, AcceptServers: true, MaxRedisServers: n.cfg.MaxShards, TotalMemory: n.cfg.Memory,
-		RackID: n.cfg.RackID, SoftwareVersion: Version, JoinedAt: now.Unix(),
+		RackID: n.cfg.RackID, SoftwareVersion: Version, JoinedAt: now.Unix(), Cores: runtime.NumCPU(),
 	}
 }
 

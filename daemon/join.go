@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 
 	"cnm/httpapi"
@@ -33,6 +34,7 @@ func joinFirstStep(ctx context.Context, cfg Config, log *slog.Logger) (pki.Mater
 	req := httpapi.JoinRequest{
 		UID: cfg.UID, APIAddr: cfg.APIAddr, RaftAddr: cfg.RaftAddr, CSR: string(csrPEM),
 		TotalMemory: cfg.Memory, MaxRedisServers: cfg.MaxShards, RackID: cfg.RackID, SoftwareVersion: Version,
+		Cores: runtime.NumCPU(),
 	}
 	client := joinClient(cfg, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}) //nolint:gosec // see above
 	defer client.CloseIdleConnections()

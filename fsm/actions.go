@@ -385,7 +385,11 @@ func (s *State) applyPlanAction(p *PlanAction) (any, *Error) {
 	a.Steps = slices.Clone(p.Steps)
 	a.Reserved = nil
 	a.Status = StatusRunning
-	a.event(p.Time, "planned %d steps", len(p.Steps))
+	if len(p.Steps) == 1 {
+		a.event(p.Time, "planned 1 step")
+	} else {
+		a.event(p.Time, "planned %d steps", len(p.Steps))
+	}
 	s.putAction(a)
 	return *a, nil
 }

@@ -74,6 +74,8 @@ type Node struct {
 	AcceptServers   bool   `json:"accept_servers"`
 	MaxRedisServers int    `json:"max_redis_servers"`
 	TotalMemory     int64  `json:"total_memory"`
+	// Cores is the node's CPU count, as it reported it when it joined.
+	Cores           int    `json:"cores,omitempty"`
 	RackID          string `json:"rack_id"`
 	SoftwareVersion string `json:"software_version"`
 	JoinedAt        int64  `json:"joined_at"`

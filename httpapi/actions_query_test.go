@@ -43,3 +43,17 @@ func TestQuery_UnknownOrRepeatedParametersAre400(t *testing.T) {
 		{name: "malformed", method: "GET", target: "/v1/shards?%zz", status: 400, code: "invalid_parameter"},
 	}.withAuth("admin"))
 }
+
+// A set-up request to a node that already serves a cluster is a conflict,
+// not a missing endpoint; empty consistency parameters are refused.
+func TestSetupAndReadParameters_ClearErrors(t *testing.T) {
+	e := newModelEnv(t)
+	runErrorCasesOn(t, e, errorCases{
+		{name: "create_cluster on a member", method: "POST", target: "/v1/bootstrap/create_cluster", body: `{}`, status: 409, code: "already_bootstrapped"},
+		{name: "join_cluster on a member", method: "POST", target: "/v1/bootstrap/join_cluster", body: `{}`, status: 409, code: "already_bootstrapped"},
+		{name: "empty stale", method: "GET", target: "/v1/nodes/1?stale=", status: 400, code: "invalid_parameter", descHas: "stale"},
+		{name: "empty wait", method: "GET", target: "/v1/nodes?index=1&wait=", status: 400, code: "invalid_parameter", descHas: "wait"},
+		{name: "empty snapshot_name", method: "POST", target: "/v1/nodes/2/actions/maintenance_off?dry_run=true", body: `{"snapshot_name":""}`, status: 400, code: "invalid_parameter", descHas: "snapshot_name"},
+		{name: "invisible character in an email", method: "POST", target: "/v1/users", body: `{"email":"admin@cnm.local\u200b","password":"pw-12345","role":"admin"}`, status: 400, code: "invalid_parameter", descHas: "email"},
+	}.withAuth("admin"))
+}

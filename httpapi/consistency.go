@@ -21,6 +21,11 @@ type readQuery struct {
 func parseReadQuery(r *http.Request) (readQuery, error) {
 	var q readQuery
 	v := r.URL.Query()
+	for _, k := range []string{"stale", "index", "wait"} {
+		if v.Has(k) && v.Get(k) == "" {
+			return q, errBadRequest("invalid_parameter", k+" needs a value, as in ?stale=true or ?index=N&wait=30s")
+		}
+	}
 	if s := v.Get("stale"); s != "" {
 		b, err := strconv.ParseBool(s)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net/mail"
 	"strconv"
 	"time"
+	"unicode"
 
 	"github.com/gorilla/mux"
 
@@ -266,7 +267,7 @@ func (b *userBody) validate(create bool) error {
 		return errBadRequest("invalid_parameter", "nothing to update: give email, password, name or role")
 	}
 	if b.Email != nil {
-		if a, err := mail.ParseAddress(*b.Email); err != nil || a.Address != *b.Email || len(*b.Email) > 254 {
+		if a, err := mail.ParseAddress(*b.Email); err != nil || a.Address != *b.Email || len(*b.Email) > 254 || !plainText(*b.Email) {
 			return errBadRequest("invalid_parameter", "field \"email\" must be an email address, got "+quote(*b.Email))
 		}
 	}
@@ -359,4 +360,16 @@ func (s *Server) getPermissions(w http.ResponseWriter, _ *http.Request, p princi
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"role": p.Role, "permissions": PermissionsOf(p.Role), "roles": roles})
 	return nil
+}
+
+// plainText reports whether s holds only printable characters and no
+// invisible ones (zero-width spaces, joiners, direction marks): an email
+// that looks like another must not be a different account.
+func plainText(s string) bool {
+	for _, r := range s {
+		if !unicode.IsPrint(r) || unicode.Is(unicode.Cf, r) || unicode.IsSpace(r) {
+			return false
+		}
+	}
+	return true
 }

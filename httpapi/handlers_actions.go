@@ -252,6 +252,9 @@ func (s *Server) actionParams(r *http.Request, name string) (cluster.Params, err
 		if err := decodeBody(r, &b); err != nil {
 			return p, err
 		}
+		if b.SnapshotName != nil && *b.SnapshotName == "" {
+			return p, errBadRequest("invalid_parameter", "field \"snapshot_name\" is empty: name a snapshot, or leave the field out for the latest")
+		}
 		p.SnapshotName, p.SkipShardsRestore, p.DeadlineSeconds = b.SnapshotName, b.SkipShardsRestore, b.DeadlineSeconds
 	case fsm.ActionEnslaveNode:
 		var b enslaveParams

@@ -380,9 +380,10 @@ func (s *Server) viewNodeStatus(st *fsm.State, n *fsm.Node, leader int) nodeStat
 	if n.UID == leader {
 		v.Role = "master"
 	}
-	// TODO(cores): the state does not record a node's cores yet; only this
-	// node's own count is known here, others show 0.
-	if n.UID == s.raft.ID() {
+	// Recorded when the node joined; a record from before then has none,
+	// and only this node can still say its own.
+	v.Cores = n.Cores
+	if v.Cores == 0 && n.UID == s.raft.ID() {
 		v.Cores = runtime.NumCPU()
 	}
 	for _, sh := range st.ShardsOn(n.UID) {

@@ -22,6 +22,7 @@ type JoinRequest struct {
 	MaxRedisServers int    `json:"max_redis_servers"`
 	RackID          string `json:"rack_id"`
 	SoftwareVersion string `json:"software_version"`
+	Cores           int    `json:"cores,omitempty"`
 }
 
 // JoinResponse carries the new node's certificate and the cluster CA.
@@ -61,7 +62,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, p principal) error
 			return errBadRequest("invalid_parameter", "field \""+field+"\" must be host:port, got "+quote(addr))
 		}
 	}
-	if req.MaxRedisServers < 0 || req.TotalMemory < 0 {
+	if req.MaxRedisServers < 0 || req.TotalMemory < 0 || req.Cores < 0 {
 		return errBadRequest("invalid_parameter", "node capacity must not be negative")
 	}
 	var caCert, caKey string
@@ -82,7 +83,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, p principal) error
 	node := fsm.Node{
 		UID: req.UID, Addr: host, APIAddr: req.APIAddr, RaftAddr: req.RaftAddr, Status: fsm.NodeProvisioning,
 		AcceptServers: true, MaxRedisServers: req.MaxRedisServers, TotalMemory: req.TotalMemory,
-		RackID: req.RackID, SoftwareVersion: req.SoftwareVersion, JoinedAt: now.Unix(),
+		RackID: req.RackID, SoftwareVersion: req.SoftwareVersion, JoinedAt: now.Unix(), Cores: req.Cores,
 	}
 	if _, err := s.submit(r.Context(), &fsm.AddNode{Actor: p.actor(), Node: node}); err != nil {
 		return err

@@ -165,6 +165,9 @@ func (s *Server) routes() {
 		// Clients poll the setup without credentials, before and after it
 		// completes; it shows nothing secret.
 		{"GET", "/v1/bootstrap", "", public, s.getBootstrap},
+		// A node that serves this API is set up already.
+		{"POST", "/v1/bootstrap/create_cluster", "", public, s.alreadyBootstrapped},
+		{"POST", "/v1/bootstrap/join_cluster", "", public, s.alreadyBootstrapped},
 		{"GET", "/v1/cluster", PermViewClusterInfo, read, s.getCluster},
 		{"GET", "/v1/nodes", PermViewAllNodesInfo, read, s.listNodes},
 		{"GET", "/v1/nodes/status", PermViewAllNodesInfo, read, s.nodesStatus},
@@ -473,4 +476,11 @@ func (s *Server) ping(w http.ResponseWriter, _ *http.Request, _ principal) error
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_uid": s.raft.ID(), "leader": uid,
 		"uptime": int64(time.Since(s.started).Seconds())})
 	return nil
+}
+
+// alreadyBootstrapped answers a set-up request made to a node that is part
+// of a cluster already.
+func (s *Server) alreadyBootstrapped(_ http.ResponseWriter, _ *http.Request, _ principal) error {
+	return &apiError{Status: http.StatusConflict, Code: "already_bootstrapped",
+		Description: "this node is already part of a cluster; set-up requests go to a node started with neither --bootstrap nor --join"}
 }

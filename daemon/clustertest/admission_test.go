@@ -168,3 +168,29 @@ func TestNodes_UptimeIsSinceTheNodesCnmdStarted(t *testing.T) {
 		return nil
 	})
 }
+
+// Every node reads every node's cores the same: recorded when it joined.
+func TestNodesStatus_CoresAreTheSameFromEveryNode(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{})
+	c.Leader(10 * time.Second)
+	var first map[string]struct {
+		Cores int `json:"cores"`
+	}
+	for _, via := range c.UIDs() {
+		var st map[string]struct {
+			Cores int `json:"cores"`
+		}
+		c.MustDo(via, "GET", "/v1/nodes/status", nil, http.StatusOK).JSON(t, &st)
+		for uid, n := range st {
+			if n.Cores <= 0 {
+				t.Errorf("via node %d: node %s has %d cores", via, uid, n.Cores)
+			}
+			if first != nil && first[uid].Cores != n.Cores {
+				t.Errorf("node %s: %d cores via node %d, %d via node 1", uid, n.Cores, via, first[uid].Cores)
+			}
+		}
+		if first == nil {
+			first = st
+		}
+	}
+}
