@@ -71,36 +71,53 @@ func (a *copyingAgents) Drop(_ context.Context, addr, uid string) error {
 	return nil
 }
 
-// TestExecutor_MoveWhoseTargetIsBrieflyDownWaitsInsteadOfFailing is the
-// restarted copy target: the copy finished, but liveness has marked the
-// target down before the move's commit, and no other node can take the
-// shard. The action waits, says why, and completes once the target is
-// active again.
-func TestExecutor_MoveWhoseTargetIsBrieflyDownWaitsInsteadOfFailing(t *testing.T) {
-	// Node 2's master (shard 1) has its replica on node 1; node 3 is the
-	// only node that can take shard 1 after the failover.
+// executorCluster is the 3-node model of modelState (node 2's master,
+// shard 1, has its replica on node 1) with agent addresses "nodeN", an
+// FSM that admits actions, and the shards the agents hold.
+func executorCluster(t *testing.T, have ...string) (*fsm.FSM, *localRaft, *copyingAgents) {
+	t.Helper()
 	st := adminState(modelState(3, [][2]int{{2, 1}}, fsm.PersistenceDisabled))
 	for uid, n := range st.Nodes {
 		n.APIAddr = "node" + string(rune('0'+uid))
 	}
 	st.Voters = []int{1, 2, 3}
 	f := admittingFSM(t, st)
-	r := &localRaft{f: f}
-	ag := &copyingAgents{have: map[string]bool{"node1/2": true, "node2/1": true}}
+	ag := &copyingAgents{have: map[string]bool{}}
+	for _, h := range have {
+		ag.have[h] = true
+	}
+	return f, &localRaft{f: f}, ag
+}
+
+// runExecutor submits action name for node and runs an executor of term 1
+// until the test ends.
+func runExecutor(t *testing.T, f *fsm.FSM, r *localRaft, ag *copyingAgents, name string, node int) context.Context {
+	t.Helper()
+	if res := applyTo(t, f, submit("task", name, node)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Executor{FSM: f, Raft: r, Agents: ag, Log: slog.New(slog.DiscardHandler)}
+	done := make(chan struct{})
+	go func() { e.Run(ctx, 1); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return ctx
+}
+
+// TestExecutor_MoveWhoseTargetIsBrieflyDownWaitsInsteadOfFailing is the
+// restarted copy target: the copy finished, but liveness has marked the
+// target down before the move's commit, and no other node can take the
+// shard. The action waits, says why, and completes once the target is
+// active again.
+func TestExecutor_MoveWhoseTargetIsBrieflyDownWaitsInsteadOfFailing(t *testing.T) {
+	// Node 3 is the only node that can take shard 1 after the failover.
+	f, r, ag := executorCluster(t, "node1/2", "node2/1")
 	ag.afterCopy = func(string) {
 		if _, err := r.Apply(context.Background(), mustEncode(t, &fsm.SetNodeStatus{UID: 3, Status: fsm.NodeDown})); err != nil {
 			t.Errorf("mark node 3 down: %v", err)
 		}
 	}
-	if res := applyTo(t, f, submit("task", fsm.ActionMaintenanceOn, 2)); res.Err != nil {
-		t.Fatal(res.Err)
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	e := &Executor{FSM: f, Raft: r, Agents: ag, Log: slog.New(slog.DiscardHandler)}
-	done := make(chan struct{})
-	go func() { e.Run(ctx, 1); close(done) }()
-	defer func() { cancel(); <-done }()
+	ctx := runExecutor(t, f, r, ag, fsm.ActionMaintenanceOn, 2)
 
 	a := waitAction(t, f, "task", func(a *fsm.Action) bool { return a.Waiting != "" || fsm.Terminal(a.Status) })
 	if fsm.Terminal(a.Status) {
@@ -173,28 +190,14 @@ func waitAction(t *testing.T, f *fsm.FSM, task string, ok func(*fsm.Action) bool
 // not pass by itself (the operator stopped the node accepting shards) ends
 // the action with insufficient_resources, and the copy is taken back.
 func TestExecutor_MoveWhoseTargetStoppedAcceptingFails(t *testing.T) {
-	st := adminState(modelState(3, [][2]int{{2, 1}}, fsm.PersistenceDisabled))
-	for uid, n := range st.Nodes {
-		n.APIAddr = "node" + string(rune('0'+uid))
-	}
-	st.Voters = []int{1, 2, 3}
-	f := admittingFSM(t, st)
-	r := &localRaft{f: f}
-	ag := &copyingAgents{have: map[string]bool{"node1/2": true, "node2/1": true}}
+	f, r, ag := executorCluster(t, "node1/2", "node2/1")
 	ag.afterCopy = func(string) {
 		off := false
 		if _, err := r.Apply(context.Background(), mustEncode(t, &fsm.UpdateNode{Actor: fsm.Actor{UID: 1}, UID: 3, AcceptServers: &off})); err != nil {
 			t.Errorf("stop node 3 accepting shards: %v", err)
 		}
 	}
-	if res := applyTo(t, f, submit("task", fsm.ActionMaintenanceOn, 2)); res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	e := &Executor{FSM: f, Raft: r, Agents: ag, Log: slog.New(slog.DiscardHandler)}
-	done := make(chan struct{})
-	go func() { e.Run(ctx, 1); close(done) }()
-	defer func() { cancel(); <-done }()
+	ctx := runExecutor(t, f, r, ag, fsm.ActionMaintenanceOn, 2)
 
 	a := waitAction(t, f, "task", func(a *fsm.Action) bool { return fsm.Terminal(a.Status) })
 	if a.Status != fsm.StatusFailed || a.ErrorCode != "insufficient_resources" {
@@ -208,22 +211,9 @@ func TestExecutor_MoveWhoseTargetStoppedAcceptingFails(t *testing.T) {
 // TestExecutor_CancelEndsAStepThatWaits: a step waiting for a node that
 // does not answer gives way to a cancel at once, not at the deadline.
 func TestExecutor_CancelEndsAStepThatWaits(t *testing.T) {
-	st := adminState(modelState(3, [][2]int{{2, 1}}, fsm.PersistenceDisabled))
-	for uid, n := range st.Nodes {
-		n.APIAddr = "node" + string(rune('0'+uid))
-	}
-	f := admittingFSM(t, st)
-	r := &localRaft{f: f}
 	// The replica on node 1 never answers: the failover waits.
-	ag := &copyingAgents{have: map[string]bool{"node2/1": true}}
-	if res := applyTo(t, f, submit("task", fsm.ActionEnslaveNode, 2)); res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	e := &Executor{FSM: f, Raft: r, Agents: ag, Log: slog.New(slog.DiscardHandler)}
-	done := make(chan struct{})
-	go func() { e.Run(ctx, 1); close(done) }()
-	defer func() { cancel(); <-done }()
+	f, r, ag := executorCluster(t, "node2/1")
+	ctx := runExecutor(t, f, r, ag, fsm.ActionEnslaveNode, 2)
 
 	waitAction(t, f, "task", func(a *fsm.Action) bool { return a.Waiting != "" })
 	if _, err := r.Apply(ctx, mustEncode(t, &fsm.CancelAction{Actor: fsm.Actor{UID: 1}, Node: 2, Action: fsm.ActionEnslaveNode, By: "test"})); err != nil {
