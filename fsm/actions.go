@@ -589,7 +589,7 @@ func (s *State) stepEffect(a *Action, st Step) *Error {
 			return errorf(ErrPlacementConflict, "node %d left the cluster", st.To)
 		}
 		if sh.NodeUID != st.To {
-			if !to.Accepts() || (s.Emptying(st.To) && st.To != a.NodeUID) {
+			if !s.Takes(to.UID) {
 				return errorf(ErrPlacementConflict, "node %d does not accept shards", st.To)
 			}
 			u := s.Usage()[st.To]

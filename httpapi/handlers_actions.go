@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -276,6 +274,11 @@ func (s *Server) actionParams(r *http.Request, name string) (cluster.Params, err
 // uid of an existing database. An empty string (or a null, which decodes
 // to one) must never stand for "every database" (SPEC §9).
 func (s *Server) checkEvictDBs(list []string) error {
+	for _, d := range list {
+		if d == "" {
+			return errBadRequest("invalid_parameter", "field \"evict_dbs\" holds an empty string or null; list database uids such as \"1\"")
+		}
+	}
 	var bad string
 	s.fsm.Read(func(st *fsm.State, _ uint64) {
 		for _, d := range list {
@@ -286,50 +289,24 @@ func (s *Server) checkEvictDBs(list []string) error {
 			}
 		}
 	})
-	for _, d := range list {
-		if d == "" {
-			return errBadRequest("invalid_parameter", "field \"evict_dbs\" holds an empty string or null; list database uids such as \"1\"")
-		}
-	}
 	if bad != "" {
 		return errBadRequest("invalid_parameter", "field \"evict_dbs\" names "+quote(bad)+", which is not a database uid")
 	}
 	return nil
 }
 
-// plainUID parses a positive uid written in plain decimal: no sign, no
-// leading zero, no space.
-func plainUID(v string) (int, bool) {
-	if v == "" || len(v) > 9 || v[0] == '0' {
-		return 0, false
-	}
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.Atoi(v)
-	return n, err == nil
-}
-
-// actionQuery reads the query of an action POST: only dry_run is defined,
-// and it takes exactly "true" or "false". Anything else is refused before
-// anything happens, so a misspelt dry run never runs the action (SPEC §3.2).
+// actionQuery reads dry_run, which takes exactly "true" or "false" (the
+// router has already refused every other parameter and repeats), so that a
+// misspelt dry run never runs the action (SPEC §3.2).
 func actionQuery(r *http.Request) (dryRun bool, err error) {
-	q, perr := url.ParseQuery(r.URL.RawQuery)
-	if perr != nil {
-		return false, errBadRequest("invalid_parameter", "the query string is malformed: "+perr.Error())
+	v, given := r.URL.Query()["dry_run"]
+	if !given {
+		return false, nil
 	}
-	for k, vs := range q {
-		if k != "dry_run" {
-			return false, errBadRequest("invalid_parameter", "unknown query parameter "+quote(k)+": this endpoint takes only dry_run=true or dry_run=false")
-		}
-		if len(vs) != 1 || (vs[0] != "true" && vs[0] != "false") {
-			return false, errBadRequest("invalid_parameter", "dry_run must be given once, as true or false, got "+quote(strings.Join(vs, ",")))
-		}
-		dryRun = vs[0] == "true"
+	if v[0] != "true" && v[0] != "false" {
+		return false, errBadRequest("invalid_parameter", "dry_run must be true or false, got "+quote(v[0]))
 	}
-	return dryRun, nil
+	return v[0] == "true", nil
 }
 
 // viaNode is the node the client sent the request to: the follower that

@@ -282,9 +282,16 @@ func bodyError(err error) error {
 // another spelling.
 func pathUID(r *http.Request, what string) (int, error) {
 	v := muxVar(r, "uid")
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 || strconv.Itoa(n) != v {
+	n, ok := plainUID(v)
+	if !ok {
 		return 0, errBadRequest("invalid_parameter", what+" uid must be a positive integer, got "+strconv.Quote(v))
 	}
 	return n, nil
+}
+
+// plainUID parses a positive uid written in plain decimal: no sign, no
+// leading zero, no space, no exponent.
+func plainUID(v string) (int, bool) {
+	n, err := strconv.Atoi(v)
+	return n, err == nil && n > 0 && strconv.Itoa(n) == v
 }

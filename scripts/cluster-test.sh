@@ -86,9 +86,9 @@ ok "no binary is committed; cnmctl, cnmd and bin/ are ignored"
 
 # Nothing in the repository points outside it.
 if hits=$(git grep -n -e '\.\./shared' -- ':!scripts/cluster-test.sh'); then
-  fail "references to ../shared: $hits"
+  fail "references to the folder beside the repository: $hits"
 fi
-ok "no file refers to ../shared"
+ok "no file refers to the folder beside the repository"
 
 # --- a real cluster ---------------------------------------------------------------------
 
