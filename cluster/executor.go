@@ -117,12 +117,16 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 		log.Debug("claim refused", "error", err)
 		return
 	}
-	finish := func(status, code, msg string) {
+	// finish ends the action and reports whether that was committed. Only
+	// then may a stray copy be taken back: if it was not (leadership lost),
+	// the next leader resumes the step and uses the copy.
+	finish := func(status, code, msg string) bool {
 		if _, err := e.apply(ctx, &fsm.FinishAction{TaskID: id, Term: term, Status: status, ErrorCode: code, ErrorMessage: msg, Time: e.Now().Unix(), TimeMS: e.Now().UnixMilli()}); err != nil {
 			log.Warn("finish action", "status", status, "error", err)
-			return
+			return false
 		}
 		log.Info("action finished", "status", status, "error_code", code, "error_message", msg)
+		return true
 	}
 	for ctx.Err() == nil {
 		a, ok := e.action(id)
@@ -159,8 +163,8 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 			// A node already out of raft is past the point of no return:
 			// its removal is committed however late, or it would stay in
 			// the node table, neither member nor removed.
-			finish(fsm.StatusFailed, "internal_error", fmt.Sprintf("deadline passed at step %d of %d (%s)", a.Done+1, len(a.Steps), describe(a.Steps[a.Done])))
-			if st := a.Steps[a.Done]; st.Kind == fsm.StepMove {
+			ended := finish(fsm.StatusFailed, "internal_error", fmt.Sprintf("deadline passed at step %d of %d (%s)", a.Done+1, len(a.Steps), describe(a.Steps[a.Done])))
+			if st := a.Steps[a.Done]; ended && st.Kind == fsm.StepMove {
 				e.dropStray(ctx, st)
 			}
 			return
@@ -185,13 +189,12 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 			return
 		}
 		if err != nil {
+			code, msg := "internal_error", err.Error()
 			var pe *PlanError
 			if errors.As(err, &pe) {
-				finish(fsm.StatusFailed, pe.Code, pe.Message)
-			} else {
-				finish(fsm.StatusFailed, "internal_error", err.Error())
+				code, msg = pe.Code, pe.Message
 			}
-			if st.Kind == fsm.StepMove {
+			if finish(fsm.StatusFailed, code, msg) && st.Kind == fsm.StepMove {
 				e.dropStray(ctx, st)
 			}
 			return
@@ -211,8 +214,9 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 					// Refused for a reason that does not pass by itself (the
 					// node stopped accepting shards, or is full): fail as
 					// before, and take the stray copy back.
-					finish(fsm.StatusFailed, "insufficient_resources", fmt.Sprintf("shard %s has no home: %v", st.Shard, err))
-					e.dropStray(ctx, st)
+					if finish(fsm.StatusFailed, "insufficient_resources", fmt.Sprintf("shard %s has no home: %v", st.Shard, err)) {
+						e.dropStray(ctx, st)
+					}
 					return
 				}
 				// No other node takes it now, and the target is only down:
