@@ -135,7 +135,13 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 		}
 		switch {
 		case a.Status == fsm.StatusCancelling:
-			finish(fsm.StatusCancelled, "", "")
+			// A move whose copy was made but whose commit was refused (a
+			// leadership transfer, say) leaves the copy on its target: once
+			// the cancel is committed nobody resumes the move, so take it
+			// back.
+			if finish(fsm.StatusCancelled, "", "") && a.Done < len(a.Steps) && a.Steps[a.Done].Kind == fsm.StepMove {
+				e.dropStray(ctx, a.Steps[a.Done])
+			}
 			return
 		case a.Status == fsm.StatusStarting:
 			var steps []fsm.Step

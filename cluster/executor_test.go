@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -17,11 +18,21 @@ import (
 type localRaft struct {
 	mu sync.Mutex
 	f  *fsm.FSM
+	// refuseNext makes the next Apply fail without committing, as a
+	// leader's does during a leadership transfer.
+	refuseNext bool
 }
+
+// errTransfer is what Apply returns while refuseNext is set.
+var errTransfer = errors.New("leadership lost while applying: leadership transfer in progress")
 
 func (r *localRaft) Apply(_ context.Context, cmd []byte) (*fsm.Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.refuseNext {
+		r.refuseNext = false
+		return nil, errTransfer
+	}
 	res := r.f.Apply(rawLog(r.f.Applied()+1, cmd)).(*fsm.Result)
 	if res.Err != nil {
 		return res, res.Err
@@ -228,4 +239,34 @@ func TestExecutor_CancelEndsAStepThatWaits(t *testing.T) {
 			t.Errorf("shard 1 is %s on node %d; a cancelled failover must leave it master on node 2", sh.Role, sh.NodeUID)
 		}
 	})
+}
+
+// TestExecutor_CancelAfterARefusedCommitTakesTheCopyBack: the copy of a
+// move is made, its commit is refused (a leadership transfer), and the
+// action is cancelled before the executor tries again. The action ends
+// cancelled and the copy does not stay on the target.
+func TestExecutor_CancelAfterARefusedCommitTakesTheCopyBack(t *testing.T) {
+	f, r, ag := executorCluster(t, "node1/2", "node2/1")
+	ag.afterCopy = func(string) {
+		if _, err := r.Apply(context.Background(), mustEncode(t, &fsm.CancelAction{Actor: fsm.Actor{UID: 1}, Node: 2, Action: fsm.ActionMaintenanceOn, By: "test"})); err != nil {
+			t.Errorf("cancel: %v", err)
+		}
+		r.mu.Lock()
+		r.refuseNext = true
+		r.mu.Unlock()
+	}
+	ctx := runExecutor(t, f, r, ag, fsm.ActionMaintenanceOn, 2)
+
+	a := waitAction(t, f, "task", func(a *fsm.Action) bool { return fsm.Terminal(a.Status) })
+	if a.Status != fsm.StatusCancelled {
+		t.Fatalf("action ended %s (%s: %s), want cancelled", a.Status, a.ErrorCode, a.ErrorMessage)
+	}
+	f.Read(func(st *fsm.State, _ uint64) {
+		if n := st.Shards["1"].NodeUID; n != 2 {
+			t.Errorf("shard 1 is on node %d; the uncommitted move must leave it on node 2", n)
+		}
+	})
+	if _, err := ag.Info(ctx, "node3", "1"); err == nil {
+		t.Error("the copy of shard 1 on node 3 was left behind")
+	}
 }

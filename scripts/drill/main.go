@@ -81,6 +81,7 @@ func run(ctx context.Context, c config) (int, error) {
 	cl := newCluster(bin, c.dir, c.nodes, c.hostBase)
 	violations := 0
 	var runErr error
+	var found []string // every violation, for the summary at the very end
 	defer func() {
 		cl.heal()
 		cl.stopAll()
@@ -89,6 +90,14 @@ func run(ctx context.Context, c config) (int, error) {
 			fmt.Printf("drill: work directory kept: %s\n", c.dir)
 			for _, n := range cl.nodes {
 				tailLog(filepath.Join(n.dir+".log"), 15)
+			}
+			// Again after the logs, so that the end of the output, all a
+			// CI page may show, says what went wrong.
+			for _, r := range found {
+				fmt.Println("drill: VIOLATION", r)
+			}
+			if runErr != nil {
+				fmt.Println("drill:", runErr)
 			}
 			return
 		}
@@ -114,6 +123,7 @@ func run(ctx context.Context, c config) (int, error) {
 		return cl.nemesis(ctx, name, rng)
 	}, os.Stdout)
 	violations += t.violations
+	found = append(found, t.report...)
 	stopWork()
 	<-done
 	<-done
@@ -126,6 +136,7 @@ func run(ctx context.Context, c config) (int, error) {
 	mon.poll(ctx, cl, cl.nodes[0])
 	problems = append(problems, mon.overlaps()...)
 	violations += len(problems)
+	found = append(found, problems...)
 	for _, p := range problems {
 		fmt.Println("drill: VIOLATION", p)
 	}
