@@ -11,9 +11,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -21,6 +23,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -29,6 +33,11 @@ import (
 const (
 	caValidity   = 20 * 365 * 24 * time.Hour
 	nodeValidity = 10 * 365 * 24 * time.Hour
+	// Backdate is how far before the signer's clock a certificate starts:
+	// nodes' clocks need not agree (a new VM's clock can lag by hours
+	// until NTP catches up), and a certificate that is not yet valid on
+	// the verifying node would lock that node out of the cluster.
+	Backdate = 24 * time.Hour
 )
 
 // ErrBadPEM is returned for PEM input that holds no usable block.
@@ -51,7 +60,7 @@ func NewCA(clusterName string, now time.Time) (*CA, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "cnm cluster CA " + clusterName, Organization: []string{"cnm"}},
-		NotBefore:             now.Add(-time.Hour),
+		NotBefore:             now.Add(-Backdate),
 		NotAfter:              now.Add(caValidity),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
@@ -144,7 +153,7 @@ func (ca *CA) Sign(csrPEM []byte, now time.Time) ([]byte, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      csr.Subject,
-		NotBefore:    now.Add(-time.Hour),
+		NotBefore:    now.Add(-Backdate),
 		NotAfter:     now.Add(nodeValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
@@ -216,6 +225,11 @@ func (m Material) ServerConfig(requireClient bool) (*tls.Config, error) {
 	pool, err := m.pool()
 	if err != nil {
 		return nil, err
+	}
+	// The CA goes along with the node certificate: a joining node knows
+	// only the CA's fingerprint (PinnedClientConfig).
+	if ca, _ := pem.Decode(m.CAPEM); ca != nil && ca.Type == "CERTIFICATE" {
+		cert.Certificate = append(cert.Certificate, ca.Bytes)
 	}
 	auth := tls.VerifyClientCertIfGiven
 	if requireClient {
@@ -367,4 +381,97 @@ func writeFileSync(path string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("rename %s: %w", tmp, err)
 	}
 	return nil
+}
+
+// Fingerprint is the SHA-256 of a PEM certificate's DER, in lower-case hex:
+// what `openssl x509 -noout -fingerprint -sha256` prints, without colons.
+// The cluster CA's fingerprint is the cluster's id.
+func Fingerprint(certPEM []byte) (string, error) {
+	c, err := ParseCert(certPEM)
+	if err != nil {
+		return "", err
+	}
+	return fingerprintOf(c), nil
+}
+
+func fingerprintOf(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// ErrBadFingerprint is returned for a fingerprint that is not 32 bytes of hex.
+var ErrBadFingerprint = errors.New("want the SHA-256 fingerprint of a certificate: 64 hex digits, colons allowed")
+
+// ParseFingerprint normalises a SHA-256 fingerprint as operators copy it:
+// case and colons (openssl's "AB:CD:..."), and openssl's
+// "sha256 Fingerprint=" prefix, are tolerated.
+func ParseFingerprint(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '='); i >= 0 {
+		s = s[i+1:]
+	}
+	s = strings.ToLower(strings.ReplaceAll(s, ":", ""))
+	if b, err := hex.DecodeString(s); err != nil || len(b) != sha256.Size {
+		return "", fmt.Errorf("%q: %w", s, ErrBadFingerprint)
+	}
+	return s, nil
+}
+
+// NodeUIDOf reads the uid out of a node certificate's subject ("cnm node N").
+func NodeUIDOf(certPEM []byte) (int, error) {
+	c, err := ParseCert(certPEM)
+	if err != nil {
+		return 0, err
+	}
+	digits, ok := strings.CutPrefix(c.Subject.CommonName, "cnm node ")
+	uid, err := strconv.Atoi(digits)
+	if !ok || err != nil || uid <= 0 || strconv.Itoa(uid) != digits {
+		return 0, fmt.Errorf("certificate subject %q does not name a cnm node", c.Subject.CommonName)
+	}
+	return uid, nil
+}
+
+// ErrNotThisCluster is returned when a server's certificate does not chain
+// to the cluster CA a client was told to expect.
+var ErrNotThisCluster = errors.New("server is not a node of the expected cluster")
+
+// PinnedClientConfig is the TLS config of a node that is not a member yet
+// and calls a member (a join): it trusts exactly the CA with the given
+// fingerprint, which the member sends along with its node certificate, and
+// ca when the operator gave the CA file itself. It asks for PeerName, so
+// that a member showing clients an operator certificate (--tls-cert) shows
+// it its cluster certificate. It presents no client certificate.
+func PinnedClientConfig(fingerprint string, ca *x509.Certificate) (*tls.Config, error) {
+	fp, err := ParseFingerprint(fingerprint)
+	if err != nil {
+		return nil, err
+	}
+	if ca != nil && fingerprintOf(ca) != fp {
+		return nil, fmt.Errorf("ca certificate has fingerprint %s, not %s", fingerprintOf(ca), fp)
+	}
+	return &tls.Config{
+		ServerName:         PeerName,
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, //nolint:gosec // verified in VerifyConnection against the pinned CA
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("%w: it presented no certificate", ErrNotThisCluster)
+			}
+			roots := x509.NewCertPool()
+			if ca != nil {
+				roots.AddCert(ca)
+			}
+			for _, c := range cs.PeerCertificates[1:] {
+				if fingerprintOf(c) == fp {
+					roots.AddCert(c)
+				}
+			}
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+			if err != nil {
+				return fmt.Errorf("%w (CA fingerprint %s): %w", ErrNotThisCluster, fp, err)
+			}
+			return nil
+		},
+	}, nil
 }

@@ -4,15 +4,18 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -267,5 +270,141 @@ func TestPeerAPIConfigAndOperatorCertificate(t *testing.T) {
 	}
 	if _, err := dialAPI(t, stranger, peerCfg); err == nil {
 		t.Fatal("a peer accepted another cluster's certificate")
+	}
+}
+
+// A verifier whose clock lags the signer's by most of a day still accepts
+// the CA and the node certificates: clocks need not agree.
+func TestCertificatesTolerateClockSkew(t *testing.T) {
+	signed := time.Now()
+	ca, err := pki.NewCA("test", signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := material(t, ca, 2, "127.0.0.2")
+	cert, err := pki.ParseCert(m.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	for _, lag := range []time.Duration{0, time.Hour, 23 * time.Hour} {
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: signed.Add(-lag),
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("verifier %s behind the signer: %v", lag, err)
+		}
+	}
+}
+
+func TestParseFingerprint(t *testing.T) {
+	const fp = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	colons := "01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF"
+	for _, tc := range []struct {
+		in      string
+		want    string
+		wantErr bool
+	}{
+		{in: fp, want: fp},
+		{in: colons, want: fp},
+		{in: "sha256 Fingerprint=" + colons + "\n", want: fp},
+		{in: " " + strings.ToUpper(fp) + " ", want: fp},
+		{in: "", wantErr: true},
+		{in: fp[:62], wantErr: true},
+		{in: fp + "00", wantErr: true},
+		{in: "zz" + fp[2:], wantErr: true},
+	} {
+		got, err := pki.ParseFingerprint(tc.in)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("ParseFingerprint(%q) = %q, %v; want %q (error: %v)", tc.in, got, err, tc.want, tc.wantErr)
+		}
+		if err != nil && !errors.Is(err, pki.ErrBadFingerprint) {
+			t.Errorf("ParseFingerprint(%q): error %v does not wrap ErrBadFingerprint", tc.in, err)
+		}
+	}
+}
+
+func TestFingerprintIsTheSHA256OfTheDER(t *testing.T) {
+	ca := newCA(t)
+	got, err := pki.Fingerprint(ca.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(ca.Cert.Raw)
+	if want := hex.EncodeToString(sum[:]); got != want {
+		t.Fatalf("Fingerprint = %s, want %s", got, want)
+	}
+	if _, err := pki.Fingerprint([]byte("{}")); !errors.Is(err, pki.ErrBadPEM) {
+		t.Fatalf("Fingerprint of no PEM: %v", err)
+	}
+}
+
+func TestNodeUIDOf(t *testing.T) {
+	ca := newCA(t)
+	uid, err := pki.NodeUIDOf(material(t, ca, 27, "127.0.0.1").CertPEM)
+	if err != nil || uid != 27 {
+		t.Fatalf("NodeUIDOf = %d, %v; want 27", uid, err)
+	}
+	if _, err := pki.NodeUIDOf(ca.CertPEM); err == nil {
+		t.Fatal("NodeUIDOf of the CA certificate found a node uid")
+	}
+}
+
+// A client pinning the cluster CA's fingerprint completes a handshake with
+// a node of that cluster, from the fingerprint alone or with the CA file,
+// and refuses a node of any other cluster before it sends a byte.
+func TestPinnedClientConfigTrustsExactlyThatCA(t *testing.T) {
+	ca, other := newCA(t), newCA(t)
+	fp, err := pki.Fingerprint(ca.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		server pki.Material
+		caFile *x509.Certificate
+		ok     bool
+	}{
+		{"node of the pinned cluster", material(t, ca, 1, "127.0.0.1"), nil, true},
+		{"node of the pinned cluster, CA file given", material(t, ca, 1, "127.0.0.1"), ca.Cert, true},
+		{"node of another cluster", material(t, other, 1, "127.0.0.1"), nil, false},
+		{"node of another cluster, CA file given", material(t, other, 1, "127.0.0.1"), ca.Cert, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ccfg, err := pki.PinnedClientConfig(fp, tc.caFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			scfg, err := tc.server.ServerConfig(false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := tls.Listen("tcp", "127.0.0.1:0", scfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				if c, err := ln.Accept(); err == nil {
+					_ = c.(*tls.Conn).Handshake()
+					c.Close()
+				}
+			}()
+			c, err := tls.Dial("tcp", ln.Addr().String(), ccfg)
+			if err == nil {
+				c.Close()
+			}
+			if tc.ok && err != nil {
+				t.Fatalf("handshake with a node of the pinned cluster: %v", err)
+			}
+			if !tc.ok && !errors.Is(err, pki.ErrNotThisCluster) {
+				t.Fatalf("handshake with a node of another cluster: %v, want ErrNotThisCluster", err)
+			}
+		})
+	}
+	if _, err := pki.PinnedClientConfig(fp, other.Cert); err == nil {
+		t.Fatal("a CA file that does not match the fingerprint was accepted")
+	}
+	if _, err := pki.PinnedClientConfig("nope", nil); !errors.Is(err, pki.ErrBadFingerprint) {
+		t.Fatalf("a bad fingerprint: %v", err)
 	}
 }
