@@ -67,9 +67,17 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, p principal) error
 	}
 	var caCert, caKey string
 	var clusterName string
+	var old *fsm.Node
 	s.fsm.Read(func(st *fsm.State, _ uint64) {
 		caCert, caKey, clusterName = st.Cluster.CACertPEM, st.Cluster.CAKeyPEM, st.Cluster.Name
+		if n, ok := st.Nodes[req.UID]; ok {
+			c := *n
+			old = &c
+		}
 	})
+	if err := s.refuseMemberRejoin(old); err != nil {
+		return err
+	}
 	ca, err := pki.ParseCA([]byte(caCert), []byte(caKey))
 	if err != nil {
 		return err
@@ -91,6 +99,33 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, p principal) error
 	s.log.Info("node admitted", "joining_uid", req.UID, "api_addr", req.APIAddr, "raft_addr", req.RaftAddr)
 	writeJSON(w, http.StatusOK, JoinResponse{ClusterName: clusterName, CertPEM: string(cert), CAPEM: caCert})
 	return nil
+}
+
+// refuseMemberRejoin refuses a join under the uid of a node that is
+// already a member: one past its join (no longer provisioning), or already
+// a voter. Such a request comes from a node that lost its data dir, or
+// from a copy of one, and admitting it would make a voter of a node whose
+// raft history the cluster cannot trust. A join retried after a lost
+// answer still passes (the node is provisioning, not voting yet), and a
+// removed node, gone from the node table, may join afresh.
+func (s *Server) refuseMemberRejoin(old *fsm.Node) error {
+	if old == nil {
+		return nil
+	}
+	voter := false
+	if servers, err := s.raft.Servers(); err == nil {
+		for _, srv := range servers {
+			voter = voter || (srv.UID == old.UID && srv.Voter)
+		}
+	}
+	if old.Status == fsm.NodeProvisioning && !voter {
+		return nil
+	}
+	uid := itoa(old.UID)
+	return &apiError{Status: http.StatusConflict, Code: "node_exists", Description: "node " + uid +
+		" is already a member of the cluster (" + old.Status + ", at " + old.APIAddr + "): a node that lost its data dir, " +
+		"or a copy of one, cannot take its place; remove node " + uid + " first (POST /v1/nodes/" + uid +
+		"/actions/remove), then join it afresh"}
 }
 
 func (s *Server) joinVoter(w http.ResponseWriter, r *http.Request, p principal) error {

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +61,14 @@ func TestJoin_AdmitsANodeThenMakesItAVoter(t *testing.T) {
 
 	// First stage: the node receives the log without voting, and learns
 	// the index to apply before it may vote.
+	// A join retried after a lost answer, before the node votes, keeps
+	// the first record.
+	w = e.call("admin", "POST", "/v1/internal/join", body)
+	mustStatus(t, w, http.StatusOK)
+	if n := e.state().Nodes[2]; n.Status != fsm.NodeProvisioning || n.JoinedAt != joined {
+		t.Fatalf("a repeated join changed node 2: %+v", n)
+	}
+
 	w = e.call("admin", "POST", "/v1/internal/join/voter", `{"uid":2,"nonvoter":true}`)
 	mustStatus(t, w, http.StatusOK)
 	var stage httpapi.NonvoterResponse
@@ -90,11 +99,38 @@ func TestJoin_AdmitsANodeThenMakesItAVoter(t *testing.T) {
 	if got := e.state().Nodes[2].Status; got != fsm.NodeActive {
 		t.Fatalf("node 2 status = %q, want active", got)
 	}
+}
 
-	// A join retried after a lost answer keeps the first record.
-	w = e.call("admin", "POST", "/v1/internal/join", body)
-	mustStatus(t, w, http.StatusOK)
-	if n := e.state().Nodes[2]; n.Status != fsm.NodeActive || n.JoinedAt != joined {
-		t.Fatalf("a repeated join changed node 2: %+v", n)
+// A join under the uid of a node that is a member (past provisioning) comes
+// from a node that lost its data dir or from a copy of one: 409, telling
+// the operator to remove the node first, and nothing changes.
+func TestJoin_RefusesTheUIDOfAMember(t *testing.T) {
+	base := newEnv(t)
+	_, csr, err := pki.NewKeyAndCSR(2, []string{"127.0.0.2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"uid":2,"api_addr":"127.0.0.2:9443","raft_addr":"127.0.0.2:9444","csr":` + jsonString(string(csr)) +
+		`,"total_memory":1073741824,"max_redis_servers":10,"software_version":"test"}`
+	mustStatus(t, base.call("admin", "POST", "/v1/internal/join", body), http.StatusOK)
+	for _, status := range []string{fsm.NodeActive, fsm.NodeDown, fsm.NodeDecommissioning} {
+		t.Run(status, func(t *testing.T) {
+			e := base.fork(t)
+			cmd, err := fsm.Encode(&fsm.SetNodeStatus{UID: 2, Status: status})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.raft.Apply(t.Context(), cmd); err != nil {
+				t.Fatal(err)
+			}
+			before, applied := *e.state().Nodes[2], e.applied()
+			desc := assertError(t, e, e.call("admin", "POST", "/v1/internal/join", body), http.StatusConflict, "node_exists")
+			if !strings.Contains(desc, "remove node 2 first") {
+				t.Errorf("description %q does not say to remove node 2 first", desc)
+			}
+			if after := *e.state().Nodes[2]; !reflect.DeepEqual(after, before) || e.applied() != applied {
+				t.Errorf("the refused join changed node 2 or applied a command: %+v, index %d -> %d", after, applied, e.applied())
+			}
+		})
 	}
 }
