@@ -33,15 +33,22 @@ var Version = "0.1.0"
 
 // Config is everything one node needs; cmd/cnmd fills it from flags.
 type Config struct {
-	UID           int
-	DataDir       string
-	APIAddr       string
-	RaftAddr      string
-	Bootstrap     bool
-	Join          string
-	AdminUser     string
-	AdminPassword string
-	ClusterName   string
+	UID       int
+	DataDir   string
+	APIAddr   string
+	RaftAddr  string
+	Bootstrap bool
+	Join      string
+	// JoinCAFingerprint (the SHA-256 fingerprint of the cluster CA
+	// certificate) or JoinCAFile (that certificate) is what --join checks
+	// the member against before it sends the credentials; JoinInsecure
+	// sends them to any server instead.
+	JoinCAFingerprint string
+	JoinCAFile        string
+	JoinInsecure      bool
+	AdminUser         string
+	AdminPassword     string
+	ClusterName       string
 
 	Memory    int64
 	MaxShards int
@@ -134,6 +141,9 @@ func (c *Config) validate() error {
 			return fmt.Errorf("--join %q: want https://host:port of a member", c.Join)
 		}
 	}
+	if _, _, err := c.joinPin(); err != nil {
+		return err
+	}
 	if c.API.HandshakeTimeout < 0 || c.API.IdleTimeout < 0 || c.API.MaxConns < 0 ||
 		c.Raft.HandshakeTimeout < 0 || c.Raft.MaxHandshakes < 0 || c.Raft.MaxConns < 0 {
 		return errors.New("connection limits must not be negative")
@@ -162,6 +172,11 @@ func (c *Config) validateMode() error {
 		return errors.New("--bootstrap needs --admin-user and --admin-password")
 	case c.Join != "" && noCreds && !hasLog:
 		return errors.New("--join needs --admin-user and --admin-password")
+	case c.Join != "" && !hasLog && c.joinsItself():
+		return fmt.Errorf("--join %s is this node's own --api-addr: join through another member of the cluster", c.Join)
+	case c.Join != "" && !hasLog && !c.JoinInsecure && c.JoinCAFingerprint == "" && c.JoinCAFile == "" &&
+		!exists(filepath.Join(c.tlsDir(), pki.CAFile)):
+		return errNoJoinPin
 	}
 	return nil
 }
@@ -226,6 +241,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.validateMode(); err != nil {
 		return nil, err
 	}
+	id, err := cfg.checkIdentity()
+	if err != nil {
+		return nil, err
+	}
 	cfg.withDefaults()
 	log := cfg.Logger.With("node_uid", cfg.UID)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -247,14 +266,27 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		log.Info("resuming from data dir", "data_dir", cfg.DataDir)
 	case cfg.Bootstrap:
 		if !haveTLS {
+			if id != nil {
+				return nil, fmt.Errorf("data dir %s belongs to cluster %s but lost its tls material: refusing to create "+
+					"a new cluster in it (use an empty data dir)", cfg.DataDir, short(id.ClusterID))
+			}
 			if mat, err = newClusterTLS(cfg); err != nil {
 				return nil, err
 			}
 		}
+		fp, err := pki.Fingerprint(mat.CAPEM)
+		if err != nil {
+			return nil, err
+		}
+		if err := cfg.recordIdentity(fp); err != nil {
+			return nil, err
+		}
+		log.Info("cluster CA: other nodes join with --join https://"+cfg.APIAddr+" --join-ca-fingerprint "+fp,
+			"ca_fingerprint", fp, "ca_file", filepath.Join(cfg.tlsDir(), pki.CAFile))
 	case cfg.Join != "":
 		// Even with a certificate from an earlier attempt, ask again: the
 		// answer also confirms the node table entry.
-		if mat, err = joinFirstStep(ctx, cfg, log); err != nil {
+		if mat, err = joinFirstStep(ctx, cfg, id, log); err != nil {
 			return nil, err
 		}
 		joining = true

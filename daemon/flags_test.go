@@ -137,6 +137,10 @@ func TestRun_RefusesBadInvocationsBeforeTouchingTheDataDir(t *testing.T) {
 		{"bootstrap and join", append([]string{"--bootstrap", "--join", "https://127.0.0.1:1"}, creds...), "exclude"},
 		{"no uid", append([]string{"--uid", "0", "--bootstrap"}, creds...), "--uid"},
 		{"bad api addr", append([]string{"--api-addr", "nowhere", "--bootstrap"}, creds...), "--api-addr"},
+		{"join without the cluster CA", append([]string{"--join", "https://127.0.0.1:1"}, creds...), "--join-ca-fingerprint"},
+		{"join with a bad CA fingerprint", append([]string{"--join", "https://127.0.0.1:1", "--join-ca-fingerprint", "ab:cd"}, creds...), "--join-ca-fingerprint"},
+		{"join with a missing CA file", append([]string{"--join", "https://127.0.0.1:1", "--join-ca-file", missing}, creds...), "--join-ca-file"},
+		{"join through itself", append([]string{"--join", "https://127.0.0.1:0", "--join-insecure"}, creds...), "own --api-addr"},
 		{"unreadable api certificate", append([]string{"--bootstrap", "--tls-cert", missing, "--tls-key", missing}, creds...), "--tls-cert"},
 	}
 	for _, tc := range tests {

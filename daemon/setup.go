@@ -97,6 +97,13 @@ func StartViaREST(ctx context.Context, cfg Config) (*Node, error) {
 			}
 			n, err = Start(ctx, attempt)
 		case httpapi.SetupJoinCluster:
+			// join_cluster's body (the setup API of Redis Enterprise) has
+			// no field for the cluster CA: unless cnmd was started with
+			// one, the member is trusted like the client that sent the
+			// credentials here, on a certificate it could not check.
+			if cfg.JoinCAFingerprint == "" && cfg.JoinCAFile == "" {
+				attempt.JoinInsecure = true
+			}
 			// One bound for the whole request: a member that does not
 			// answer must end in an error the client sees and can retry,
 			// not in "initiated" for as long as joins retry.

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"cnm/daemon"
+	"cnm/pki"
 	"cnm/raftnode"
 )
 
@@ -145,6 +146,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 			cfg.Bootstrap = true
 		default:
 			cfg.Join = "https://" + c.nodes[1].Cfg.APIAddr
+			cfg.JoinCAFingerprint = c.CAFingerprint()
 		}
 		m := &Member{UID: uid, Host: host, Cfg: cfg}
 		c.nodes[uid] = m
@@ -155,6 +157,21 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 		}
 	}
 	return c
+}
+
+// CAFingerprint is the fingerprint of the cluster CA, read from node 1's
+// data dir: what --join-ca-fingerprint takes.
+func (c *Cluster) CAFingerprint() string {
+	c.t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.Member(1).Cfg.DataDir, "tls", pki.CAFile))
+	if err != nil {
+		c.t.Fatalf("cluster CA: %v", err)
+	}
+	fp, err := pki.Fingerprint(b)
+	if err != nil {
+		c.t.Fatalf("cluster CA: %v", err)
+	}
+	return fp
 }
 
 // startIdle runs daemon.StartViaREST for node uid in the background; it

@@ -1,12 +1,15 @@
 package clustertest_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"cnm/daemon"
 	"cnm/daemon/clustertest"
 )
 
@@ -116,5 +119,48 @@ func TestMembership_NodeRestartedAfterItsRemovalLeaves(t *testing.T) {
 	case <-c.Member(victim).Node.Removed():
 	case <-time.After(20 * time.Second):
 		t.Fatalf("node %d, restarted after its removal, did not learn within 20 s that it was removed", victim)
+	}
+}
+
+// A node whose data dir was wiped lost the raft history it voted with: it
+// must not rejoin as the same voter. Its join is refused, saying to
+// remove the node first, and the cluster keeps it as it was.
+func TestMembership_NodeWithAWipedDataDirIsRefusedUntilRemoved(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{})
+	leader := c.Leader(10 * time.Second)
+	victim := 3
+	if leader == victim {
+		victim = 2
+	}
+	c.Kill(victim)
+	cfg := c.Member(victim).Cfg
+	if err := os.RemoveAll(cfg.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := daemon.Start(ctx, cfg)
+	if err == nil {
+		n.Kill()
+		t.Fatalf("node %d rejoined with a wiped data dir", victim)
+	}
+	if !strings.Contains(err.Error(), fmt.Sprintf("remove node %d first", victim)) {
+		t.Fatalf("refused rejoin says %q, want it to say to remove node %d first", err, victim)
+	}
+	var cl struct {
+		Members []struct {
+			UID      int    `json:"uid"`
+			Suffrage string `json:"suffrage"`
+		} `json:"members"`
+	}
+	c.MustDo(leader, "GET", "/v1/cluster", nil, http.StatusOK).JSON(t, &cl)
+	voters := 0
+	for _, s := range cl.Members {
+		if s.Suffrage == "voter" {
+			voters++
+		}
+	}
+	if voters != 3 {
+		t.Fatalf("after the refused rejoin the cluster has %d voters, want 3: %+v", voters, cl.Members)
 	}
 }
