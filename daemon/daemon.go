@@ -106,6 +106,7 @@ type Node struct {
 	api    *httpapi.Server
 	peers  *httpapi.PeerClient
 	agent  *agent.Agent
+	gate   *agentGate
 	srv    *http.Server
 	ln     net.Listener
 	served chan error
@@ -369,10 +370,11 @@ func (n *Node) open(mat pki.Material) error {
 	n.agent = agent.New(agent.Config{NodeUID: cfg.UID, FSM: r.FSM(), Backend: backend, Limiter: limiter,
 		Scale: cfg.ShardFileScale, Client: peerHTTP, Logger: cfg.Logger, CaughtUp: caughtUp.Load,
 		OpLogPath: filepath.Join(cfg.DataDir, "agent-ops.jsonl")})
+	n.gate = newAgentGate()
 	n.api = httpapi.New(httpapi.Config{
 		Raft: r, Peers: n.peers, Hold: cfg.Hold, BcryptCost: cfg.BcryptCost,
 		Version: Version, APIAddr: cfg.APIAddr, RaftAddr: cfg.RaftAddr, Logger: cfg.Logger,
-		Agent: n.agent.Handler(), AgentPrefix: agent.Prefix,
+		Agent: n.gate.wrap(n.agent.Handler()), AgentPrefix: agent.Prefix,
 	})
 	ln, err := cfg.Listen("tcp", cfg.APIAddr)
 	if err != nil {
@@ -582,25 +584,41 @@ func (n *Node) apiTLS(mat pki.Material) (*tls.Config, error) {
 	return c, nil
 }
 
-// Close leaves gracefully (SIGTERM): stop serving requests, hand leadership
-// over if this node leads, close raft. The node stays a cluster member.
+// Close leaves gracefully (SIGTERM). The order matters: while the node
+// still answers, the others count it alive, so it first hands leadership
+// over and stops its own work (the executors it leads, the agent's
+// reconciling, the shard copies it serves), and only then closes the API
+// and raft. Closing the API first had liveness mark a node down that was
+// still copying a shard, and the copy's commit then refused it as target.
+// The node stays a cluster member.
 func (n *Node) Close(ctx context.Context) error {
-	// Requests in flight get half the time to finish (blocking reads are
-	// answered at once); whatever still runs then is cut, so that the
-	// leadership hand-over below keeps time of its own.
+	if n.raft.IsLeader() {
+		tctx, cancel := context.WithTimeout(ctx, remaining(ctx)/3)
+		if err := n.raft.TransferLeadership(tctx); err != nil {
+			n.log.Warn("leadership transfer on shutdown", "error", err)
+		}
+		cancel()
+	}
+	// The leader loop, the agent's reconciling and the membership watch
+	// stop at their next step boundary.
+	n.stopBG()
+	n.bg.Wait()
+	// Shard copies and other agent calls in flight finish, with /v1/ping
+	// and the rest of the API still answering; new ones wait for the node
+	// to be back.
+	dctx, cancel := context.WithTimeout(ctx, remaining(ctx)/3)
+	if !n.gate.drain(dctx) {
+		n.log.Warn("agent calls still running at shutdown will be cut")
+	}
+	cancel()
+	// Requests in flight get half the time left (blocking reads are
+	// answered at once); whatever still runs then is cut.
 	sctx, cancel := context.WithTimeout(ctx, remaining(ctx)/2)
 	if err := n.srv.Shutdown(sctx); err != nil {
 		n.log.Warn("requests still running at shutdown were cut", "error", err)
 		_ = n.srv.Close()
 	}
 	cancel()
-	if n.raft.IsLeader() {
-		if err := n.raft.TransferLeadership(ctx); err != nil {
-			n.log.Warn("leadership transfer on shutdown", "error", err)
-		}
-	}
-	n.stopBG()
-	n.bg.Wait()
 	n.agent.Wait()
 	n.peers.Close()
 	err := n.raft.Shutdown()
