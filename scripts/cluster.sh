@@ -181,6 +181,16 @@ fail_node() {
   exit 1
 }
 
+# join_args VIA: the flags that join through node VIA. cnmd sends the admin credentials
+# only to a member it can check: VIA's certificate must chain to the cluster CA in VIA's
+# data dir.
+join_args() {
+  local ca
+  ca="$(node_dir "$1")/tls/ca.crt"
+  [[ -f $ca ]] || die "no cluster CA at $ca to check node $1 against before joining through it"
+  args+=(--join "$(api_url "$1")" --join-ca-file "$ca")
+}
+
 # start_node I [MODE]: start node I in the background unless it already runs. MODE is
 # bootstrap (create a new cluster), join (through the member VIA) or resume (default; the
 # data dir holds the node's state, and VIA, when set, is named for a node caught mid-join).
@@ -202,8 +212,8 @@ start_node() {
     --data-dir "$(node_dir "$i")")
   case $mode in
     bootstrap) args+=(--bootstrap) ;;
-    join) args+=(--join "$(api_url "$VIA")") ;;
-    resume) if (( VIA > 0 && VIA != i )); then args+=(--join "$(api_url "$VIA")"); fi ;;
+    join) join_args "$VIA" ;;
+    resume) if (( VIA > 0 && VIA != i )); then join_args "$VIA"; fi ;;
     *) die "start_node: unknown mode $mode" ;;
   esac
   read -r -a extra <<<"${CNM_NODE_ARGS:-}"

@@ -81,13 +81,15 @@ func (c *cluster) start(n *proc) error {
 			break
 		}
 	}
+	// A joining node checks the member against the cluster CA in the
+	// member's data dir before it sends the credentials.
 	switch {
 	case via != nil:
-		args = append(args, "--join", "https://"+via.api)
+		args = append(args, "--join", "https://"+via.api, "--join-ca-file", filepath.Join(via.dir, "tls", "ca.crt"))
 	case n.uid == 1:
 		args = append(args, "--bootstrap")
 	default:
-		args = append(args, "--join", "https://"+c.node(1).api)
+		args = append(args, "--join", "https://"+c.node(1).api, "--join-ca-file", filepath.Join(c.node(1).dir, "tls", "ca.crt"))
 	}
 	logf, err := os.OpenFile(filepath.Join(c.dir, fmt.Sprintf("node-%d.log", n.uid)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
