@@ -408,7 +408,8 @@ func (n *Node) open(mat pki.Material) error {
 	go func() { defer n.bg.Done(); n.agent.Run(bg) }()
 	go func() { defer n.bg.Done(); loop.Run(bg) }()
 	go func() { defer n.bg.Done(); n.watchMembership(bg) }()
-	n.log.Info("node started", "api_addr", cfg.APIAddr, "raft_addr", cfg.RaftAddr)
+	fp, _ := pki.Fingerprint(mat.CAPEM)
+	n.log.Info("node started", "api_addr", cfg.APIAddr, "raft_addr", cfg.RaftAddr, "ca_fingerprint", fp)
 	return nil
 }
 
