@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Smoke test of real cnmd processes: a 3-node cluster on the default addresses survives the
+# Smoke test of real cnmd processes: a 3-node cluster on the default addresses refuses a
+# copy of a node's data dir under another identity, survives the
 # loss of its leader, takes writes through every survivor, and takes the old leader back as
 # a follower. Nodes live in a temporary CNM_DIR and are always stopped on exit.
 set -euo pipefail
@@ -74,6 +75,28 @@ call GET 2 /v1/nodes
 count=$(jq 'length' <<<"$body" 2>/dev/null) || count="?"
 [[ $count == 3 ]] || fail "GET /v1/nodes through node 2 lists $count nodes, want 3: $body"
 ok "GET /v1/nodes through node 2 lists 3 nodes"
+
+# A data dir belongs to one node: a copy of node 2's, started under another uid or on other
+# addresses, is refused at once with one line and a non-zero exit, and left as it was.
+copy=$CNM_DIR/node-2-copy
+# Files the running node replaces meanwhile may be missing from the copy; cnmd must refuse
+# before it reads more than the identity record and the certificates.
+cp -a "$CNM_DIR/node-2" "$copy" 2>/dev/null || true
+[[ -f $copy/identity.json ]] || fail "node 2's data dir has no identity.json"
+digest() { find "$1" -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum; }
+before=$(digest "$copy")
+for bad in "--uid 5 --api-addr 127.0.0.2:9443 --raft-addr 127.0.0.2:9444" \
+  "--uid 2 --api-addr 127.0.0.9:9443 --raft-addr 127.0.0.9:9444"; do
+  read -r -a flags <<<"$bad"
+  if out=$(timeout 20 "$CNM_BIN/cnmd" --data-dir "$copy" "${flags[@]}" 2>&1); then
+    fail "cnmd on a copy of node 2's data dir with $bad exited 0: $out"
+  fi
+  [[ $(wc -l <<<"$out") == 1 && $out == *"refusing to start"* ]] ||
+    fail "cnmd on a copy of node 2's data dir with $bad: want one line refusing to start, got: $out"
+  [[ $(digest "$copy") == "$before" ]] || fail "cnmd with $bad changed the data dir it refused"
+  ok "cnmd refuses node 2's data dir with $bad: $out"
+done
+rm -rf -- "$copy"
 
 old=$("$cluster" leader) || fail "cluster.sh leader"
 "$cluster" kill "$old" || fail "cluster.sh kill $old"
