@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of real cnmd processes: a 3-node cluster on the default addresses refuses a
-# copy of a node's data dir under another identity, survives the
-# loss of its leader, takes writes through every survivor, and takes the old leader back as
-# a follower. Nodes live in a temporary CNM_DIR and are always stopped on exit.
+# copy of a node's data dir under another identity, survives the loss of its leader, takes
+# writes through every survivor, and takes the old leader back as a follower. Nodes live in
+# a temporary CNM_DIR and are always stopped on exit.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
