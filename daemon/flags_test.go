@@ -11,7 +11,7 @@ import (
 )
 
 func TestParseFlags_FlagsEnvAndDefaults(t *testing.T) {
-	env := map[string]string{"CNM_UID": "4", "CNM_DATA_DIR": "/env/dir", "CNM_MIGRATION_RATE": "1048576"}
+	env := map[string]string{"CNM_UID": "4", "CNM_DATA_DIR": "/env/dir", "CNM_MIGRATION_RATE": "1048576", "CNM_JOIN_CA_FINGERPRINT": "AB:CD"}
 	getenv := func(k string) string { return env[k] }
 	tests := []struct {
 		name  string
@@ -27,6 +27,11 @@ func TestParseFlags_FlagsEnvAndDefaults(t *testing.T) {
 			}
 			if c.ShardFileScale != 1.0/1024 || o.LogLevel != slog.LevelInfo || o.LogFormat != "text" {
 				t.Errorf("option defaults: %+v", o)
+			}
+		}},
+		{"join flags", []string{"--join-ca-file", "/ca.crt", "--join-insecure"}, func(t *testing.T, c Config, o Options) {
+			if c.JoinCAFingerprint != "AB:CD" || c.JoinCAFile != "/ca.crt" || !c.JoinInsecure {
+				t.Errorf("got fingerprint %q, file %q, insecure %v", c.JoinCAFingerprint, c.JoinCAFile, c.JoinInsecure)
 			}
 		}},
 		{"connection limits", []string{"--api-max-conns", "50", "--raft-max-handshakes", "8", "--raft-max-conns", "32", "--handshake-timeout", "2s"},

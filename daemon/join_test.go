@@ -3,6 +3,7 @@ package daemon
 import (
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -100,4 +101,51 @@ func TestJoinTLS_PinsTheCAOfTheDataDir(t *testing.T) {
 	if fp != id.ClusterID || tc.VerifyConnection == nil {
 		t.Fatalf("pinned %q (verifying: %v), want the data dir's cluster %s", fp, tc.VerifyConnection != nil, id.ClusterID)
 	}
+}
+
+func TestConfig_JoinsItself(t *testing.T) {
+	for _, tc := range []struct {
+		api, join string
+		want      bool
+	}{
+		{"127.0.0.2:9443", "https://127.0.0.2:9443", true},
+		{"127.0.0.2:9443", "127.0.0.2:9443/", true},
+		{"0.0.0.0:9443", "https://127.0.0.1:9443", true},
+		{":9443", "https://localhost:9443", true},
+		{"10.0.0.2:443", "https://10.0.0.2", true},
+		{"127.0.0.2:9443", "https://127.0.0.1:9443", false},
+		{"127.0.0.2:9443", "https://127.0.0.2:9543", false},
+		{"0.0.0.0:9443", "https://10.0.0.1:9443", false},
+	} {
+		c := Config{APIAddr: tc.api, Join: tc.join}
+		if got := c.joinsItself(); got != tc.want {
+			t.Errorf("--api-addr %s --join %s: joins itself = %v, want %v", tc.api, tc.join, got, tc.want)
+		}
+	}
+}
+
+// The CA file and the fingerprint, when both given, must name one CA.
+func TestConfig_JoinPinFlagsMustAgree(t *testing.T) {
+	ca, other := mustCA(t), mustCA(t)
+	file := filepath.Join(t.TempDir(), "ca.crt")
+	writeFile(t, file, ca.CertPEM)
+	fp, _ := pki.Fingerprint(ca.CertPEM)
+	otherFP, _ := pki.Fingerprint(other.CertPEM)
+	c := Config{JoinCAFile: file, JoinCAFingerprint: fp}
+	if got, _, err := c.joinPin(); err != nil || got != fp {
+		t.Fatalf("matching file and fingerprint: %q, %v", got, err)
+	}
+	c.JoinCAFingerprint = otherFP
+	if _, _, err := c.joinPin(); err == nil || !strings.Contains(err.Error(), "not the --join-ca-fingerprint") {
+		t.Fatalf("file and fingerprint of different CAs: %v", err)
+	}
+}
+
+func mustCA(t *testing.T) *pki.CA {
+	t.Helper()
+	ca, err := pki.NewCA("test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
 }
