@@ -498,6 +498,11 @@ cmd_up() {
   printf 'admin:     %s\n' "$ADMIN_USER"
   printf 'password:  %s   (in %s)\n' "$PW" "$pw_file"
   printf 'CA file:   %s\n' "$(node_dir 1)/tls/ca.crt"
+  # What another node joining this cluster passes as --join-ca-fingerprint: the SHA-256 of
+  # the CA certificate's DER.
+  if [[ -f $(node_dir 1)/tls/ca.crt ]]; then
+    printf 'CA sha256: %s\n' "$(sed '/-----/d' "$(node_dir 1)/tls/ca.crt" | base64 -d | sha256sum | cut -d' ' -f1)"
+  fi
   printf 'try:       curl -k -u %s:%s %s/v1/nodes\n' "$ADMIN_USER" "$PW" "$(api_url "$(( n >= 2 ? 2 : 1 ))")"
   printf 'status:    %s%s status\n' "$dir_hint" "$0"
   printf 'stop:      %s%s down\n' "$dir_hint" "$0"
