@@ -282,8 +282,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		if err := cfg.recordIdentity(fp); err != nil {
 			return nil, err
 		}
-		log.Info("cluster CA: other nodes join with --join https://"+cfg.APIAddr+" --join-ca-fingerprint "+fp,
-			"ca_fingerprint", fp, "ca_file", filepath.Join(cfg.tlsDir(), pki.CAFile))
+		log.Info("cluster CA: other nodes join with --join and --join-ca-fingerprint",
+			"join", "https://"+cfg.APIAddr, "ca_fingerprint", fp, "ca_file", filepath.Join(cfg.tlsDir(), pki.CAFile))
 	case cfg.Join != "":
 		// Even with a certificate from an earlier attempt, ask again: the
 		// answer also confirms the node table entry.

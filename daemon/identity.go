@@ -39,9 +39,12 @@ func (c *Config) readIdentity() (*identity, error) {
 		return nil, fmt.Errorf("read identity of data dir: %w", err)
 	}
 	var id identity
-	if err := json.Unmarshal(b, &id); err != nil || id.UID <= 0 || id.ClusterID == "" {
-		return nil, fmt.Errorf("data dir %s: %s is damaged (uid %d, cluster %q, %v): refusing to start on it",
-			c.DataDir, identityFile, id.UID, id.ClusterID, err)
+	if err := json.Unmarshal(b, &id); err != nil {
+		return nil, fmt.Errorf("data dir %s: %s is damaged: refusing to start on it: %w", c.DataDir, identityFile, err)
+	}
+	if id.UID <= 0 || id.ClusterID == "" || id.APIAddr == "" || id.RaftAddr == "" {
+		return nil, fmt.Errorf("data dir %s: %s is damaged (uid %d, cluster %q, api %q, raft %q): refusing to start on it",
+			c.DataDir, identityFile, id.UID, id.ClusterID, id.APIAddr, id.RaftAddr)
 	}
 	return &id, nil
 }

@@ -114,6 +114,9 @@ func TestIdentity_OtherIdentitiesAreRefusedAndNothingIsTouched(t *testing.T) {
 		{"a damaged identity file", func(t *testing.T, dir string, _ *Config) {
 			writeFile(t, filepath.Join(dir, identityFile), []byte("{"))
 		}, "damaged"},
+		{"an identity file without the cluster", func(t *testing.T, dir string, _ *Config) {
+			writeFile(t, filepath.Join(dir, identityFile), []byte(`{"uid":1}`))
+		}, "damaged"},
 		{"no identity file, another uid (a data dir from before identity records)", func(t *testing.T, dir string, c *Config) {
 			if err := os.Remove(filepath.Join(dir, identityFile)); err != nil {
 				t.Fatal(err)

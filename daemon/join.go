@@ -123,16 +123,11 @@ func joinTLS(cfg Config, id *identity) (*tls.Config, string, error) {
 // member's chains to the cluster CA it was told of (joinTLS) before it
 // sends the admin credentials that authorise the call.
 func joinFirstStep(ctx context.Context, cfg Config, id *identity, log *slog.Logger) (pki.Material, error) {
-	client, pinned, err := func() (*http.Client, string, error) {
-		tc, fp, err := joinTLS(cfg, id)
-		if err != nil {
-			return nil, "", err
-		}
-		return joinClient(cfg, tc), fp, nil
-	}()
+	tc, pinned, err := joinTLS(cfg, id)
 	if err != nil {
 		return pki.Material{}, err
 	}
+	client := joinClient(cfg, tc)
 	defer client.CloseIdleConnections()
 	keyPEM, csrPEM, err := pki.NewKeyAndCSR(cfg.UID, pki.HostsOf(cfg.APIAddr, cfg.RaftAddr))
 	if err != nil {
