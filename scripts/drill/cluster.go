@@ -643,7 +643,14 @@ func (c *cluster) afterRemove(ctx context.Context, victim, via *proc, status str
 		victim.cmd = nil
 		c.mu.Unlock()
 	}
+	old, err := readOldCert(victim.dir)
+	if err != nil {
+		return err
+	}
 	if err := os.RemoveAll(victim.dir); err != nil {
+		return err
+	}
+	if err := c.oldCertRefused(ctx, old); err != nil {
 		return err
 	}
 	if err := c.start(victim); err != nil {

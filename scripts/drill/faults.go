@@ -6,10 +6,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -443,4 +446,64 @@ func (c *cluster) exitedByItself(n *proc) bool {
 	default:
 		return false
 	}
+}
+
+// oldCert is a removed node's TLS material, kept before its data dir is
+// wiped to see that it opens no node-to-node door afterwards.
+type oldCert struct {
+	cert tls.Certificate
+}
+
+func readOldCert(dir string) (*oldCert, error) {
+	tlsDir := filepath.Join(dir, "tls")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(tlsDir, "node.crt"), filepath.Join(tlsDir, "node.key"))
+	if err != nil {
+		return nil, fmt.Errorf("read the removed node's certificate: %w", err)
+	}
+	return &oldCert{cert: cert}, nil
+}
+
+// oldCertRefused tries a removed node's certificate on every running node:
+// the API's node-to-node endpoints (the members question, the agent's
+// shard list) must refuse it, and the raft port must not keep a connection
+// made with it.
+func (c *cluster) oldCertRefused(ctx context.Context, old *oldCert) error {
+	cfg := &tls.Config{Certificates: []tls.Certificate{old.cert}, InsecureSkipVerify: true, //nolint:gosec // the drill only probes
+		ServerName: "peer.cnm.internal", MinVersion: tls.VersionTLS12}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	defer client.CloseIdleConnections()
+	for _, n := range c.running() {
+		for _, path := range []string{"/v1/internal/members", "/v1/internal/agent/shards"} {
+			req, err := http.NewRequestWithContext(ctx, "GET", "https://"+n.api+path, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				continue // refused at the handshake: refused
+			}
+			resp.Body.Close()
+			if resp.StatusCode < 400 {
+				return fmt.Errorf("node %d answered %s with %d to a removed node's certificate", n.uid, path, resp.StatusCode)
+			}
+		}
+		// Raft: the handshake may complete (TLS 1.3 checks the client's
+		// certificate after), but the connection must not stay open.
+		conn, err := tls.Dial("tcp", n.host+":9444", cfg)
+		if err != nil {
+			continue
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+		if isTimeout(err) {
+			return fmt.Errorf("node %d's raft port kept a connection made with a removed node's certificate", n.uid)
+		}
+	}
+	return nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
