@@ -25,10 +25,14 @@ const (
 )
 
 type proc struct {
-	uid    int
-	host   string
-	api    string
-	dir    string
+	uid  int
+	host string
+	api  string
+	dir  string
+	log  string // the node's log file, outside its data dir
+	// disk is the mount point of the small tmpfs holding dir, when the
+	// machine lets the drill mount one (the disk-full nemesis needs it).
+	disk   string
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
@@ -48,7 +52,8 @@ func newCluster(bin, dir string, n, base int) *cluster {
 	}}}
 	for i := 1; i <= n; i++ {
 		host := fmt.Sprintf("127.0.0.%d", base+i)
-		c.nodes = append(c.nodes, &proc{uid: i, host: host, api: host + ":9443", dir: filepath.Join(dir, fmt.Sprintf("node-%d", i))})
+		c.nodes = append(c.nodes, &proc{uid: i, host: host, api: host + ":9443",
+			dir: filepath.Join(dir, fmt.Sprintf("node-%d", i)), log: filepath.Join(dir, fmt.Sprintf("node-%d.log", i))})
 	}
 	return c
 }
@@ -91,7 +96,7 @@ func (c *cluster) start(n *proc) error {
 	default:
 		args = append(args, "--join", "https://"+c.node(1).api, "--join-ca-file", filepath.Join(c.node(1).dir, "tls", "ca.crt"))
 	}
-	logf, err := os.OpenFile(filepath.Join(c.dir, fmt.Sprintf("node-%d.log", n.uid)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -385,6 +390,51 @@ func (c *cluster) nemesis(ctx context.Context, name string, rng *rand.Rand) erro
 			}
 		}
 		return nil
+	case "pause-leader", "pause-target":
+		d := 3 * time.Second
+		if rng.IntN(2) == 0 {
+			d = 15 * time.Second
+		}
+		victim, what := leader, "leader"
+		if name == "pause-target" {
+			if victim = c.moveTarget(ctx, 10*time.Second); victim != nil {
+				what = "copy target"
+			} else {
+				victim, what = othersThan(c.running(), leader)[rng.IntN(len(c.running())-1)], "follower (no copy ran)"
+			}
+		}
+		fmt.Printf("drill:   pausing %s node %d for %s\n", what, victim.uid, d)
+		return c.pauseFor(ctx, victim, d, victim == leader)
+	case "term-restart":
+		var storm []*proc
+		for range 3 {
+			storm = append(storm, c.nodes[rng.IntN(len(c.nodes))])
+		}
+		return c.termRestart(ctx, storm)
+	case "term-all":
+		for _, n := range c.nodes {
+			c.kill(n, true)
+		}
+		for _, n := range c.nodes {
+			if err := c.start(n); err != nil {
+				return err
+			}
+		}
+		for _, n := range c.nodes {
+			if err := c.waitUp(ctx, n); err != nil {
+				return err
+			}
+		}
+		_, err := c.leader(ctx, 30*time.Second)
+		return err
+	case "disk-full":
+		victim := leader
+		if rng.IntN(2) == 0 {
+			victim = othersThan(c.running(), leader)[rng.IntN(len(c.running())-1)]
+		}
+		return c.diskFull(ctx, victim, 8*time.Second)
+	case "bitflip":
+		return c.bitFlip(ctx, rng, othersThan(c.running(), leader)[rng.IntN(len(c.running())-1)])
 	case "full-restart":
 		c.stopAll()
 		for _, n := range c.nodes {
@@ -595,7 +645,14 @@ func (c *cluster) afterRemove(ctx context.Context, victim, via *proc, status str
 		victim.cmd = nil
 		c.mu.Unlock()
 	}
+	old, err := readOldCert(victim.dir)
+	if err != nil {
+		return err
+	}
 	if err := os.RemoveAll(victim.dir); err != nil {
+		return err
+	}
+	if err := c.oldCertRefused(ctx, old); err != nil {
 		return err
 	}
 	if err := c.start(victim); err != nil {

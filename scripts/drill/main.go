@@ -32,7 +32,8 @@ type config struct {
 	hostBase   int
 }
 
-var allNemeses = []string{"kill-leader", "kill-random", "partition-leader", "partition-minority", "rolling-restart", "full-restart", "remove-rejoin", "remove-fail"}
+var allNemeses = []string{"kill-leader", "kill-random", "partition-leader", "partition-minority", "rolling-restart", "full-restart", "remove-rejoin", "remove-fail",
+	"pause-leader", "pause-target", "term-restart", "term-all", "disk-full", "bitflip"}
 
 func main() {
 	var c config
@@ -79,17 +80,19 @@ func run(ctx context.Context, c config) (int, error) {
 	rng := rand.New(rand.NewPCG(c.seed, c.seed^0x9e3779b97f4a7c15))
 	fmt.Printf("drill: %d nodes, %d iterations, %d clients, seed %d, dir %s\n", c.nodes, c.iterations, c.clients, c.seed, c.dir)
 	cl := newCluster(bin, c.dir, c.nodes, c.hostBase)
+	cl.mountDisks()
 	violations := 0
 	var runErr error
 	var found []string // every violation, for the summary at the very end
 	defer func() {
 		cl.heal()
 		cl.stopAll()
+		cl.unmountDisks(violations > 0 || runErr != nil || c.keep)
 		if violations > 0 || runErr != nil {
 			// Evidence: node logs, data dirs, op logs.
 			fmt.Printf("drill: work directory kept: %s\n", c.dir)
 			for _, n := range cl.nodes {
-				tailLog(filepath.Join(n.dir+".log"), 15)
+				tailLog(n.log, 15)
 			}
 			// Again after the logs, so that the end of the output, all a
 			// CI page may show, says what went wrong.
