@@ -64,6 +64,8 @@ func (s *State) apply(c Command, index uint64, admit Admission) (any, *Error) {
 		return s.applyRetargetStep(p)
 	case *SetWaiting:
 		return s.applySetWaiting(p)
+	case *Checkpoint:
+		return nil, nil // the FSM hashes the state; the state does not change
 	}
 	// Decode only returns the types above.
 	panic("fsm: unhandled command " + c.Type.String())

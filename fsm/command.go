@@ -33,6 +33,7 @@ const (
 	CmdCancelAction   CommandType = 17
 	CmdRetargetStep   CommandType = 18
 	CmdSetWaiting     CommandType = 19
+	CmdCheckpoint     CommandType = 20
 )
 
 // commandVersion is the second byte of every entry: the payload layout of that
@@ -75,6 +76,7 @@ var commands = []command{
 	{CmdCancelAction, "cancel_action", func() any { return new(CancelAction) }},
 	{CmdRetargetStep, "retarget_step", func() any { return new(RetargetStep) }},
 	{CmdSetWaiting, "set_waiting", func() any { return new(SetWaiting) }},
+	{CmdCheckpoint, "checkpoint", func() any { return new(Checkpoint) }},
 }
 
 var (

@@ -26,6 +26,11 @@ type FSM struct {
 	applied uint64        // highest log index that reached the FSM
 	changed chan struct{} // closed and replaced after every applied entry
 	admit   Admission
+	// checkpoints are this node's hashes of its state at the latest
+	// checkpoint entries, oldest first; lastCommand is the index of the
+	// newest command entry applied. Neither is replicated state.
+	checkpoints []StateHash
+	lastCommand uint64
 }
 
 // Admission decides, inside Apply, whether a submitted action may be
@@ -66,6 +71,10 @@ func (f *FSM) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	v, derr := f.state.apply(c, l.Index, f.admit)
+	f.lastCommand = l.Index
+	if c.Type == CmdCheckpoint && derr == nil {
+		f.recordCheckpoint(l.Index)
+	}
 	res := &Result{Index: l.Index, Err: derr}
 	if derr == nil && v != nil {
 		b, err := json.Marshal(v)

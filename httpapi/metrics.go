@@ -22,6 +22,7 @@ type metrics struct {
 	forwarded prometheus.Counter
 	apply     prometheus.Histogram
 	waiting   prometheus.Gauge
+	fault     *prometheus.GaugeVec
 	handler   http.Handler
 }
 
@@ -50,8 +51,12 @@ func newMetrics(s *Server) *metrics {
 			Name: "cnm_http_blocking_reads",
 			Help: "Blocking reads (?index=N) waiting on this node now: clients watching for changes.",
 		}),
+		fault: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cnm_node_fault",
+			Help: "1 while this node refuses to serve because of a fault (state diverged, disk not writable), by error code.",
+		}, []string{"code"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.forwarded, m.apply, m.waiting,
+	m.reg.MustRegister(m.requests, m.duration, m.forwarded, m.apply, m.waiting, m.fault,
 		stateCollector{s: s},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -90,6 +90,7 @@ type Server struct {
 	agent         http.Handler
 	agentPrefix   string
 	removed       atomic.Bool
+	fault         atomic.Pointer[Fault]
 	metrics       *metrics
 	// stopping ends blocking reads when the node shuts down.
 	stopping     chan struct{}
@@ -199,6 +200,7 @@ func (s *Server) routes() {
 		{"POST", "/v1/internal/join/voter", PermUpdateCluster, write, s.joinVoter},
 		{"GET", "/v1/internal/read-index", "", peer, s.readIndex},
 		{"GET", "/v1/internal/members", "", peer, s.members},
+		{"GET", "/v1/internal/checkpoint", "", peer, s.checkpoint},
 	}
 	// Paths are checked for canonical form before routing (canonicalPath):
 	// mux's own cleaning answers with a redirect, which clients follow
@@ -273,6 +275,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.removed.Load() && r.URL.Path != "/v1/ping" {
 		s.writeError(hw, r, &apiError{Status: http.StatusServiceUnavailable, Code: "not_a_member",
 			Description: "this node was removed from the cluster"})
+		return
+	}
+	if f := s.fault.Load(); f != nil && !faultPassing(r.URL.Path) {
+		s.writeError(hw, r, f.apiError())
 		return
 	}
 	s.router.ServeHTTP(hw, r)
@@ -352,6 +358,8 @@ func queryParams(rt route) []string {
 		return []string{"dry_run"}
 	case rt.path == "/v1/internal/members":
 		return []string{"relayed"}
+	case rt.path == "/v1/internal/checkpoint":
+		return []string{"index"}
 	}
 	return nil
 }
