@@ -33,6 +33,8 @@ const (
 	CmdCancelAction   CommandType = 17
 	CmdRetargetStep   CommandType = 18
 	CmdSetWaiting     CommandType = 19
+	CmdSetNodeCerts   CommandType = 21
+	CmdRotateNodeCert CommandType = 22
 )
 
 // commandVersion is the second byte of every entry: the payload layout of that
@@ -75,6 +77,8 @@ var commands = []command{
 	{CmdCancelAction, "cancel_action", func() any { return new(CancelAction) }},
 	{CmdRetargetStep, "retarget_step", func() any { return new(RetargetStep) }},
 	{CmdSetWaiting, "set_waiting", func() any { return new(SetWaiting) }},
+	{CmdSetNodeCerts, "set_node_certs", func() any { return new(SetNodeCerts) }},
+	{CmdRotateNodeCert, "rotate_node_cert", func() any { return new(RotateNodeCert) }},
 }
 
 var (
