@@ -617,6 +617,9 @@ func (s *State) stepEffect(a *Action, st Step) *Error {
 		}
 		s.BDBs[c.UID] = &c
 	case StepRemoveMember:
+		if n, ok := s.Nodes[a.NodeUID]; ok {
+			s.revoke(n.Certs...)
+		}
 		delete(s.Nodes, a.NodeUID)
 		delete(s.Snapshots, a.NodeUID)
 	case StepWaitPersistence, StepTransferLeader, StepFail:

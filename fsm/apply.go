@@ -1,5 +1,7 @@
 package fsm
 
+import "slices"
+
 // apply changes s by one decoded command at the given log index. It checks
 // everything before it changes anything, so a rejected command leaves s as it
 // was. It returns the value to hand back to the proposer.
@@ -66,6 +68,10 @@ func (s *State) apply(c Command, index uint64, admit Admission) (any, *Error) {
 		return s.applySetWaiting(p)
 	case *Checkpoint:
 		return nil, nil // the FSM hashes the state; the state does not change
+	case *SetNodeCerts:
+		return s.applySetNodeCerts(p)
+	case *RotateNodeCert:
+		return s.applyRotateNodeCert(p)
 	}
 	// Decode only returns the types above.
 	panic("fsm: unhandled command " + c.Type.String())
@@ -159,8 +165,18 @@ func (s *State) applyAddNode(p *AddNode) (any, *Error) {
 		if old.RaftAddr != n.RaftAddr || old.APIAddr != n.APIAddr {
 			return nil, errorf(ErrNodeExists, "node uid %d is already taken by %s", n.UID, old.APIAddr)
 		}
-		// A join retried after a lost answer: keep the first record.
-		return *old, nil
+		// A join retried after a lost answer: keep the first record,
+		// with the certificate issued for the retry (the node uses the
+		// newest one; the others are revoked).
+		c := *old
+		c.Certs = slices.Clone(old.Certs)
+		for _, ref := range n.Certs {
+			if !slices.Contains(c.Certs, ref) {
+				c.Certs = append(c.Certs, ref)
+			}
+		}
+		s.Nodes[n.UID] = &c
+		return c, nil
 	}
 	s.Nodes[n.UID] = &n
 	return n, nil

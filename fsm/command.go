@@ -34,6 +34,8 @@ const (
 	CmdRetargetStep   CommandType = 18
 	CmdSetWaiting     CommandType = 19
 	CmdCheckpoint     CommandType = 20
+	CmdSetNodeCerts   CommandType = 21
+	CmdRotateNodeCert CommandType = 22
 )
 
 // commandVersion is the second byte of every entry: the payload layout of that
@@ -77,6 +79,8 @@ var commands = []command{
 	{CmdRetargetStep, "retarget_step", func() any { return new(RetargetStep) }},
 	{CmdSetWaiting, "set_waiting", func() any { return new(SetWaiting) }},
 	{CmdCheckpoint, "checkpoint", func() any { return new(Checkpoint) }},
+	{CmdSetNodeCerts, "set_node_certs", func() any { return new(SetNodeCerts) }},
+	{CmdRotateNodeCert, "rotate_node_cert", func() any { return new(RotateNodeCert) }},
 }
 
 var (

@@ -190,6 +190,8 @@ var goldenEntries = []struct {
 	{"18_retarget_step.bin", &fsm.RetargetStep{TaskID: "6a1f8d7b-2e3c-4d4e-8f90-1b2c3d4e5f60", Term: 3, Index: 0, To: 2, Time: 1735690013}},
 	{"19_set_waiting.bin", &fsm.SetWaiting{TaskID: "6a1f8d7b-2e3c-4d4e-8f90-1b2c3d4e5f60", Term: 3, Index: 0, Reason: "copy shard 2 from node 1: node 1 does not answer", Time: 1735690014}},
 	{"20_checkpoint.bin", &fsm.Checkpoint{}},
+	{"21_set_node_certs.bin", &fsm.SetNodeCerts{UID: 2, Add: &fsm.CertRef{Serial: "5e1a", NotAfter: 1743465600}, Time: 1735690015}},
+	{"22_rotate_node_cert.bin", &fsm.RotateNodeCert{Actor: fsm.Actor{UID: 2, Revision: 4}, UID: 2}},
 }
 
 // goldenRefused holds, by file, the error code of golden entries that Apply
@@ -221,7 +223,7 @@ func TestGolden_DecodeAndApply(t *testing.T) {
 		fsm.CmdDeleteUser, fsm.CmdSetNodeStatus, fsm.CmdCreateBDB, fsm.CmdDeleteBDB, fsm.CmdUpdatePolicy,
 		fsm.CmdUpdateNode, fsm.CmdDeleteSnapshot, fsm.CmdSubmitAction, fsm.CmdClaimAction, fsm.CmdPlanAction,
 		fsm.CmdStepDone, fsm.CmdFinishAction, fsm.CmdCancelAction, fsm.CmdRetargetStep, fsm.CmdSetWaiting,
-		fsm.CmdCheckpoint} {
+		fsm.CmdCheckpoint, fsm.CmdSetNodeCerts, fsm.CmdRotateNodeCert} {
 		if !seen[typ] {
 			t.Errorf("no golden file holds a %s entry", typ)
 		}

@@ -52,6 +52,10 @@ type State struct {
 	// configuration entry applied; nil until one is (then the node table
 	// stands in for them, less the nodes still provisioning).
 	Voters []int `json:"voters,omitempty"`
+	// Revoked are the node certificates that no longer open node-to-node
+	// doors (their node was removed, or rotated them), kept until they
+	// expire.
+	Revoked []CertRef `json:"revoked,omitempty"`
 }
 
 // ClusterInfo is set once, by the bootstrap command.
@@ -86,6 +90,12 @@ type Node struct {
 	// either never receives shards.
 	Maintenance bool `json:"maintenance,omitempty"`
 	Removing    bool `json:"removing,omitempty"`
+	// Certs are the certificates the cluster CA issued to this node that
+	// are still in use (a renewal keeps the previous one until the node
+	// has switched). CertRotation counts rotations an admin asked for: the
+	// node renews at once when it sees a count it has not handled.
+	Certs        []CertRef `json:"certs,omitempty"`
+	CertRotation uint64    `json:"cert_rotation,omitempty"`
 }
 
 // User is an API user. PasswordHash is a bcrypt hash and never leaves the
@@ -144,7 +154,8 @@ func (s *State) Clone() *State {
 		NextBDBUID: s.NextBDBUID, NextShardUID: s.NextShardUID,
 		Nodes: make(map[int]*Node, len(s.Nodes)), Users: make(map[int]*User, len(s.Users)),
 		BDBs: make(map[int]*BDB, len(s.BDBs)), Shards: make(map[string]*Shard, len(s.Shards)),
-		Snapshots: make(map[int][]*NodeSnapshot, len(s.Snapshots)), Voters: slices.Clone(s.Voters)}
+		Snapshots: make(map[int][]*NodeSnapshot, len(s.Snapshots)), Voters: slices.Clone(s.Voters),
+		Revoked: slices.Clone(s.Revoked)}
 	for k, v := range s.BDBs {
 		b := *v
 		b.Endpoints = slices.Clone(v.Endpoints)
@@ -176,6 +187,7 @@ func (s *State) Clone() *State {
 	}
 	for k, v := range s.Nodes {
 		n := *v
+		n.Certs = slices.Clone(v.Certs)
 		c.Nodes[k] = &n
 	}
 	for k, v := range s.Users {

@@ -138,7 +138,7 @@ func (s *Server) authenticate(r *http.Request) (principal, userSeen, error) {
 			return principal{UID: user.UID, Email: user.Email, Role: user.Role, Revision: user.Revision}, seen, nil
 		}
 	}
-	keys := keysOf(r, email)
+	keys := keysOf(r, email, s.fromPeer(r))
 	if d := s.logins.wait(keys, now); d > 0 {
 		return principal{}, seen, errTooManyLogins(d)
 	}

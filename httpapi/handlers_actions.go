@@ -312,7 +312,7 @@ func actionQuery(r *http.Request) (dryRun bool, err error) {
 // viaNode is the node the client sent the request to: the follower that
 // forwarded it, or this node.
 func (s *Server) viaNode(r *http.Request) int {
-	if fromPeer(r) {
+	if s.fromPeer(r) {
 		if n, ok := plainUID(r.Header.Get(forwardedHeader)); ok {
 			return n
 		}

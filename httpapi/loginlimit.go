@@ -83,10 +83,10 @@ type loginKeys struct {
 	user    string
 }
 
-func keysOf(r *http.Request, email string) loginKeys {
+func keysOf(r *http.Request, email string, fromPeer bool) loginKeys {
 	sum := sha256.Sum256([]byte(strings.ToLower(email)))
 	k := loginKeys{user: string(sum[:])}
-	if !fromPeer(r) {
+	if !fromPeer {
 		k.addr, k.hasAddr = clientKey(r.RemoteAddr), true
 	}
 	return k

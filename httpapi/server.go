@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"cnm/fsm"
+	"cnm/pki"
 	"cnm/raftnode"
 )
 
@@ -56,6 +58,14 @@ type Config struct {
 	Agent       http.Handler
 	AgentPrefix string
 	Logger      *slog.Logger
+	// PeerCheck, when set, decides at every request whether the
+	// certificates a connection presented are a current member's (chain
+	// to the cluster CA, not revoked); nil leaves it to the TLS layer's
+	// verified chains.
+	PeerCheck func(certs []*x509.Certificate) error
+	// CertLifetime is how long the node certificates this node issues are
+	// valid (default pki.DefaultNodeLifetime).
+	CertLifetime time.Duration
 }
 
 // Defaults.
@@ -91,6 +101,8 @@ type Server struct {
 	agentPrefix   string
 	removed       atomic.Bool
 	fault         atomic.Pointer[Fault]
+	peerCheck     func([]*x509.Certificate) error
+	certLifetime  time.Duration
 	metrics       *metrics
 	// stopping ends blocking reads when the node shuts down.
 	stopping     chan struct{}
@@ -120,6 +132,9 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.CertLifetime == 0 {
+		cfg.CertLifetime = pki.DefaultNodeLifetime
+	}
 	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password"), cfg.BcryptCost)
 	if err != nil {
 		panic("httpapi: bcrypt: " + err.Error())
@@ -131,6 +146,7 @@ func New(cfg Config) *Server {
 		version: cfg.Version, apiAddr: cfg.APIAddr, raftAddr: cfg.RaftAddr, started: time.Now(),
 		log:   cfg.Logger.With("component", "api", "node_uid", cfg.Raft.ID()),
 		agent: cfg.Agent, agentPrefix: cfg.AgentPrefix, stopping: make(chan struct{}),
+		peerCheck: cfg.PeerCheck, certLifetime: cfg.CertLifetime,
 	}
 	s.metrics = newMetrics(s)
 	s.routes()
@@ -181,6 +197,8 @@ func (s *Server) routes() {
 		{"PUT", "/v1/nodes/{uid}", PermUpdateNode, write, s.putNode},
 		{"GET", "/v1/nodes/{uid}/status", PermViewNodeInfo, read, s.nodeStatus},
 		{"GET", "/v1/nodes/{uid}/snapshots", PermViewNodeInfo, read, s.listSnapshots},
+		{"GET", "/v1/nodes/{uid}/certificate", PermViewNodeInfo, read, s.getNodeCert},
+		{"POST", "/v1/nodes/{uid}/certificate/rotate", PermUpdateNode, write, s.rotateCert},
 		{"DELETE", "/v1/nodes/{uid}/snapshots/{name}", PermUpdateNode, write, s.deleteSnapshot},
 		{"GET", "/v1/bdbs", PermViewAllBDBsInfo, read, s.listBDBs},
 		{"POST", "/v1/bdbs", PermCreateBDB, write, s.createBDB},
@@ -201,6 +219,7 @@ func (s *Server) routes() {
 		{"GET", "/v1/internal/read-index", "", peer, s.readIndex},
 		{"GET", "/v1/internal/members", "", peer, s.members},
 		{"GET", "/v1/internal/checkpoint", "", peer, s.checkpoint},
+		{"POST", "/v1/internal/certificate", "", peer, s.renewCert},
 	}
 	// Paths are checked for canonical form before routing (canonicalPath):
 	// mux's own cleaning answers with a redirect, which clients follow
@@ -230,7 +249,7 @@ func (s *Server) routes() {
 	}
 	if s.agent != nil {
 		m.PathPrefix(s.agentPrefix + "/").Handler(s.metrics.instrument(s.agentPrefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !fromPeer(r) {
+			if !s.fromPeer(r) {
 				s.writeError(w, r, &apiError{Status: http.StatusForbidden, Code: "forbidden",
 					Description: "this endpoint is for cluster nodes and needs a node certificate"})
 				return
@@ -327,7 +346,7 @@ func (s *Server) serve(rt route) http.Handler {
 		case public:
 			err = rt.h(w, r, principal{})
 		case peer:
-			if !fromPeer(r) {
+			if !s.fromPeer(r) {
 				err = &apiError{Status: http.StatusForbidden, Code: "forbidden",
 					Description: "this endpoint is for cluster nodes and needs a node certificate"}
 				break

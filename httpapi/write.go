@@ -29,12 +29,6 @@ var errNotLeaderHere = &apiError{Status: http.StatusMisdirectedRequest, Code: "n
 // only on connections that present a cluster certificate.
 const forwardedHeader = "X-Cnm-Forwarded-By"
 
-// fromPeer reports whether the request came over a connection authenticated
-// with a certificate of the cluster CA.
-func fromPeer(r *http.Request) bool {
-	return r.TLS != nil && len(r.TLS.VerifiedChains) > 0
-}
-
 // serveWrite runs a write on the leader: here if this node leads, otherwise
 // by forwarding the request. While there is no leader it keeps trying for the
 // hold period, then answers 503 no_quorum. It retries only when it knows the
@@ -48,8 +42,8 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rt route) er
 	if err != nil {
 		return err
 	}
-	forwarded := r.Header.Get(forwardedHeader) != "" && fromPeer(r)
-	if !fromPeer(r) {
+	forwarded := r.Header.Get(forwardedHeader) != "" && s.fromPeer(r)
+	if !s.fromPeer(r) {
 		// A client does not choose task ids: a reused one would answer
 		// with an old record instead of starting the action.
 		r.Header.Del(taskHeader)

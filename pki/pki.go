@@ -23,7 +23,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -423,12 +422,7 @@ func NodeUIDOf(certPEM []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	digits, ok := strings.CutPrefix(c.Subject.CommonName, "cnm node ")
-	uid, err := strconv.Atoi(digits)
-	if !ok || err != nil || uid <= 0 || strconv.Itoa(uid) != digits {
-		return 0, fmt.Errorf("certificate subject %q does not name a cnm node", c.Subject.CommonName)
-	}
-	return uid, nil
+	return UIDOf(c)
 }
 
 // ErrNotThisCluster is returned when a server's certificate does not chain

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -419,4 +420,83 @@ func TestTransport_CapsAuthenticatedConnections(t *testing.T) {
 	if got := closed.Load(); got != extra {
 		t.Fatalf("%d of %d member connections closed, want %d", got, max+extra, extra)
 	}
+}
+
+// TestTransport_ClosesConnectionsOfRevokedPeers: a connection that passed
+// its handshake is closed once its peer's certificate is revoked (the
+// node was removed); the other peers' connections stay.
+func TestTransport_ClosesConnectionsOfRevokedPeers(t *testing.T) {
+	ca := testCA(t)
+	var revoked sync.Map // serial → true
+	check := func(c *x509.Certificate) error {
+		if _, ok := revoked.Load(pki.Serial(c)); ok {
+			return errors.New("revoked")
+		}
+		return nil
+	}
+	n := startNode(t, ca, 1, "127.0.0.1", func(c *Config) {
+		id, err := pki.NewIdentity(tlsMaterial(t, ca, 1), check)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ServerTLS, c.ClientTLS = id.ServerConfig(true), id.ClientConfig()
+	})
+	dial := func(m pki.Material) (*tls.Conn, string) {
+		cfg, err := m.ClientConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ServerName = "127.0.0.1"
+		c, err := tls.Dial("tcp", n.cfg.RaftAddr, cfg)
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		t.Cleanup(func() { c.Close() })
+		leaf, _ := m.Leaf()
+		return c, pki.Serial(leaf)
+	}
+	removedMat := tlsMaterial(t, ca, 2)
+	removed, serial := dial(removedMat)
+	kept, _ := dial(tlsMaterial(t, ca, 3))
+	// Both are served: a write and a read do not fail at once.
+	for _, c := range []*tls.Conn{removed, kept} {
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); !isTimeout(err) {
+			t.Fatalf("a member's connection failed before any revocation: %v", err)
+		}
+	}
+	revoked.Store(serial, true)
+	_ = removed.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := removed.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Fatalf("the revoked peer's connection is still open: %v", err)
+	}
+	_ = kept.SetReadDeadline(time.Now().Add(3 * recheckEvery))
+	if _, err := kept.Read(make([]byte, 1)); !isTimeout(err) {
+		t.Fatalf("a member's connection was closed: %v", err)
+	}
+	// A new connection with the revoked certificate is refused at once.
+	again, _ := dial(removedMat)
+	_ = again.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := again.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Fatalf("a new connection with the revoked certificate was accepted: %v", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// tlsMaterial is a certificate from ca for node uid on 127.0.0.1.
+func tlsMaterial(t *testing.T, ca *pki.CA, uid int) pki.Material {
+	t.Helper()
+	keyPEM, csrPEM, err := pki.NewKeyAndCSR(uid, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.Sign(csrPEM, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pki.Material{CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: ca.CertPEM}
 }

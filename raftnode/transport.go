@@ -72,7 +72,14 @@ type tlsStream struct {
 	mu      sync.Mutex
 	pending *list.List // of net.Conn still handshaking, oldest first
 	open    int        // authenticated connections not yet closed
+	// conns are the authenticated inbound connections, checked again
+	// now and then: a peer certificate revoked after the handshake (its
+	// node was removed) must not keep a connection raft would serve.
+	conns map[*countedConn]struct{}
 }
+
+// recheckEvery is how often open inbound connections are checked again.
+const recheckEvery = time.Second
 
 var _ raft.StreamLayer = (*tlsStream)(nil)
 
@@ -96,10 +103,42 @@ func newTLSStream(ln net.Listener, advertise string, dial DialFunc, server, clie
 		ready:     make(chan net.Conn),
 		closed:    make(chan struct{}),
 		pending:   list.New(),
+		conns:     map[*countedConn]struct{}{},
 	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.acceptLoop()
+	go s.recheckLoop()
 	return s, nil
+}
+
+// recheckLoop closes inbound connections whose peer certificate the
+// server config's VerifyConnection (the peer check) now refuses.
+func (s *tlsStream) recheckLoop() {
+	defer s.wg.Done()
+	if s.server.VerifyConnection == nil {
+		return
+	}
+	t := time.NewTicker(recheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closed:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		conns := make([]*countedConn, 0, len(s.conns))
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		for _, c := range conns {
+			if err := s.server.VerifyConnection(c.tls.ConnectionState()); err != nil {
+				s.log.Warn("closed a raft connection: its peer certificate is no longer accepted", "remote", c.RemoteAddr().String(), "error", err)
+				_ = c.Close()
+			}
+		}
+	}
 }
 
 func (s *tlsStream) Addr() net.Addr { return s.advertise }
@@ -201,7 +240,11 @@ func (s *tlsStream) handshake(c net.Conn, e *list.Element) {
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
-	cc := &countedConn{Conn: tc, release: s.release}
+	cc := &countedConn{Conn: tc, tls: tc}
+	cc.release = func() { s.release(cc) }
+	s.mu.Lock()
+	s.conns[cc] = struct{}{}
+	s.mu.Unlock()
 	select {
 	case s.ready <- cc:
 	case <-s.closed:
@@ -209,15 +252,17 @@ func (s *tlsStream) handshake(c net.Conn, e *list.Element) {
 	}
 }
 
-func (s *tlsStream) release() {
+func (s *tlsStream) release(c *countedConn) {
 	s.mu.Lock()
 	s.open--
+	delete(s.conns, c)
 	s.mu.Unlock()
 }
 
 // countedConn gives its slot back when closed, once.
 type countedConn struct {
 	net.Conn
+	tls     *tls.Conn
 	once    sync.Once
 	release func()
 }
