@@ -72,6 +72,14 @@ type Config struct {
 	// API presents to clients (PEM). Node-to-node traffic keeps the
 	// cluster CA's certificates.
 	TLSCertFile, TLSKeyFile string
+	// CertLifetime is how long the node certificates this node issues (as
+	// leader, or for itself at bootstrap) are valid; a node renews its own
+	// when a third of it is left (default 90 days).
+	CertLifetime time.Duration
+	// CheckpointInterval is how often the leader proposes a checkpoint at
+	// which the nodes compare state hashes (default 10 s);
+	// ConsistencyInterval how often each node compares (default 5 s).
+	CheckpointInterval, ConsistencyInterval time.Duration
 	// JoinTimeout bounds the whole join (default 60 s).
 	JoinTimeout time.Duration
 	// SetupJoinTimeout bounds a POST /v1/bootstrap/join_cluster, over all
@@ -107,6 +115,7 @@ type Node struct {
 	peers  *httpapi.PeerClient
 	agent  *agent.Agent
 	gate   *agentGate
+	id     *pki.Identity
 	srv    *http.Server
 	ln     net.Listener
 	served chan error
@@ -148,6 +157,9 @@ func (c *Config) validate() error {
 	if c.API.HandshakeTimeout < 0 || c.API.IdleTimeout < 0 || c.API.MaxConns < 0 ||
 		c.Raft.HandshakeTimeout < 0 || c.Raft.MaxHandshakes < 0 || c.Raft.MaxConns < 0 {
 		return errors.New("connection limits must not be negative")
+	}
+	if c.CertLifetime < 0 || (c.CertLifetime > 0 && c.CertLifetime < time.Minute) {
+		return fmt.Errorf("--cert-lifetime %s: want at least 1m", c.CertLifetime)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("--tls-cert and --tls-key go together")
@@ -209,6 +221,15 @@ func (c *Config) withDefaults() {
 	if c.DownAfter == 0 {
 		c.DownAfter = 3 * time.Second
 	}
+	if c.CertLifetime == 0 {
+		c.CertLifetime = pki.DefaultNodeLifetime
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = 10 * time.Second
+	}
+	if c.ConsistencyInterval == 0 {
+		c.ConsistencyInterval = 5 * time.Second
+	}
 	if c.JoinTimeout == 0 {
 		c.JoinTimeout = time.Minute
 	}
@@ -253,6 +274,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	hasState, err := raftnode.HasState(cfg.raftDir())
 	if err != nil {
+		return nil, err
+	}
+	if err := pki.RecoverReplacing(cfg.tlsDir()); err != nil {
+		return nil, err
+	}
+	if err := cfg.checkNotDiverged(); err != nil {
 		return nil, err
 	}
 	mat, err := pki.Load(cfg.tlsDir())
@@ -326,35 +353,28 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 // open starts raft and the API on the given TLS identity.
 func (n *Node) open(mat pki.Material) error {
 	cfg := n.cfg
-	serverTLS, err := mat.ServerConfig(true)
+	f := fsm.New(fsm.WithAdmission(cluster.Admit))
+	id, err := pki.NewIdentity(mat, revokedIn(f))
 	if err != nil {
 		return err
 	}
-	clientTLS, err := mat.ClientConfig()
-	if err != nil {
-		return err
-	}
+	n.id = id
 	rc := cfg.Raft
 	rc.ID, rc.RaftAddr, rc.Dir = cfg.UID, cfg.RaftAddr, cfg.raftDir()
-	rc.ServerTLS, rc.ClientTLS = serverTLS, clientTLS
+	rc.ServerTLS, rc.ClientTLS = id.ServerConfig(true), id.ClientConfig()
 	rc.Listen, rc.Dial, rc.Logger = cfg.Listen, cfg.Dial, cfg.Logger
-	r, err := raftnode.Open(rc, fsm.New(fsm.WithAdmission(cluster.Admit)))
+	r, err := raftnode.Open(rc, f)
 	if err != nil {
 		return err
 	}
 	n.raft = r
 
-	apiTLS, err := n.apiTLS(mat)
+	apiTLS, err := n.apiTLS()
 	if err != nil {
 		_ = r.Shutdown()
 		return err
 	}
-	peerTLS, err := mat.PeerAPIClientConfig()
-	if err != nil {
-		_ = r.Shutdown()
-		return err
-	}
-	peerHTTP := httpapi.NewPeerHTTPClient(peerTLS, cfg.host(), httpapi.DialFunc(cfg.Dial))
+	peerHTTP := httpapi.NewPeerHTTPClient(id.PeerAPIClientConfig(), cfg.host(), httpapi.DialFunc(cfg.Dial))
 	n.peers = httpapi.NewPeerClient(peerHTTP)
 	limiter := agent.NewLimiter(cfg.MigrationRate)
 	backend, err := agent.NewFileBackend(filepath.Join(cfg.DataDir, "shards"), limiter)
@@ -375,6 +395,7 @@ func (n *Node) open(mat pki.Material) error {
 		Raft: r, Peers: n.peers, Hold: cfg.Hold, BcryptCost: cfg.BcryptCost,
 		Version: Version, APIAddr: cfg.APIAddr, RaftAddr: cfg.RaftAddr, Logger: cfg.Logger,
 		Agent: n.gate.wrap(n.agent.Handler()), AgentPrefix: agent.Prefix,
+		PeerCheck: id.VerifiedPeer, CertLifetime: cfg.CertLifetime,
 	})
 	ln, err := cfg.Listen("tcp", cfg.APIAddr)
 	if err != nil {
@@ -396,8 +417,14 @@ func (n *Node) open(mat pki.Material) error {
 		},
 		&cluster.Executor{FSM: r.FSM(), Raft: r, Agents: agent.NewClient(peerHTTP),
 			Log: cfg.Logger.With("component", "executor", "node_uid", cfg.UID)},
+		&cluster.Checkpointer{FSM: r.FSM(), Raft: r, Interval: cfg.CheckpointInterval,
+			Log: cfg.Logger.With("component", "checkpointer")},
 	)
-	n.bg.Add(4)
+	check := &cluster.ConsistencyCheck{Self: cfg.UID, FSM: r.FSM(), Peers: n.peers, Interval: cfg.ConsistencyInterval,
+		Log: cfg.Logger.With("component", "consistency", "node_uid", cfg.UID), Diverged: n.diverged}
+	n.bg.Add(6)
+	go func() { defer n.bg.Done(); check.Run(bg) }()
+	go func() { defer n.bg.Done(); n.renewCerts(bg) }()
 	go func() {
 		defer n.bg.Done()
 		if err := r.WaitApplied(bg, lastAtStart); err == nil {
@@ -543,6 +570,13 @@ func (n *Node) removedPerLeader(ctx context.Context) bool {
 	}
 	for _, addr := range addrs {
 		m, err := n.peers.Members(ctx, addr, false)
+		if errors.Is(err, httpapi.ErrCertRevoked) {
+			// A member refused this node's certificate as revoked: the
+			// cluster removed this node (or it rotated away from the
+			// certificate it still uses, which comes to the same).
+			n.log.Warn("a member refused this node's certificate as revoked", "asked", addr)
+			return true
+		}
 		if err != nil {
 			continue
 		}
@@ -569,18 +603,16 @@ func (n *Node) Served() <-chan error { return n.served }
 
 // apiTLS is the HTTPS API's server config: the node certificate, or the
 // operator's --tls-cert for clients (peers still get the node certificate).
-func (n *Node) apiTLS(mat pki.Material) (*tls.Config, error) {
-	c, err := mat.ServerConfig(false)
-	if err != nil {
-		return nil, err
-	}
+func (n *Node) apiTLS() (*tls.Config, error) {
+	var apiCert *tls.Certificate
 	if n.cfg.TLSCertFile != "" {
 		cert, err := n.cfg.apiCertificate()
 		if err != nil {
 			return nil, err
 		}
-		c = pki.WithAPICertificate(c, cert)
+		apiCert = &cert
 	}
+	c := n.id.APIServerConfig(apiCert)
 	c.NextProtos = []string{"h2", "http/1.1"}
 	return c, nil
 }
@@ -711,6 +743,7 @@ func (n *Node) nodeRecord(status string, now time.Time) fsm.Node {
 		UID: n.cfg.UID, Addr: n.cfg.host(), APIAddr: n.cfg.APIAddr, RaftAddr: n.cfg.RaftAddr,
 		Status: status, AcceptServers: true, MaxRedisServers: n.cfg.MaxShards, TotalMemory: n.cfg.Memory,
 		RackID: n.cfg.RackID, SoftwareVersion: Version, JoinedAt: now.Unix(), Cores: runtime.NumCPU(),
+		Certs: []fsm.CertRef{certRef(n.id.Leaf())},
 	}
 }
 
@@ -732,7 +765,7 @@ func newClusterTLS(cfg Config) (pki.Material, error) {
 	if err != nil {
 		return pki.Material{}, err
 	}
-	certPEM, err := ca.Sign(csrPEM, now)
+	certPEM, err := ca.SignFor(csrPEM, now, cfg.CertLifetime)
 	if err != nil {
 		return pki.Material{}, err
 	}

@@ -59,6 +59,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.TLSCertFile, "tls-cert", env("CNM_TLS_CERT", ""), "PEM certificate the HTTPS API shows clients, with --tls-key; default: one from the cluster CA (CNM_TLS_CERT)")
 	fs.StringVar(&c.TLSKeyFile, "tls-key", env("CNM_TLS_KEY", ""), "PEM private key of --tls-cert (CNM_TLS_KEY)")
 	fs.StringVar(&c.ClusterName, "cluster-name", DefaultClusterName, "name of a new cluster (with --bootstrap)")
+	fs.DurationVar(&c.CertLifetime, "cert-lifetime", 0, "lifetime of the node certificates this node issues; nodes renew theirs when a third is left (default 2160h, 90 days)")
 	fs.Int64Var(&c.Memory, "memory", DefaultMemory, "this node's memory for shards, in bytes")
 	fs.IntVar(&c.MaxShards, "max-shards", DefaultMaxShards, "most shards this node hosts")
 	fs.StringVar(&c.RackID, "rack-id", "", "this node's rack")

@@ -1,10 +1,14 @@
 package httpapi
 
 import (
+	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"time"
@@ -49,6 +53,51 @@ func (s *Server) fromPeer(r *http.Request) bool {
 		return len(r.TLS.PeerCertificates) > 0 && s.peerCheck(r.TLS.PeerCertificates) == nil
 	}
 	return len(r.TLS.VerifiedChains) > 0
+}
+
+// notPeer is the refusal of a node-to-node endpoint to a caller without
+// a current member's certificate; a revoked one is told so, which is how a
+// removed node that missed its removal learns of it.
+func (s *Server) notPeer(r *http.Request) *apiError {
+	if s.peerCheck != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		if err := s.peerCheck(r.TLS.PeerCertificates); errors.Is(err, pki.ErrRevoked) {
+			return &apiError{Status: http.StatusForbidden, Code: "certificate_revoked",
+				Description: "this node certificate was revoked: its node was removed from the cluster or rotated its certificate"}
+		}
+	}
+	return &apiError{Status: http.StatusForbidden, Code: "forbidden",
+		Description: "this endpoint is for cluster nodes and needs a node certificate"}
+}
+
+// ErrCertRevoked is returned by PeerClient calls that a member refused
+// because this node's certificate was revoked.
+var ErrCertRevoked = errors.New("this node's certificate was revoked by the cluster")
+
+// RenewCert sends req to the leader at addr.
+func (c *PeerClient) RenewCert(ctx context.Context, addr string, req CertRequest) (CertResponse, error) {
+	var out CertResponse
+	b, err := json.Marshal(req)
+	if err != nil {
+		return out, err
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/v1/internal/certificate", bytes.NewReader(b))
+	if err != nil {
+		return out, fmt.Errorf("certificate request: %w", err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := c.client.Do(hreq)
+	if err != nil {
+		return out, fmt.Errorf("certificate from %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return out, fmt.Errorf("certificate from %s: status %d: %s", addr, resp.StatusCode, bytes.TrimSpace(body))
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return out, fmt.Errorf("certificate from %s: %w", addr, err)
+	}
+	return out, nil
 }
 
 // peerUID is the node uid of the calling node's certificate.

@@ -122,6 +122,14 @@ func (c *PeerClient) Members(ctx context.Context, addr string, relayed bool) (Me
 		return out, fmt.Errorf("members from %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusForbidden {
+		var e struct {
+			Code string `json:"error_code"`
+		}
+		if json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&e) == nil && e.Code == "certificate_revoked" {
+			return out, fmt.Errorf("members from %s: %w", addr, ErrCertRevoked)
+		}
+	}
 	if resp.StatusCode != http.StatusOK {
 		return out, fmt.Errorf("members from %s: status %d", addr, resp.StatusCode)
 	}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -83,15 +84,24 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, p principal) error
 		return err
 	}
 	now := time.Now()
-	cert, err := ca.Sign([]byte(req.CSR), now)
+	if csrUID, err := csrNodeUID([]byte(req.CSR)); err != nil || csrUID != req.UID {
+		return errBadRequest("invalid_parameter", fmt.Sprintf("field \"csr\" must be for node %d", req.UID))
+	}
+	cert, err := ca.SignFor([]byte(req.CSR), now, s.certLifetime)
 	if err != nil {
 		return errBadRequest("invalid_parameter", "field \"csr\": "+err.Error())
+	}
+	leaf, err := pki.ParseCert(cert)
+	if err != nil {
+		return err
 	}
 	host, _, _ := net.SplitHostPort(req.APIAddr)
 	node := fsm.Node{
 		UID: req.UID, Addr: host, APIAddr: req.APIAddr, RaftAddr: req.RaftAddr, Status: fsm.NodeProvisioning,
 		AcceptServers: true, MaxRedisServers: req.MaxRedisServers, TotalMemory: req.TotalMemory,
 		RackID: req.RackID, SoftwareVersion: req.SoftwareVersion, JoinedAt: now.Unix(), Cores: req.Cores,
+		// The certificate is on record before the node can use it.
+		Certs: []fsm.CertRef{{Serial: pki.Serial(leaf), NotAfter: leaf.NotAfter.Unix()}},
 	}
 	if _, err := s.submit(r.Context(), &fsm.AddNode{Actor: p.actor(), Node: node}); err != nil {
 		return err

@@ -46,7 +46,9 @@ func TestJoin_AdmitsANodeThenMakesItAVoter(t *testing.T) {
 	n := e.state().Nodes[2]
 	want := fsm.Node{UID: 2, Addr: "127.0.0.2", APIAddr: "127.0.0.2:9443", RaftAddr: "127.0.0.2:9444",
 		Status: fsm.NodeProvisioning, AcceptServers: true, MaxRedisServers: 10, TotalMemory: 1 << 30,
-		RackID: "r2", SoftwareVersion: "test"}
+		RackID: "r2", SoftwareVersion: "test",
+		// The certificate it was given is on record: the cluster knows it.
+		Certs: []fsm.CertRef{{Serial: pki.Serial(cert), NotAfter: cert.NotAfter.Unix()}}}
 	if n == nil {
 		t.Fatalf("node 2 not recorded")
 	}

@@ -250,8 +250,7 @@ func (s *Server) routes() {
 	if s.agent != nil {
 		m.PathPrefix(s.agentPrefix + "/").Handler(s.metrics.instrument(s.agentPrefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !s.fromPeer(r) {
-				s.writeError(w, r, &apiError{Status: http.StatusForbidden, Code: "forbidden",
-					Description: "this endpoint is for cluster nodes and needs a node certificate"})
+				s.writeError(w, r, s.notPeer(r))
 				return
 			}
 			s.agent.ServeHTTP(w, r)
@@ -347,8 +346,7 @@ func (s *Server) serve(rt route) http.Handler {
 			err = rt.h(w, r, principal{})
 		case peer:
 			if !s.fromPeer(r) {
-				err = &apiError{Status: http.StatusForbidden, Code: "forbidden",
-					Description: "this endpoint is for cluster nodes and needs a node certificate"}
+				err = s.notPeer(r)
 				break
 			}
 			err = rt.h(w, r, principal{})

@@ -72,6 +72,10 @@ func UIDOf(c *x509.Certificate) (int, error) {
 // Leaf parses the material's own certificate.
 func (m Material) Leaf() (*x509.Certificate, error) { return ParseCert(m.CertPEM) }
 
+// ErrRevoked is what a peer check returns for a certificate the cluster
+// revoked.
+var ErrRevoked = errors.New("certificate revoked")
+
 // PeerCheck decides, after the chain to the cluster CA has been verified,
 // whether a node certificate may open node-to-node doors: it refuses the
 // certificates the cluster revoked.
@@ -113,6 +117,11 @@ func (id *Identity) Replace(m Material) error {
 	if err != nil {
 		return fmt.Errorf("parse node certificate: %w", err)
 	}
+	// The CA goes along with the node certificate: a joining node knows
+	// only the CA's fingerprint (PinnedClientConfig).
+	if ca, _ := pem.Decode(m.CAPEM); ca != nil && ca.Type == "CERTIFICATE" {
+		cert.Certificate = append(cert.Certificate, ca.Bytes)
+	}
 	pool, err := m.pool()
 	if err != nil {
 		return err
@@ -135,6 +144,19 @@ func (id *Identity) certificate() *tls.Certificate { c := id.cur.Load().cert; re
 // verifyPeer checks a peer's chain against the cluster CA and then runs
 // the peer check; usage is what the peer's certificate must allow.
 func (id *Identity) verifyPeer(certs []*x509.Certificate, usage x509.ExtKeyUsage) error {
+	if err := id.verifyChain(certs, usage); err != nil {
+		return err
+	}
+	if id.check != nil {
+		if err := id.check(certs[0]); err != nil {
+			return fmt.Errorf("peer certificate: %w", err)
+		}
+	}
+	return nil
+}
+
+// verifyChain checks a peer's chain against the cluster CA only.
+func (id *Identity) verifyChain(certs []*x509.Certificate, usage x509.ExtKeyUsage) error {
 	if len(certs) == 0 {
 		return errors.New("peer presented no certificate")
 	}
@@ -145,11 +167,6 @@ func (id *Identity) verifyPeer(certs []*x509.Certificate, usage x509.ExtKeyUsage
 	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: id.cur.Load().pool, Intermediates: inter,
 		KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
 		return fmt.Errorf("peer certificate: %w", err)
-	}
-	if id.check != nil {
-		if err := id.check(certs[0]); err != nil {
-			return fmt.Errorf("peer certificate: %w", err)
-		}
 	}
 	return nil
 }
@@ -181,8 +198,18 @@ func (id *Identity) ServerConfig(requireClient bool) *tls.Config {
 
 // APIServerConfig is ServerConfig(false) for the HTTPS API; with apiCert,
 // clients get that certificate and peers asking for PeerName the node's.
+//
+// Only the chain is checked at the handshake: the API decides at each
+// request what a certificate may do (Identity.VerifiedPeer), so that a
+// node whose certificate was revoked hears why.
 func (id *Identity) APIServerConfig(apiCert *tls.Certificate) *tls.Config {
 	c := id.ServerConfig(false)
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return nil
+		}
+		return id.verifyChain(cs.PeerCertificates, x509.ExtKeyUsageClientAuth)
+	}
 	if apiCert != nil {
 		c.GetCertificate = func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			if h.ServerName == PeerName {
