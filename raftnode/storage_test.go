@@ -308,3 +308,99 @@ func TestOpen_GarbledRaftDBIsAClearError(t *testing.T) {
 		})
 	}
 }
+
+// snapshotDirs lists the snapshot directories in a raft dir.
+func snapshotDirs(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, filepath.Join(dir, "snapshots", e.Name()))
+		}
+	}
+	return out
+}
+
+// A corrupt snapshot is moved aside and the node rebuilds its state from
+// what is left (an older snapshot, or the log when it still starts at 1);
+// when what is left cannot hold the whole history, Open says so.
+func TestOpen_CorruptSnapshot(t *testing.T) {
+	garbleState := func(t *testing.T, snap string) {
+		path := filepath.Join(snap, "state.bin")
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[len(raw)/2] ^= 0x10
+		if err := os.WriteFile(path, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	garbleMeta := func(t *testing.T, snap string) {
+		if err := os.WriteFile(filepath.Join(snap, "meta.json"), []byte("{\"ID\":"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name      string
+		trailing  uint64 // TrailingLogs: 1 compacts the log at each snapshot
+		snapshots int
+		garble    func(*testing.T, string)
+		wantErr   bool
+	}{
+		{"only snapshot, log from 1", 0, 1, garbleState, false},
+		{"newest of two, log reaches back to the older", 4, 2, garbleState, false},
+		{"newest of two, log does not reach back", 1, 2, garbleState, true},
+		{"only snapshot, log compacted", 1, 1, garbleState, true},
+		{"unreadable metadata, log compacted", 1, 1, garbleMeta, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := startNode(t, testCA(t), 1, "127.0.0.1", func(c *Config) { c.TrailingLogs = tc.trailing })
+			if err := n.BootstrapSelf(); err != nil {
+				t.Fatal(err)
+			}
+			waitReady(t, n, 10*time.Second)
+			var last uint64
+			for range tc.snapshots {
+				for range 3 {
+					last = applyOne(t, n)
+				}
+				if err := n.Snapshot(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			snaps := snapshotDirs(t, n.cfg.Dir)
+			if len(snaps) != tc.snapshots {
+				t.Fatalf("%d snapshots, want %d", len(snaps), tc.snapshots)
+			}
+			newest := snaps[len(snaps)-1] // ids sort by term, index, time
+			tc.garble(t, newest)
+
+			m, err := reopen(t, n, nil)
+			if tc.wantErr {
+				if !errors.Is(err, ErrStorageFault) || !strings.Contains(err.Error(), "rejoin") {
+					t.Fatalf("Open: %v, want a storage fault saying the node must rejoin", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open with a corrupt snapshot and a log to rebuild from: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(n.cfg.Dir, filepath.Base(newest)+corruptSuffix)); err != nil {
+				t.Errorf("corrupt snapshot not set aside: %v", err)
+			}
+			waitReady(t, m, 10*time.Second)
+			waitFor(t, fmt.Sprintf("the state up to index %d to be rebuilt", last), 10*time.Second, func() bool { return m.FSM().Applied() >= last })
+			var name string
+			m.FSM().Read(func(s *fsm.State, _ uint64) { name = s.Cluster.Name })
+			if name != "test" {
+				t.Fatalf("cluster %q after the rebuild, want test", name)
+			}
+		})
+	}
+}
