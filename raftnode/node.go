@@ -356,6 +356,7 @@ func (n *Node) recordFault(e *StorageFaultError) {
 		return
 	}
 	n.log.Error("storage fault: raft stopped on this node", "path", e.Path, "op", e.Op, "index", e.Index, "write", e.Write, "error", e.Err)
+	n.setReady(0) // leader-only work stops now
 	close(n.faulted)
 	n.bgMu.Lock()
 	defer n.bgMu.Unlock()
@@ -486,6 +487,11 @@ func raftBarrier(r *raft.Raft, timeout time.Duration) error { return r.Barrier(t
 func (n *Node) setReady(term uint64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.fault.Load() != nil {
+		// raft, shut down on the fault, may never say it stopped leading;
+		// and a barrier that was in flight must not make it ready again.
+		term = 0
+	}
 	if n.readyTerm == term {
 		return
 	}
@@ -497,7 +503,8 @@ func (n *Node) setReady(term uint64) {
 // Leadership reports whether this node is a ready leader, for which term, and
 // a channel closed at the next change. Leader-only work starts when ready is
 // true and must stop when the channel closes and the term differs; two ready
-// terms in a row mean leadership was lost and regained.
+// terms in a row mean leadership was lost and regained. A storage fault
+// ends readiness for good.
 func (n *Node) Leadership() (term uint64, ready bool, changed <-chan struct{}) {
 	n.mu.Lock()
 	defer n.mu.Unlock()

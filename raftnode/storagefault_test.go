@@ -181,6 +181,9 @@ func TestCluster_StorageFaultStopsTheNode(t *testing.T) {
 				}
 			}
 			waitFor(t, "raft to stop on the failing node", 10*time.Second, func() bool { return bad.Role() == "shutdown" })
+			if _, ready, _ := bad.Leadership(); ready {
+				t.Error("the failing node is still a ready leader")
+			}
 			if _, err := bad.ReadIndex(t.Context()); !errors.Is(err, ErrStorageFault) {
 				t.Errorf("read index on the failing node: %v, want its fault", err)
 			}
