@@ -214,7 +214,11 @@ func openStoresWrapped(path string, wrap func(raft.LogStore, raft.StableStore) (
 		logs, stable = wrap(logs, stable)
 	}
 	store := &checkedStore{logs: logs, stable: stable, path: path}
-	if err := verifyLog(store, keys); err != nil {
+	err = verifyLog(store, keys)
+	if err == nil {
+		err = verifyStable(store)
+	}
+	if err != nil {
 		bolt.Close()
 		return nil, nil, err
 	}

@@ -119,12 +119,56 @@ func unseal(index uint64, l *raft.Log) error {
 	return nil
 }
 
-// keyCurrentTerm is raft's stable-store key for the current term; raft
-// panics when it cannot write it.
+// Stable-store values (raft's current term and vote) carry the same kind
+// of prefix, the checksum over key and value: a flipped bit in the term or
+// vote could make the node vote twice in one term. Values written before
+// have no marker; a legacy uint64 is 8 big-endian bytes, as raft-boltdb
+// stores them, and no term or index starts with ff 63 6b.
+func valueSum(key, val []byte) uint32 {
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(key)))
+	h := crc32.New(castagnoli)
+	h.Write(hdr[:])
+	h.Write(key)
+	h.Write(val)
+	return h.Sum32()
+}
+
+func sealValue(key, val []byte) []byte {
+	b := make([]byte, sumHeader+len(val))
+	copy(b, sumMagic)
+	b[len(sumMagic)] = sumVersion
+	binary.BigEndian.PutUint32(b[len(sumMagic)+1:], valueSum(key, val))
+	copy(b[sumHeader:], val)
+	return b
+}
+
+func unsealValue(key, b []byte) ([]byte, error) {
+	if !bytes.HasPrefix(b, []byte(sumMagic)) {
+		return b, nil // written before values carried a checksum
+	}
+	if len(b) < sumHeader {
+		return nil, fmt.Errorf("%w: checksum header cut short (%d bytes)", ErrCorrupt, len(b))
+	}
+	if v := b[len(sumMagic)]; v != sumVersion {
+		return nil, fmt.Errorf("%w: unknown checksum version %d", ErrCorrupt, v)
+	}
+	stored := binary.BigEndian.Uint32(b[len(sumMagic)+1:])
+	val := b[sumHeader:]
+	if got := valueSum(key, val); got != stored {
+		return nil, fmt.Errorf("%w: checksum %08x, computed %08x", ErrCorrupt, stored, got)
+	}
+	return val, nil
+}
+
+// raft's stable-store keys. raft panics when it cannot save the current
+// term.
 const keyCurrentTerm = "CurrentTerm"
 
+var stableKeys = []string{keyCurrentTerm, "LastVoteTerm", "LastVoteCand"}
+
 // checkedStore sits between raft and the bolt store. It seals and checks
-// log entries, turns bolt panics on a garbled file into errors, and
+// log entries and stable values, turns bolt panics on a garbled file into errors, and
 // reports every failure other than "not found" as a storage fault, so the
 // node can stop raft instead of serving or acting on what it cannot vouch
 // for.
@@ -250,17 +294,22 @@ func (s *checkedStore) DeleteRange(min, max uint64) error {
 func notFound(err error) bool { return err != nil && err.Error() == "not found" }
 
 func (s *checkedStore) Set(key, val []byte) error {
-	if err := guard(func() error { return s.stable.Set(key, val) }); err != nil {
+	sealed := sealValue(key, val)
+	if err := guard(func() error { return s.stable.Set(key, sealed) }); err != nil {
 		return s.fault("save "+string(key), 0, true, err)
 	}
 	return nil
 }
 
 func (s *checkedStore) Get(key []byte) ([]byte, error) {
-	var val []byte
-	err := guard(func() (err error) { val, err = s.stable.Get(key); return err })
+	var raw []byte
+	err := guard(func() (err error) { raw, err = s.stable.Get(key); return err })
 	if notFound(err) {
 		return nil, err
+	}
+	var val []byte
+	if err == nil {
+		val, err = unsealValue(key, raw)
 	}
 	if err != nil {
 		return nil, s.fault("read "+string(key), 0, false, err)
@@ -268,25 +317,32 @@ func (s *checkedStore) Get(key []byte) ([]byte, error) {
 	return val, nil
 }
 
+// SetUint64 stores val as raft-boltdb does (8 bytes, big-endian), sealed.
 func (s *checkedStore) SetUint64(key []byte, val uint64) error {
-	if err := guard(func() error { return s.stable.SetUint64(key, val) }); err != nil {
-		ferr := s.fault("save "+string(key), 0, true, err)
-		if string(key) == keyCurrentTerm {
-			s.exitIfRunning()
-		}
-		return ferr
+	err := s.Set(key, binary.BigEndian.AppendUint64(nil, val))
+	if err != nil && string(key) == keyCurrentTerm {
+		s.exitIfRunning()
 	}
-	return nil
+	return err
 }
 
 func (s *checkedStore) GetUint64(key []byte) (uint64, error) {
-	var val uint64
-	err := guard(func() (err error) { val, err = s.stable.GetUint64(key); return err })
-	if notFound(err) {
+	val, err := s.Get(key)
+	if err != nil {
 		return 0, err
 	}
-	if err != nil {
-		return 0, s.fault("read "+string(key), 0, false, err)
+	if len(val) != 8 {
+		return 0, s.fault("read "+string(key), 0, false, fmt.Errorf("%w: %d bytes for a uint64", ErrCorrupt, len(val)))
 	}
-	return val, nil
+	return binary.BigEndian.Uint64(val), nil
+}
+
+// verifyStable reads raft's stable keys back through the checksums.
+func verifyStable(s *checkedStore) error {
+	for _, k := range stableKeys {
+		if _, err := s.Get([]byte(k)); err != nil && !notFound(err) {
+			return err
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -402,5 +403,65 @@ func TestOpen_CorruptSnapshot(t *testing.T) {
 				t.Fatalf("cluster %q after the rebuild, want test", name)
 			}
 		})
+	}
+}
+
+// mapStableStore is a StableStore whose values a test can rewrite.
+type mapStableStore struct{ m map[string][]byte }
+
+func (s *mapStableStore) Set(k, v []byte) error { s.m[string(k)] = bytes.Clone(v); return nil }
+func (s *mapStableStore) Get(k []byte) ([]byte, error) {
+	v, ok := s.m[string(k)]
+	if !ok {
+		return nil, raftboltdb.ErrKeyNotFound
+	}
+	return bytes.Clone(v), nil
+}
+func (s *mapStableStore) SetUint64(k []byte, v uint64) error {
+	return s.Set(k, binary.BigEndian.AppendUint64(nil, v))
+}
+func (s *mapStableStore) GetUint64(k []byte) (uint64, error) {
+	v, err := s.Get(k)
+	if err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// A flipped bit in the saved term or vote is a fault, not a term; values
+// saved before they carried checksums are read as they are, and a missing
+// key stays "not found", which raft tells by its text.
+func TestCheckedStore_StableValues(t *testing.T) {
+	inner := &mapStableStore{m: map[string][]byte{}}
+	s := &checkedStore{stable: inner, path: "/data/raft/raft.db"}
+	if _, err := s.GetUint64([]byte("CurrentTerm")); err == nil || err.Error() != "not found" {
+		t.Fatalf("missing term: %v, want not found", err)
+	}
+	if err := s.SetUint64([]byte("CurrentTerm"), 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set([]byte("LastVoteCand"), []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetUint64([]byte("CurrentTerm")); got != 7 || err != nil {
+		t.Fatalf("term %d, %v; want 7", got, err)
+	}
+	if got, err := s.Get([]byte("LastVoteCand")); string(got) != "2" || err != nil {
+		t.Fatalf("vote %q, %v; want 2", got, err)
+	}
+
+	inner.m["LastVoteTerm"] = binary.BigEndian.AppendUint64(nil, 5) // saved before checksums
+	if got, err := s.GetUint64([]byte("LastVoteTerm")); got != 5 || err != nil {
+		t.Fatalf("legacy vote term %d, %v; want 5", got, err)
+	}
+
+	inner.m["CurrentTerm"][len(inner.m["CurrentTerm"])-1] ^= 0x02
+	_, err := s.GetUint64([]byte("CurrentTerm"))
+	if !errors.Is(err, ErrStorageFault) || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "read CurrentTerm") {
+		t.Fatalf("flipped term: %v, want a storage fault naming CurrentTerm", err)
+	}
+	inner.m["LastVoteTerm"] = inner.m["LastVoteCand"] // sealed under another key
+	if _, err := s.Get([]byte("LastVoteTerm")); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("value under the wrong key: %v, want corrupt", err)
 	}
 }
