@@ -368,12 +368,14 @@ func (n *Node) recordFault(e *StorageFaultError) {
 		return
 	}
 	if n.started.Load() {
-		// Not inline: this runs in one of raft's goroutines, which
-		// raft's Shutdown waits for.
+		// Shutdown only closes raft's shutdown channel, so it is called
+		// here, to stop raft before it campaigns or answers again; the
+		// wait for raft's goroutines is not, as this runs in one of them.
+		f := n.raft.Shutdown()
 		n.bg.Add(1)
 		go func() {
 			defer n.bg.Done()
-			if err := n.raft.Shutdown().Error(); err != nil {
+			if err := f.Error(); err != nil {
 				n.log.Warn("shut down raft after a storage fault", "error", err)
 			}
 		}()
@@ -516,11 +518,18 @@ func (n *Node) Leadership() (term uint64, ready bool, changed <-chan struct{}) {
 }
 
 // IsLeader reports whether raft currently thinks this node leads.
-func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+func (n *Node) IsLeader() bool { return n.StorageFault() == nil && n.raft.State() == raft.Leader }
 
 // Role returns raft's view of this node in lower case: leader, follower,
-// candidate or shutdown.
-func (n *Node) Role() string { return strings.ToLower(n.raft.State().String()) }
+// candidate or shutdown. A node with a storage fault is shut down: raft's
+// own state can say otherwise, as the call that failed may set it (a
+// leader stepping down to follower) after the shutdown did.
+func (n *Node) Role() string {
+	if n.StorageFault() != nil {
+		return "shutdown"
+	}
+	return strings.ToLower(n.raft.State().String())
+}
 
 // Leader returns the uid and raft address of the leader as this node knows
 // it; uid 0 when there is none.

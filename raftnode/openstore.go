@@ -50,7 +50,7 @@ func openBolt(path string) (*raftboltdb.BoltStore, []uint64, error) {
 func newBolt(path string) (*raftboltdb.BoltStore, error) {
 	var store *raftboltdb.BoltStore
 	err := guard(func() (err error) {
-		store, err = raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: boltLockTimeout}})
+		store, err = raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: boltLockTimeout, FreelistType: bbolt.FreelistArrayType}})
 		return err
 	})
 	if err != nil {

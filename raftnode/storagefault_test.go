@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"cnm/fsm"
 )
 
 // faultyStore sits under the checks and fails writes as a full disk does,
@@ -87,6 +89,33 @@ func withFaultyStore(fs *faultyStore) func(*Config) {
 		c.probe = fs.probe
 		c.probeInterval = 20 * time.Millisecond
 	}
+}
+
+// applyOnLeader applies a command on whichever of nodes leads, once one
+// does: a leadership change in flight (a transfer that has returned on the
+// old leader before it has noticed) is retried until the deadline.
+func applyOnLeader(t *testing.T, nodes []*Node) uint64 {
+	t.Helper()
+	cmd := testCommand(t, nodes[0])
+	var idx uint64
+	waitFor(t, "a leader among the others to apply a write", 10*time.Second, func() bool {
+		for _, n := range nodes {
+			if _, ready, _ := n.Leadership(); !ready {
+				continue
+			}
+			res, err := n.Apply(t.Context(), cmd)
+			switch {
+			case errors.Is(err, ErrNotLeader), errors.Is(err, ErrLeadershipLost):
+				continue
+			case err != nil && !errors.Is(err, fsm.ErrAlreadyBootstrapped):
+				t.Fatalf("apply on node %d: %v", n.ID(), err)
+			}
+			idx = res.Index
+			return true
+		}
+		return false
+	})
+	return idx
 }
 
 // A node whose storage fails stops raft and says why; the others elect a
@@ -180,7 +209,15 @@ func TestCluster_StorageFaultStopsTheNode(t *testing.T) {
 					t.Errorf("fault %q does not say %q", err, want)
 				}
 			}
-			waitFor(t, "raft to stop on the failing node", 10*time.Second, func() bool { return bad.Role() == "shutdown" })
+			// raft itself must be shut down, not merely reported so: a
+			// follower that cannot persist would otherwise still vote, and
+			// a leader be re-elected.
+			waitFor(t, "raft to shut down on the failing node", 10*time.Second, func() bool {
+				return errors.Is(bad.raft.Apply(nil, time.Second).Error(), raft.ErrRaftShutdown)
+			})
+			if role := bad.Role(); role != "shutdown" {
+				t.Errorf("role %q, want shutdown", role)
+			}
 			if _, ready, _ := bad.Leadership(); ready {
 				t.Error("the failing node is still a ready leader")
 			}
@@ -191,28 +228,23 @@ func TestCluster_StorageFaultStopsTheNode(t *testing.T) {
 				t.Errorf("wait applied on the failing node: %v, want its fault", err)
 			}
 
-			var leader *Node
-			waitFor(t, "a ready leader among the others", 10*time.Second, func() bool {
-				for _, n := range good {
-					if _, ready, _ := n.Leadership(); ready {
-						leader = n
-						return true
-					}
-				}
-				return false
-			})
-			idx = applyOne(t, leader)
+			idx = applyOnLeader(t, good)
 			for _, n := range good {
 				waitFor(t, fmt.Sprintf("node %d to apply index %d", n.ID(), idx), 10*time.Second, func() bool { return n.FSM().Applied() >= idx })
 			}
 			if got := bad.FSM().Applied(); got >= idx {
 				t.Fatalf("the failing node applied index %d", got)
 			}
-			// Watch over several election timeouts: it must not lead again.
+			// Watch over several election timeouts: raft itself (not only
+			// what the node reports) must neither lead nor campaign.
+			term := bad.raft.CurrentTerm()
 			deadline := time.Now().Add(5 * DefaultElectionTimeout)
 			for time.Now().Before(deadline) {
-				if bad.IsLeader() {
+				if bad.IsLeader() || bad.raft.State() == raft.Leader {
 					t.Fatal("the failing node leads again")
+				}
+				if got := bad.raft.CurrentTerm(); got != term {
+					t.Fatalf("the failing node went from term %d to %d", term, got)
 				}
 				time.Sleep(10 * time.Millisecond) // observation interval
 			}
@@ -236,11 +268,41 @@ func TestCluster_StorageFaultStopsTheNode(t *testing.T) {
 			if err != nil {
 				t.Fatalf("reopen after recovery: %v", err)
 			}
-			idx = applyOne(t, leader)
+			idx = applyOnLeader(t, good)
 			waitFor(t, "the reopened node to catch up", 20*time.Second, func() bool { return m.FSM().Applied() >= idx })
 			if err := m.StorageFault(); err != nil {
 				t.Fatalf("fault after reopening: %v", err)
 			}
 		})
 	}
+}
+
+// The disk probe writes, syncs and removes a file; a dir it cannot write
+// in is an error naming it.
+func TestProbeDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := probeDir(dir); err != nil {
+		t.Fatalf("probe of a writable dir: %v", err)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Fatalf("probe left %d files (%v)", len(ents), err)
+	}
+	gone := dir + "/gone"
+	if err := probeDir(gone); err == nil || !strings.Contains(err.Error(), gone) {
+		t.Fatalf("probe of a missing dir: %v, want an error naming it", err)
+	}
+}
+
+// testCommand encodes the Bootstrap that applyOne proposes.
+func testCommand(t *testing.T, n *Node) []byte {
+	t.Helper()
+	cmd, err := fsm.Encode(&fsm.Bootstrap{
+		Cluster: fsm.ClusterInfo{Name: "test"},
+		Node:    fsm.Node{UID: n.ID(), Status: fsm.NodeActive, RaftAddr: n.cfg.RaftAddr},
+		Admin:   fsm.User{Email: "admin@test", Name: "admin", PasswordHash: "unused"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd
 }
