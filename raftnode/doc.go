@@ -5,4 +5,8 @@
 // It knows nothing of HTTP or users: callers hand it encoded fsm commands and
 // get back fsm results or errors that say whether the command can have been
 // applied (ErrNotLeader: certainly not; ErrLeadershipLost: unknown).
+//
+// Its stores are checked: log entries and raft's term and vote carry
+// checksums, and a failed write or a corrupt read stops raft on this node
+// and is reported by Node.StorageFault (ErrStorageFault).
 package raftnode

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -70,6 +71,13 @@ type Config struct {
 
 	// barrier commits a barrier; tests replace it to make it fail.
 	barrier func(r *raft.Raft, timeout time.Duration) error
+	// wrapStores goes between the bolt store and the checks on it; tests
+	// inject store failures there.
+	wrapStores func(raft.LogStore, raft.StableStore) (raft.LogStore, raft.StableStore)
+	// probe tells whether the raft dir takes writes again after a write
+	// fault, every probeInterval; tests replace it along with wrapStores.
+	probe         func(dir string) error
+	probeInterval time.Duration
 }
 
 // LAN defaults: a re-election well under a second. CommitTimeout bounds how
@@ -124,6 +132,12 @@ func (c *Config) withDefaults() {
 	if c.barrier == nil {
 		c.barrier = raftBarrier
 	}
+	if c.probe == nil {
+		c.probe = probeDir
+	}
+	if c.probeInterval == 0 {
+		c.probeInterval = time.Second
+	}
 }
 
 // Node is one raft member and the FSM it drives.
@@ -132,7 +146,8 @@ type Node struct {
 	id    raft.ServerID
 	raft  *raft.Raft
 	fsm   *fsm.FSM
-	logs  *raftboltdb.BoltStore
+	bolt  *raftboltdb.BoltStore
+	logs  *checkedStore // raft's log and stable store, over bolt
 	trans *raft.NetworkTransport
 	log   *slog.Logger
 
@@ -144,6 +159,18 @@ type Node struct {
 	readyTerm  uint64        // term in which this node, as leader, committed a barrier
 	leaderGen  chan struct{} // closed and replaced whenever readyTerm changes
 	shutdownMu sync.Once
+
+	// The first storage fault, and channels closed when it is recorded and
+	// when, after a write fault, the disk takes writes again.
+	fault     atomic.Pointer[StorageFaultError]
+	faulted   chan struct{}
+	recovered chan struct{}
+	started   atomic.Bool // n.raft is set
+	// Goroutines started on a fault (stopping raft, probing the disk),
+	// which Shutdown waits for; none start once closed is set.
+	bgMu   sync.Mutex
+	closed bool
+	bg     sync.WaitGroup
 }
 
 // HasState reports whether dir already holds raft state, i.e. whether this
@@ -153,11 +180,11 @@ func HasState(dir string) (bool, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: path})
+	bolt, store, err := openStores(path)
 	if err != nil {
-		return false, fmt.Errorf("open log store %s: %w", path, err)
+		return false, err
 	}
-	defer store.Close()
+	defer bolt.Close()
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, newHCLog(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		return false, fmt.Errorf("open snapshot store %s: %w", dir, err)
@@ -169,8 +196,42 @@ func HasState(dir string) (bool, error) {
 	return ok, nil
 }
 
+// openStores opens raft.db and checks every log entry in it, so that a
+// garbled file or entry is one clear error here rather than a panic or
+// wrong data later.
+func openStores(path string) (*raftboltdb.BoltStore, *checkedStore, error) {
+	return openStoresWrapped(path, nil)
+}
+
+func openStoresWrapped(path string, wrap func(raft.LogStore, raft.StableStore) (raft.LogStore, raft.StableStore)) (*raftboltdb.BoltStore, *checkedStore, error) {
+	bolt, keys, err := openBolt(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var logs raft.LogStore = bolt
+	var stable raft.StableStore = bolt
+	if wrap != nil {
+		logs, stable = wrap(logs, stable)
+	}
+	store := &checkedStore{logs: logs, stable: stable, path: path}
+	err = verifyLog(store, keys)
+	if err == nil {
+		err = verifyStable(store)
+	}
+	if err != nil {
+		bolt.Close()
+		return nil, nil, err
+	}
+	return bolt, store, nil
+}
+
 // Open starts the raft member. It does not bootstrap or join: see
 // BootstrapSelf and AddVoter.
+//
+// A raft.db or snapshot that cannot be read, or whose data fails its
+// checksum, is an error naming the file (a *StorageFaultError); a corrupt
+// snapshot is moved aside when the log and older snapshots still hold
+// everything after it.
 func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	cfg.withDefaults()
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
@@ -180,25 +241,36 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	hlog := newHCLog(log)
 
 	dbPath := filepath.Join(cfg.Dir, "raft.db")
-	store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath})
+	bolt, store, err := openStoresWrapped(dbPath, cfg.wrapStores)
 	if err != nil {
-		return nil, fmt.Errorf("open log store %s: %w", dbPath, err)
+		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog)
 	if err != nil {
-		store.Close()
+		bolt.Close()
 		return nil, fmt.Errorf("open snapshot store %s: %w", cfg.Dir, err)
+	}
+	first, err := store.FirstIndex()
+	if err == nil {
+		var last uint64
+		if last, err = store.LastIndex(); err == nil {
+			err = setAsideCorruptSnapshots(cfg.Dir, snaps, first, last, log)
+		}
+	}
+	if err != nil {
+		bolt.Close()
+		return nil, err
 	}
 	ln, err := cfg.Listen("tcp", cfg.RaftAddr)
 	if err != nil {
-		store.Close()
+		bolt.Close()
 		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftAddr, err)
 	}
 	limits := inboundLimits{handshakeTimeout: cfg.HandshakeTimeout, maxHandshakes: cfg.MaxHandshakes, maxConns: cfg.MaxConns}
 	stream, err := newTLSStream(ln, cfg.RaftAddr, cfg.Dial, cfg.ServerTLS, cfg.ClientTLS, limits, log.With("subsystem", "raft.transport"))
 	if err != nil {
 		ln.Close()
-		store.Close()
+		bolt.Close()
 		return nil, err
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -221,19 +293,118 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	notify := make(chan bool, 16)
 	rc.NotifyCh = notify
 
+	n := &Node{
+		cfg: cfg, id: rc.LocalID, fsm: f, bolt: bolt, logs: store, trans: trans, log: log,
+		notify: notify, done: make(chan struct{}), leaderGen: make(chan struct{}),
+		faulted: make(chan struct{}), recovered: make(chan struct{}),
+	}
+	onFault := n.recordFault
+	store.onFault.Store(&onFault)
 	r, err := raft.NewRaft(rc, f, store, store, snaps, trans)
 	if err != nil {
+		n.bgMu.Lock()
+		n.closed = true
+		n.bgMu.Unlock()
+		close(n.done)
+		n.bg.Wait()
 		trans.Close()
-		store.Close()
+		bolt.Close()
+		if ferr := n.StorageFault(); ferr != nil {
+			return nil, ferr
+		}
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	n := &Node{
-		cfg: cfg, id: rc.LocalID, raft: r, fsm: f, logs: store, trans: trans, log: log,
-		notify: notify, done: make(chan struct{}), leaderGen: make(chan struct{}),
-	}
+	n.raft = r
+	store.running.Store(true)
+	n.started.Store(true)
 	n.wg.Add(1)
 	go n.watchLeadership()
+	// A fault recorded before started was set has not stopped raft.
+	if ferr := n.StorageFault(); ferr != nil {
+		_ = n.Shutdown()
+		return nil, ferr
+	}
 	return n, nil
+}
+
+// StorageFault returns the first storage fault this node met (a
+// *StorageFaultError matching ErrStorageFault), or nil. Once it is set,
+// raft on this node is shut down: it neither leads nor votes nor applies,
+// and Apply, ReadIndex and WaitApplied return the fault. It stays set until
+// the node is reopened.
+func (n *Node) StorageFault() error {
+	if e := n.fault.Load(); e != nil {
+		return e
+	}
+	return nil
+}
+
+// StorageFaulted returns a channel closed when a storage fault is recorded.
+func (n *Node) StorageFaulted() <-chan struct{} { return n.faulted }
+
+// StorageRecovered returns a channel closed when, after a write fault,
+// the raft dir takes writes again (a file written, synced and removed). It
+// is never closed for corruption. This node stays stopped: the owner
+// reopens it (Shutdown, then Open on the same Config with a fresh FSM,
+// which raft rebuilds from the snapshot and log) to rejoin the cluster. A
+// raft reopened in place would re-apply entries to an FSM that already
+// holds them.
+func (n *Node) StorageRecovered() <-chan struct{} { return n.recovered }
+
+// recordFault keeps the first fault and stops raft: a node that cannot
+// persist must not lead (raft would just re-elect it, its log being as
+// long as anyone's) nor vote, and one whose data is corrupt must not apply
+// or serve it.
+func (n *Node) recordFault(e *StorageFaultError) {
+	if !n.fault.CompareAndSwap(nil, e) {
+		return
+	}
+	n.log.Error("storage fault: raft stopped on this node", "path", e.Path, "op", e.Op, "index", e.Index, "write", e.Write, "error", e.Err)
+	n.setReady(0) // leader-only work stops now
+	close(n.faulted)
+	n.bgMu.Lock()
+	defer n.bgMu.Unlock()
+	if n.closed {
+		return
+	}
+	if n.started.Load() {
+		// Shutdown only closes raft's shutdown channel, so it is called
+		// here, to stop raft before it campaigns or answers again; the
+		// wait for raft's goroutines is not, as this runs in one of them.
+		f := n.raft.Shutdown()
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			if err := f.Error(); err != nil {
+				n.log.Warn("shut down raft after a storage fault", "error", err)
+			}
+		}()
+	}
+	if e.Write {
+		n.bg.Add(1)
+		go n.probeUntilWritable()
+	}
+}
+
+// probeUntilWritable closes recovered once the raft dir takes writes.
+func (n *Node) probeUntilWritable() {
+	defer n.bg.Done()
+	t := time.NewTicker(n.cfg.probeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C:
+		}
+		if err := n.cfg.probe(n.cfg.Dir); err != nil {
+			n.log.Debug("raft dir still refuses writes", "dir", n.cfg.Dir, "error", err)
+			continue
+		}
+		n.log.Info("raft dir takes writes again; the node must be reopened to rejoin", "dir", n.cfg.Dir)
+		close(n.recovered)
+		return
+	}
 }
 
 // ID returns the node uid.
@@ -322,6 +493,11 @@ func raftBarrier(r *raft.Raft, timeout time.Duration) error { return r.Barrier(t
 func (n *Node) setReady(term uint64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.fault.Load() != nil {
+		// raft, shut down on the fault, may never say it stopped leading;
+		// and a barrier that was in flight must not make it ready again.
+		term = 0
+	}
 	if n.readyTerm == term {
 		return
 	}
@@ -333,7 +509,8 @@ func (n *Node) setReady(term uint64) {
 // Leadership reports whether this node is a ready leader, for which term, and
 // a channel closed at the next change. Leader-only work starts when ready is
 // true and must stop when the channel closes and the term differs; two ready
-// terms in a row mean leadership was lost and regained.
+// terms in a row mean leadership was lost and regained. A storage fault
+// ends readiness for good.
 func (n *Node) Leadership() (term uint64, ready bool, changed <-chan struct{}) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -341,11 +518,18 @@ func (n *Node) Leadership() (term uint64, ready bool, changed <-chan struct{}) {
 }
 
 // IsLeader reports whether raft currently thinks this node leads.
-func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+func (n *Node) IsLeader() bool { return n.StorageFault() == nil && n.raft.State() == raft.Leader }
 
 // Role returns raft's view of this node in lower case: leader, follower,
-// candidate or shutdown.
-func (n *Node) Role() string { return strings.ToLower(n.raft.State().String()) }
+// candidate or shutdown. A node with a storage fault is shut down: raft's
+// own state can say otherwise, as the call that failed may set it (a
+// leader stepping down to follower) after the shutdown did.
+func (n *Node) Role() string {
+	if n.StorageFault() != nil {
+		return "shutdown"
+	}
+	return strings.ToLower(n.raft.State().String())
+}
 
 // Leader returns the uid and raft address of the leader as this node knows
 // it; uid 0 when there is none.
@@ -365,6 +549,9 @@ func (n *Node) Leader() (uid int, raftAddr string) {
 // A domain error decided by the FSM is returned both in the result and as
 // the error (an *fsm.Error).
 func (n *Node) Apply(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	if err := n.StorageFault(); err != nil {
+		return nil, err
+	}
 	if n.raft.State() != raft.Leader {
 		return nil, ErrNotLeader
 	}
@@ -374,6 +561,9 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (*fsm.Result, error) {
 	}
 	f := n.raft.Apply(cmd, timeout)
 	if err := waitFuture(ctx, f); err != nil {
+		if ferr := n.StorageFault(); ferr != nil {
+			return nil, ferr
+		}
 		return nil, n.mapErr(err)
 	}
 	res, ok := f.Response().(*fsm.Result)
@@ -416,6 +606,9 @@ func waitFuture(ctx context.Context, f raft.Future) error {
 // protocol). Only a ready leader can answer; others get ErrNotLeader.
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	for {
+		if err := n.StorageFault(); err != nil {
+			return 0, err
+		}
 		term, ready, changed := n.Leadership()
 		if n.raft.State() != raft.Leader {
 			return 0, ErrNotLeader
@@ -450,6 +643,9 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	for {
+		if err := n.StorageFault(); err != nil {
+			return err
+		}
 		changed := n.fsm.Changed()
 		applied := n.fsm.Applied()
 		if applied >= index {
@@ -465,6 +661,7 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 			return fmt.Errorf("wait for index %d (applied %d): %w", index, applied, ctx.Err())
 		case <-n.done:
 			return ErrShutdown
+		case <-n.faulted:
 		}
 	}
 }
@@ -472,7 +669,7 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 func (n *Node) onlySkippedEntries(from, to uint64) bool {
 	for i := from; i <= to; i++ {
 		var l raft.Log
-		if err := n.logs.GetLog(i, &l); err != nil {
+		if err := n.logs.getLog(i, &l); err != nil {
 			return false
 		}
 		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
@@ -590,15 +787,19 @@ func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
 func (n *Node) Shutdown() error {
 	var err error
 	n.shutdownMu.Do(func() {
+		n.bgMu.Lock()
+		n.closed = true
+		n.bgMu.Unlock()
 		close(n.done)
 		if e := n.raft.Shutdown().Error(); e != nil {
 			err = fmt.Errorf("shut down raft: %w", e)
 		}
 		n.wg.Wait()
+		n.bg.Wait()
 		if e := n.trans.Close(); e != nil && err == nil {
 			err = fmt.Errorf("close raft transport: %w", e)
 		}
-		if e := n.logs.Close(); e != nil && err == nil {
+		if e := n.bolt.Close(); e != nil && err == nil {
 			err = fmt.Errorf("close log store: %w", e)
 		}
 	})
