@@ -67,9 +67,11 @@ type Agent struct {
 	kick   chan struct{}
 	opLog  []OpRecord
 	// fence is the highest leader term seen per task: a request of an older
-	// term comes from a deposed leader and is refused. copied remembers the
-	// copies done per action step, so that a new leader replaying a step
-	// whose copy already happened (or is in flight) does not copy again.
+	// term comes from a deposed leader and is refused, when it arrives and
+	// again when its effect would become visible. copied remembers the
+	// copies done per action step and term, so that a leader replaying its
+	// own step does not copy again, while a new leader never takes a
+	// deposed one's result for its own.
 	fence   map[string]uint64
 	copied  map[stepKey]Info
 	copying keyedMutex
@@ -81,6 +83,7 @@ type Agent struct {
 type stepKey struct {
 	task string
 	step int
+	term uint64
 }
 
 // Op names the action step on whose behalf an agent does something.
@@ -409,11 +412,36 @@ func (a *Agent) admit(op Op) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if op.Term < a.fence[op.TaskID] {
-		return fmt.Errorf("task %s step %d of term %d, but term %d owns it: %w", op.TaskID, op.Step, op.Term, a.fence[op.TaskID], ErrStaleTerm)
+	if err := a.fenced(op); err != nil {
+		return err
 	}
 	a.fence[op.TaskID] = op.Term
 	return nil
+}
+
+// fenced reports ErrStaleTerm if a newer term than op's owns its task;
+// a.mu is held.
+func (a *Agent) fenced(op Op) error {
+	if op.Term < a.fence[op.TaskID] {
+		return fmt.Errorf("task %s step %d of term %d, but term %d owns it: %w", op.TaskID, op.Step, op.Term, a.fence[op.TaskID], ErrStaleTerm)
+	}
+	return nil
+}
+
+// underFence runs effect if no newer term than op's has been seen for its
+// task, holding the fence meanwhile: a request of a newer term arriving at
+// that moment is admitted either before (and effect does not run) or after
+// the effect is visible.
+func (a *Agent) underFence(op Op, effect func() error) error {
+	if op.TaskID == "" {
+		return effect()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.fenced(op); err != nil {
+		return err
+	}
+	return effect()
 }
 
 func (a *Agent) copiedFor(op Op) (Info, bool) {
@@ -422,7 +450,7 @@ func (a *Agent) copiedFor(op Op) (Info, bool) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	info, ok := a.copied[stepKey{op.TaskID, op.Step}]
+	info, ok := a.copied[stepKey{op.TaskID, op.Step, op.Term}]
 	return info, ok
 }
 
@@ -432,5 +460,8 @@ func (a *Agent) rememberCopy(op Op, info Info) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.copied[stepKey{op.TaskID, op.Step}] = info
+	if a.fenced(op) != nil {
+		return // a newer leader owns the task: it never reuses this result
+	}
+	a.copied[stepKey{op.TaskID, op.Step, op.Term}] = info
 }

@@ -181,7 +181,11 @@ func (a *Agent) copyShard(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.stage(uid)
-	if err := a.cfg.Backend.CopyFrom(r.Context(), req.Spec, a.client.Source(req.Source)); err != nil {
+	// The fence is checked again when the copy becomes visible: a leader
+	// deposed while its copy was in flight must not leave its effect
+	// behind for the new leader to find.
+	commit := func(install func() error) error { return a.underFence(req.Op, install) }
+	if err := a.cfg.Backend.CopyFrom(r.Context(), req.Spec, a.client.Source(req.Source), commit); err != nil {
 		// An earlier good copy may still be here; keep it staged.
 		if _, ierr := a.cfg.Backend.Info(uid); ierr != nil {
 			a.unstage(uid)
