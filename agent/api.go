@@ -39,7 +39,9 @@ func (a *Agent) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		a.inflight.Add(1)
 		defer a.inflight.Done()
-		m.ServeHTTP(w, req)
+		ctx, cancel := requestContext(req)
+		defer cancel()
+		m.ServeHTTP(w, req.WithContext(ctx))
 	})
 }
 
