@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -38,7 +39,12 @@ type Config struct {
 	// after a restart the state is an old snapshot until raft replays the
 	// log, and reconciling against it would drop shards assigned since.
 	CaughtUp func() bool
-	Logger   *slog.Logger
+	// APIAddr, when set, is this node's API address. The agent drops
+	// nothing unless the state's record of NodeUID names this address: a
+	// node started under another node's uid must not take the state's
+	// word that its shards belong elsewhere.
+	APIAddr string
+	Logger  *slog.Logger
 }
 
 // stagedTTL is how long a copy made for a migration is kept although this
@@ -61,17 +67,23 @@ type Agent struct {
 	kick   chan struct{}
 	opLog  []OpRecord
 	// fence is the highest leader term seen per task: a request of an older
-	// term comes from a deposed leader and is refused. copied remembers the
-	// copies done per action step, so that a new leader replaying a step
-	// whose copy already happened (or is in flight) does not copy again.
+	// term comes from a deposed leader and is refused, when it arrives and
+	// again when its effect would become visible. copied remembers the
+	// copies done per action step and term, so that a leader replaying its
+	// own step does not copy again, while a new leader never takes a
+	// deposed one's result for its own.
 	fence   map[string]uint64
 	copied  map[stepKey]Info
 	copying keyedMutex
+	// kept is why each local shard that is not assigned here was kept,
+	// so that a reason is logged once, not at every reconcile.
+	kept map[string]string
 }
 
 type stepKey struct {
 	task string
 	step int
+	term uint64
 }
 
 // Op names the action step on whose behalf an agent does something.
@@ -130,7 +142,7 @@ func New(cfg Config) *Agent {
 	return &Agent{
 		cfg: cfg, log: cfg.Logger.With("component", "agent", "node_uid", cfg.NodeUID),
 		client: NewClient(cfg.Client), staged: map[string]time.Time{}, kick: make(chan struct{}, 1),
-		fence: map[string]uint64{}, copied: map[stepKey]Info{},
+		fence: map[string]uint64{}, copied: map[stepKey]Info{}, kept: map[string]string{},
 	}
 }
 
@@ -156,12 +168,42 @@ func (a *Agent) Run(ctx context.Context) {
 	}
 }
 
-// assigned returns, from one view of the state, the shards assigned to
-// this node and those a running action still has to move here: read
-// apart, a move committed in between would be in neither.
+// view is what one read of the state says about this node's shards: read
+// apart, a move committed in between would be in neither want nor pending.
+type view struct {
+	want    map[string]Spec // assigned to this node
+	pending map[string]bool // a running action still has to move here
+	// owner is the node the state assigns each shard to.
+	owner map[string]int
+	// issued is the state's next shard uid: every lower uid was handed
+	// out, so a shard below it that the state lacks was deleted.
+	issued int
+	bdbs   map[int]bool
+	// identity is why this node cannot prove it is NodeUID in the state;
+	// empty when it can.
+	identity string
+}
+
+// assigned returns the shards assigned to this node and those a running
+// action still has to move here.
 func (a *Agent) assigned() (want map[string]Spec, pending map[string]bool) {
-	want, pending = map[string]Spec{}, map[string]bool{}
+	v := a.view()
+	return v.want, v.pending
+}
+
+func (a *Agent) view() view {
+	v := view{want: map[string]Spec{}, pending: map[string]bool{}, owner: map[string]int{}, bdbs: map[int]bool{}}
 	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
+		switch n, ok := st.Nodes[a.cfg.NodeUID]; {
+		case !ok:
+			v.identity = fmt.Sprintf("the state has no node %d", a.cfg.NodeUID)
+		case a.cfg.APIAddr != "" && n.APIAddr != a.cfg.APIAddr:
+			v.identity = fmt.Sprintf("the state's node %d is at %s, not at this node's %s", a.cfg.NodeUID, n.APIAddr, a.cfg.APIAddr)
+		}
+		v.issued = st.NextShardUID
+		for uid := range st.BDBs {
+			v.bdbs[uid] = true
+		}
 		for _, byName := range st.Actions {
 			for _, act := range byName {
 				if fsm.Terminal(act.Status) {
@@ -169,12 +211,13 @@ func (a *Agent) assigned() (want map[string]Spec, pending map[string]bool) {
 				}
 				for _, step := range act.Steps[min(act.Done, len(act.Steps)):] {
 					if step.Kind == fsm.StepMove && step.To == a.cfg.NodeUID {
-						pending[step.Shard] = true
+						v.pending[step.Shard] = true
 					}
 				}
 			}
 		}
 		for _, sh := range st.Shards {
+			v.owner[sh.UID] = sh.NodeUID
 			if sh.NodeUID != a.cfg.NodeUID {
 				continue
 			}
@@ -182,18 +225,40 @@ func (a *Agent) assigned() (want map[string]Spec, pending map[string]bool) {
 			if b, ok := st.BDBs[sh.BDBUID]; ok {
 				pers = b.DataPersistence
 			}
-			want[sh.UID] = Spec{UID: sh.UID, BDB: sh.BDBUID, Role: sh.Role,
+			v.want[sh.UID] = Spec{UID: sh.UID, BDB: sh.BDBUID, Role: sh.Role,
 				Size: int64(float64(sh.Memory) * a.cfg.Scale), Persistence: pers}
 		}
 	})
-	return want, pending
+	return v
+}
+
+// mayDrop decides about a local shard that is neither assigned here nor
+// moving here: it is dropped only when the state proves it belongs
+// elsewhere now, as losing a shard's only copy cannot be undone while
+// keeping a superfluous one costs disk. bdb is the database the local copy
+// says it belongs to.
+func (v *view) mayDrop(uid string, bdb int) (drop bool, why string) {
+	if v.identity != "" {
+		return false, "this node's identity is not proven: " + v.identity
+	}
+	if owner, ok := v.owner[uid]; ok {
+		return true, fmt.Sprintf("the state assigns it to node %d", owner)
+	}
+	// Gone from the state: dropped only if the state once issued the uid
+	// and the database is gone, that is, the database was deleted.
+	if n, err := strconv.Atoi(uid); err == nil && n >= 1 && n < v.issued && strconv.Itoa(n) == uid && !v.bdbs[bdb] {
+		return true, fmt.Sprintf("its database %d was deleted", bdb)
+	}
+	return false, "the state does not know of it"
 }
 
 // Reconcile makes local shards match the state: it creates missing shards,
-// fixes roles, writes persistence files, and drops shards no longer
-// assigned here (except copies staged for a migration).
+// fixes roles, writes persistence files, and drops shards that a caught-up
+// state assigns to another node or whose database it deleted (never copies
+// staged for a migration, and never shards the state does not know of).
 func (a *Agent) Reconcile(ctx context.Context) error {
-	want, pending := a.assigned()
+	v := a.view()
+	want, pending := v.want, v.pending
 	var errs []error
 	for _, uid := range sortedKeys(want) {
 		s := want[uid]
@@ -226,20 +291,54 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 			}
 		}
 	}
+	if a.cfg.CaughtUp != nil && !a.cfg.CaughtUp() {
+		// An old snapshot may not know of shards assigned here since.
+		a.log.Debug("drops wait for the state to catch up")
+		return errors.Join(errs...)
+	}
 	local, err := a.cfg.Backend.List()
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
 	for _, uid := range local {
 		if _, ok := want[uid]; ok || pending[uid] || a.isStaged(uid) {
+			a.forgetKept(uid)
 			continue
 		}
-		a.log.Info("dropping shard not assigned here", "shard_uid", uid)
+		info, err := a.cfg.Backend.Info(uid)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		drop, why := v.mayDrop(uid, info.BDB)
+		if !drop {
+			a.keep(uid, why)
+			continue
+		}
+		a.forgetKept(uid)
+		a.log.Info("dropping shard not assigned here", "shard_uid", uid, "reason", why)
 		if err := a.cfg.Backend.Drop(ctx, uid); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// keep logs, once per reason, that a shard not assigned here is kept.
+func (a *Agent) keep(uid, why string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.kept[uid] == why {
+		return
+	}
+	a.kept[uid] = why
+	a.log.Warn("keeping shard not assigned here", "shard_uid", uid, "reason", why)
+}
+
+func (a *Agent) forgetKept(uid string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.kept, uid)
 }
 
 func (a *Agent) stage(uid string) {
@@ -313,11 +412,36 @@ func (a *Agent) admit(op Op) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if op.Term < a.fence[op.TaskID] {
-		return fmt.Errorf("task %s step %d of term %d, but term %d owns it: %w", op.TaskID, op.Step, op.Term, a.fence[op.TaskID], ErrStaleTerm)
+	if err := a.fenced(op); err != nil {
+		return err
 	}
 	a.fence[op.TaskID] = op.Term
 	return nil
+}
+
+// fenced reports ErrStaleTerm if a newer term than op's owns its task;
+// a.mu is held.
+func (a *Agent) fenced(op Op) error {
+	if op.Term < a.fence[op.TaskID] {
+		return fmt.Errorf("task %s step %d of term %d, but term %d owns it: %w", op.TaskID, op.Step, op.Term, a.fence[op.TaskID], ErrStaleTerm)
+	}
+	return nil
+}
+
+// underFence runs effect if no newer term than op's has been seen for its
+// task, holding the fence meanwhile: a request of a newer term arriving at
+// that moment is admitted either before (and effect does not run) or after
+// the effect is visible.
+func (a *Agent) underFence(op Op, effect func() error) error {
+	if op.TaskID == "" {
+		return effect()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.fenced(op); err != nil {
+		return err
+	}
+	return effect()
 }
 
 func (a *Agent) copiedFor(op Op) (Info, bool) {
@@ -326,7 +450,7 @@ func (a *Agent) copiedFor(op Op) (Info, bool) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	info, ok := a.copied[stepKey{op.TaskID, op.Step}]
+	info, ok := a.copied[stepKey{op.TaskID, op.Step, op.Term}]
 	return info, ok
 }
 
@@ -336,5 +460,8 @@ func (a *Agent) rememberCopy(op Op, info Info) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.copied[stepKey{op.TaskID, op.Step}] = info
+	if a.fenced(op) != nil {
+		return // a newer leader owns the task: it never reuses this result
+	}
+	a.copied[stepKey{op.TaskID, op.Step, op.Term}] = info
 }

@@ -39,7 +39,9 @@ func (a *Agent) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		a.inflight.Add(1)
 		defer a.inflight.Done()
-		m.ServeHTTP(w, req)
+		ctx, cancel := requestContext(req)
+		defer cancel()
+		m.ServeHTTP(w, req.WithContext(ctx))
 	})
 }
 
@@ -181,7 +183,11 @@ func (a *Agent) copyShard(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.stage(uid)
-	if err := a.cfg.Backend.CopyFrom(r.Context(), req.Spec, a.client.Source(req.Source)); err != nil {
+	// The fence is checked again when the copy becomes visible: a leader
+	// deposed while its copy was in flight must not leave its effect
+	// behind for the new leader to find.
+	commit := func(install func() error) error { return a.underFence(req.Op, install) }
+	if err := a.cfg.Backend.CopyFrom(r.Context(), req.Spec, a.client.Source(req.Source), commit); err != nil {
 		// An earlier good copy may still be here; keep it staged.
 		if _, ierr := a.cfg.Backend.Info(uid); ierr != nil {
 			a.unstage(uid)

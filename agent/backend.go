@@ -31,13 +31,19 @@ type Source interface {
 	Fetch(ctx context.Context, uid string) (rc io.ReadCloser, size int64, checksum string, err error)
 }
 
+// Commit runs install, the step that makes a copy visible, or refuses to
+// with an error, in which case nothing of the copy remains.
+type Commit func(install func() error) error
+
 // Backend stores shards on this node.
 type Backend interface {
 	// Materialise creates a shard that exists nowhere else (a new database).
 	Materialise(ctx context.Context, s Spec) error
 	// CopyFrom replaces the local copy of s with the data of src, verifying
-	// it; a failed copy leaves no partial shard behind.
-	CopyFrom(ctx context.Context, s Spec, src Source) error
+	// it; a failed copy leaves no partial shard behind. When commit is not
+	// nil, the verified copy is made visible only through it, so that the
+	// caller can check, at that moment, that the copy is still wanted.
+	CopyFrom(ctx context.Context, s Spec, src Source, commit Commit) error
 	// Open streams the local copy (for another node's CopyFrom).
 	Open(uid string) (rc io.ReadCloser, info Info, err error)
 	// Info reports the local copy; ErrNoShard when there is none.

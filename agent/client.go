@@ -8,13 +8,66 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // Client calls other nodes' agents; executors move shards with it.
-type Client struct{ c *http.Client }
+//
+// Every call ends when its context does, even against a peer that accepted
+// the connection and then stopped (a SIGSTOP, a frozen VM); the small calls
+// (Info, List, Drop, Ops) also end after CallTimeout. The time a call has
+// left travels with it, so that the peer stops its side of the work then.
+type Client struct {
+	c *http.Client
+	// CallTimeout caps the small calls; zero means no cap beyond ctx.
+	CallTimeout time.Duration
+}
+
+// DefaultCallTimeout caps the small calls: they move no shard data, so a
+// peer that takes longer is as good as down.
+const DefaultCallTimeout = 5 * time.Second
+
+// timeoutHeader carries, in milliseconds, how long the caller waits for the
+// answer; the agent bounds its work on the request by it.
+const timeoutHeader = "X-Cnm-Timeout-Ms"
+
+// maxRequestTimeout bounds what a caller may ask for in timeoutHeader.
+const maxRequestTimeout = 7 * 24 * time.Hour
 
 // NewClient wraps an HTTP client that speaks mutual TLS to other nodes.
-func NewClient(c *http.Client) *Client { return &Client{c: c} }
+func NewClient(c *http.Client) *Client { return &Client{c: c, CallTimeout: DefaultCallTimeout} }
+
+// small bounds ctx by CallTimeout.
+func (c *Client) small(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.CallTimeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.CallTimeout)
+}
+
+// newRequest makes a request bound to ctx that tells the peer how long the
+// caller waits.
+func newRequest(ctx context.Context, method, url string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		req.Header.Set(timeoutHeader, strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10))
+	}
+	return req, nil
+}
+
+// requestContext bounds the context of a request by the time its caller
+// said it waits: a caller that stopped (paused, partitioned) cannot close
+// its connection, and the work must not outlive its wait.
+func requestContext(r *http.Request) (context.Context, context.CancelFunc) {
+	ms, err := strconv.ParseInt(r.Header.Get(timeoutHeader), 10, 64)
+	if err != nil || ms <= 0 {
+		return context.WithCancel(r.Context())
+	}
+	return context.WithTimeout(r.Context(), min(time.Duration(ms)*time.Millisecond, maxRequestTimeout))
+}
 
 func (c *Client) call(ctx context.Context, method, addr, path string, body, out any) error {
 	var rd io.Reader
@@ -25,7 +78,7 @@ func (c *Client) call(ctx context.Context, method, addr, path string, body, out 
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+Prefix+path, rd)
+	req, err := newRequest(ctx, method, "https://"+addr+Prefix+path, rd)
 	if err != nil {
 		return fmt.Errorf("agent request: %w", err)
 	}
@@ -73,6 +126,8 @@ func (c *Client) Copy(ctx context.Context, target string, spec Spec, source stri
 
 // Ops fetches the op log of the agent at addr.
 func (c *Client) Ops(ctx context.Context, addr string) ([]OpRecord, error) {
+	ctx, cancel := c.small(ctx)
+	defer cancel()
 	var out []OpRecord
 	err := c.call(ctx, http.MethodGet, addr, "/ops", nil, &out)
 	return out, err
@@ -80,6 +135,8 @@ func (c *Client) Ops(ctx context.Context, addr string) ([]OpRecord, error) {
 
 // Info asks the agent at addr about a shard.
 func (c *Client) Info(ctx context.Context, addr, uid string) (Info, error) {
+	ctx, cancel := c.small(ctx)
+	defer cancel()
 	var info Info
 	err := c.call(ctx, http.MethodGet, addr, "/shards/"+uid, nil, &info)
 	return info, err
@@ -87,6 +144,8 @@ func (c *Client) Info(ctx context.Context, addr, uid string) (Info, error) {
 
 // List asks the agent at addr for all its shards.
 func (c *Client) List(ctx context.Context, addr string) ([]Info, error) {
+	ctx, cancel := c.small(ctx)
+	defer cancel()
 	var out []Info
 	err := c.call(ctx, http.MethodGet, addr, "/shards", nil, &out)
 	return out, err
@@ -104,6 +163,8 @@ func (c *Client) Persist(ctx context.Context, addr, uid, mode string) error {
 
 // Drop asks the agent at addr to delete its copy of a shard.
 func (c *Client) Drop(ctx context.Context, addr, uid string) error {
+	ctx, cancel := c.small(ctx)
+	defer cancel()
 	return c.call(ctx, http.MethodDelete, addr, "/shards/"+uid, nil, nil)
 }
 
@@ -116,7 +177,7 @@ type peerSource struct {
 }
 
 func (p peerSource) Fetch(ctx context.Context, uid string) (io.ReadCloser, int64, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+p.addr+Prefix+"/shards/"+uid+"/data", nil)
+	req, err := newRequest(ctx, http.MethodGet, "https://"+p.addr+Prefix+"/shards/"+uid+"/data", nil)
 	if err != nil {
 		return nil, 0, "", fmt.Errorf("fetch request: %w", err)
 	}

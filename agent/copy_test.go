@@ -422,8 +422,10 @@ func TestCopy_ReplayedStepDoesNotCopyAgainAndDeposedLeaderIsRefused(t *testing.T
 	if err := src.backend.Materialise(t.Context(), spec); err != nil {
 		t.Fatal(err)
 	}
-	// The leader of term 4 copies step 2; the leader of term 5 replays it.
-	for _, term := range []uint64{4, 5} {
+	// The leader of term 4 copies step 2 and replays it (its answer was
+	// lost); the leader of term 5 replays it too, and copies for itself: it
+	// never takes a deposed leader's result for its own.
+	for _, term := range []uint64{4, 4, 5} {
 		if _, err := src.client.Copy(t.Context(), dst.addr, spec, src.addr, agent.Op{TaskID: "t", Step: 2, Term: term}); err != nil {
 			t.Fatalf("copy under term %d: %v", term, err)
 		}
@@ -432,12 +434,69 @@ func TestCopy_ReplayedStepDoesNotCopyAgainAndDeposedLeaderIsRefused(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ops) != 1 || ops[0].Term != 4 {
-		t.Fatalf("op log %+v, want the one copy of term 4", ops)
+	if len(ops) != 2 || ops[0].Term != 4 || ops[1].Term != 5 {
+		t.Fatalf("op log %+v, want one copy of term 4 and one of term 5", ops)
 	}
 	// A late request of term 3 comes from a deposed leader.
 	_, err = src.client.Copy(t.Context(), dst.addr, spec, src.addr, agent.Op{TaskID: "t", Step: 3, Term: 3})
 	if !errors.Is(err, agent.ErrStaleTerm) {
 		t.Fatalf("copy from a deposed leader: %v, want ErrStaleTerm", err)
+	}
+}
+
+// TestCopy_LeaderDeposedWhileItsCopyIsInFlightLeavesNothing: the fence is
+// checked when the copy becomes visible, not only when it is requested. A
+// copy of term 5 that is still streaming when a request of term 6 arrives
+// ends with ErrStaleTerm and installs nothing; the term-6 leader's own
+// request then copies for itself.
+func TestCopy_LeaderDeposedWhileItsCopyIsInFlightLeavesNothing(t *testing.T) {
+	ca := newCA(t)
+	src := startPeer(t, ca, 1, "127.0.0.21", peerOpts{})
+	// 256 KiB/s: the copy of 512 KiB streams for about two seconds.
+	dst := startPeer(t, ca, 2, "127.0.0.22", peerOpts{recvLimiter: agent.NewLimiter(256 << 10)})
+	spec := agent.Spec{UID: "33", BDB: 1, Role: fsm.RoleSlave, Size: 512 << 10}
+	materialise(t, src.backend, spec)
+
+	old := make(chan error, 1)
+	go func() {
+		_, err := src.client.Copy(t.Context(), dst.addr, spec, src.addr, agent.Op{TaskID: "t", Step: 2, Term: 5})
+		old <- err
+	}()
+	// In flight: its temporary file is on the target.
+	eventually(t, 5*time.Second, func() error {
+		if len(tmpFiles(t, dst.dir)) == 0 {
+			return errors.New("the term-5 copy has not started streaming")
+		}
+		return nil
+	})
+	// The leader of term 6 reaches the agent about the same action (a
+	// request that fails at once: the source lacks that shard).
+	if _, err := src.client.Copy(t.Context(), dst.addr, agent.Spec{UID: "404", Role: fsm.RoleSlave}, src.addr, agent.Op{TaskID: "t", Step: 2, Term: 6}); !errors.Is(err, agent.ErrNoShard) {
+		t.Fatalf("term-6 request: %v, want ErrNoShard", err)
+	}
+	select {
+	case err := <-old:
+		if !errors.Is(err, agent.ErrStaleTerm) {
+			t.Fatalf("the term-5 copy ended with %v, want ErrStaleTerm", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the term-5 copy did not end")
+	}
+	if files := shardFiles(t, dst.dir, spec.UID); len(files) != 0 {
+		t.Fatalf("the deposed leader's copy left %v on the target", files)
+	}
+
+	if _, err := src.client.Copy(t.Context(), dst.addr, spec, src.addr, agent.Op{TaskID: "t", Step: 2, Term: 6}); err != nil {
+		t.Fatalf("term-6 copy: %v", err)
+	}
+	if !bytes.Equal(readFile(t, dst.dataPath(spec.UID)), readFile(t, src.dataPath(spec.UID))) {
+		t.Error("the term-6 copy differs from the source")
+	}
+	ops, err := src.client.Ops(t.Context(), dst.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ops) != 1 || ops[0].Term != 6 || ops[0].Shard != spec.UID {
+		t.Errorf("op log %+v, want only the copy of term 6", ops)
 	}
 }

@@ -107,12 +107,13 @@ func (b *FileBackend) Materialise(ctx context.Context, s Spec) error {
 	if err := validUID(s.UID); err != nil {
 		return err
 	}
-	return b.write(ctx, s, io.LimitReader(content(s.UID), s.Size), "", nil)
+	return b.write(ctx, s, io.LimitReader(content(s.UID), s.Size), "", nil, nil)
 }
 
-// CopyFrom fetches the shard from src and installs it if size and checksum
-// match; otherwise nothing of it remains.
-func (b *FileBackend) CopyFrom(ctx context.Context, s Spec, src Source) error {
+// CopyFrom fetches the shard from src and installs it, through commit when
+// it is not nil, if size and checksum match; otherwise nothing of it
+// remains.
+func (b *FileBackend) CopyFrom(ctx context.Context, s Spec, src Source, commit Commit) error {
 	if err := validUID(s.UID); err != nil {
 		return err
 	}
@@ -125,12 +126,12 @@ func (b *FileBackend) CopyFrom(ctx context.Context, s Spec, src Source) error {
 		return fmt.Errorf("shard %s: the source sent no checksum to verify: %w", s.UID, ErrChecksum)
 	}
 	s.Size = size
-	return b.write(ctx, s, rc, sum, b.limiter)
+	return b.write(ctx, s, rc, sum, b.limiter, commit)
 }
 
 // write streams r into a temp file, fsyncs it, checks it, and renames it
-// into place together with fresh metadata.
-func (b *FileBackend) write(ctx context.Context, s Spec, r io.Reader, wantSum string, lim *Limiter) error {
+// into place together with fresh metadata (through commit, if not nil).
+func (b *FileBackend) write(ctx context.Context, s Spec, r io.Reader, wantSum string, lim *Limiter, commit Commit) error {
 	lock := b.writing.get(s.UID)
 	lock.Lock()
 	defer lock.Unlock()
@@ -163,16 +164,28 @@ func (b *FileBackend) write(ctx context.Context, s Spec, r io.Reader, wantSum st
 		os.Remove(tmp)
 		return fmt.Errorf("close %s: %w", tmp, err)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	// A replaced copy loses its persistence file: it belongs to old data.
-	_ = os.Remove(b.path(s.UID, ".rdb"))
-	_ = os.Remove(b.path(s.UID, ".aof"))
-	if err := os.Rename(tmp, b.path(s.UID, ".data")); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("install shard %s: %w", s.UID, err)
+	install := func() error {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		// A replaced copy loses its persistence file: it belongs to old data.
+		_ = os.Remove(b.path(s.UID, ".rdb"))
+		_ = os.Remove(b.path(s.UID, ".aof"))
+		if err := os.Rename(tmp, b.path(s.UID, ".data")); err != nil {
+			return fmt.Errorf("install shard %s: %w", s.UID, err)
+		}
+		return b.saveMeta(meta{Info{UID: s.UID, BDB: s.BDB, Role: s.Role, Size: n, Checksum: sum, InSync: true}})
 	}
-	return b.saveMeta(meta{Info{UID: s.UID, BDB: s.BDB, Role: s.Role, Size: n, Checksum: sum, InSync: true}})
+	if commit == nil {
+		err = install()
+	} else {
+		err = commit(install)
+	}
+	if err != nil {
+		// Gone already if the rename happened.
+		_ = os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // copyCtx copies in chunks, honouring ctx and the limiter between chunks.

@@ -256,7 +256,7 @@ func TestFileBackendRefusesUIDsThatAreNotPlainNames(t *testing.T) {
 			if err := b.Materialise(ctx, agent.Spec{UID: uid, Role: fsm.RoleMaster, Size: 10}); err == nil {
 				t.Errorf("Materialise(%q) accepted", uid)
 			}
-			if err := b.CopyFrom(ctx, agent.Spec{UID: uid, Role: fsm.RoleMaster}, src); err == nil {
+			if err := b.CopyFrom(ctx, agent.Spec{UID: uid, Role: fsm.RoleMaster}, src, nil); err == nil {
 				t.Errorf("CopyFrom(%q) accepted", uid)
 			} else if strings.Contains(err.Error(), "must not be asked") {
 				t.Errorf("CopyFrom(%q) fetched from the source before refusing", uid)
@@ -339,7 +339,7 @@ func TestFileBackendCopyFromInstallsVerifiedData(t *testing.T) {
 	data := shardData(t, "8", 70_000)
 	b, dir := newBackend(t, nil)
 	spec := agent.Spec{UID: "8", BDB: 4, Role: fsm.RoleSlave, Size: 1} // size comes from the source
-	if err := b.CopyFrom(t.Context(), spec, &bytesSource{data: data, size: int64(len(data)), checksum: sha(data)}); err != nil {
+	if err := b.CopyFrom(t.Context(), spec, &bytesSource{data: data, size: int64(len(data)), checksum: sha(data)}, nil); err != nil {
 		t.Fatalf("CopyFrom: %v", err)
 	}
 	if got := readFile(t, filepath.Join(dir, "8.data")); !bytes.Equal(got, data) {
@@ -371,7 +371,7 @@ func TestFileBackendFailedCopyLeavesNothingBehind(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b, dir := newBackend(t, nil)
-			err := b.CopyFrom(t.Context(), agent.Spec{UID: "8", Role: fsm.RoleSlave}, c.src)
+			err := b.CopyFrom(t.Context(), agent.Spec{UID: "8", Role: fsm.RoleSlave}, c.src, nil)
 			if err == nil {
 				t.Fatalf("CopyFrom succeeded")
 			}
@@ -394,7 +394,7 @@ func TestFileBackendFailedCopyKeepsPreviousCopy(t *testing.T) {
 	before, _ := b.Info("8")
 	data := readFile(t, filepath.Join(dir, "8.data"))
 	bad := &bytesSource{data: data[:100], size: int64(len(data)), checksum: sha(data)}
-	if err := b.CopyFrom(t.Context(), agent.Spec{UID: "8", BDB: 1, Role: fsm.RoleSlave}, bad); err == nil {
+	if err := b.CopyFrom(t.Context(), agent.Spec{UID: "8", BDB: 1, Role: fsm.RoleSlave}, bad, nil); err == nil {
 		t.Fatal("CopyFrom of truncated data succeeded")
 	}
 	if after, err := b.Info("8"); err != nil || after != before {
@@ -412,7 +412,7 @@ func TestFileBackendCopyOverPersistedShardDropsStalePersistenceFile(t *testing.T
 		t.Fatal(err)
 	}
 	data := shardData(t, "8", 2000)
-	if err := b.CopyFrom(t.Context(), agent.Spec{UID: "8", Role: fsm.RoleSlave}, &bytesSource{data: data, size: 2000, checksum: sha(data)}); err != nil {
+	if err := b.CopyFrom(t.Context(), agent.Spec{UID: "8", Role: fsm.RoleSlave}, &bytesSource{data: data, size: 2000, checksum: sha(data)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	info, _ := b.Info("8")
@@ -428,7 +428,7 @@ func TestFileBackendCopyFromRefusesSourceWithoutChecksum(t *testing.T) {
 	corrupt := bytes.Clone(data)
 	corrupt[17] ^= 0x01
 	b, dir := newBackend(t, nil)
-	err := b.CopyFrom(t.Context(), agent.Spec{UID: "8", Role: fsm.RoleSlave}, &bytesSource{data: corrupt, size: int64(len(corrupt)), checksum: ""})
+	err := b.CopyFrom(t.Context(), agent.Spec{UID: "8", Role: fsm.RoleSlave}, &bytesSource{data: corrupt, size: int64(len(corrupt)), checksum: ""}, nil)
 	if err == nil {
 		t.Errorf("CopyFrom accepted %d bytes that no checksum vouches for", len(corrupt))
 	}
@@ -487,7 +487,7 @@ func TestFileBackendOverlappingCopiesOfOneShardInstallVerifiedBytes(t *testing.T
 		return io.NopCloser(&gatedReader{ctx: ctx, data: data, gate: size / 2, release: release}), size, sha(data), nil
 	})
 	errA := make(chan error, 1)
-	go func() { errA <- b.CopyFrom(ctx, agent.Spec{UID: "5", Role: fsm.RoleSlave}, srcA) }()
+	go func() { errA <- b.CopyFrom(ctx, agent.Spec{UID: "5", Role: fsm.RoleSlave}, srcA, nil) }()
 	eventually(t, 5*time.Second, func() error {
 		for _, n := range tmpFiles(t, dir) {
 			if fi, err := os.Stat(filepath.Join(dir, n)); err == nil && fi.Size() >= size/4 {
@@ -505,7 +505,7 @@ func TestFileBackendOverlappingCopiesOfOneShardInstallVerifiedBytes(t *testing.T
 		return io.NopCloser(&signalReader{ctx: ctx, started: bReading}), size, sha(data), nil
 	})
 	errB := make(chan error, 1)
-	go func() { errB <- b.CopyFrom(ctxB, agent.Spec{UID: "5", Role: fsm.RoleSlave}, srcB) }()
+	go func() { errB <- b.CopyFrom(ctxB, agent.Spec{UID: "5", Role: fsm.RoleSlave}, srcB, nil) }()
 	select {
 	case <-bReading:
 	case <-time.After(3 * time.Second):

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -214,8 +215,10 @@ func TestReconcileDropsUnassignedShardButKeepsStagedCopy(t *testing.T) {
 	node := startPeer(t, ca, 1, "127.0.0.21", peerOpts{fsm: l.f})
 	src := startPeer(t, ca, 3, "127.0.0.23", peerOpts{})
 
-	// A shard left over from an earlier assignment.
-	materialise(t, node.backend, agent.Spec{UID: "77", BDB: 9, Role: fsm.RoleMaster, Size: 1000})
+	// A shard left over from an earlier assignment: the state has it on
+	// node 2 now.
+	leftover := sortedUIDs(l.shardsOn(2))[0]
+	materialise(t, node.backend, agent.Spec{UID: leftover, BDB: l.shardsOn(2)[leftover].BDBUID, Role: fsm.RoleMaster, Size: 1000})
 	// A shard copied here for a migration that the state does not show yet.
 	materialise(t, src.backend, agent.Spec{UID: "99", BDB: 9, Role: fsm.RoleMaster, Size: 50_000})
 	copied, err := src.client.Copy(t.Context(), node.addr, agent.Spec{UID: "99", BDB: 9, Role: fsm.RoleSlave, Size: 50_000}, src.addr, agent.Op{})
@@ -226,8 +229,8 @@ func TestReconcileDropsUnassignedShardButKeepsStagedCopy(t *testing.T) {
 	if err := node.agent.Reconcile(t.Context()); err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if files := shardFiles(t, node.dir, "77"); len(files) != 0 {
-		t.Errorf("unassigned shard 77 kept: %v", files)
+	if files := shardFiles(t, node.dir, leftover); len(files) != 0 {
+		t.Errorf("shard %s, assigned to node 2, kept: %v", leftover, files)
 	}
 	if info, err := node.backend.Info("99"); err != nil || info != copied {
 		t.Errorf("staged copy 99 after Reconcile: %+v, %v; want %+v", info, err, copied)
@@ -293,7 +296,8 @@ func TestReconcileReportsFailureAndStillDoesTheRest(t *testing.T) {
 	mine := l.shardsOn(1)
 	bad := sortedUIDs(mine)[0]
 	a := agent.New(agent.Config{NodeUID: 1, FSM: l.f, Backend: &failingBackend{FileBackend: fb, uid: bad}, Scale: testScale})
-	materialise(t, fb, agent.Spec{UID: "77", Role: fsm.RoleMaster, Size: 10})
+	elsewhere := sortedUIDs(l.shardsOn(2))[0]
+	materialise(t, fb, agent.Spec{UID: elsewhere, BDB: l.shardsOn(2)[elsewhere].BDBUID, Role: fsm.RoleMaster, Size: 10})
 
 	if err := a.Reconcile(t.Context()); !errors.Is(err, errDiskFull) {
 		t.Errorf("Reconcile: %v, want the Materialise error", err)
@@ -368,14 +372,16 @@ func TestRunReconcilesOnKickAndOnResync(t *testing.T) {
 			// Run reconciles on start.
 			eventually(t, 5*time.Second, func() error { return holdsExactly(b, dir, l.shardsOn(1)) })
 
-			// A shard appears behind the agent's back, with no state change.
-			materialise(t, b, agent.Spec{UID: "77", Role: fsm.RoleMaster, Size: 10})
+			// A shard of node 2 appears behind the agent's back, with no
+			// state change.
+			elsewhere := sortedUIDs(l.shardsOn(2))[0]
+			materialise(t, b, agent.Spec{UID: elsewhere, BDB: l.shardsOn(2)[elsewhere].BDBUID, Role: fsm.RoleMaster, Size: 10})
 			if c.kick {
 				a.Kick()
 			}
 			eventually(t, 5*time.Second, func() error {
-				if _, err := b.Info("77"); !errors.Is(err, agent.ErrNoShard) {
-					return fmt.Errorf("unassigned shard 77 still held (%v)", err)
+				if _, err := b.Info(elsewhere); !errors.Is(err, agent.ErrNoShard) {
+					return fmt.Errorf("shard %s of node 2 still held (%v)", elsewhere, err)
 				}
 				return nil
 			})
@@ -445,8 +451,10 @@ func TestRunWaitsForTheStateToCatchUp(t *testing.T) {
 	l := newClusterState(t)
 	createTestDBs(t, l)
 	b, dir := newBackend(t, nil)
-	// A shard this (stale) state does not know of: assigned since.
-	materialise(t, b, agent.Spec{UID: "77", BDB: 9, Role: fsm.RoleMaster, Size: 1000})
+	// A shard this (stale) state has on node 2: it may have moved here
+	// since.
+	moved := sortedUIDs(l.shardsOn(2))[0]
+	materialise(t, b, agent.Spec{UID: moved, BDB: l.shardsOn(2)[moved].BDBUID, Role: fsm.RoleMaster, Size: 1000})
 	var caughtUp atomic.Bool
 	a := agent.New(agent.Config{NodeUID: 1, FSM: l.f, Backend: b, Scale: testScale, Resync: 20 * time.Millisecond,
 		CaughtUp: caughtUp.Load})
@@ -454,7 +462,7 @@ func TestRunWaitsForTheStateToCatchUp(t *testing.T) {
 	// Several resyncs pass; each is a chance to act, and none may.
 	deadline := time.Now().Add(300 * time.Millisecond)
 	for time.Now().Before(deadline) {
-		if got := listShards(t, b); !slices.Equal(got, []string{"77"}) {
+		if got := listShards(t, b); !slices.Equal(got, []string{moved}) {
 			t.Fatalf("before catching up the agent changed the shards to %v", got)
 		}
 		a.Kick()
@@ -463,4 +471,77 @@ func TestRunWaitsForTheStateToCatchUp(t *testing.T) {
 	caughtUp.Store(true)
 	a.Kick()
 	eventually(t, 5*time.Second, func() error { return holdsExactly(b, dir, l.shardsOn(1)) })
+}
+
+// A shard that is not assigned here is dropped only when a caught-up state,
+// read under this node's true identity, proves it belongs elsewhere now
+// (another node holds it, or its database was deleted). Anything else is
+// kept: a node started under a wrong uid once dropped a master this way.
+func TestReconcileDropsOnlyShardsTheStateProvesBelongElsewhere(t *testing.T) {
+	cases := []struct {
+		name     string
+		node     int    // the agent's NodeUID
+		apiAddr  string // the agent's APIAddr
+		caughtUp bool
+		// shard returns the local shard to plant, from the state.
+		shard func(t *testing.T, l *stateLog, bdbs []int) agent.Spec
+		drop  bool
+	}{
+		{name: "assigned to another node", node: 1, caughtUp: true, shard: onNode(2), drop: true},
+		{name: "assigned to another node, this node's address checked", node: 1, apiAddr: testNode(1).APIAddr, caughtUp: true, shard: onNode(2), drop: true},
+		{name: "its database was deleted", node: 1, caughtUp: true, drop: true,
+			shard: func(t *testing.T, l *stateLog, bdbs []int) agent.Spec {
+				s := onNode(1)(t, l, bdbs)
+				l.apply(t, &fsm.DeleteBDB{UID: s.BDB})
+				return s
+			}},
+		{name: "unknown to the state", node: 1, caughtUp: true,
+			shard: func(_ *testing.T, l *stateLog, _ []int) agent.Spec {
+				var next int
+				l.f.Read(func(st *fsm.State, _ uint64) { next = st.NextShardUID })
+				return agent.Spec{UID: strconv.Itoa(next + 10), BDB: 1, Role: fsm.RoleMaster, Size: 100}
+			}},
+		{name: "unknown uid of a deleted database", node: 1, caughtUp: true,
+			shard: func(t *testing.T, l *stateLog, bdbs []int) agent.Spec {
+				l.apply(t, &fsm.DeleteBDB{UID: bdbs[2]})
+				return agent.Spec{UID: "900", BDB: bdbs[2], Role: fsm.RoleMaster, Size: 100}
+			}},
+		{name: "state not caught up", node: 1, caughtUp: false, shard: onNode(2)},
+		{name: "this node's uid is not in the state", node: 7, caughtUp: true, shard: onNode(2)},
+		{name: "the state's node at another address", node: 1, apiAddr: testNode(3).APIAddr, caughtUp: true, shard: onNode(2)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l := newClusterState(t)
+			bdbs := createTestDBs(t, l)
+			b, _ := newBackend(t, nil)
+			s := c.shard(t, l, bdbs)
+			materialise(t, b, s)
+			a := agent.New(agent.Config{NodeUID: c.node, APIAddr: c.apiAddr, FSM: l.f, Backend: b, Scale: testScale,
+				CaughtUp: func() bool { return c.caughtUp }})
+			if err := a.Reconcile(t.Context()); err != nil {
+				t.Fatalf("Reconcile: %v", err)
+			}
+			_, err := b.Info(s.UID)
+			switch {
+			case c.drop && !errors.Is(err, agent.ErrNoShard):
+				t.Errorf("shard %s kept (Info: %v), want it dropped", s.UID, err)
+			case !c.drop && err != nil:
+				t.Errorf("shard %s dropped (Info: %v), want it kept", s.UID, err)
+			}
+		})
+	}
+}
+
+// onNode returns the first shard the state assigns to node, as a local copy.
+func onNode(node int) func(*testing.T, *stateLog, []int) agent.Spec {
+	return func(t *testing.T, l *stateLog, _ []int) agent.Spec {
+		t.Helper()
+		mine := l.shardsOn(node)
+		if len(mine) == 0 {
+			t.Fatalf("the state assigns nothing to node %d", node)
+		}
+		sh := mine[sortedUIDs(mine)[0]]
+		return agent.Spec{UID: sh.UID, BDB: sh.BDBUID, Role: sh.Role, Size: 100}
+	}
 }

@@ -39,8 +39,40 @@ type Executor struct {
 	Raft   ActionRaft
 	Agents Agents
 	Log    *slog.Logger
-	// Now is the clock (tests may fix it).
+	// Now is the wall clock that stamps times into the record (tests may
+	// fix it). Deadlines never depend on it: they are measured with
+	// time.Since on this process's monotonic clock.
 	Now func() time.Time
+	// CallTimeout caps each small agent call (Info, Drop); zero means
+	// DefaultCallTimeout. Copies are bounded by the action's budget only.
+	CallTimeout time.Duration
+}
+
+// DefaultCallTimeout caps an agent call that moves no shard data.
+const DefaultCallTimeout = 5 * time.Second
+
+// errDeadline: the action's time budget ran out during a step.
+var errDeadline = errors.New("deadline passed")
+
+// small bounds ctx for one small agent call.
+func (e *Executor) small(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := e.CallTimeout
+	if d <= 0 {
+		d = DefaultCallTimeout
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+func (e *Executor) info(ctx context.Context, addr, uid string) (agent.Info, error) {
+	ctx, cancel := e.small(ctx)
+	defer cancel()
+	return e.Agents.Info(ctx, addr, uid)
+}
+
+func (e *Executor) drop(ctx context.Context, addr, uid string) error {
+	ctx, cancel := e.small(ctx)
+	defer cancel()
+	return e.Agents.Drop(ctx, addr, uid)
 }
 
 // Name implements Worker.
@@ -117,6 +149,13 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 		log.Debug("claim refused", "error", err)
 		return
 	}
+	// The step in flight is measured from here, on this process's
+	// monotonic clock: the time a deposed leader spent on it is not known,
+	// and a new leader only delays the action, never fails it at once.
+	stepStart := time.Now()
+	left := func(a *fsm.Action) time.Duration {
+		return a.TimeBudget() - a.Used() - time.Since(stepStart)
+	}
 	// finish ends the action and reports whether that was committed. Only
 	// then may a stray copy be taken back: if it was not (leadership lost),
 	// the next leader resumes the step and uses the copy.
@@ -127,6 +166,17 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 		}
 		log.Info("action finished", "status", status, "error_code", code, "error_message", msg)
 		return true
+	}
+	deadlinePassed := func(a *fsm.Action, why error) {
+		st := a.Steps[a.Done]
+		msg := fmt.Sprintf("deadline passed at step %d of %d (%s)", a.Done+1, len(a.Steps), describe(st))
+		if why != nil {
+			msg += ": " + why.Error()
+		}
+		// A copy made meanwhile is taken back once the end is committed.
+		if finish(fsm.StatusFailed, "internal_error", msg) && st.Kind == fsm.StepMove {
+			e.dropStray(ctx, st)
+		}
 	}
 	for ctx.Err() == nil {
 		a, ok := e.action(id)
@@ -165,14 +215,11 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 		case a.Done >= len(a.Steps):
 			finish(fsm.StatusCompleted, "", "")
 			return
-		case e.Now().Unix() > a.Deadline && !e.leftRaft(a.Steps[a.Done]):
+		case left(&a) <= 0 && !e.leftRaft(a.Steps[a.Done]):
 			// A node already out of raft is past the point of no return:
 			// its removal is committed however late, or it would stay in
 			// the node table, neither member nor removed.
-			ended := finish(fsm.StatusFailed, "internal_error", fmt.Sprintf("deadline passed at step %d of %d (%s)", a.Done+1, len(a.Steps), describe(a.Steps[a.Done])))
-			if st := a.Steps[a.Done]; ended && st.Kind == fsm.StepMove {
-				e.dropStray(ctx, st)
-			}
+			deadlinePassed(&a, nil)
 			return
 		}
 		st := a.Steps[a.Done]
@@ -180,7 +227,14 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 			finish(fsm.StatusFailed, st.Code, st.Message)
 			return
 		}
-		msg, err := e.execute(ctx, &a, st)
+		// Every call the step makes ends when the budget does.
+		stepCtx, cancel := ctx, context.CancelFunc(func() {})
+		if d := left(&a); d > 0 {
+			stepCtx, cancel = context.WithTimeout(ctx, d)
+		}
+		msg, err := e.execute(stepCtx, &a, st)
+		timedOut := stepCtx.Err() != nil && ctx.Err() == nil
+		cancel()
 		if errors.Is(err, errCancelling) {
 			// Nothing of the step was committed; a copy it made is
 			// taken back, and the next turn ends the action cancelled.
@@ -194,6 +248,12 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 			// this executor is deposed and stops here.
 			return
 		}
+		if err != nil && (timedOut || errors.Is(err, errDeadline)) {
+			// Named after the step that was running, with what it waited
+			// for (the node that did not answer).
+			deadlinePassed(&a, err)
+			return
+		}
 		if err != nil {
 			code, msg := "internal_error", err.Error()
 			var pe *PlanError
@@ -205,7 +265,8 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 			}
 			return
 		}
-		if _, err := e.apply(ctx, &fsm.StepDone{TaskID: id, Term: term, Index: a.Done, Time: e.Now().Unix(), Message: msg}); err != nil {
+		elapsed := time.Since(stepStart)
+		if _, err := e.apply(ctx, &fsm.StepDone{TaskID: id, Term: term, Index: a.Done, Time: e.Now().Unix(), Message: msg, ElapsedMS: elapsed.Milliseconds()}); err != nil {
 			if errors.Is(err, fsm.ErrPlacementConflict) && st.Kind == fsm.StepMove {
 				// Another action put the shard's pair there meanwhile: send
 				// the shard elsewhere and take the stray copy back.
@@ -250,11 +311,14 @@ func (e *Executor) run(ctx context.Context, term uint64, id string) {
 			log.Warn("commit step", "step", a.Done, "error", err)
 			return
 		}
+		// The next step is measured from here; what is left of this one's
+		// measure below a millisecond stays with the next.
+		stepStart = stepStart.Add(time.Duration(elapsed.Milliseconds()) * time.Millisecond)
 		if st.Kind == fsm.StepMove {
 			// The source's agent would drop the copy on its own once it sees
 			// the move; asking saves it the wait.
 			if addr := e.apiAddr(st.From); addr != "" {
-				_ = e.Agents.Drop(ctx, addr, st.Shard)
+				_ = e.drop(ctx, addr, st.Shard)
 			}
 		}
 	}
@@ -304,7 +368,7 @@ func (e *Executor) successor(from, attempt int) (uid int, raftAddr string) {
 // drops the copy itself once no running action needs it.
 func (e *Executor) dropStray(ctx context.Context, st fsm.Step) {
 	if addr := e.apiAddr(st.To); addr != "" {
-		if err := e.Agents.Drop(ctx, addr, st.Shard); err != nil {
+		if err := e.drop(ctx, addr, st.Shard); err != nil {
 			e.Log.Debug("drop stray copy", "shard", st.Shard, "node", st.To, "error", err)
 		}
 	}
@@ -420,15 +484,17 @@ func (e *Executor) retry(ctx context.Context, a *fsm.Action, what string, fn fun
 			return err
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return fmt.Errorf("%s: %w", what, errors.Join(ctx.Err(), err))
 		}
-		if e.Now().Add(backoff).Unix() > a.Deadline {
-			return fmt.Errorf("%s: deadline passed: %w", what, err)
+		// ctx ends with the action's budget (measured on the monotonic
+		// clock): a retry that cannot fit in it fails now.
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < backoff {
+			return fmt.Errorf("%s: %w: %w", what, errDeadline, err)
 		}
 		e.Log.Debug("step retry", "task_id", a.TaskID, "what", what, "error", err)
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("%s: %w", what, errors.Join(ctx.Err(), err))
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 2*time.Second)
@@ -463,7 +529,7 @@ func (e *Executor) execute(ctx context.Context, a *fsm.Action, st fsm.Step) (str
 		}
 		// The replica must be there and in sync before it takes over.
 		err := e.retry(ctx, a, fmt.Sprintf("replica %s on node %d", pairUID, pairNode), func(ctx context.Context) error {
-			info, err := e.Agents.Info(ctx, e.apiAddr(pairNode), pairUID)
+			info, err := e.info(ctx, e.apiAddr(pairNode), pairUID)
 			if err != nil {
 				return err
 			}
@@ -478,7 +544,7 @@ func (e *Executor) execute(ctx context.Context, a *fsm.Action, st fsm.Step) (str
 		return fmt.Sprintf("shard %s failed over to its replica %s on node %d", st.Shard, pairUID, pairNode), nil
 	case fsm.StepWaitPersistence:
 		err := e.retry(ctx, a, fmt.Sprintf("persistence of shard %s on node %d", st.Shard, st.To), func(ctx context.Context) error {
-			info, err := e.Agents.Info(ctx, e.apiAddr(st.To), st.Shard)
+			info, err := e.info(ctx, e.apiAddr(st.To), st.Shard)
 			if err != nil {
 				return err
 			}
@@ -622,8 +688,8 @@ func (e *Executor) move(ctx context.Context, a *fsm.Action, st fsm.Step) (string
 		if src == "" || dst == "" {
 			return &PlanError{Code: "internal_error", Message: fmt.Sprintf("node %d or %d left the cluster", st.From, st.To)}
 		}
-		have, herr := e.Agents.Info(ctx, dst, st.Shard)
-		from, ferr := e.Agents.Info(ctx, src, st.Shard)
+		have, herr := e.info(ctx, dst, st.Shard)
+		from, ferr := e.info(ctx, src, st.Shard)
 		if herr == nil && (ferr != nil || have.Checksum == from.Checksum) && have.InSync {
 			return nil // already there (a replayed step, or the source is gone after the copy)
 		}

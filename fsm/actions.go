@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 )
 
 // Action names as they appear in URLs (SPEC §3).
@@ -52,15 +53,24 @@ const MaxEvents = 200
 
 // Action is one node action and everything it did (SPEC §3.1).
 type Action struct {
-	TaskID       string          `json:"task_id"`
-	Action       string          `json:"action"`
-	NodeUID      int             `json:"node_uid"`
-	Status       string          `json:"status"`
-	CreationTime int64           `json:"creation_time"`
-	StartTime    int64           `json:"start_time,omitempty"`
-	EndTime      int64           `json:"end_time,omitempty"`
-	Deadline     int64           `json:"deadline"`
-	Params       json.RawMessage `json:"params,omitempty"`
+	TaskID       string `json:"task_id"`
+	Action       string `json:"action"`
+	NodeUID      int    `json:"node_uid"`
+	Status       string `json:"status"`
+	CreationTime int64  `json:"creation_time"`
+	StartTime    int64  `json:"start_time,omitempty"`
+	EndTime      int64  `json:"end_time,omitempty"`
+	// Deadline is the absolute end (unix seconds, the submitter's clock)
+	// that older builds checked against the executing leader's clock; it
+	// is still stamped for them, but TimeoutMS and UsedMS rule (TimeBudget).
+	Deadline int64           `json:"deadline"`
+	Params   json.RawMessage `json:"params,omitempty"`
+	// TimeoutMS is how long the action's steps may take in all (SPEC
+	// §4.6), and UsedMS how much of it the committed steps took, each as
+	// the leader that ran it measured on its own monotonic clock: clocks
+	// of different nodes need not agree.
+	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+	UsedMS    int64 `json:"used_ms,omitempty"`
 	// Steps are planned when the action starts; Done counts those whose
 	// effect is committed.
 	Steps []Step `json:"steps,omitempty"`
@@ -84,6 +94,27 @@ type Action struct {
 	StartMS int64 `json:"start_ms,omitempty"`
 	EndMS   int64 `json:"end_ms,omitempty"`
 }
+
+// DefaultTimeout is the time budget of an action that states none.
+const DefaultTimeout = 10 * time.Minute
+
+// TimeBudget is how long the action's steps may take in all. An action
+// submitted by an older build has only the absolute Deadline; both it and
+// CreationTime come from the submitter's clock, so their difference is
+// the budget the submitter meant, whatever the executing leader's clock
+// says.
+func (a *Action) TimeBudget() time.Duration {
+	switch {
+	case a.TimeoutMS > 0:
+		return time.Duration(a.TimeoutMS) * time.Millisecond
+	case a.Deadline > a.CreationTime && a.CreationTime > 0:
+		return time.Duration(a.Deadline-a.CreationTime) * time.Second
+	}
+	return DefaultTimeout
+}
+
+// Used is how much of TimeBudget the committed steps took.
+func (a *Action) Used() time.Duration { return time.Duration(a.UsedMS) * time.Millisecond }
 
 // Progress is the share of planned steps done, 0 to 100.
 func (a *Action) Progress() float64 {
@@ -162,12 +193,16 @@ type PlanAction struct {
 }
 
 // StepDone commits step Index of an action and its effect on the state.
+// ElapsedMS is how long the step took, measured by the committing leader
+// on its monotonic clock from when it took the step up; it is added to the
+// action's UsedMS.
 type StepDone struct {
-	TaskID  string `json:"task_id"`
-	Term    uint64 `json:"term"`
-	Index   int    `json:"index"`
-	Time    int64  `json:"time"`
-	Message string `json:"message"`
+	TaskID    string `json:"task_id"`
+	Term      uint64 `json:"term"`
+	Index     int    `json:"index"`
+	Time      int64  `json:"time"`
+	Message   string `json:"message"`
+	ElapsedMS int64  `json:"elapsed_ms,omitempty"`
 }
 
 // RetargetStep sends the move at step Index (not yet done) to another
@@ -324,7 +359,7 @@ func (s *State) applySubmitAction(p *SubmitAction, admit Admission) (any, *Error
 		a.Params = json.RawMessage("{}")
 	}
 	a.Status = StatusQueued
-	a.Steps, a.Done, a.Term, a.StartTime, a.EndTime = nil, 0, 0, 0, 0
+	a.Steps, a.Done, a.Term, a.StartTime, a.EndTime, a.UsedMS = nil, 0, 0, 0, 0, 0
 	a.ErrorCode, a.ErrorMessage = "", ""
 	a.Events = nil
 	a.event(a.CreationTime, "submitted by %s", p.By)
@@ -409,6 +444,7 @@ func (s *State) applyStepDone(p *StepDone) (any, *Error) {
 		return nil, err
 	}
 	a.Done++
+	a.UsedMS += max(p.ElapsedMS, 0)
 	a.Waiting = ""
 	if p.Message != "" {
 		a.event(p.Time, "step %d/%d: %s", a.Done, len(a.Steps), p.Message)

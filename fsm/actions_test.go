@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -157,4 +158,50 @@ func TestStepDone_MoveOfAShardMovedElsewhereIsANoOp(t *testing.T) {
 			t.Fatalf("done = %d, want 1", d)
 		}
 	})
+}
+
+// Each step's commit adds the time its leader measured for it to the
+// action's UsedMS, across leaders; a refused commit adds nothing.
+func TestStepDone_AddsTheMeasuredTimeToTheAction(t *testing.T) {
+	f, apply := actionFSM(t)
+	runningAction(t, apply, 3, []fsm.Step{{Kind: fsm.StepSnapshot, Snapshot: "s"}, {Kind: fsm.StepMaintenance}, {Kind: fsm.StepEndMaintenance}})
+	used := func() int64 {
+		var ms int64
+		f.Read(func(s *fsm.State, _ uint64) { ms = s.ActionByTask("task").UsedMS })
+		return ms
+	}
+	steps := []struct {
+		payload any
+		want    int64
+	}{
+		{&fsm.StepDone{TaskID: "task", Term: 3, Index: 0, ElapsedMS: 1200}, 1200},
+		{&fsm.StepDone{TaskID: "task", Term: 2, Index: 1, ElapsedMS: 9000}, 1200}, // refused: older term
+		{&fsm.ClaimAction{TaskID: "task", Term: 4, Leader: 2}, 1200},
+		{&fsm.StepDone{TaskID: "task", Term: 4, Index: 1, ElapsedMS: 300}, 1500},
+		{&fsm.StepDone{TaskID: "task", Term: 4, Index: 2, ElapsedMS: -50}, 1500}, // a negative measure counts as none
+	}
+	for i, s := range steps {
+		apply(s.payload)
+		if got := used(); got != s.want {
+			t.Errorf("after entry %d (%T): used_ms %d, want %d", i, s.payload, got, s.want)
+		}
+	}
+}
+
+func TestAction_TimeBudget(t *testing.T) {
+	cases := []struct {
+		name string
+		a    fsm.Action
+		want time.Duration
+	}{
+		{"stated as a duration", fsm.Action{CreationTime: 1000, Deadline: 1 << 40, TimeoutMS: 90_000}, 90 * time.Second},
+		{"an older build's absolute deadline", fsm.Action{CreationTime: 1_767_225_600, Deadline: 1_767_225_900}, 5 * time.Minute},
+		{"neither", fsm.Action{CreationTime: 1_767_225_600}, fsm.DefaultTimeout},
+		{"a deadline before creation", fsm.Action{CreationTime: 1_767_225_600, Deadline: 5}, fsm.DefaultTimeout},
+	}
+	for _, c := range cases {
+		if got := c.a.TimeBudget(); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
 }

@@ -192,6 +192,15 @@ var goldenEntries = []struct {
 	{"20_checkpoint.bin", &fsm.Checkpoint{}},
 	{"21_set_node_certs.bin", &fsm.SetNodeCerts{UID: 2, Add: &fsm.CertRef{Serial: "5e1a", NotAfter: 1743465600}, Time: 1735690015}},
 	{"22_rotate_node_cert.bin", &fsm.RotateNodeCert{Actor: fsm.Actor{UID: 2, Revision: 4}, UID: 2}},
+	// Time budgets as durations: the move's commit says how long it took,
+	// and a new action on node 2 states its budget.
+	{"20_step_done_elapsed.bin", &fsm.StepDone{TaskID: "6a1f8d7b-2e3c-4d4e-8f90-1b2c3d4e5f60", Term: 3, Index: 0, Time: 1735690020, Message: "shard 2 moved from node 1 to node 2", ElapsedMS: 8250}},
+	{"21_submit_action_timeout.bin", &fsm.SubmitAction{
+		Actor: fsm.Actor{UID: 2, Revision: 4},
+		By:    "ops-lead@example.com through node 2",
+		Action: fsm.Action{TaskID: "7b2a9e8c-3f4d-4e5f-9a01-2c3d4e5f6071", Action: fsm.ActionEnslaveNode, NodeUID: 2,
+			CreationTime: 1735690030, Deadline: 1735690330, TimeoutMS: 300000, Params: json.RawMessage(`{"shards_only":false}`)},
+	}},
 }
 
 // goldenRefused holds, by file, the error code of golden entries that Apply

@@ -364,8 +364,10 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 			taskID = id
 		}
 	}
+	// The budget is a duration that the executing leader measures on its
+	// own clock; the absolute deadline is for executors of older builds.
 	a := fsm.Action{TaskID: taskID, Action: name, NodeUID: uid, CreationTime: now.Unix(),
-		Deadline: now.Add(deadline).Unix(), Params: raw}
+		Deadline: now.Add(deadline).Unix(), TimeoutMS: deadline.Milliseconds(), Params: raw}
 
 	// Pre-check (SPEC §4.1) against the leader's state; the executor checks
 	// again when the action starts.
