@@ -114,6 +114,7 @@ func (n *Node) renewCert(ctx context.Context) error {
 	if err := n.id.Replace(mat); err != nil {
 		return err
 	}
+	httpapi.RenewPeerConnections(n.peerHTTP)
 	n.log.Info("node certificate renewed", "serial", pki.Serial(n.id.Leaf()), "not_after", n.id.Leaf().NotAfter, "replaces", pki.Serial(old))
 	// The old certificate is revoked once the new one is in use; should
 	// this fail, the next renewal's bound revokes it.

@@ -108,22 +108,28 @@ var ErrNoClusterState = errors.New("no cluster state in the data dir: start with
 
 // Node is a running cnm node.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	raft   *raftnode.Node
-	api    *httpapi.Server
-	peers  *httpapi.PeerClient
-	agent  *agent.Agent
-	gate   *agentGate
-	id     *pki.Identity
-	srv    *http.Server
-	ln     net.Listener
-	served chan error
+	cfg   Config
+	log   *slog.Logger
+	raft  *raftnode.Node
+	api   *httpapi.Server
+	peers *httpapi.PeerClient
+	agent *agent.Agent
+	gate  *agentGate
+	id    *pki.Identity
+	// peerHTTP carries every node-to-node call (peers and agents).
+	peerHTTP *http.Client
+	srv      *http.Server
+	ln       net.Listener
+	served   chan error
 
 	// background work: the agent, the leader loop, the membership watch.
 	stopBG  context.CancelFunc
 	bg      sync.WaitGroup
 	removed chan struct{}
+	// restart is closed when the node should be started again on its data
+	// dir (RestartWanted).
+	restart     chan struct{}
+	restartOnce sync.Once
 	// started is when this cnmd began; the leader records it for uptime.
 	started time.Time
 	// peersWritten is the peers file's content (membership watch only).
@@ -158,8 +164,8 @@ func (c *Config) validate() error {
 		c.Raft.HandshakeTimeout < 0 || c.Raft.MaxHandshakes < 0 || c.Raft.MaxConns < 0 {
 		return errors.New("connection limits must not be negative")
 	}
-	if c.CertLifetime < 0 || (c.CertLifetime > 0 && c.CertLifetime < time.Minute) {
-		return fmt.Errorf("--cert-lifetime %s: want at least 1m", c.CertLifetime)
+	if c.CertLifetime < 0 || (c.CertLifetime > 0 && c.CertLifetime < 5*time.Second) {
+		return fmt.Errorf("--cert-lifetime %s: want at least 5s", c.CertLifetime)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("--tls-cert and --tls-key go together")
@@ -324,7 +330,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, ErrNoClusterState
 	}
 
-	n := &Node{cfg: cfg, log: log, served: make(chan error, 1), removed: make(chan struct{}), started: time.Now()}
+	n := &Node{cfg: cfg, log: log, served: make(chan error, 1), removed: make(chan struct{}), restart: make(chan struct{}), started: time.Now()}
 	if err := n.open(mat); err != nil {
 		return nil, err
 	}
@@ -375,6 +381,7 @@ func (n *Node) open(mat pki.Material) error {
 		return err
 	}
 	peerHTTP := httpapi.NewPeerHTTPClient(id.PeerAPIClientConfig(), cfg.host(), httpapi.DialFunc(cfg.Dial))
+	n.peerHTTP = peerHTTP
 	n.peers = httpapi.NewPeerClient(peerHTTP)
 	limiter := agent.NewLimiter(cfg.MigrationRate)
 	backend, err := agent.NewFileBackend(filepath.Join(cfg.DataDir, "shards"), limiter)
@@ -387,7 +394,7 @@ func (n *Node) open(mat pki.Material) error {
 	_, lastAtStart := r.Indexes()
 	caughtUp := new(atomic.Bool)
 	caughtUp.Store(lastAtStart == 0)
-	n.agent = agent.New(agent.Config{NodeUID: cfg.UID, FSM: r.FSM(), Backend: backend, Limiter: limiter,
+	n.agent = agent.New(agent.Config{NodeUID: cfg.UID, APIAddr: cfg.APIAddr, FSM: r.FSM(), Backend: backend, Limiter: limiter,
 		Scale: cfg.ShardFileScale, Client: peerHTTP, Logger: cfg.Logger, CaughtUp: caughtUp.Load,
 		OpLogPath: filepath.Join(cfg.DataDir, "agent-ops.jsonl")})
 	n.gate = newAgentGate()
@@ -422,8 +429,9 @@ func (n *Node) open(mat pki.Material) error {
 	)
 	check := &cluster.ConsistencyCheck{Self: cfg.UID, FSM: r.FSM(), Peers: n.peers, Interval: cfg.ConsistencyInterval,
 		Log: cfg.Logger.With("component", "consistency", "node_uid", cfg.UID), Diverged: n.diverged}
-	n.bg.Add(6)
+	n.bg.Add(7)
 	go func() { defer n.bg.Done(); check.Run(bg) }()
+	go func() { defer n.bg.Done(); n.watchStorage(bg) }()
 	go func() { defer n.bg.Done(); n.renewCerts(bg) }()
 	go func() {
 		defer n.bg.Done()

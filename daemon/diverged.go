@@ -1,11 +1,14 @@
 package daemon
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"cnm/httpapi"
@@ -49,3 +52,32 @@ func (c *Config) checkNotDiverged() error {
 	return fmt.Errorf("the state in data dir %s differed from the other nodes' (%s): remove node %d from the cluster "+
 		"and join it again with an empty data dir", c.DataDir, strings.TrimSpace(string(b)), c.UID)
 }
+
+// watchStorage turns a storage fault of the raft member into the API's
+// fault (a full disk is 507, anything else 503, naming the file), and asks
+// for a restart once a disk that could not be written takes writes again.
+func (n *Node) watchStorage(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-n.raft.StorageFaulted():
+	}
+	err := n.raft.StorageFault()
+	f := &httpapi.Fault{Status: http.StatusServiceUnavailable, Code: "storage_fault"}
+	if errors.Is(err, syscall.ENOSPC) {
+		f.Status, f.Code = http.StatusInsufficientStorage, "insufficient_storage"
+	}
+	f.Description = "this node cannot use its disk (" + err.Error() + "): its raft member has stopped, so it neither " +
+		"leads nor votes, and it serves nothing until the disk works again"
+	n.api.SetFault(f)
+	select {
+	case <-ctx.Done():
+	case <-n.raft.StorageRecovered():
+		n.log.Info("the disk takes writes again: restarting the node")
+		n.restartOnce.Do(func() { close(n.restart) })
+	}
+}
+
+// RestartWanted is closed when the node must be closed and started again
+// on the same data dir (its disk recovered from a write fault).
+func (n *Node) RestartWanted() <-chan struct{} { return n.restart }

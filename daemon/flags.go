@@ -123,20 +123,43 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	for {
+		again, err := n.wait(ctx)
+		if !again {
+			return err
+		}
+		// The disk recovered from a write fault: the same data dir, a
+		// fresh raft member and state rebuilt from the log.
+		if n, err = Start(ctx, cfg); err != nil {
+			return err
+		}
+	}
+}
+
+// wait serves until ctx ends, the cluster removes the node, its API stops,
+// or it wants a restart (again, once closed).
+func (n *Node) wait(ctx context.Context) (again bool, err error) {
 	select {
+	case <-n.RestartWanted():
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.Close(closeCtx); err != nil {
+			n.log.Warn("close before the restart", "error", err)
+		}
+		return true, nil
 	case <-ctx.Done():
 	case <-n.Removed():
 		// Answer 503 not_a_member for a moment so that clients see why,
 		// then leave.
-		cfg.Logger.Info("leaving: the cluster removed this node")
+		n.log.Info("leaving: the cluster removed this node")
 		select {
 		case <-ctx.Done():
 		case <-time.After(2 * time.Second):
 		}
 	case err := <-n.Served():
-		cfg.Logger.Error("api server stopped", "error", err)
+		n.log.Error("api server stopped", "error", err)
 	}
 	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return n.Close(closeCtx)
+	return false, n.Close(closeCtx)
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,18 +33,51 @@ var errRetryable = errors.New("retryable")
 // NewPeerHTTPClient makes the HTTP client a node calls its peers with: its
 // connections leave from localHost and present the node's certificate.
 func NewPeerHTTPClient(tlsCfg *tls.Config, localHost string, dial DialFunc) *http.Client {
-	tr := &http.Transport{
-		// A copy: the HTTP/2 setup writes to it, and raft reads the original.
-		TLSClientConfig: tlsCfg.Clone(),
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return dial(ctx, network, localHost, addr)
-		},
-		ForceAttemptHTTP2:   true,
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: 2 * time.Second,
+	pt := &peerTransport{make: func() *http.Transport {
+		return &http.Transport{
+			// A copy: the HTTP/2 setup writes to it, and raft reads the original.
+			TLSClientConfig: tlsCfg.Clone(),
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return dial(ctx, network, localHost, addr)
+			},
+			ForceAttemptHTTP2:   true,
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 2 * time.Second,
+		}
+	}}
+	pt.cur.Store(pt.make())
+	return &http.Client{Transport: pt}
+}
+
+// peerTransport is the node-to-node HTTP transport, replaced as a whole
+// when the node's certificate is renewed: a client certificate is sent
+// once per connection, so only new connections show the new one.
+type peerTransport struct {
+	cur  atomic.Pointer[http.Transport]
+	make func() *http.Transport
+}
+
+func (p *peerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return p.cur.Load().RoundTrip(r)
+}
+
+func (p *peerTransport) CloseIdleConnections() { p.cur.Load().CloseIdleConnections() }
+
+// RenewPeerConnections makes every later request of c (made by
+// NewPeerHTTPClient) use new connections, which show the node's current
+// certificate; the old connections close once their requests are done.
+// Call it after a renewal, before the old certificate is revoked.
+func RenewPeerConnections(c *http.Client) {
+	p, ok := c.Transport.(*peerTransport)
+	if !ok {
+		return
 	}
-	return &http.Client{Transport: tr}
+	old := p.cur.Swap(p.make())
+	old.CloseIdleConnections()
+	// Requests still running on old connections finish there; their
+	// connections then idle and are closed here, or by IdleConnTimeout.
+	time.AfterFunc(30*time.Second, old.CloseIdleConnections)
 }
 
 // NewPeerClient wraps a client made by NewPeerHTTPClient.

@@ -74,6 +74,9 @@ type Options struct {
 	MigrationRate  int64
 	// TLSCertFile and TLSKeyFile are every node's --tls-cert/--tls-key.
 	TLSCertFile, TLSKeyFile string
+	// CertLifetime, CheckpointInterval and ConsistencyInterval are the
+	// nodes' (zero: the product's defaults).
+	CertLifetime, CheckpointInterval, ConsistencyInterval time.Duration
 	// Idle starts every node with neither --bootstrap nor --join: each
 	// serves the setup API until the test sets it up over REST, and
 	// AwaitSetup then adopts it.
@@ -103,6 +106,14 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 	}
 	if opts.Raft.LeaderLeaseTimeout == 0 {
 		opts.Raft.LeaderLeaseTimeout = 250 * time.Millisecond
+	}
+	// Checkpoints more often than in production, so that every test also
+	// checks that healthy nodes never see a divergence.
+	if opts.CheckpointInterval == 0 {
+		opts.CheckpointInterval = 500 * time.Millisecond
+	}
+	if opts.ConsistencyInterval == 0 {
+		opts.ConsistencyInterval = 500 * time.Millisecond
 	}
 	if opts.ShardFileScale == 0 {
 		opts.ShardFileScale = 1.0 / (1 << 20)
@@ -137,7 +148,9 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 			ShardFileScale: opts.ShardFileScale, MigrationRate: opts.MigrationRate,
 			Listen: c.Net.Listen, Dial: c.Net.Dial,
 			TLSCertFile: opts.TLSCertFile, TLSKeyFile: opts.TLSKeyFile,
-			Logger: testLogger(t, uid),
+			CertLifetime: opts.CertLifetime, CheckpointInterval: opts.CheckpointInterval,
+			ConsistencyInterval: opts.ConsistencyInterval,
+			Logger:              testLogger(t, uid),
 		}
 		switch {
 		case opts.Idle:
