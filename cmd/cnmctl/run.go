@@ -25,6 +25,8 @@ commands:
   action NODE ACTION [PARAMS]                   start a node action and follow it to its end
                                                 with a live progress bar, e.g. action 2 maintenance_on
   watch NODE ACTION                             follow a node's latest action of that kind
+  cert NODE | rotate-cert NODE                  show a node's certificates, or have it replace
+                                                its certificate now and revoke the old one
 flags:`
 
 // run is cnmctl without the process: testable with fake args and writers.
@@ -273,6 +275,14 @@ func command(args []string) (invocation, error) {
 			return invocation{}, errors.New("node needs a uid")
 		}
 		return invocation{method: http.MethodGet, path: "/v1/nodes/" + arg(1)}, nil
+	case "cert", "rotate-cert":
+		if arg(1) == "" {
+			return invocation{}, fmt.Errorf("%s needs a node uid", args[0])
+		}
+		if args[0] == "cert" {
+			return invocation{method: http.MethodGet, path: "/v1/nodes/" + arg(1) + "/certificate"}, nil
+		}
+		return invocation{method: http.MethodPost, path: "/v1/nodes/" + arg(1) + "/certificate/rotate"}, nil
 	case "get", "delete", "post", "put":
 		if !strings.HasPrefix(arg(1), "/") {
 			return invocation{}, fmt.Errorf("%s needs a path starting with /", args[0])
