@@ -300,7 +300,9 @@ func fillDisk(path string) error {
 	}
 }
 
-// allActive waits until every node is an active member again.
+// allActive waits until every node is a live member again: active, or
+// decommissioning (a node whose remove failed stays out of placement for
+// good, as the API promises, but lives on).
 func (c *cluster) allActive(ctx context.Context, timeout time.Duration) error {
 	return poll(ctx, timeout, func() error {
 		run := c.running()
@@ -319,7 +321,7 @@ func (c *cluster) allActive(ctx context.Context, timeout time.Duration) error {
 			return err
 		}
 		for _, n := range nodes {
-			if n.Status != "active" {
+			if n.Status != "active" && n.Status != "decommissioning" {
 				return fmt.Errorf("node %d is %s", n.UID, n.Status)
 			}
 		}
