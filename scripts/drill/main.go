@@ -138,6 +138,7 @@ func run(ctx context.Context, c config) (int, error) {
 	problems := check(ctx, cl, rec)
 	mon.poll(ctx, cl, cl.nodes[0])
 	problems = append(problems, mon.overlaps()...)
+	problems = append(problems, mon.delayFailures()...)
 	violations += len(problems)
 	found = append(found, problems...)
 	for _, p := range problems {

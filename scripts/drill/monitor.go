@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -16,6 +17,7 @@ type span struct {
 	start, end  int64 // ms, from the record; end 0 while running
 	seenRunning int64 // ms, when a poll last saw it not finished
 	status      string
+	failure     string // error_code: error_message of a failed action
 }
 
 // monitor keeps every action record it sees, polling the action list
@@ -53,6 +55,8 @@ func (m *monitor) poll(ctx context.Context, c *cluster, via *proc) {
 			NodeUID    string `json:"node_uid"`
 			Action     string `json:"action"`
 			Status     string `json:"status"`
+			ErrorCode  string `json:"error_code"`
+			ErrorMsg   string `json:"error_message"`
 			Additional struct {
 				StartMS int64 `json:"start_time_ms"`
 				EndMS   int64 `json:"end_time_ms"`
@@ -72,6 +76,9 @@ func (m *monitor) poll(ctx context.Context, c *cluster, via *proc) {
 		s.end = max(s.end, a.Additional.EndMS)
 		if !terminal(a.Status) {
 			s.seenRunning = now
+		}
+		if a.Status == "failed" {
+			s.failure = a.ErrorCode + ": " + a.ErrorMsg
 		}
 		m.tasks[a.TaskID] = s
 	}
@@ -112,4 +119,31 @@ func endOr(s span) int64 {
 		return s.end
 	}
 	return s.seenRunning
+}
+
+// delayWords mark a failure whose cause was only a delay: a node that did
+// not answer for a while, a deadline that ran out while waiting, a disk
+// that was full. The faults the drill makes pass; an action must wait them
+// out, never fail for them (SPEC §6).
+var delayWords = []string{"does not answer", "did not answer", "i/o timeout", "connection refused", "context deadline exceeded",
+	"deadline passed", "insufficient_storage", "storage_fault", "EOF", "no_quorum", "leadership lost"}
+
+// delayFailures reports the actions that failed for a delay.
+func (m *monitor) delayFailures() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var problems []string
+	for id, s := range m.tasks {
+		if s.failure == "" {
+			continue
+		}
+		for _, w := range delayWords {
+			if strings.Contains(s.failure, w) {
+				problems = append(problems, fmt.Sprintf("%s of node %s (task %s) failed for a delay: %s", s.action, s.node, shortTask(id), s.failure))
+				break
+			}
+		}
+	}
+	slices.Sort(problems)
+	return problems
 }
