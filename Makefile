@@ -46,7 +46,7 @@ test: deps
 	scripts/smoke.sh
 	scripts/readme-walk.sh
 	$(MAKE) --no-print-directory fuzz FUZZEXECS=100000
-	$(MAKE) --no-print-directory drill N=8
+	$(MAKE) --no-print-directory drill N=14
 
 # Bounded fuzzing of command decoding, request bodies and the router.
 # The budget is a count of executions, not a duration: a duration-based
