@@ -14,10 +14,15 @@ import (
 	"cnm/pki"
 )
 
+// handshakeResult is what one handshake of identityHandshake gave.
+type handshakeResult struct {
+	clientErr, serverErr error
+	seen                 string // serial of the certificate the server saw
+}
+
 // identityHandshake is one mutual-TLS handshake over loopback between
-// configs; it returns the client's and the server's errors and the serial
-// of the certificate the server saw.
-func identityHandshake(t *testing.T, server, client *tls.Config) (clientErr, serverErr error, seen string) {
+// configs.
+func identityHandshake(t *testing.T, server, client *tls.Config) handshakeResult {
 	t.Helper()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", server)
 	if err != nil {
@@ -54,7 +59,7 @@ func identityHandshake(t *testing.T, server, client *tls.Config) (clientErr, ser
 		c.Close()
 	}
 	r := <-srv
-	return err, r.err, r.serial
+	return handshakeResult{clientErr: err, serverErr: r.err, seen: r.serial}
 }
 
 // TestIdentity_RenewedCertificateIsUsedAtTheNextHandshake: Replace needs no
@@ -81,26 +86,26 @@ func TestIdentity_RenewedCertificateIsUsedAtTheNextHandshake(t *testing.T) {
 	server, client := srvID.ServerConfig(true), cliID.ClientConfig()
 	firstLeaf, _ := first.Leaf()
 
-	cerr, serr, seen := identityHandshake(t, server, client)
-	if cerr != nil || serr != nil || seen != pki.Serial(firstLeaf) {
-		t.Fatalf("first handshake: client %v, server %v, serial %s", cerr, serr, seen)
+	h := identityHandshake(t, server, client)
+	if h.clientErr != nil || h.serverErr != nil || h.seen != pki.Serial(firstLeaf) {
+		t.Fatalf("first handshake: client %v, server %v, serial %s", h.clientErr, h.serverErr, h.seen)
 	}
 	second := material(t, ca, 2, "127.0.0.1")
 	if err := cliID.Replace(second); err != nil {
 		t.Fatal(err)
 	}
 	secondLeaf, _ := second.Leaf()
-	if _, serr, seen = identityHandshake(t, server, client); serr != nil || seen != pki.Serial(secondLeaf) {
-		t.Fatalf("after Replace: server %v, saw %s, want %s", serr, seen, pki.Serial(secondLeaf))
+	if h = identityHandshake(t, server, client); h.serverErr != nil || h.seen != pki.Serial(secondLeaf) {
+		t.Fatalf("after Replace: server %v, saw %s, want %s", h.serverErr, h.seen, pki.Serial(secondLeaf))
 	}
 	refused.Store(pki.Serial(secondLeaf))
-	if _, serr, _ = identityHandshake(t, server, client); serr == nil {
+	if h = identityHandshake(t, server, client); h.serverErr == nil {
 		t.Error("the server accepted a revoked client certificate")
 	}
 	// The other way round: a client refuses a server whose certificate
 	// the check refuses.
 	refused.Store(pki.Serial(srvID.Leaf()))
-	if cerr, _, _ = identityHandshake(t, server, cliID.ClientConfig()); cerr == nil {
+	if h = identityHandshake(t, server, cliID.ClientConfig()); h.clientErr == nil {
 		t.Error("the client accepted a revoked server certificate")
 	}
 	// A certificate of another cluster is not a renewal.
