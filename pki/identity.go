@@ -37,7 +37,7 @@ func (ca *CA) SignFor(csrPEM []byte, now time.Time, lifetime time.Duration) ([]b
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      csr.Subject,
-		NotBefore:    now.Add(-clockSkew),
+		NotBefore:    now.Add(-Backdate),
 		NotAfter:     now.Add(lifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
@@ -50,10 +50,6 @@ func (ca *CA) SignFor(csrPEM []byte, now time.Time, lifetime time.Duration) ([]b
 	}
 	return pemBlock("CERTIFICATE", der), nil
 }
-
-// clockSkew is how far a certificate's validity starts before the signer's
-// clock: a node whose clock is behind the signer's must still accept it.
-const clockSkew = 24 * time.Hour
 
 // Serial is a certificate's serial number as the cluster state records it.
 func Serial(c *x509.Certificate) string { return hex.EncodeToString(c.SerialNumber.Bytes()) }

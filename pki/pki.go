@@ -27,11 +27,10 @@ import (
 	"time"
 )
 
-// Validity periods. Node certificates outlive any sensible cluster because
-// cnm does not rotate them yet.
+// Validity periods. The CA outlives any sensible cluster; node
+// certificates are renewed (DefaultNodeLifetime).
 const (
-	caValidity   = 20 * 365 * 24 * time.Hour
-	nodeValidity = 10 * 365 * 24 * time.Hour
+	caValidity = 20 * 365 * 24 * time.Hour
 	// Backdate is how far before the signer's clock a certificate starts:
 	// nodes' clocks need not agree (a new VM's clock can lag by hours
 	// until NTP catches up), and a certificate that is not yet valid on
@@ -135,35 +134,11 @@ func NewKeyAndCSR(nodeUID int, hosts []string) (keyPEM, csrPEM []byte, err error
 	return pemBlock("PRIVATE KEY", keyDER), pemBlock("CERTIFICATE REQUEST", der), nil
 }
 
-// Sign issues a node certificate for a CSR. The certificate serves both ends
-// of a connection: nodes present it as servers and as clients.
+// Sign issues a node certificate for a CSR, valid for DefaultNodeLifetime.
+// The certificate serves both ends of a connection: nodes present it as
+// servers and as clients.
 func (ca *CA) Sign(csrPEM []byte, now time.Time) ([]byte, error) {
-	b, _ := pem.Decode(csrPEM)
-	if b == nil || b.Type != "CERTIFICATE REQUEST" {
-		return nil, fmt.Errorf("csr: %w", ErrBadPEM)
-	}
-	csr, err := x509.ParseCertificateRequest(b.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("parse csr: %w", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("csr signature: %w", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      csr.Subject,
-		NotBefore:    now.Add(-Backdate),
-		NotAfter:     now.Add(nodeValidity),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  csr.IPAddresses,
-		DNSNames:     csr.DNSNames,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, csr.PublicKey, ca.Key)
-	if err != nil {
-		return nil, fmt.Errorf("sign node certificate: %w", err)
-	}
-	return pemBlock("CERTIFICATE", der), nil
+	return ca.SignFor(csrPEM, now, DefaultNodeLifetime)
 }
 
 // Material is a node's TLS identity plus the cluster CA it trusts.

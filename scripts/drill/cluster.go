@@ -412,21 +412,7 @@ func (c *cluster) nemesis(ctx context.Context, name string, rng *rand.Rand) erro
 		}
 		return c.termRestart(ctx, storm)
 	case "term-all":
-		for _, n := range c.nodes {
-			c.kill(n, true)
-		}
-		for _, n := range c.nodes {
-			if err := c.start(n); err != nil {
-				return err
-			}
-		}
-		for _, n := range c.nodes {
-			if err := c.waitUp(ctx, n); err != nil {
-				return err
-			}
-		}
-		_, err := c.leader(ctx, 30*time.Second)
-		return err
+		return c.restartAll(ctx, true)
 	case "disk-full":
 		victim := leader
 		if rng.IntN(2) == 0 {
@@ -436,21 +422,29 @@ func (c *cluster) nemesis(ctx context.Context, name string, rng *rand.Rand) erro
 	case "bitflip":
 		return c.bitFlip(ctx, rng, othersThan(c.running(), leader)[rng.IntN(len(c.running())-1)])
 	case "full-restart":
-		c.stopAll()
-		for _, n := range c.nodes {
-			if err := c.start(n); err != nil {
-				return err
-			}
-		}
-		for _, n := range c.nodes {
-			if err := c.waitUp(ctx, n); err != nil {
-				return err
-			}
-		}
-		_, err := c.leader(ctx, 30*time.Second)
-		return err
+		return c.restartAll(ctx, false)
 	}
 	return fmt.Errorf("unknown nemesis %q (know %s)", name, strings.Join(allNemeses, ", "))
+}
+
+// restartAll stops every node (SIGTERM when graceful, else SIGKILL), starts
+// them all, and waits for a leader.
+func (c *cluster) restartAll(ctx context.Context, graceful bool) error {
+	for _, n := range c.nodes {
+		c.kill(n, graceful)
+	}
+	for _, n := range c.nodes {
+		if err := c.start(n); err != nil {
+			return err
+		}
+	}
+	for _, n := range c.nodes {
+		if err := c.waitUp(ctx, n); err != nil {
+			return err
+		}
+	}
+	_, err := c.leader(ctx, 30*time.Second)
+	return err
 }
 
 // submitRemove submits a remove of a random node through another running
