@@ -248,6 +248,19 @@ func (c *cluster) diskFull(ctx context.Context, victim *proc, hold time.Duration
 		// Through a follower, the write lands on the leader's disk: fine.
 		_ = b
 	}
+	// A node that cannot write says so, on every request.
+	if err := poll(ctx, 5*time.Second, func() error {
+		st, b, err := c.do(ctx, victim, "GET", "/v1/ping", nil)
+		if err != nil {
+			return err
+		}
+		if st != 507 || !bytes.Contains(b, []byte(`"insufficient_storage"`)) {
+			return fmt.Errorf("node %d with a full disk answers ping with %d %s", victim.uid, st, b)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	deadline := time.Now().Add(hold)
 	grace := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
