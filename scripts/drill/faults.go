@@ -307,15 +307,19 @@ func fillDisk(path string) error {
 		return err
 	}
 	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
-				return nil
+	// Big writes first, then page-sized ones for the last bytes.
+	for _, size := range []int{1 << 20, 4 << 10} {
+		buf := make([]byte, size)
+		for {
+			if _, err := f.Write(buf); err != nil {
+				if errors.Is(err, syscall.ENOSPC) {
+					break
+				}
+				return fmt.Errorf("fill %s: %w", path, err)
 			}
-			return fmt.Errorf("fill %s: %w", path, err)
 		}
 	}
+	return nil
 }
 
 // allActive waits until every node is a live member again: active, or
