@@ -169,15 +169,19 @@ func (c *cluster) checkShards(ctx context.Context) []string {
 	return problems
 }
 
-// checkOps reads every agent's op log: no step may have been carried out
-// under two leaders' terms.
+// checkOps reads every agent's op log: once an agent has carried out an
+// action's step for one leader's term, it must never carry out a step of
+// that action for an older term (a deposed leader acting after its
+// successor did). A new leader may copy again what the old one copied —
+// each term's copy is its own — but only after, never interleaved.
 func (c *cluster) checkOps() []string {
-	terms := map[string]map[uint64]bool{}
+	var problems []string
 	for _, n := range c.nodes {
 		f, err := os.Open(filepath.Join(n.dir, "agent-ops.jsonl"))
 		if err != nil {
 			continue
 		}
+		newest := map[string]uint64{} // task → newest term seen so far
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
 			var op struct {
@@ -188,19 +192,13 @@ func (c *cluster) checkOps() []string {
 			if json.Unmarshal(sc.Bytes(), &op) != nil || op.TaskID == "" {
 				continue
 			}
-			k := fmt.Sprintf("task %s step %d on node %d", op.TaskID, op.Step+1, n.uid)
-			if terms[k] == nil {
-				terms[k] = map[uint64]bool{}
+			if op.Term < newest[op.TaskID] {
+				problems = append(problems, fmt.Sprintf("task %s step %d on node %d was carried out under term %d after term %d had acted",
+					op.TaskID, op.Step+1, n.uid, op.Term, newest[op.TaskID]))
 			}
-			terms[k][op.Term] = true
+			newest[op.TaskID] = max(newest[op.TaskID], op.Term)
 		}
 		f.Close()
-	}
-	var problems []string
-	for k, ts := range terms {
-		if len(ts) > 1 {
-			problems = append(problems, fmt.Sprintf("%s was carried out under %d leader terms", k, len(ts)))
-		}
 	}
 	return problems
 }
