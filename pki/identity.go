@@ -2,6 +2,7 @@ package pki
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -83,7 +85,17 @@ type PeerCheck func(*x509.Certificate) error
 type Identity struct {
 	cur   atomic.Pointer[identityState]
 	check PeerCheck
+
+	// verified remembers the peer certificates whose chain VerifiedPeer
+	// checked (by a hash of the certificate, with its expiry): it runs on
+	// every node-to-node request, and a chain does not change. The peer
+	// check (revocation) still runs every time.
+	mu       sync.Mutex
+	verified map[[sha256.Size]byte]time.Time
 }
+
+// maxVerified bounds the verified-chain memo; it starts afresh when full.
+const maxVerified = 1024
 
 type identityState struct {
 	mat  Material
@@ -243,7 +255,30 @@ func (id *Identity) PeerAPIClientConfig() *tls.Config {
 // VerifiedPeer reports whether certs (a connection's peer certificates)
 // are a node certificate the cluster CA signed and the peer check passes.
 func (id *Identity) VerifiedPeer(certs []*x509.Certificate) error {
-	return id.verifyPeer(certs, x509.ExtKeyUsageClientAuth)
+	if len(certs) == 0 {
+		return errors.New("peer presented no certificate")
+	}
+	key := sha256.Sum256(certs[0].Raw)
+	id.mu.Lock()
+	notAfter, ok := id.verified[key]
+	id.mu.Unlock()
+	if !ok || !time.Now().Before(notAfter) {
+		if err := id.verifyChain(certs, x509.ExtKeyUsageClientAuth); err != nil {
+			return err
+		}
+		id.mu.Lock()
+		if id.verified == nil || len(id.verified) >= maxVerified {
+			id.verified = map[[sha256.Size]byte]time.Time{}
+		}
+		id.verified[key] = certs[0].NotAfter
+		id.mu.Unlock()
+	}
+	if id.check != nil {
+		if err := id.check(certs[0]); err != nil {
+			return fmt.Errorf("peer certificate: %w", err)
+		}
+	}
+	return nil
 }
 
 // SaveReplacing writes m to dir in place of what it holds, so that a crash

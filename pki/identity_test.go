@@ -175,3 +175,93 @@ func TestSaveReplacing_CrashLeavesACompleteSet(t *testing.T) {
 		t.Fatalf("recovered %v", err)
 	}
 }
+
+// TestVerifiedPeer_RemembersChainsNotRevocations: a chain checked once is
+// not checked again, but the peer check runs at every call; a foreign or
+// expired certificate is refused every time.
+func TestVerifiedPeer_RemembersChainsNotRevocations(t *testing.T) {
+	ca := newCA(t)
+	var refused atomic.Value
+	refused.Store("")
+	id, err := pki.NewIdentity(material(t, ca, 1, "127.0.0.1"), func(c *x509.Certificate) error {
+		if pki.Serial(c) == refused.Load().(string) {
+			return pki.ErrRevoked
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafOf := func(m pki.Material) *x509.Certificate {
+		c, err := m.Leaf()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	peer := leafOf(material(t, ca, 2, "127.0.0.1"))
+	for range 2 {
+		if err := id.VerifiedPeer([]*x509.Certificate{peer}); err != nil {
+			t.Fatalf("a member's certificate: %v", err)
+		}
+	}
+	refused.Store(pki.Serial(peer))
+	if err := id.VerifiedPeer([]*x509.Certificate{peer}); !errors.Is(err, pki.ErrRevoked) {
+		t.Errorf("a revoked certificate whose chain was checked before: %v, want ErrRevoked", err)
+	}
+	foreign := leafOf(material(t, newCA(t), 2, "127.0.0.1"))
+	for range 2 {
+		if err := id.VerifiedPeer([]*x509.Certificate{foreign}); err == nil {
+			t.Error("a certificate of another CA was accepted")
+		}
+	}
+	_, csr, err := pki.NewKeyAndCSR(3, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiredPEM, err := ca.SignFor(csr, time.Now().Add(-72*time.Hour), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := pki.ParseCert(expiredPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := id.VerifiedPeer([]*x509.Certificate{expired}); err == nil {
+		t.Error("an expired certificate was accepted")
+	}
+}
+
+// BenchmarkVerifiedPeer is the cost of the peer check of one node-to-node
+// request, chain remembered.
+func BenchmarkVerifiedPeer(b *testing.B) {
+	ca, err := pki.NewCA("bench", time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	mk := func(uid int) pki.Material {
+		key, csr, err := pki.NewKeyAndCSR(uid, []string{"127.0.0.1"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cert, err := ca.Sign(csr, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		return pki.Material{CertPEM: cert, KeyPEM: key, CAPEM: ca.CertPEM}
+	}
+	id, err := pki.NewIdentity(mk(1), func(*x509.Certificate) error { return nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	peer, err := mk(2).Leaf()
+	if err != nil {
+		b.Fatal(err)
+	}
+	certs := []*x509.Certificate{peer}
+	for b.Loop() {
+		if err := id.VerifiedPeer(certs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
