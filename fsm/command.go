@@ -239,5 +239,15 @@ func Decode(b []byte) (Command, error) {
 	if err := json.Unmarshal(b[2:], p); err != nil {
 		return Command{}, fmt.Errorf("%w: %s: %w", ErrDecode, t, err)
 	}
+	if sa, ok := p.(*SubmitAction); ok && len(sa.Action.Params) > 0 {
+		// Raw JSON is kept as Encode writes it (compact, HTML characters
+		// escaped), so that a decoded command encodes to what it was
+		// decoded from.
+		norm, err := json.Marshal(sa.Action.Params)
+		if err != nil {
+			return Command{}, fmt.Errorf("%w: %s params: %w", ErrDecode, t, err)
+		}
+		sa.Action.Params = norm
+	}
 	return Command{Type: t, Payload: p}, nil
 }
