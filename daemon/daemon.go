@@ -295,9 +295,19 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 
 	joining := false
+	joinMark := filepath.Join(cfg.DataDir, joinMarker)
 	switch {
 	case hasState && haveTLS:
 		log.Info("resuming from data dir", "data_dir", cfg.DataDir)
+		if _, err := os.Stat(joinMark); err == nil {
+			// Stopped between the two steps of its join (a non-voter,
+			// still): finish it, or the node never votes.
+			if cfg.Join == "" || cfg.AdminUser == "" || cfg.AdminPassword == "" {
+				return nil, fmt.Errorf("the join of node %d did not finish: start it again with --join and the admin credentials", cfg.UID)
+			}
+			log.Info("finishing the join that was cut short", "join", cfg.Join)
+			joining = true
+		}
 	case cfg.Bootstrap:
 		if !haveTLS {
 			if id != nil {
@@ -320,6 +330,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	case cfg.Join != "":
 		// Even with a certificate from an earlier attempt, ask again: the
 		// answer also confirms the node table entry.
+		// Written before the node can become a member, removed once it
+		// votes: a restart in between finishes the join.
+		if err := os.WriteFile(joinMark, nil, 0o600); err != nil {
+			return nil, fmt.Errorf("write join marker: %w", err)
+		}
 		if mat, err = joinFirstStep(ctx, cfg, id, log); err != nil {
 			return nil, err
 		}
@@ -347,6 +362,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 		n.markMember()
+		if err := os.Remove(joinMark); err != nil && !errors.Is(err, os.ErrNotExist) {
+			n.log.Warn("remove join marker", "error", err)
+		}
 		// The member joined through is one to ask about membership later,
 		// should this node be removed before it knows any other.
 		if u, err := url.Parse(joinURL(cfg.Join)); err == nil && u.Host != "" {
@@ -758,6 +776,7 @@ func (n *Node) nodeRecord(status string, now time.Time) fsm.Node {
 const (
 	caKeyFile       = "ca.key"
 	bootstrapMarker = "bootstrap-pending"
+	joinMarker      = "join-pending"
 	memberMarker    = "member"
 	peersFile       = "peers"
 )

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -163,4 +164,45 @@ func TestMembership_NodeWithAWipedDataDirIsRefusedUntilRemoved(t *testing.T) {
 	if voters != 3 {
 		t.Fatalf("after the refused rejoin the cluster has %d voters, want 3: %+v", voters, cl.Members)
 	}
+}
+
+// TestJoin_ARestartBetweenTheJoinStepsFinishesTheJoin: a node stopped after
+// the first step of its join (still a non-voter) finishes the join when it
+// starts again, and without credentials says it cannot.
+func TestJoin_ARestartBetweenTheJoinStepsFinishesTheJoin(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{})
+	leader := c.Leader(10 * time.Second)
+	target := followers(c, leader)[0]
+	c.Kill(target)
+	m := c.Member(target)
+	marker := filepath.Join(m.Cfg.DataDir, "join-pending")
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noCreds := m.Cfg
+	noCreds.AdminUser, noCreds.AdminPassword = "", ""
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if n, err := daemon.Start(ctx, noCreds); err == nil {
+		n.Kill()
+		t.Fatal("a node whose join did not finish started without the credentials to finish it")
+	} else if !strings.Contains(err.Error(), "did not finish") {
+		t.Errorf("refusal %q does not say the join did not finish", err)
+	}
+	c.StartNode(target)
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Errorf("the join marker is still there after the join finished: %v", err)
+	}
+	clustertest.Eventually(t, 20*time.Second, func() error {
+		servers, err := c.Member(leader).Node.Raft().Servers()
+		if err != nil {
+			return err
+		}
+		for _, s := range servers {
+			if s.UID == target && s.Voter {
+				return nil
+			}
+		}
+		return fmt.Errorf("node %d is not a voter: %+v", target, servers)
+	})
 }

@@ -646,18 +646,19 @@ func (c *cluster) afterRemove(ctx context.Context, victim, via *proc, status str
 	if err := os.RemoveAll(victim.dir); err != nil {
 		return err
 	}
-	if err := c.oldCertRefused(ctx, old); err != nil {
-		return err
-	}
+	// A refused old certificate is checked before the node rejoins; the
+	// node rejoins either way, so that a violation here does not leave
+	// the next iterations a node short.
+	certErr := c.oldCertRefused(ctx, old)
 	if err := c.start(victim); err != nil {
-		return err
+		return errors.Join(certErr, err)
 	}
 	if err := c.waitUp(ctx, victim); err != nil {
-		return err
+		return errors.Join(certErr, err)
 	}
 	// Joined means a voter again (the node is active once it votes), not
 	// only admitted: until then the cluster has one voter fewer.
-	return poll(ctx, 30*time.Second, func() error {
+	joined := poll(ctx, 30*time.Second, func() error {
 		st, b, err := c.do(ctx, via, "GET", "/v1/nodes", nil)
 		var nodes []struct {
 			UID    int    `json:"uid"`
@@ -673,4 +674,5 @@ func (c *cluster) afterRemove(ctx context.Context, victim, via *proc, status str
 		}
 		return nil
 	})
+	return errors.Join(certErr, joined)
 }

@@ -99,7 +99,7 @@ func (c *cluster) pauseFor(ctx context.Context, n *proc, d time.Duration, wasLea
 	defer resume()
 	start := time.Now()
 	if wasLeader && d > 5*time.Second {
-		if _, err := c.leaderAmong(ctx, othersThan(c.nodes, n), 10*time.Second); err != nil {
+		if _, err := c.leaderAmong(ctx, othersThan(c.running(), n), 10*time.Second); err != nil {
 			return fmt.Errorf("no new leader while leader %d was paused: %w", n.uid, err)
 		}
 	}
@@ -497,31 +497,40 @@ func (c *cluster) oldCertRefused(ctx context.Context, old *oldCert) error {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 	defer client.CloseIdleConnections()
 	for _, n := range c.running() {
-		for _, path := range []string{"/v1/internal/members", "/v1/internal/agent/shards"} {
-			req, err := http.NewRequestWithContext(ctx, "GET", "https://"+n.api+path, nil)
+		// A node refuses the certificate once it has applied the removal:
+		// give a lagging one a moment.
+		err := poll(ctx, 10*time.Second, func() error {
+			for _, path := range []string{"/v1/internal/members", "/v1/internal/agent/shards"} {
+				req, err := http.NewRequestWithContext(ctx, "GET", "https://"+n.api+path, nil)
+				if err != nil {
+					return err
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					continue // refused at the handshake: refused
+				}
+				resp.Body.Close()
+				if resp.StatusCode < 400 {
+					return fmt.Errorf("node %d answered %s with %d to a removed node's certificate", n.uid, path, resp.StatusCode)
+				}
+			}
+			// Raft: the handshake may complete (TLS 1.3 checks the
+			// client's certificate after), but the connection must not
+			// stay open.
+			conn, err := tls.Dial("tcp", n.host+":9444", cfg)
 			if err != nil {
-				return err
+				return nil
 			}
-			resp, err := client.Do(req)
-			if err != nil {
-				continue // refused at the handshake: refused
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = conn.Read(make([]byte, 1))
+			conn.Close()
+			if isTimeout(err) {
+				return fmt.Errorf("node %d's raft port kept a connection made with a removed node's certificate", n.uid)
 			}
-			resp.Body.Close()
-			if resp.StatusCode < 400 {
-				return fmt.Errorf("node %d answered %s with %d to a removed node's certificate", n.uid, path, resp.StatusCode)
-			}
-		}
-		// Raft: the handshake may complete (TLS 1.3 checks the client's
-		// certificate after), but the connection must not stay open.
-		conn, err := tls.Dial("tcp", n.host+":9444", cfg)
+			return nil
+		})
 		if err != nil {
-			continue
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err = conn.Read(make([]byte, 1))
-		conn.Close()
-		if isTimeout(err) {
-			return fmt.Errorf("node %d's raft port kept a connection made with a removed node's certificate", n.uid)
+			return err
 		}
 	}
 	return nil
