@@ -71,16 +71,19 @@ func within(t *testing.T, d time.Duration, call func() error) error {
 func TestClientCallsToAPeerThatNeverAnswersEnd(t *testing.T) {
 	ca := newCA(t)
 	caller := startPeer(t, ca, 1, "127.0.0.21", peerOpts{})
-	// A node that completes the handshake and then stops answering.
+	// A node that completes the handshake and then stops answering: it
+	// never answers while the test runs, not even when the request's own
+	// deadline (the caller's, sent along) passes, which would race the
+	// caller's timeout with an empty answer.
+	frozen := make(chan struct{})
 	stopped := startPeer(t, ca, 2, "127.0.0.22", peerOpts{wrap: func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-			// Read to the end, so that the server notices the caller
-			// hanging up and ends the request's context.
 			_, _ = io.Copy(io.Discard, r.Body)
-			<-r.Context().Done()
+			<-frozen
 		})
 	}})
 	t.Cleanup(stopped.srv.CloseClientConnections)
+	t.Cleanup(func() { close(frozen) })
 	silent := silentListener(t, "127.0.0.23")
 
 	const callCap = 300 * time.Millisecond
