@@ -3,6 +3,7 @@ package clustertest_test
 import (
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -122,19 +123,11 @@ func TestCerts_RemovedNodesCertificateOpensNoDoor(t *testing.T) {
 			_, err = conn.Read(make([]byte, 1))
 			conn.Close()
 			var ne net.Error
-			if ok := asNetErr(err, &ne); ok && ne.Timeout() {
+			if errors.As(err, &ne) && ne.Timeout() {
 				t.Errorf("node %d's raft port kept a connection made with the removed node's certificate", uid)
 			}
 		}
 	}
-}
-
-func asNetErr(err error, ne *net.Error) bool {
-	e, ok := err.(net.Error)
-	if ok {
-		*ne = e
-	}
-	return ok
 }
 
 // TestCerts_RenewedBeforeExpiryAndRotatedOnRequest: with a short lifetime,
