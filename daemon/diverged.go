@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
-	"cnm/httpapi"
+	"cnm/fsm"
 )
 
 // divergedMarker records in the data dir that this node's state differed
@@ -26,7 +25,7 @@ const divergedMarker = "state-diverged"
 func (n *Node) diverged(detail string) {
 	msg := "this node's state differs from the other nodes' (" + detail + "); it serves nothing. " +
 		"Remove it from the cluster and join it again with an empty data dir"
-	n.api.SetFault(&httpapi.Fault{Status: http.StatusServiceUnavailable, Code: "state_diverged", Description: msg})
+	n.api.SetFault(fsm.ErrStateDiverged.With(msg))
 	line := fmt.Sprintf("%s %s\n", time.Now().UTC().Format(time.RFC3339), detail)
 	if err := os.WriteFile(filepath.Join(n.cfg.DataDir, divergedMarker), []byte(line), 0o600); err != nil {
 		n.log.Error("write the diverged marker", "error", err)
@@ -63,13 +62,12 @@ func (n *Node) watchStorage(ctx context.Context) {
 	case <-n.raft.StorageFaulted():
 	}
 	err := n.raft.StorageFault()
-	f := &httpapi.Fault{Status: http.StatusServiceUnavailable, Code: "storage_fault"}
+	kind := fsm.ErrStorageFault
 	if errors.Is(err, syscall.ENOSPC) {
-		f.Status, f.Code = http.StatusInsufficientStorage, "insufficient_storage"
+		kind = fsm.ErrInsufficientStorage
 	}
-	f.Description = "this node cannot use its disk (" + err.Error() + "): its raft member has stopped, so it neither " +
-		"leads nor votes, and it serves nothing until the disk works again"
-	n.api.SetFault(f)
+	n.api.SetFault(kind.With("this node cannot use its disk (" + err.Error() + "): its raft member has stopped, so it neither " +
+		"leads nor votes, and it serves nothing until the disk works again"))
 	select {
 	case <-ctx.Done():
 	case <-n.raft.StorageRecovered():

@@ -1,12 +1,21 @@
 package fsm
 
-import "fmt"
+import (
+	"fmt"
+	"net/http"
+	"time"
+)
 
-// Error is a domain error decided by Apply. Code is the snake_case error code
-// the REST API answers with; Description names the offending object.
+// Error is the one error type every layer of cnm answers with: a domain
+// error decided by Apply or the planner, or a refusal of the API itself.
+// Code is the snake_case error_code the REST API answers with; Description
+// names the offending object.
 type Error struct {
 	Code        string `json:"error_code"`
 	Description string `json:"description"`
+	// RetryAfter, if set, is sent as the Retry-After header.
+	RetryAfter time.Duration `json:"-"`
+	status     int
 }
 
 func (e *Error) Error() string {
@@ -26,36 +35,102 @@ func (e *Error) Is(target error) bool {
 	return ok && e != nil && t != nil && t.Code == e.Code
 }
 
-// Sentinel domain errors; compare with errors.Is.
+// Status is the HTTP status the API answers e with: its kind's, or, for an
+// Error built by hand or decoded, the status of the first kind with its
+// code; 500 for a code no kind declares.
+func (e *Error) Status() int {
+	if e.status != 0 {
+		return e.status
+	}
+	if st, ok := statusOf[e.Code]; ok {
+		return st
+	}
+	return http.StatusInternalServerError
+}
+
+// statusOf maps each code to the status of the first kind declaring it.
+var statusOf = map[string]int{}
+
+// kind declares an error code with the status the API answers it with.
+// The declarations below are the one table of codes and statuses.
+func kind(code string, status int) *Error {
+	if _, ok := statusOf[code]; !ok {
+		statusOf[code] = status
+	}
+	return &Error{Code: code, status: status}
+}
+
+// Domain errors, decided by Apply and the planner; compare with errors.Is.
 var (
-	ErrUserExists          = &Error{Code: "user_exists"}
-	ErrUserNotFound        = &Error{Code: "user_not_found"}
-	ErrNodeNotFound        = &Error{Code: "node_not_found"}
-	ErrNodeExists          = &Error{Code: "node_exists"}
-	ErrLastAdmin           = &Error{Code: "last_admin"}
-	ErrUnauthorized        = &Error{Code: "unauthorized"}
-	ErrInvalidParameter    = &Error{Code: "invalid_parameter"}
-	ErrAlreadyBootstrapped = &Error{Code: "already_bootstrapped"}
-	ErrNotBootstrapped     = &Error{Code: "not_bootstrapped"}
-	ErrForbidden           = &Error{Code: "forbidden"}
-	ErrBDBExists           = &Error{Code: "bdb_exists"}
-	ErrBDBNotFound         = &Error{Code: "bdb_not_found"}
+	ErrUserExists          = kind("user_exists", http.StatusConflict)
+	ErrUserNotFound        = kind("user_not_found", http.StatusNotFound)
+	ErrNodeNotFound        = kind("node_not_found", http.StatusNotFound)
+	ErrNodeExists          = kind("node_exists", http.StatusConflict)
+	ErrLastAdmin           = kind("last_admin", http.StatusConflict)
+	ErrUnauthorized        = kind("unauthorized", http.StatusUnauthorized)
+	ErrInvalidParameter    = kind("invalid_parameter", http.StatusBadRequest)
+	ErrAlreadyBootstrapped = kind("already_bootstrapped", http.StatusConflict)
+	ErrNotBootstrapped     = kind("not_bootstrapped", http.StatusServiceUnavailable)
+	ErrForbidden           = kind("forbidden", http.StatusForbidden)
+	ErrBDBExists           = kind("bdb_exists", http.StatusConflict)
+	ErrBDBNotFound         = kind("bdb_not_found", http.StatusNotFound)
 	// ErrPlacementConflict: the state changed since the placement was
 	// planned; plan again.
-	ErrPlacementConflict = &Error{Code: "placement_conflict"}
-	ErrSnapshotNotFound  = &Error{Code: "snapshot_not_found"}
-	ErrSnapshotInUse     = &Error{Code: "snapshot_in_use"}
-	ErrActionInProgress  = &Error{Code: "action_in_progress"}
-	ErrActionNotFound    = &Error{Code: "action_not_found"}
+	ErrPlacementConflict = kind("placement_conflict", http.StatusConflict)
+	ErrSnapshotNotFound  = kind("snapshot_not_found", http.StatusNotFound)
+	ErrSnapshotInUse     = kind("snapshot_in_use", http.StatusForbidden)
+	ErrActionInProgress  = kind("action_in_progress", http.StatusConflict)
+	ErrActionNotFound    = kind("action_not_found", http.StatusNotFound)
 	// ErrInsufficientResources and ErrQuorumLoss are admission's refusals
 	// (SPEC §4.1): the action cannot succeed as the cluster stands.
-	ErrInsufficientResources = &Error{Code: "insufficient_resources"}
-	ErrQuorumLoss            = &Error{Code: "quorum_loss"}
+	ErrInsufficientResources = kind("insufficient_resources", http.StatusNotAcceptable)
+	ErrQuorumLoss            = kind("quorum_loss", http.StatusNotAcceptable)
 	// ErrStaleTerm: an executor write from a leader that no longer owns
 	// the action (or about a step already done); it changes nothing.
-	ErrStaleTerm = &Error{Code: "stale_term"}
+	ErrStaleTerm = kind("stale_term", http.StatusConflict)
+	// ErrInternal: a fault of cnm itself, not of the request.
+	ErrInternal = kind("internal_error", http.StatusInternalServerError)
 )
 
-func errorf(kind *Error, format string, args ...any) *Error {
-	return &Error{Code: kind.Code, Description: fmt.Sprintf(format, args...)}
+// Refusals of the API and of the node-to-node protocol, before or beside
+// Apply.
+var (
+	ErrInvalidJSON       = kind("invalid_json", http.StatusBadRequest)
+	ErrInvalidRequest    = kind("invalid_request", http.StatusBadRequest)
+	ErrInvalidPath       = kind("invalid_path", http.StatusBadRequest)
+	ErrUnsupportedAction = kind("unsupported_action", http.StatusBadRequest)
+	// ErrNoSuchSetupAction: the set-up API has no such action, so no such
+	// endpoint either.
+	ErrNoSuchSetupAction = kind(ErrUnsupportedAction.Code, http.StatusNotFound)
+	ErrNotFound          = kind("not_found", http.StatusNotFound)
+	ErrMethodNotAllowed  = kind("method_not_allowed", http.StatusMethodNotAllowed)
+	ErrRequestTooLarge   = kind("request_too_large", http.StatusRequestEntityTooLarge)
+	ErrTooManyRequests   = kind("too_many_requests", http.StatusTooManyRequests)
+	ErrCertRevoked       = kind("certificate_revoked", http.StatusForbidden)
+	// ErrNotLeader tells a peer that this node does not lead, so that
+	// nothing was done and it may ask the leader.
+	ErrNotLeader           = kind("not_leader", http.StatusMisdirectedRequest)
+	ErrNoQuorum            = kind("no_quorum", http.StatusServiceUnavailable)
+	ErrNotAMember          = kind("not_a_member", http.StatusServiceUnavailable)
+	ErrBootstrapInProgress = kind("bootstrap_in_progress", http.StatusConflict)
+	ErrSetupFailed         = kind("setup_failed", http.StatusInternalServerError)
+	ErrCheckpointNotFound  = kind("checkpoint_not_found", http.StatusNotFound)
+	ErrStateDiverged       = kind("state_diverged", http.StatusServiceUnavailable)
+	ErrStorageFault        = kind("storage_fault", http.StatusServiceUnavailable)
+	ErrInsufficientStorage = kind("insufficient_storage", http.StatusInsufficientStorage)
+	ErrShardNotFound       = kind("shard_not_found", http.StatusNotFound)
+	ErrShardAssigned       = kind("shard_assigned", http.StatusConflict)
+	ErrChecksumMismatch    = kind("checksum_mismatch", http.StatusBadGateway)
+)
+
+// Errorf describes an error of kind k.
+func Errorf(k *Error, format string, args ...any) *Error {
+	return k.With(fmt.Sprintf(format, args...))
 }
+
+// With is an error of kind k with description desc.
+func (k *Error) With(desc string) *Error {
+	return &Error{Code: k.Code, Description: desc, status: k.status}
+}
+
+func errorf(kind *Error, format string, args ...any) *Error { return Errorf(kind, format, args...) }

@@ -89,8 +89,7 @@ func (c *authCache) remember(k [32]byte, u *fsm.User, now time.Time) {
 	c.entries[k] = authEntry{uid: u.UID, revision: u.Revision, expires: now.Add(c.ttl)}
 }
 
-var errUnauthenticated = &apiError{Status: http.StatusUnauthorized, Code: "unauthorized",
-	Description: "missing or wrong credentials: use HTTP Basic authentication with a user's email and password"}
+var errUnauthenticated = fsm.ErrUnauthorized.With("missing or wrong credentials: use HTTP Basic authentication with a user's email and password")
 
 // userSeen identifies the version of a user that credentials were checked
 // against: checking the same credentials against the same version gives

@@ -58,15 +58,13 @@ func (s *Server) fromPeer(r *http.Request) bool {
 // notPeer is the refusal of a node-to-node endpoint to a caller without
 // a current member's certificate; a revoked one is told so, which is how a
 // removed node that missed its removal learns of it.
-func (s *Server) notPeer(r *http.Request) *apiError {
+func (s *Server) notPeer(r *http.Request) *fsm.Error {
 	if s.peerCheck != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		if err := s.peerCheck(r.TLS.PeerCertificates); errors.Is(err, pki.ErrRevoked) {
-			return &apiError{Status: http.StatusForbidden, Code: "certificate_revoked",
-				Description: "this node certificate was revoked: its node was removed from the cluster or rotated its certificate"}
+			return fsm.ErrCertRevoked.With("this node certificate was revoked: its node was removed from the cluster or rotated its certificate")
 		}
 	}
-	return &apiError{Status: http.StatusForbidden, Code: "forbidden",
-		Description: "this endpoint is for cluster nodes and needs a node certificate"}
+	return fsm.ErrForbidden.With("this endpoint is for cluster nodes and needs a node certificate")
 }
 
 // ErrCertRevoked is returned by PeerClient calls that a member refused
@@ -103,11 +101,11 @@ func (c *PeerClient) RenewCert(ctx context.Context, addr string, req CertRequest
 // peerUID is the node uid of the calling node's certificate.
 func peerUID(r *http.Request) (int, error) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return 0, &apiError{Status: http.StatusForbidden, Code: "forbidden", Description: "this endpoint needs a node certificate"}
+		return 0, fsm.ErrForbidden.With("this endpoint needs a node certificate")
 	}
 	uid, err := pki.UIDOf(r.TLS.PeerCertificates[0])
 	if err != nil {
-		return 0, &apiError{Status: http.StatusForbidden, Code: "forbidden", Description: err.Error()}
+		return 0, fsm.ErrForbidden.With(err.Error())
 	}
 	return uid, nil
 }
@@ -125,12 +123,11 @@ func (s *Server) renewCert(w http.ResponseWriter, r *http.Request, _ principal) 
 		return err
 	}
 	if req.CSR == "" && len(req.Revoke) == 0 {
-		return errBadRequest("invalid_parameter", "give \"csr\", \"revoke\" or both")
+		return fsm.ErrInvalidParameter.With("give \"csr\", \"revoke\" or both")
 	}
 	if !s.raft.IsLeader() {
 		leader, _ := s.raft.Leader()
-		return &apiError{Status: http.StatusServiceUnavailable, Code: "not_leader",
-			Description: fmt.Sprintf("certificates are issued by the leader (node %d), not by node %d", leader, s.raft.ID())}
+		return fsm.ErrNotLeader.With(fmt.Sprintf("certificates are issued by the leader (node %d), not by node %d", leader, s.raft.ID()))
 	}
 	var caCert, caKey string
 	var own []fsm.CertRef
@@ -146,7 +143,7 @@ func (s *Server) renewCert(w http.ResponseWriter, r *http.Request, _ principal) 
 	}
 	for _, serial := range req.Revoke {
 		if !slices.ContainsFunc(own, func(c fsm.CertRef) bool { return c.Serial == serial }) {
-			return errBadRequest("invalid_parameter", fmt.Sprintf("certificate %q is not one of node %d's", serial, uid))
+			return fsm.ErrInvalidParameter.With(fmt.Sprintf("certificate %q is not one of node %d's", serial, uid))
 		}
 	}
 	now := time.Now()
@@ -154,7 +151,7 @@ func (s *Server) renewCert(w http.ResponseWriter, r *http.Request, _ principal) 
 	var resp CertResponse
 	if req.CSR != "" {
 		if csrUID, err := csrNodeUID([]byte(req.CSR)); err != nil || csrUID != uid {
-			return errBadRequest("invalid_parameter", fmt.Sprintf("field \"csr\" must be for node %d, the caller", uid))
+			return fsm.ErrInvalidParameter.With(fmt.Sprintf("field \"csr\" must be for node %d, the caller", uid))
 		}
 		ca, err := pki.ParseCA([]byte(caCert), []byte(caKey))
 		if err != nil {
@@ -162,7 +159,7 @@ func (s *Server) renewCert(w http.ResponseWriter, r *http.Request, _ principal) 
 		}
 		certPEM, err := ca.SignFor([]byte(req.CSR), now, s.certLifetime)
 		if err != nil {
-			return errBadRequest("invalid_parameter", "field \"csr\": "+err.Error())
+			return fsm.ErrInvalidParameter.With("field \"csr\": " + err.Error())
 		}
 		leaf, err := pki.ParseCert(certPEM)
 		if err != nil {

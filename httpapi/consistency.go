@@ -23,30 +23,30 @@ func parseReadQuery(r *http.Request) (readQuery, error) {
 	v := r.URL.Query()
 	for _, k := range []string{"stale", "index", "wait"} {
 		if v.Has(k) && v.Get(k) == "" {
-			return q, errBadRequest("invalid_parameter", k+" needs a value, as in ?stale=true or ?index=N&wait=30s")
+			return q, fsm.ErrInvalidParameter.With(k + " needs a value, as in ?stale=true or ?index=N&wait=30s")
 		}
 	}
 	if s := v.Get("stale"); s != "" {
 		b, err := strconv.ParseBool(s)
 		if err != nil {
-			return q, errBadRequest("invalid_parameter", "stale must be true or false, got "+strconv.Quote(s))
+			return q, fsm.ErrInvalidParameter.With("stale must be true or false, got " + strconv.Quote(s))
 		}
 		q.stale = b
 	}
 	if s := v.Get("index"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			return q, errBadRequest("invalid_parameter", "index must be a raft index (a non-negative integer), got "+strconv.Quote(s))
+			return q, fsm.ErrInvalidParameter.With("index must be a raft index (a non-negative integer), got " + strconv.Quote(s))
 		}
 		q.blocking, q.index, q.wait = true, n, defaultWait
 	}
 	if s := v.Get("wait"); s != "" {
 		if !q.blocking {
-			return q, errBadRequest("invalid_parameter", "wait needs index: ?index=N&wait=30s")
+			return q, fsm.ErrInvalidParameter.With("wait needs index: ?index=N&wait=30s")
 		}
 		d, err := parseWait(s)
 		if err != nil || d < 0 {
-			return q, errBadRequest("invalid_parameter", "wait must be a duration such as 30s or 2m, got "+strconv.Quote(s))
+			return q, fsm.ErrInvalidParameter.With("wait must be a duration such as 30s or 2m, got " + strconv.Quote(s))
 		}
 		q.wait = min(d, maxWait)
 	}
@@ -85,8 +85,8 @@ func (s *Server) waitIndex(ctx context.Context, index uint64, wait time.Duration
 	}
 }
 
-func errNoQuorum(desc string) *apiError {
-	return &apiError{Status: http.StatusServiceUnavailable, Code: "no_quorum", Description: desc}
+func errNoQuorum(desc string) *fsm.Error {
+	return fsm.ErrNoQuorum.With(desc)
 }
 
 // retryPause is how often a request without a reachable leader looks again.

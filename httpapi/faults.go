@@ -12,19 +12,14 @@ import (
 	"cnm/fsm"
 )
 
-// Fault is why this node cannot vouch for what it would serve: its state
+// A fault is why this node cannot vouch for what it would serve: its state
 // diverged from the other nodes', or its disk cannot be written. While a
 // fault is set the node answers every request with it, but for the few a
 // failing node must still answer (ping, which says so, /metrics, and the
 // checkpoint question other nodes compare their state with).
-type Fault struct {
-	Status      int
-	Code        string
-	Description string
-}
 
 // SetFault sets or, with nil, clears this node's fault.
-func (s *Server) SetFault(f *Fault) {
+func (s *Server) SetFault(f *fsm.Error) {
 	s.fault.Store(f)
 	s.metrics.fault.Reset()
 	if f != nil {
@@ -33,27 +28,22 @@ func (s *Server) SetFault(f *Fault) {
 }
 
 // Fault returns this node's fault, nil when there is none.
-func (s *Server) Fault() *Fault { return s.fault.Load() }
+func (s *Server) Fault() *fsm.Error { return s.fault.Load() }
 
 // faultPassing lists the paths a node with a fault still serves.
 func faultPassing(path string) bool {
 	return path == "/metrics" || path == "/v1/internal/checkpoint"
 }
 
-func (f *Fault) apiError() *apiError {
-	return &apiError{Status: f.Status, Code: f.Code, Description: f.Description}
-}
-
 // checkpoint answers with this node's hash of its state at a checkpoint.
 func (s *Server) checkpoint(w http.ResponseWriter, r *http.Request, _ principal) error {
 	index, err := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
 	if err != nil || index == 0 {
-		return errBadRequest("invalid_parameter", "query parameter \"index\" must be a positive integer")
+		return fsm.ErrInvalidParameter.With("query parameter \"index\" must be a positive integer")
 	}
 	h, ok := s.fsm.CheckpointAt(index)
 	if !ok {
-		return &apiError{Status: http.StatusNotFound, Code: "checkpoint_not_found",
-			Description: fmt.Sprintf("this node holds no hash of its state at index %d (not applied yet, or too old)", index)}
+		return fsm.ErrCheckpointNotFound.With(fmt.Sprintf("this node holds no hash of its state at index %d (not applied yet, or too old)", index))
 	}
 	writeJSON(w, http.StatusOK, h)
 	return nil

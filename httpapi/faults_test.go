@@ -70,7 +70,7 @@ func TestFault_NodeRefusesToServeAndSaysWhy(t *testing.T) {
 		t.Fatalf("handler is %T", e.h)
 	}
 	applyCheckpoint(t, e)
-	s.SetFault(&httpapi.Fault{Status: http.StatusServiceUnavailable, Code: "state_diverged", Description: "this node's state differs from the other nodes'"})
+	s.SetFault(fsm.ErrStateDiverged.With("this node's state differs from the other nodes'"))
 	before := len(e.state().Users)
 	for _, rq := range [][3]string{
 		{"GET", "/v1/nodes", ""},

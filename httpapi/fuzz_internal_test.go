@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"testing"
+
+	"cnm/fsm"
 )
 
 // FuzzDecodeBody: any body either decodes or is a 400 with a JSON error;
@@ -21,8 +23,8 @@ func FuzzDecodeBody(f *testing.F) {
 			if err == nil {
 				continue
 			}
-			ae, ok := err.(*apiError)
-			if !ok || ae.Status != http.StatusBadRequest || ae.Code == "" || ae.Description == "" {
+			ae, ok := err.(*fsm.Error)
+			if !ok || ae.Status() != http.StatusBadRequest || ae.Code == "" || ae.Description == "" {
 				t.Fatalf("decode %q into %T: %#v", body, dst, err)
 			}
 		}

@@ -129,8 +129,8 @@ func (s *Server) getNode(w http.ResponseWriter, r *http.Request, _ principal) er
 	return nil
 }
 
-func errNodeNotFound(uid int) *apiError {
-	return errNotFound("node_not_found", "node "+itoa(uid)+" does not exist")
+func errNodeNotFound(uid int) *fsm.Error {
+	return fsm.ErrNodeNotFound.With("node " + itoa(uid) + " does not exist")
 }
 
 type memberView struct {
@@ -240,7 +240,7 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request, _ principal) er
 		}
 	})
 	if !ok {
-		return errNotFound("user_not_found", "user "+itoa(uid)+" does not exist")
+		return fsm.ErrUserNotFound.With("user " + itoa(uid) + " does not exist")
 	}
 	writeJSON(w, http.StatusOK, v)
 	return nil
@@ -260,25 +260,25 @@ func (b *userBody) validate(create bool) error {
 	if create {
 		for field, v := range map[string]*string{"email": b.Email, "password": b.Password, "role": b.Role} {
 			if v == nil {
-				return errBadRequest("invalid_parameter", "field \""+field+"\" is required")
+				return fsm.ErrInvalidParameter.With("field \"" + field + "\" is required")
 			}
 		}
 	} else if b.Email == nil && b.Password == nil && b.Name == nil && b.Role == nil {
-		return errBadRequest("invalid_parameter", "nothing to update: give email, password, name or role")
+		return fsm.ErrInvalidParameter.With("nothing to update: give email, password, name or role")
 	}
 	if b.Email != nil {
 		if a, err := mail.ParseAddress(*b.Email); err != nil || a.Address != *b.Email || len(*b.Email) > 254 || !plainText(*b.Email) {
-			return errBadRequest("invalid_parameter", "field \"email\" must be an email address, got "+quote(*b.Email))
+			return fsm.ErrInvalidParameter.With("field \"email\" must be an email address, got " + quote(*b.Email))
 		}
 	}
 	if b.Password != nil && (len(*b.Password) == 0 || len(*b.Password) > maxPasswordBytes) {
-		return errBadRequest("invalid_parameter", "field \"password\" must be 1 to 72 bytes long")
+		return fsm.ErrInvalidParameter.With("field \"password\" must be 1 to 72 bytes long")
 	}
 	if b.Name != nil && len(*b.Name) > 256 {
-		return errBadRequest("invalid_parameter", "field \"name\" must be at most 256 bytes long")
+		return fsm.ErrInvalidParameter.With("field \"name\" must be at most 256 bytes long")
 	}
 	if b.Role != nil && !fsm.ValidRole(*b.Role) {
-		return errBadRequest("invalid_parameter", "field \"role\" must be one of admin, cluster_member, cluster_viewer, db_member, db_viewer, user_manager, none; got "+quote(*b.Role))
+		return fsm.ErrInvalidParameter.With("field \"role\" must be one of admin, cluster_member, cluster_viewer, db_member, db_viewer, user_manager, none; got " + quote(*b.Role))
 	}
 	return nil
 }

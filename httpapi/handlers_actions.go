@@ -128,9 +128,9 @@ func actionName(r *http.Request) (string, error) {
 	if !slices.Contains(fsm.ActionNames, name) {
 		const known = "remove, maintenance_on, maintenance_off or enslave_node"
 		if r.Method != http.MethodPost {
-			return "", errNotFound("action_not_found", "there is no action "+quote(name)+": the actions are "+known)
+			return "", fsm.ErrActionNotFound.With("there is no action " + quote(name) + ": the actions are " + known)
 		}
-		return "", errBadRequest("unsupported_action", "unsupported action "+quote(name)+": use "+known)
+		return "", fsm.ErrUnsupportedAction.With("unsupported action " + quote(name) + ": use " + known)
 	}
 	return name, nil
 }
@@ -156,17 +156,13 @@ func answerAction(w http.ResponseWriter, res *fsm.Result) error {
 }
 
 // planFailure is the answer to a pre-check that shows the action cannot
-// succeed (SPEC §3.2).
-func planFailure(code, msg string) *apiError {
-	st, ok := planStatus[code]
-	if !ok {
-		st = http.StatusBadRequest
-	}
-	return &apiError{Status: st, Code: code, Description: msg}
+// succeed (SPEC §3.2); its code decides the status.
+func planFailure(code, msg string) *fsm.Error {
+	return &fsm.Error{Code: code, Description: msg}
 }
 
-func errActionNotFound(uid int, name string) *apiError {
-	return errNotFound("action_not_found", "no "+name+" action is queued, running, or kept from its last run on node "+itoa(uid))
+func errActionNotFound(uid int, name string) *fsm.Error {
+	return fsm.ErrActionNotFound.With("no " + name + " action is queued, running, or kept from its last run on node " + itoa(uid))
 }
 
 func (s *Server) getNodeAction(w http.ResponseWriter, r *http.Request, _ principal) error {
@@ -251,7 +247,7 @@ func (s *Server) actionParams(r *http.Request, name string) (cluster.Params, err
 			return p, err
 		}
 		if b.SnapshotName != nil && *b.SnapshotName == "" {
-			return p, errBadRequest("invalid_parameter", "field \"snapshot_name\" is empty: name a snapshot, or leave the field out for the latest")
+			return p, fsm.ErrInvalidParameter.With("field \"snapshot_name\" is empty: name a snapshot, or leave the field out for the latest")
 		}
 		p.SnapshotName, p.SkipShardsRestore, p.DeadlineSeconds = b.SnapshotName, b.SkipShardsRestore, b.DeadlineSeconds
 	case fsm.ActionEnslaveNode:
@@ -261,11 +257,11 @@ func (s *Server) actionParams(r *http.Request, name string) (cluster.Params, err
 		}
 		p.ShardsOnly, p.EndpointsOnly, p.DeadlineSeconds = b.ShardsOnly, b.EndpointsOnly, b.DeadlineSeconds
 		if b.ShardsOnly != nil && b.EndpointsOnly != nil && *b.ShardsOnly && *b.EndpointsOnly {
-			return p, errBadRequest("invalid_parameter", "shards_only and endpoints_only exclude each other")
+			return p, fsm.ErrInvalidParameter.With("shards_only and endpoints_only exclude each other")
 		}
 	}
 	if d := p.DeadlineSeconds; d != nil && (*d < 1 || *d > 7*24*3600) {
-		return p, errBadRequest("invalid_parameter", "field \"deadline_seconds\" must be 1 to 604800")
+		return p, fsm.ErrInvalidParameter.With("field \"deadline_seconds\" must be 1 to 604800")
 	}
 	return p, nil
 }
@@ -276,7 +272,7 @@ func (s *Server) actionParams(r *http.Request, name string) (cluster.Params, err
 func (s *Server) checkEvictDBs(list []string) error {
 	for _, d := range list {
 		if d == "" {
-			return errBadRequest("invalid_parameter", "field \"evict_dbs\" holds an empty string or null; list database uids such as \"1\"")
+			return fsm.ErrInvalidParameter.With("field \"evict_dbs\" holds an empty string or null; list database uids such as \"1\"")
 		}
 	}
 	var bad string
@@ -290,7 +286,7 @@ func (s *Server) checkEvictDBs(list []string) error {
 		}
 	})
 	if bad != "" {
-		return errBadRequest("invalid_parameter", "field \"evict_dbs\" names "+quote(bad)+", which is not a database uid")
+		return fsm.ErrInvalidParameter.With("field \"evict_dbs\" names " + quote(bad) + ", which is not a database uid")
 	}
 	return nil
 }
@@ -304,7 +300,7 @@ func actionQuery(r *http.Request) (dryRun bool, err error) {
 		return false, nil
 	}
 	if v[0] != "true" && v[0] != "false" {
-		return false, errBadRequest("invalid_parameter", "dry_run must be true or false, got "+quote(v[0]))
+		return false, fsm.ErrInvalidParameter.With("dry_run must be true or false, got " + quote(v[0]))
 	}
 	return v[0] == "true", nil
 }
@@ -318,14 +314,6 @@ func (s *Server) viaNode(r *http.Request) int {
 		}
 	}
 	return s.raft.ID()
-}
-
-// planStatus maps the pre-check's failure codes to statuses (SPEC §3.2).
-var planStatus = map[string]int{
-	"insufficient_resources": http.StatusNotAcceptable,
-	"quorum_loss":            http.StatusNotAcceptable,
-	"snapshot_not_found":     http.StatusNotFound,
-	"node_not_found":         http.StatusNotFound,
 }
 
 func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p principal) error {
@@ -421,7 +409,7 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 	}
 	var fe *fsm.Error
 	if errors.As(err, &fe) {
-		if _, ok := planStatus[fe.Code]; ok {
+		if fe.Is(fsm.ErrInsufficientResources) || fe.Is(fsm.ErrQuorumLoss) || fe.Is(fsm.ErrSnapshotNotFound) || fe.Is(fsm.ErrNodeNotFound) {
 			// Admission in Apply refused it against the whole cluster.
 			return planFailure(fe.Code, fe.Description)
 		}
@@ -432,9 +420,8 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 	return answerAction(w, res)
 }
 
-func errInProgress(a *fsm.Action) *apiError {
-	return &apiError{Status: http.StatusConflict, Code: "action_in_progress",
-		Description: fmt.Sprintf("action %s (task %s) is %s on node %d", a.Action, a.TaskID, a.Status, a.NodeUID)}
+func errInProgress(a *fsm.Action) *fsm.Error {
+	return fsm.ErrActionInProgress.With(fmt.Sprintf("action %s (task %s) is %s on node %d", a.Action, a.TaskID, a.Status, a.NodeUID))
 }
 
 func (s *Server) cancelNodeAction(w http.ResponseWriter, r *http.Request, p principal) error {

@@ -78,8 +78,8 @@ func (s *Server) listBDBs(w http.ResponseWriter, _ *http.Request, _ principal) e
 	return nil
 }
 
-func errBDBNotFound(uid int) *apiError {
-	return errNotFound("bdb_not_found", "database "+itoa(uid)+" does not exist")
+func errBDBNotFound(uid int) *fsm.Error {
+	return fsm.ErrBDBNotFound.With("database " + itoa(uid) + " does not exist")
 }
 
 func (s *Server) getBDB(w http.ResponseWriter, r *http.Request, _ principal) error {
@@ -114,21 +114,21 @@ type bdbBody struct {
 func (b *bdbBody) toBDB() (fsm.BDB, error) {
 	out := fsm.BDB{ShardsCount: 1, DataPersistence: fsm.PersistenceDisabled}
 	if b.Name == nil || *b.Name == "" || len(*b.Name) > 63 {
-		return out, errBadRequest("invalid_parameter", "field \"name\" is required (1 to 63 bytes)")
+		return out, fsm.ErrInvalidParameter.With("field \"name\" is required (1 to 63 bytes)")
 	}
 	out.Name = *b.Name
 	if b.MemorySize == nil || *b.MemorySize <= 0 || *b.MemorySize > fsm.MaxMemorySize {
-		return out, errBadRequest("invalid_parameter", "field \"memory_size\" is required: a positive number of bytes, at most 1 PiB")
+		return out, fsm.ErrInvalidParameter.With("field \"memory_size\" is required: a positive number of bytes, at most 1 PiB")
 	}
 	out.MemorySize = *b.MemorySize
 	if b.ShardsCount != nil {
 		if *b.ShardsCount < 1 || *b.ShardsCount > 512 {
-			return out, errBadRequest("invalid_parameter", "field \"shards_count\" must be 1 to 512, got "+itoa(*b.ShardsCount))
+			return out, fsm.ErrInvalidParameter.With("field \"shards_count\" must be 1 to 512, got " + itoa(*b.ShardsCount))
 		}
 		out.ShardsCount = *b.ShardsCount
 	}
 	if out.MemorySize < int64(out.ShardsCount) {
-		return out, errBadRequest("invalid_parameter", "field \"memory_size\" must give every shard at least one byte")
+		return out, fsm.ErrInvalidParameter.With("field \"memory_size\" must give every shard at least one byte")
 	}
 	if b.Replication != nil {
 		out.Replication = *b.Replication
@@ -141,7 +141,7 @@ func (b *bdbBody) toBDB() (fsm.BDB, error) {
 		case fsm.PersistenceDisabled, fsm.PersistenceSnapshot, fsm.PersistenceAOF:
 			out.DataPersistence = p
 		default:
-			return out, errBadRequest("invalid_parameter", "field \"data_persistence\" must be disabled, snapshot or aof, got "+quote(p))
+			return out, fsm.ErrInvalidParameter.With("field \"data_persistence\" must be disabled, snapshot or aof, got " + quote(p))
 		}
 	}
 	return out, nil
@@ -174,10 +174,10 @@ func (s *Server) createBDB(w http.ResponseWriter, r *http.Request, p principal) 
 			}
 		})
 		if exists {
-			return &apiError{Status: http.StatusConflict, Code: "bdb_exists", Description: "a database named " + quote(b.Name) + " already exists"}
+			return fsm.ErrBDBExists.With("a database named " + quote(b.Name) + " already exists")
 		}
 		if errors.Is(perr, cluster.ErrInsufficientResources) {
-			return &apiError{Status: http.StatusNotAcceptable, Code: "insufficient_resources", Description: perr.Error()}
+			return fsm.ErrInsufficientResources.With(perr.Error())
 		}
 		if perr != nil {
 			return perr
@@ -235,7 +235,7 @@ func (s *Server) listShards(w http.ResponseWriter, _ *http.Request, _ principal)
 func (s *Server) getShard(w http.ResponseWriter, r *http.Request, _ principal) error {
 	id := muxVar(r, "uid")
 	if n, err := strconv.Atoi(id); err != nil || n <= 0 || strconv.Itoa(n) != id {
-		return errBadRequest("invalid_parameter", "shard uid must be a positive integer, got "+quote(id))
+		return fsm.ErrInvalidParameter.With("shard uid must be a positive integer, got " + quote(id))
 	}
 	var v shardView
 	var ok bool
@@ -246,7 +246,7 @@ func (s *Server) getShard(w http.ResponseWriter, r *http.Request, _ principal) e
 		}
 	})
 	if !ok {
-		return errNotFound("shard_not_found", "shard "+id+" does not exist")
+		return fsm.ErrShardNotFound.With("shard " + id + " does not exist")
 	}
 	writeJSON(w, http.StatusOK, v)
 	return nil
@@ -270,10 +270,10 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p principal) 
 		return err
 	}
 	if body.PersistentNodeRemoval == nil && body.DefaultShardsPlacement == nil && body.RackAware == nil && body.ShardsOverbooking == nil {
-		return errBadRequest("invalid_parameter", "nothing to update: give persistent_node_removal, default_shards_placement, rack_aware or shards_overbooking")
+		return fsm.ErrInvalidParameter.With("nothing to update: give persistent_node_removal, default_shards_placement, rack_aware or shards_overbooking")
 	}
 	if d := body.DefaultShardsPlacement; d != nil && *d != fsm.PlacementDense && *d != fsm.PlacementSparse {
-		return errBadRequest("invalid_parameter", "field \"default_shards_placement\" must be dense or sparse, got "+quote(*d))
+		return fsm.ErrInvalidParameter.With("field \"default_shards_placement\" must be dense or sparse, got " + quote(*d))
 	}
 	res, err := s.submit(r.Context(), &fsm.UpdatePolicy{Actor: p.actor(), PersistentNodeRemoval: body.PersistentNodeRemoval,
 		DefaultShardsPlacement: body.DefaultShardsPlacement, RackAware: body.RackAware, ShardsOverbooking: body.ShardsOverbooking})
@@ -306,13 +306,13 @@ func (s *Server) putNode(w http.ResponseWriter, r *http.Request, p principal) er
 		return err
 	}
 	if body.AcceptServers == nil && body.MaxRedisServers == nil && body.RackID == nil {
-		return errBadRequest("invalid_parameter", "nothing to update: give accept_servers, max_redis_servers or rack_id")
+		return fsm.ErrInvalidParameter.With("nothing to update: give accept_servers, max_redis_servers or rack_id")
 	}
 	if body.MaxRedisServers != nil && *body.MaxRedisServers < 0 {
-		return errBadRequest("invalid_parameter", "field \"max_redis_servers\" must not be negative")
+		return fsm.ErrInvalidParameter.With("field \"max_redis_servers\" must not be negative")
 	}
 	if body.RackID != nil && utf8.RuneCountInString(*body.RackID) > maxRackIDChars {
-		return errBadRequest("invalid_parameter", "field \"rack_id\" must be at most 64 characters long")
+		return fsm.ErrInvalidParameter.With("field \"rack_id\" must be at most 64 characters long")
 	}
 	exists := false
 	s.fsm.Read(func(st *fsm.State, _ uint64) { _, exists = st.Nodes[uid] })

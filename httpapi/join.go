@@ -56,15 +56,15 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, p principal) error
 		return err
 	}
 	if req.UID <= 0 {
-		return errBadRequest("invalid_parameter", "field \"uid\" must be a positive integer")
+		return fsm.ErrInvalidParameter.With("field \"uid\" must be a positive integer")
 	}
 	for field, addr := range map[string]string{"api_addr": req.APIAddr, "raft_addr": req.RaftAddr} {
 		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" || port == "0" {
-			return errBadRequest("invalid_parameter", "field \""+field+"\" must be host:port, got "+quote(addr))
+			return fsm.ErrInvalidParameter.With("field \"" + field + "\" must be host:port, got " + quote(addr))
 		}
 	}
 	if req.MaxRedisServers < 0 || req.TotalMemory < 0 || req.Cores < 0 {
-		return errBadRequest("invalid_parameter", "node capacity must not be negative")
+		return fsm.ErrInvalidParameter.With("node capacity must not be negative")
 	}
 	var caCert, caKey string
 	var clusterName string
@@ -85,11 +85,11 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, p principal) error
 	}
 	now := time.Now()
 	if csrUID, err := csrNodeUID([]byte(req.CSR)); err != nil || csrUID != req.UID {
-		return errBadRequest("invalid_parameter", fmt.Sprintf("field \"csr\" must be for node %d", req.UID))
+		return fsm.ErrInvalidParameter.With(fmt.Sprintf("field \"csr\" must be for node %d", req.UID))
 	}
 	cert, err := ca.SignFor([]byte(req.CSR), now, s.certLifetime)
 	if err != nil {
-		return errBadRequest("invalid_parameter", "field \"csr\": "+err.Error())
+		return fsm.ErrInvalidParameter.With("field \"csr\": " + err.Error())
 	}
 	leaf, err := pki.ParseCert(cert)
 	if err != nil {
@@ -132,10 +132,10 @@ func (s *Server) refuseMemberRejoin(old *fsm.Node) error {
 		return nil
 	}
 	uid := itoa(old.UID)
-	return &apiError{Status: http.StatusConflict, Code: "node_exists", Description: "node " + uid +
+	return fsm.ErrNodeExists.With("node " + uid +
 		" is already a member of the cluster (" + old.Status + ", at " + old.APIAddr + "): a node that lost its data dir, " +
 		"or a copy of one, cannot take its place; remove node " + uid + " first (POST /v1/nodes/" + uid +
-		"/actions/remove), then join it afresh"}
+		"/actions/remove), then join it afresh")
 }
 
 func (s *Server) joinVoter(w http.ResponseWriter, r *http.Request, p principal) error {

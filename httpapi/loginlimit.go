@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"cnm/fsm"
 )
 
 // LoginLimits bound failed logins (SPEC §9). Each failed password check
@@ -203,9 +205,9 @@ func (t *bucketTable) size() int {
 
 // errTooManyLogins answers a login attempt while its address or user is
 // limited; the client may try again after the given time.
-func errTooManyLogins(after time.Duration) *apiError {
+func errTooManyLogins(after time.Duration) *fsm.Error {
 	secs := max(1, int(math.Ceil(after.Seconds())))
-	return &apiError{Status: http.StatusTooManyRequests, Code: "too_many_requests",
-		Description: "too many failed logins from this address or for this user; try again in " + strconv.Itoa(secs) + " s",
-		RetryAfter:  time.Duration(secs) * time.Second}
+	e := fsm.ErrTooManyRequests.With("too many failed logins from this address or for this user; try again in " + strconv.Itoa(secs) + " s")
+	e.RetryAfter = time.Duration(secs) * time.Second
+	return e
 }

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"cnm/fsm"
 )
 
 // canonicalPath refuses a request path that is not in canonical form: an
@@ -13,10 +15,10 @@ import (
 // path with a bare 301 to its cleaned form before authentication, and HTTP
 // clients follow a 301 of a POST with a GET: the caller would see a 200 for
 // an action that never started. A clear 400 is the only safe answer.
-func canonicalPath(r *http.Request) *apiError {
+func canonicalPath(r *http.Request) *fsm.Error {
 	raw := r.URL.EscapedPath()
-	bad := func(why string) *apiError {
-		return errBadRequest("invalid_path", "path "+strconv.Quote(raw)+" is not canonical: "+why)
+	bad := func(why string) *fsm.Error {
+		return fsm.ErrInvalidPath.With("path " + strconv.Quote(raw) + " is not canonical: " + why)
 	}
 	if !strings.HasPrefix(raw, "/") {
 		return bad("it must start with /")

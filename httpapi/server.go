@@ -100,7 +100,7 @@ type Server struct {
 	agent         http.Handler
 	agentPrefix   string
 	removed       atomic.Bool
-	fault         atomic.Pointer[Fault]
+	fault         atomic.Pointer[fsm.Error]
 	peerCheck     func([]*x509.Certificate) error
 	certLifetime  time.Duration
 	metrics       *metrics
@@ -259,15 +259,14 @@ func (s *Server) routes() {
 	// Unmatched requests share one label: their paths are caller-chosen
 	// and would make the metric's cardinality unbounded.
 	m.NotFoundHandler = s.metrics.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, errNotFound("not_found", "no endpoint "+r.URL.Path))
+		s.writeError(w, r, fsm.ErrNotFound.With("no endpoint "+r.URL.Path))
 	}))
 	m.MethodNotAllowedHandler = notAllowed
 	s.router = m
 }
 
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	s.writeError(w, r, &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
-		Description: r.Method + " is not allowed on " + r.URL.Path})
+	s.writeError(w, r, fsm.ErrMethodNotAllowed.With(r.Method+" is not allowed on "+r.URL.Path))
 }
 
 // ServeHTTP adds the headers every answer carries and turns panics into
@@ -281,8 +280,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v)
 			if !hw.wrote {
-				s.writeError(hw, r, &apiError{Status: http.StatusInternalServerError, Code: "internal_error",
-					Description: "an internal error occurred; see the node's log"})
+				s.writeError(hw, r, errInternal)
 			}
 		}
 	}()
@@ -291,12 +289,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.removed.Load() && r.URL.Path != "/v1/ping" {
-		s.writeError(hw, r, &apiError{Status: http.StatusServiceUnavailable, Code: "not_a_member",
-			Description: "this node was removed from the cluster"})
+		s.writeError(hw, r, fsm.ErrNotAMember.With("this node was removed from the cluster"))
 		return
 	}
 	if f := s.fault.Load(); f != nil && !faultPassing(r.URL.Path) {
-		s.writeError(hw, r, f.apiError())
+		s.writeError(hw, r, f)
 		return
 	}
 	s.router.ServeHTTP(hw, r)
@@ -389,7 +386,7 @@ func checkQuery(r *http.Request, allowed []string) error {
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return errBadRequest("invalid_parameter", "the query string is malformed: "+err.Error())
+		return fsm.ErrInvalidParameter.With("the query string is malformed: " + err.Error())
 	}
 	for k, vs := range q {
 		if !slices.Contains(allowed, k) {
@@ -397,10 +394,10 @@ func checkQuery(r *http.Request, allowed []string) error {
 			if len(allowed) > 0 {
 				what = "only " + strings.Join(allowed, ", ")
 			}
-			return errBadRequest("invalid_parameter", "unknown query parameter "+strconv.Quote(k)+": "+r.URL.Path+" takes "+what)
+			return fsm.ErrInvalidParameter.With("unknown query parameter " + strconv.Quote(k) + ": " + r.URL.Path + " takes " + what)
 		}
 		if len(vs) != 1 {
-			return errBadRequest("invalid_parameter", "query parameter "+strconv.Quote(k)+" is given more than once")
+			return fsm.ErrInvalidParameter.With("query parameter " + strconv.Quote(k) + " is given more than once")
 		}
 	}
 	return nil
@@ -420,16 +417,14 @@ func (s *Server) authorizeSeen(r *http.Request, perm string) (principal, userSee
 	ready := false
 	s.fsm.Read(func(st *fsm.State, _ uint64) { ready = st.Bootstrapped() })
 	if !ready {
-		return principal{}, userSeen{}, &apiError{Status: http.StatusServiceUnavailable, Code: "not_bootstrapped",
-			Description: "this node has no cluster state yet; try again in a moment"}
+		return principal{}, userSeen{}, fsm.ErrNotBootstrapped.With("this node has no cluster state yet; try again in a moment")
 	}
 	p, seen, err := s.authenticate(r)
 	if err != nil {
 		return principal{}, seen, err
 	}
 	if !Allowed(p.Role, perm) {
-		return principal{}, seen, &apiError{Status: http.StatusForbidden, Code: "forbidden",
-			Description: "role " + p.Role + " lacks permission " + perm}
+		return principal{}, seen, fsm.ErrForbidden.With("role " + p.Role + " lacks permission " + perm)
 	}
 	return p, seen, nil
 }
@@ -455,14 +450,14 @@ func (s *Server) authorizeLinearized(r *http.Request, perm string) (principal, e
 	if err == nil {
 		return p, nil
 	}
-	var ae *apiError
-	if errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests {
+	var ae *fsm.Error
+	if errors.As(err, &ae) && ae.Status() == http.StatusTooManyRequests {
 		return principal{}, err
 	}
 	if s.linearize(r.Context()) != nil {
 		return principal{}, err
 	}
-	if ae != nil && ae.Status == http.StatusUnauthorized && s.seenNow(r) == seen {
+	if ae != nil && ae.Status() == http.StatusUnauthorized && s.seenNow(r) == seen {
 		return principal{}, err
 	}
 	return s.authorize(r, perm)
@@ -506,6 +501,5 @@ func (s *Server) ping(w http.ResponseWriter, _ *http.Request, _ principal) error
 // alreadyBootstrapped answers a set-up request made to a node that is part
 // of a cluster already.
 func (s *Server) alreadyBootstrapped(_ http.ResponseWriter, _ *http.Request, _ principal) error {
-	return &apiError{Status: http.StatusConflict, Code: "already_bootstrapped",
-		Description: "this node is already part of a cluster; set-up requests go to a node started with neither --bootstrap nor --join"}
+	return fsm.ErrAlreadyBootstrapped.With("this node is already part of a cluster; set-up requests go to a node started with neither --bootstrap nor --join")
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+
+	"cnm/fsm"
 )
 
 // Setup actions of POST /v1/bootstrap/{action}.
@@ -80,7 +82,7 @@ func NewSetupHandler(cfg SetupConfig) http.Handler {
 			},
 		})
 	}
-	fail := func(w http.ResponseWriter, err *apiError) { writeAPIError(w, err, setupHold) }
+	fail := func(w http.ResponseWriter, err *fsm.Error) { writeAPIError(w, err, setupHold) }
 	m := mux.NewRouter().SkipClean(true) // canonical paths are checked below
 	m.HandleFunc("/v1/ping", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_uid": cfg.UID, "leader": 0})
@@ -93,21 +95,18 @@ func NewSetupHandler(cfg SetupConfig) http.Handler {
 			return
 		}
 		if !cfg.Submit(req) {
-			fail(w, &apiError{Status: http.StatusConflict, Code: "bootstrap_in_progress",
-				Description: "this node is already being set up; follow GET /v1/bootstrap"})
+			fail(w, fsm.ErrBootstrapInProgress.With("this node is already being set up; follow GET /v1/bootstrap"))
 			return
 		}
 		cfg.Logger.Info("setup requested over REST", "action", req.Action, "user", req.Username)
 		status(w)
 	}).Methods(http.MethodPost)
 	notYet := func(w http.ResponseWriter, r *http.Request) {
-		fail(w, &apiError{Status: http.StatusServiceUnavailable, Code: "not_bootstrapped",
-			Description: "this node is not in a cluster yet: POST /v1/bootstrap/create_cluster or /v1/bootstrap/join_cluster"})
+		fail(w, fsm.ErrNotBootstrapped.With("this node is not in a cluster yet: POST /v1/bootstrap/create_cluster or /v1/bootstrap/join_cluster"))
 	}
 	m.NotFoundHandler = http.HandlerFunc(notYet)
 	m.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fail(w, &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
-			Description: r.Method + " is not allowed on " + r.URL.Path})
+		fail(w, fsm.ErrMethodNotAllowed.With(r.Method+" is not allowed on "+r.URL.Path))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := canonicalPath(r); err != nil {
@@ -132,10 +131,10 @@ type setupBody struct {
 	} `json:"credentials"`
 }
 
-func parseSetup(w http.ResponseWriter, r *http.Request, action string) (SetupRequest, *apiError) {
+func parseSetup(w http.ResponseWriter, r *http.Request, action string) (SetupRequest, *fsm.Error) {
 	if action != SetupCreateCluster && action != SetupJoinCluster {
-		return SetupRequest{}, errNotFound("unsupported_action",
-			"setup action "+quote(action)+" does not exist: use create_cluster or join_cluster")
+		return SetupRequest{}, fsm.ErrNoSuchSetupAction.With(
+			"setup action " + quote(action) + " does not exist: use create_cluster or join_cluster")
 	}
 	var b setupBody
 	body, err := readBody(w, r)
@@ -143,14 +142,14 @@ func parseSetup(w http.ResponseWriter, r *http.Request, action string) (SetupReq
 		err = decodeObject(body, &b)
 	}
 	if err != nil {
-		var ae *apiError
+		var ae *fsm.Error
 		if errors.As(err, &ae) {
 			return SetupRequest{}, ae
 		}
-		return SetupRequest{}, errBadRequest("invalid_request", err.Error())
+		return SetupRequest{}, fsm.ErrInvalidRequest.With(err.Error())
 	}
-	bad := func(desc string) (SetupRequest, *apiError) {
-		return SetupRequest{}, errBadRequest("invalid_parameter", desc)
+	bad := func(desc string) (SetupRequest, *fsm.Error) {
+		return SetupRequest{}, fsm.ErrInvalidParameter.With(desc)
 	}
 	if b.Action != nil && *b.Action != action {
 		return bad("field \"action\" is " + quote(*b.Action) + " but the path says " + action)
@@ -162,7 +161,7 @@ func parseSetup(w http.ResponseWriter, r *http.Request, action string) (SetupReq
 	}
 	user := userBody{Email: c.Username, Password: c.Password}
 	if err := user.validate(false); err != nil {
-		var ae *apiError
+		var ae *fsm.Error
 		errors.As(err, &ae)
 		return SetupRequest{}, ae
 	}

@@ -22,8 +22,7 @@ import (
 // errNotLeaderHere answers a forwarded request that reached a node which no
 // longer leads. Only peers see it: it tells the forwarding node that nothing
 // was applied and that it may try the new leader.
-var errNotLeaderHere = &apiError{Status: http.StatusMisdirectedRequest, Code: "not_leader",
-	Description: "this node is not the leader"}
+var errNotLeaderHere = fsm.ErrNotLeader.With("this node is not the leader")
 
 // forwardedHeader marks a request forwarded by a follower. It is honoured
 // only on connections that present a cluster certificate.
@@ -125,11 +124,10 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
-			Description: fmt.Sprintf("request body exceeds %d bytes", maxBodyBytes)}
+		return nil, fsm.ErrRequestTooLarge.With(fmt.Sprintf("request body exceeds %d bytes", maxBodyBytes))
 	}
 	if err != nil {
-		return nil, errBadRequest("invalid_request", "read request body: "+err.Error())
+		return nil, fsm.ErrInvalidRequest.With("read request body: " + err.Error())
 	}
 	return b, nil
 }
@@ -140,7 +138,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 func decodeBody(r *http.Request, dst any) error {
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
-		return errBadRequest("invalid_request", "read request body: "+err.Error())
+		return fsm.ErrInvalidRequest.With("read request body: " + err.Error())
 	}
 	return decodeObject(b, dst)
 }
@@ -155,7 +153,7 @@ func decodeObject(b []byte, dst any) error {
 		b = []byte("{}")
 	}
 	if b[0] != '{' {
-		return errBadRequest("invalid_json", "the request body must be a JSON object")
+		return fsm.ErrInvalidJSON.With("the request body must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	var raw json.RawMessage
@@ -163,7 +161,7 @@ func decodeObject(b []byte, dst any) error {
 		return bodyError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return errBadRequest("invalid_json", "the request body holds more than one JSON value")
+		return fsm.ErrInvalidJSON.With("the request body holds more than one JSON value")
 	}
 	if err := checkFields(raw, reflect.TypeOf(dst), ""); err != nil {
 		return err
@@ -199,10 +197,10 @@ func checkFields(raw json.RawMessage, t reflect.Type, path string) error {
 			}
 			ft, ok := fields[k]
 			if !ok {
-				return errBadRequest("invalid_parameter", "unknown field "+strconv.Quote(name))
+				return fsm.ErrInvalidParameter.With("unknown field " + strconv.Quote(name))
 			}
 			if isNull(obj[k]) {
-				return errBadRequest("invalid_parameter", "field "+strconv.Quote(name)+" must not be null")
+				return fsm.ErrInvalidParameter.With("field " + strconv.Quote(name) + " must not be null")
 			}
 			if err := checkFields(obj[k], ft, name); err != nil {
 				return err
@@ -216,7 +214,7 @@ func checkFields(raw json.RawMessage, t reflect.Type, path string) error {
 		for i, el := range elems {
 			name := path + "[" + strconv.Itoa(i) + "]"
 			if isNull(el) {
-				return errBadRequest("invalid_parameter", "field "+strconv.Quote(name)+" must not hold null")
+				return fsm.ErrInvalidParameter.With("field " + strconv.Quote(name) + " must not hold null")
 			}
 			if err := checkFields(el, t.Elem(), name); err != nil {
 				return err
@@ -257,18 +255,18 @@ func bodyError(err error) error {
 		if field == "" {
 			field = "(body)"
 		}
-		return errBadRequest("invalid_parameter", fmt.Sprintf("field %q must be of type %s, got %s", field, te.Type, te.Value))
+		return fsm.ErrInvalidParameter.With(fmt.Sprintf("field %q must be of type %s, got %s", field, te.Type, te.Value))
 	case errors.As(err, &se):
-		return errBadRequest("invalid_json", "the request body is not valid JSON: "+se.Error())
+		return fsm.ErrInvalidJSON.With("the request body is not valid JSON: " + se.Error())
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errBadRequest("invalid_json", "the request body is truncated JSON")
+		return fsm.ErrInvalidJSON.With("the request body is truncated JSON")
 	}
 	msg := err.Error()
 	const unknown = "json: unknown field "
 	if len(msg) > len(unknown) && msg[:len(unknown)] == unknown {
-		return errBadRequest("invalid_parameter", "unknown field "+msg[len(unknown):])
+		return fsm.ErrInvalidParameter.With("unknown field " + msg[len(unknown):])
 	}
-	return errBadRequest("invalid_json", "the request body is not valid JSON: "+msg)
+	return fsm.ErrInvalidJSON.With("the request body is not valid JSON: " + msg)
 }
 
 // pathUID parses a positive integer uid from the route variable name. Only
@@ -278,7 +276,7 @@ func pathUID(r *http.Request, what string) (int, error) {
 	v := muxVar(r, "uid")
 	n, ok := plainUID(v)
 	if !ok {
-		return 0, errBadRequest("invalid_parameter", what+" uid must be a positive integer, got "+strconv.Quote(v))
+		return 0, fsm.ErrInvalidParameter.With(what + " uid must be a positive integer, got " + strconv.Quote(v))
 	}
 	return n, nil
 }
