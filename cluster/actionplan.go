@@ -11,18 +11,19 @@ import (
 )
 
 // Params of the actions (SPEC §4); pointers tell "absent" from "false".
+// The actions tag lists the actions whose request body takes the field.
 type Params struct {
-	WaitForPersistence       *bool    `json:"wait_for_persistence,omitempty"`
-	OverwriteSnapshot        *bool    `json:"overwrite_snapshot,omitempty"`
-	EvictHAReplica           *bool    `json:"evict_ha_replica,omitempty"`
-	EvictActiveActiveReplica *bool    `json:"evict_active_active_replica,omitempty"`
-	EvictDBs                 []string `json:"evict_dbs,omitempty"`
-	KeepSlaveShards          *bool    `json:"keep_slave_shards,omitempty"`
-	SnapshotName             *string  `json:"snapshot_name,omitempty"`
-	SkipShardsRestore        *bool    `json:"skip_shards_restore,omitempty"`
-	ShardsOnly               *bool    `json:"shards_only,omitempty"`
-	EndpointsOnly            *bool    `json:"endpoints_only,omitempty"`
-	DeadlineSeconds          *int     `json:"deadline_seconds,omitempty"`
+	WaitForPersistence       *bool    `json:"wait_for_persistence,omitempty" actions:"remove"`
+	OverwriteSnapshot        *bool    `json:"overwrite_snapshot,omitempty" actions:"maintenance_on"`
+	EvictHAReplica           *bool    `json:"evict_ha_replica,omitempty" actions:"maintenance_on"`
+	EvictActiveActiveReplica *bool    `json:"evict_active_active_replica,omitempty" actions:"maintenance_on"`
+	EvictDBs                 []string `json:"evict_dbs,omitempty" actions:"maintenance_on"`
+	KeepSlaveShards          *bool    `json:"keep_slave_shards,omitempty" actions:"maintenance_on"`
+	SnapshotName             *string  `json:"snapshot_name,omitempty" actions:"maintenance_off"`
+	SkipShardsRestore        *bool    `json:"skip_shards_restore,omitempty" actions:"maintenance_off"`
+	ShardsOnly               *bool    `json:"shards_only,omitempty" actions:"enslave_node"`
+	EndpointsOnly            *bool    `json:"endpoints_only,omitempty" actions:"enslave_node"`
+	DeadlineSeconds          *int     `json:"deadline_seconds,omitempty" actions:"remove,maintenance_on,maintenance_off,enslave_node"`
 }
 
 // Resolved returns p with every unset flag of action set to the default

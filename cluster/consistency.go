@@ -48,7 +48,7 @@ func (c *Checkpointer) Run(ctx context.Context, _ uint64) {
 }
 
 // Checkpoints asks another node for its hash of its state at a checkpoint
-// (httpapi.PeerClient); found is false when it holds none for index.
+// (peer.Client); found is false when it holds none for index.
 type Checkpoints interface {
 	Checkpoint(ctx context.Context, addr string, index uint64) (h fsm.StateHash, found bool, err error)
 }

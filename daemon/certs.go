@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"cnm/fsm"
-	"cnm/httpapi"
+	"cnm/peer"
 	"cnm/pki"
 )
 
@@ -101,7 +101,7 @@ func (n *Node) renewCert(ctx context.Context) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	resp, err := n.peers.RenewCert(cctx, leaderAddr, httpapi.CertRequest{CSR: string(csrPEM)})
+	resp, err := n.peers.RenewCert(cctx, leaderAddr, peer.CertRequest{CSR: string(csrPEM)})
 	if err != nil {
 		return err
 	}
@@ -114,11 +114,11 @@ func (n *Node) renewCert(ctx context.Context) error {
 	if err := n.id.Replace(mat); err != nil {
 		return err
 	}
-	httpapi.RenewPeerConnections(n.peerHTTP)
+	peer.RenewConnections(n.peerHTTP)
 	n.log.Info("node certificate renewed", "serial", pki.Serial(n.id.Leaf()), "not_after", n.id.Leaf().NotAfter, "replaces", pki.Serial(old))
 	// The old certificate is revoked once the new one is in use; should
 	// this fail, the next renewal's bound revokes it.
-	if _, err := n.peers.RenewCert(cctx, leaderAddr, httpapi.CertRequest{Revoke: []string{pki.Serial(old)}}); err != nil {
+	if _, err := n.peers.RenewCert(cctx, leaderAddr, peer.CertRequest{Revoke: []string{pki.Serial(old)}}); err != nil {
 		n.log.Warn("revoke the replaced certificate", "serial", pki.Serial(old), "error", err)
 	}
 	return nil

@@ -24,6 +24,7 @@ import (
 	"cnm/cluster"
 	"cnm/fsm"
 	"cnm/httpapi"
+	"cnm/peer"
 	"cnm/pki"
 	"cnm/raftnode"
 )
@@ -112,7 +113,7 @@ type Node struct {
 	log   *slog.Logger
 	raft  *raftnode.Node
 	api   *httpapi.Server
-	peers *httpapi.PeerClient
+	peers *peer.Client
 	agent *agent.Agent
 	gate  *agentGate
 	id    *pki.Identity
@@ -398,9 +399,9 @@ func (n *Node) open(mat pki.Material) error {
 		_ = r.Shutdown()
 		return err
 	}
-	peerHTTP := httpapi.NewPeerHTTPClient(id.PeerAPIClientConfig(), cfg.host(), httpapi.DialFunc(cfg.Dial))
+	peerHTTP := peer.NewHTTPClient(id.PeerAPIClientConfig(), cfg.host(), peer.DialFunc(cfg.Dial))
 	n.peerHTTP = peerHTTP
-	n.peers = httpapi.NewPeerClient(peerHTTP)
+	n.peers = peer.NewClient(peerHTTP)
 	limiter := agent.NewLimiter(cfg.MigrationRate)
 	backend, err := agent.NewFileBackend(filepath.Join(cfg.DataDir, "shards"), limiter)
 	if err != nil {
@@ -596,7 +597,7 @@ func (n *Node) removedPerLeader(ctx context.Context) bool {
 	}
 	for _, addr := range addrs {
 		m, err := n.peers.Members(ctx, addr, false)
-		if errors.Is(err, httpapi.ErrCertRevoked) {
+		if errors.Is(err, fsm.ErrCertRevoked) {
 			// A member refused this node's certificate as revoked: the
 			// cluster removed this node (or it rotated away from the
 			// certificate it still uses, which comes to the same).

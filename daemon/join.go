@@ -1,30 +1,22 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"runtime"
 	"strings"
-	"time"
 
-	"cnm/httpapi"
+	"cnm/peer"
 	"cnm/pki"
 )
-
-// errPermanent marks join answers that retrying cannot fix (bad credentials,
-// a uid taken by another node).
-var errPermanent = errors.New("join refused")
 
 // errNoJoinPin: --join was given nothing to check the member against.
 var errNoJoinPin = errors.New("--join sends the admin credentials only to a member of the cluster it can check: " +
@@ -127,19 +119,19 @@ func joinFirstStep(ctx context.Context, cfg Config, id *identity, log *slog.Logg
 	if err != nil {
 		return pki.Material{}, err
 	}
-	client := joinClient(cfg, tc)
-	defer client.CloseIdleConnections()
+	client := newJoinClient(cfg, tc, log)
+	defer client.Close()
 	keyPEM, csrPEM, err := pki.NewKeyAndCSR(cfg.UID, pki.HostsOf(cfg.APIAddr, cfg.RaftAddr))
 	if err != nil {
 		return pki.Material{}, err
 	}
-	req := httpapi.JoinRequest{
+	req := peer.JoinRequest{
 		UID: cfg.UID, APIAddr: cfg.APIAddr, RaftAddr: cfg.RaftAddr, CSR: string(csrPEM),
 		TotalMemory: cfg.Memory, MaxRedisServers: cfg.MaxShards, RackID: cfg.RackID, SoftwareVersion: Version,
 		Cores: runtime.NumCPU(),
 	}
-	var resp httpapi.JoinResponse
-	if err := callWithRetry(ctx, cfg, log, client, "/v1/internal/join", req, &resp); err != nil {
+	resp, err := client.Admit(ctx, req)
+	if err != nil {
 		return pki.Material{}, err
 	}
 	mat := pki.Material{CertPEM: []byte(resp.CertPEM), KeyPEM: keyPEM, CAPEM: []byte(resp.CAPEM)}
@@ -174,85 +166,28 @@ func (n *Node) joinSecondStep(ctx context.Context, mat pki.Material) error {
 	if err != nil {
 		return err
 	}
-	client := joinClient(n.cfg, tc)
-	defer client.CloseIdleConnections()
+	client := newJoinClient(n.cfg, tc, n.log)
+	defer client.Close()
 	// First receive the log without voting, catch up, then vote.
-	var stage httpapi.NonvoterResponse
-	if err := callWithRetry(ctx, n.cfg, n.log, client, "/v1/internal/join/voter", httpapi.VoterRequest{UID: n.cfg.UID, Nonvoter: true}, &stage); err != nil {
+	var stage peer.NonvoterResponse
+	if err := client.Vote(ctx, peer.VoterRequest{UID: n.cfg.UID, Nonvoter: true}, &stage); err != nil {
 		return err
 	}
 	if err := n.raft.WaitApplied(ctx, stage.Index); err != nil {
 		return fmt.Errorf("catch up to index %d before voting: %w", stage.Index, err)
 	}
 	var out json.RawMessage
-	if err := callWithRetry(ctx, n.cfg, n.log, client, "/v1/internal/join/voter", httpapi.VoterRequest{UID: n.cfg.UID}, &out); err != nil {
+	if err := client.Vote(ctx, peer.VoterRequest{UID: n.cfg.UID}, &out); err != nil {
 		return err
 	}
 	n.log.Info("joined cluster as a voter", "via", n.cfg.Join)
 	return nil
 }
 
-func joinClient(cfg Config, tc *tls.Config) *http.Client {
-	host := cfg.host()
-	return &http.Client{Transport: &http.Transport{
-		TLSClientConfig: tc.Clone(),
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return cfg.Dial(ctx, network, host, addr)
-		},
-	}, Timeout: 15 * time.Second}
-}
-
-// callWithRetry POSTs body to the member at cfg.Join until it answers 200 or
-// a permanent refusal, for at most cfg.JoinTimeout. Both join steps are
-// idempotent, so a retry after a lost answer is harmless.
-func callWithRetry(ctx context.Context, cfg Config, log *slog.Logger, client *http.Client, path string, body, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, cfg.JoinTimeout)
-	defer cancel()
-	b, err := json.Marshal(body)
-	if err != nil {
-		return fmt.Errorf("encode join request: %w", err)
-	}
-	backoff := 50 * time.Millisecond
-	for {
-		err := postJSON(ctx, client, cfg, path, b, out)
-		if err == nil || errors.Is(err, errPermanent) {
-			return err
-		}
-		log.Warn("join attempt failed; retrying", "path", path, "error", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("join %s: %w (last error: %w)", cfg.Join, ctx.Err(), err)
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Second)
-	}
-}
-
-func postJSON(ctx context.Context, client *http.Client, cfg Config, path string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, joinURL(cfg.Join)+path, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("join request: %w", err)
-	}
-	req.SetBasicAuth(cfg.AdminUser, cfg.AdminPassword)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("call %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("read answer of %s: %w", path, err)
-	}
-	switch {
-	case resp.StatusCode == http.StatusOK:
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("%w: the server at %s did not answer as a cnm node (%s: %w)", errPermanent, cfg.Join, path, err)
-		}
-		return nil
-	case resp.StatusCode >= 500:
-		return fmt.Errorf("%s answered %d: %s", path, resp.StatusCode, bytes.TrimSpace(data))
-	default:
-		return fmt.Errorf("%w: %s answered %d: %s", errPermanent, path, resp.StatusCode, bytes.TrimSpace(data))
-	}
+// newJoinClient calls the member at cfg.Join with the admin credentials.
+func newJoinClient(cfg Config, tc *tls.Config, log *slog.Logger) *peer.JoinClient {
+	c := peer.NewJoinClient(tc, cfg.host(), peer.DialFunc(cfg.Dial))
+	c.Target, c.URL = cfg.Join, joinURL(cfg.Join)
+	c.User, c.Password, c.Timeout, c.Log = cfg.AdminUser, cfg.AdminPassword, cfg.JoinTimeout, log
+	return c
 }

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"cnm/fsm"
 )
 
@@ -137,7 +135,7 @@ func (s *Server) authenticate(r *http.Request) (principal, userSeen, error) {
 			return principal{UID: user.UID, Email: user.Email, Role: user.Role, Revision: user.Revision}, seen, nil
 		}
 	}
-	keys := keysOf(r, email, s.fromPeer(r))
+	keys := keysOf(r, email, s.checker.Allows(r))
 	if d := s.logins.wait(keys, now); d > 0 {
 		return principal{}, seen, errTooManyLogins(d)
 	}
@@ -153,13 +151,4 @@ func (s *Server) authenticate(r *http.Request) (principal, userSeen, error) {
 	}
 	s.auth.remember(k, &user, now)
 	return principal{UID: user.UID, Email: user.Email, Role: user.Role, Revision: user.Revision}, seen, nil
-}
-
-// HashPassword hashes a password with the server's bcrypt cost.
-func (s *Server) hashPassword(pw string) (string, error) {
-	b, err := bcrypt.GenerateFromPassword([]byte(pw), s.bcryptCost)
-	if err != nil {
-		return "", err
-	}
-	return string(b), nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"cnm/fsm"
 	"cnm/httpapi"
+	"cnm/peer"
 	"cnm/pki"
 )
 
@@ -64,10 +65,10 @@ func certsOf(e *env, uid int) []fsm.CertRef {
 func TestRenewCert_IssuesToTheCallerAndRevokesItsOldOnes(t *testing.T) {
 	e := newEnv(t, withoutRoleUsers())
 	me := nodeCert(t, 1)
-	body := string(mustMarshal(t, httpapi.CertRequest{CSR: csrFor(t, 1)}))
+	body := string(mustMarshal(t, peer.CertRequest{CSR: csrFor(t, 1)}))
 	w := e.serve(asNode(e.request("", "POST", "/v1/internal/certificate", body), me))
 	mustStatus(t, w, http.StatusOK)
-	var got httpapi.CertResponse
+	var got peer.CertResponse
 	decodeInto(t, w, &got)
 	leaf, err := pki.ParseCert([]byte(got.CertPEM))
 	if err != nil {
@@ -85,7 +86,7 @@ func TestRenewCert_IssuesToTheCallerAndRevokesItsOldOnes(t *testing.T) {
 	}
 	// The node switched: it revokes the new one's predecessor — here the
 	// new one itself, to see the revocation land.
-	body = string(mustMarshal(t, httpapi.CertRequest{Revoke: []string{pki.Serial(leaf)}}))
+	body = string(mustMarshal(t, peer.CertRequest{Revoke: []string{pki.Serial(leaf)}}))
 	mustStatus(t, e.serve(asNode(e.request("", "POST", "/v1/internal/certificate", body), me)), http.StatusOK)
 	if !e.state().CertRevoked(pki.Serial(leaf)) {
 		t.Error("the revoked certificate is not on the revoked list")
@@ -103,12 +104,12 @@ func TestRenewCert_Refusals(t *testing.T) {
 		code   string
 	}{
 		{"no node certificate", nil, `{"csr":"x"}`, http.StatusForbidden, "forbidden"},
-		{"a request for another node's key", nodeCert(t, 1), string(mustMarshal(t, httpapi.CertRequest{CSR: csrFor(t, 2)})), http.StatusBadRequest, "invalid_parameter"},
+		{"a request for another node's key", nodeCert(t, 1), string(mustMarshal(t, peer.CertRequest{CSR: csrFor(t, 2)})), http.StatusBadRequest, "invalid_parameter"},
 		{"revoking another node's certificate", nodeCert(t, 1), `{"revoke":["abcd"]}`, http.StatusBadRequest, "invalid_parameter"},
 		{"nothing asked", nodeCert(t, 1), `{}`, http.StatusBadRequest, "invalid_parameter"},
 		{"a garbled csr", nodeCert(t, 1), `{"csr":"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"}`, http.StatusBadRequest, "invalid_parameter"},
 		{"an unknown field", nodeCert(t, 1), `{"cert":"x"}`, http.StatusBadRequest, ""},
-		{"a node not in the cluster", nodeCert(t, 7), string(mustMarshal(t, httpapi.CertRequest{CSR: csrFor(t, 7)})), http.StatusNotFound, "node_not_found"},
+		{"a node not in the cluster", nodeCert(t, 7), string(mustMarshal(t, peer.CertRequest{CSR: csrFor(t, 7)})), http.StatusNotFound, "node_not_found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.request("", "POST", "/v1/internal/certificate", tc.body)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"cnm/fsm"
-	"cnm/raftnode"
 )
 
 type readQuery struct {
@@ -120,31 +119,11 @@ func (s *Server) readIndexFromLeader(ctx context.Context) (uint64, error) {
 		defer cancel()
 		return s.raft.ReadIndex(actx)
 	}
-	addr, err := s.leaderAPIAddr()
+	addr, err := s.peer.LeaderAddr()
 	if err != nil {
 		return 0, err
 	}
 	return s.peers.ReadIndex(ctx, addr)
-}
-
-var errNoLeader = errors.New("no known leader")
-
-// leaderAPIAddr returns the API address of the leader as this node knows it.
-func (s *Server) leaderAPIAddr() (string, error) {
-	uid, _ := s.raft.Leader()
-	if uid == 0 || uid == s.raft.ID() {
-		return "", errNoLeader
-	}
-	var addr string
-	s.fsm.Read(func(st *fsm.State, _ uint64) {
-		if n, ok := st.Nodes[uid]; ok {
-			addr = n.APIAddr
-		}
-	})
-	if addr == "" {
-		return "", errNoLeader
-	}
-	return addr, nil
 }
 
 // noQuorum is the answer when the hold ran out; if the client went away
@@ -166,69 +145,4 @@ func pause(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// leaderIndex confirms, for a peer, that this node leads and returns its
-// read index: 421 not_leader if it does not lead, 503 if it cannot confirm.
-func (s *Server) leaderIndex(ctx context.Context) (uint64, error) {
-	idx, err := s.raft.ReadIndex(ctx)
-	if errors.Is(err, raftnode.ErrNotLeader) {
-		return 0, errNotLeaderHere
-	}
-	if err != nil {
-		return 0, errNoQuorum("leadership could not be confirmed: " + err.Error())
-	}
-	return idx, nil
-}
-
-// readIndex answers a follower's read-index request (peers only).
-func (s *Server) readIndex(w http.ResponseWriter, r *http.Request, _ principal) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	idx, err := s.leaderIndex(ctx)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]uint64{"index": idx})
-	return nil
-}
-
-// Members is the leader's answer to GET /v1/internal/members.
-type Members struct {
-	Nodes []int  `json:"nodes"`
-	Index uint64 `json:"index"`
-}
-
-// members answers, on the leader only, which nodes the committed state
-// holds. A node that no longer hears from any leader asks it: a node
-// removed while it could not receive the configuration change that removed
-// it never learns of it from raft (peers only).
-func (s *Server) members(w http.ResponseWriter, r *http.Request, _ principal) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	idx, err := s.leaderIndex(ctx)
-	if errors.Is(err, errNotLeaderHere) && r.URL.Query().Get("relayed") == "" {
-		// The asking node's view of who is in the cluster may be old:
-		// any member passes the question on to its leader, once.
-		addr, aerr := s.leaderAPIAddr()
-		if aerr != nil {
-			return err
-		}
-		m, merr := s.peers.Members(ctx, addr, true)
-		if merr != nil {
-			return errNoQuorum("the leader did not answer: " + merr.Error())
-		}
-		writeJSON(w, http.StatusOK, m)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := s.raft.WaitApplied(ctx, idx); err != nil {
-		return errNoQuorum("the leader did not apply its own read index: " + err.Error())
-	}
-	out := Members{Nodes: []int{}, Index: idx}
-	s.fsm.Read(func(st *fsm.State, _ uint64) { out.Nodes = st.NodeUIDs() })
-	writeJSON(w, http.StatusOK, out)
-	return nil
 }

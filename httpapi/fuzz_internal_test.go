@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"testing"
 
+	"cnm/control"
 	"cnm/fsm"
 )
 
@@ -16,7 +17,7 @@ func FuzzDecodeBody(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		targets := []any{&userBody{}, &bdbBody{}, &maintenanceOnParams{}, &removeParams{}, &struct{}{}}
+		targets := []any{&userBody{}, &bdbBody{}, &control.ActionParams{}, &struct{}{}}
 		for _, dst := range targets {
 			r, _ := http.NewRequest("POST", "/", bytes.NewReader(body))
 			err := decodeBody(r, dst)

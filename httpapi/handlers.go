@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/mail"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"cnm/control"
 	"cnm/fsm"
 )
 
@@ -291,15 +291,12 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, p principal)
 	if err := b.validate(true); err != nil {
 		return err
 	}
-	hash, err := s.hashPassword(*b.Password)
-	if err != nil {
-		return err
-	}
-	u := fsm.User{Email: *b.Email, Role: *b.Role, PasswordHash: hash}
+	nu := control.NewUser{Email: *b.Email, Password: *b.Password, Role: *b.Role}
 	if b.Name != nil {
-		u.Name = *b.Name
+		nu.Name = *b.Name
 	}
-	return s.answerUser(w, r, &fsm.CreateUser{Actor: p.actor(), User: u})
+	u, err := s.ctl.CreateUser(r.Context(), p.actor(), nu)
+	return answerUser(w, u, err)
 }
 
 func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, p principal) error {
@@ -314,27 +311,15 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, p principal)
 	if err := b.validate(false); err != nil {
 		return err
 	}
-	cmd := &fsm.UpdateUser{Actor: p.actor(), UID: uid, Email: b.Email, Name: b.Name, Role: b.Role}
-	if b.Password != nil {
-		hash, err := s.hashPassword(*b.Password)
-		if err != nil {
-			return err
-		}
-		cmd.PasswordHash = &hash
-	}
-	return s.answerUser(w, r, cmd)
+	u, err := s.ctl.UpdateUser(r.Context(), p.actor(), uid, control.UserChange{Email: b.Email, Password: b.Password, Name: b.Name, Role: b.Role})
+	return answerUser(w, u, err)
 }
 
-func (s *Server) answerUser(w http.ResponseWriter, r *http.Request, cmd any) error {
-	res, err := s.submit(r.Context(), cmd)
+func answerUser(w http.ResponseWriter, u *fsm.User, err error) error {
 	if err != nil {
 		return err
 	}
-	var u fsm.User
-	if err := json.Unmarshal(res.Value, &u); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, viewUser(&u))
+	writeJSON(w, http.StatusOK, viewUser(u))
 	return nil
 }
 
@@ -346,7 +331,7 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, p principal)
 	if err := decodeBody(r, &struct{}{}); err != nil {
 		return err
 	}
-	if _, err := s.submit(r.Context(), &fsm.DeleteUser{Actor: p.actor(), UID: uid}); err != nil {
+	if err := s.ctl.DeleteUser(r.Context(), p.actor(), uid); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"uid": uid})

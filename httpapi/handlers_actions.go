@@ -2,18 +2,14 @@ package httpapi
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
-	"time"
 
-	"github.com/google/uuid"
-
-	"cnm/cluster"
+	"cnm/control"
 	"cnm/fsm"
-	"cnm/raftnode"
+	"cnm/peer"
 )
 
 // actionView is the action object of SPEC §3.1.
@@ -145,25 +141,7 @@ func nodeAction(r *http.Request) (int, string, error) {
 	return uid, name, err
 }
 
-// answerAction writes the action record a command returned.
-func answerAction(w http.ResponseWriter, res *fsm.Result) error {
-	var a fsm.Action
-	if err := json.Unmarshal(res.Value, &a); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, viewAction(&a))
-	return nil
-}
-
-// planFailure is the answer to a pre-check that shows the action cannot
-// succeed (SPEC §3.2); its code decides the status.
-func planFailure(code, msg string) *fsm.Error {
-	return &fsm.Error{Code: code, Description: msg}
-}
-
-func errActionNotFound(uid int, name string) *fsm.Error {
-	return fsm.ErrActionNotFound.With("no " + name + " action is queued, running, or kept from its last run on node " + itoa(uid))
-}
+func errActionNotFound(uid int, name string) *fsm.Error { return control.ErrNoSuchAction(uid, name) }
 
 func (s *Server) getNodeAction(w http.ResponseWriter, r *http.Request, _ principal) error {
 	uid, name, err := nodeAction(r)
@@ -188,109 +166,6 @@ func (s *Server) getNodeAction(w http.ResponseWriter, r *http.Request, _ princip
 	return nil
 }
 
-// Bodies of each action; unknown fields are refused.
-type (
-	removeParams struct {
-		WaitForPersistence *bool `json:"wait_for_persistence"`
-		DeadlineSeconds    *int  `json:"deadline_seconds"`
-	}
-	maintenanceOnParams struct {
-		OverwriteSnapshot        *bool     `json:"overwrite_snapshot"`
-		EvictHAReplica           *bool     `json:"evict_ha_replica"`
-		EvictActiveActiveReplica *bool     `json:"evict_active_active_replica"`
-		EvictDBs                 *[]string `json:"evict_dbs"`
-		KeepSlaveShards          *bool     `json:"keep_slave_shards"`
-		DeadlineSeconds          *int      `json:"deadline_seconds"`
-	}
-	maintenanceOffParams struct {
-		SnapshotName      *string `json:"snapshot_name"`
-		SkipShardsRestore *bool   `json:"skip_shards_restore"`
-		DeadlineSeconds   *int    `json:"deadline_seconds"`
-	}
-	enslaveParams struct {
-		ShardsOnly      *bool `json:"shards_only"`
-		EndpointsOnly   *bool `json:"endpoints_only"`
-		DeadlineSeconds *int  `json:"deadline_seconds"`
-	}
-)
-
-// DefaultActionDeadline is how long an action may run (SPEC §4.6).
-const DefaultActionDeadline = 10 * time.Minute
-
-// actionParams decodes and checks the body of action name into the
-// normalised params stored with the action.
-func (s *Server) actionParams(r *http.Request, name string) (cluster.Params, error) {
-	var p cluster.Params
-	switch name {
-	case fsm.ActionRemove:
-		var b removeParams
-		if err := decodeBody(r, &b); err != nil {
-			return p, err
-		}
-		p.WaitForPersistence, p.DeadlineSeconds = b.WaitForPersistence, b.DeadlineSeconds
-	case fsm.ActionMaintenanceOn:
-		var b maintenanceOnParams
-		if err := decodeBody(r, &b); err != nil {
-			return p, err
-		}
-		p.OverwriteSnapshot, p.EvictHAReplica, p.EvictActiveActiveReplica = b.OverwriteSnapshot, b.EvictHAReplica, b.EvictActiveActiveReplica
-		p.KeepSlaveShards, p.DeadlineSeconds = b.KeepSlaveShards, b.DeadlineSeconds
-		if b.EvictDBs != nil {
-			if err := s.checkEvictDBs(*b.EvictDBs); err != nil {
-				return p, err
-			}
-			p.EvictDBs = *b.EvictDBs
-		}
-	case fsm.ActionMaintenanceOff:
-		var b maintenanceOffParams
-		if err := decodeBody(r, &b); err != nil {
-			return p, err
-		}
-		if b.SnapshotName != nil && *b.SnapshotName == "" {
-			return p, fsm.ErrInvalidParameter.With("field \"snapshot_name\" is empty: name a snapshot, or leave the field out for the latest")
-		}
-		p.SnapshotName, p.SkipShardsRestore, p.DeadlineSeconds = b.SnapshotName, b.SkipShardsRestore, b.DeadlineSeconds
-	case fsm.ActionEnslaveNode:
-		var b enslaveParams
-		if err := decodeBody(r, &b); err != nil {
-			return p, err
-		}
-		p.ShardsOnly, p.EndpointsOnly, p.DeadlineSeconds = b.ShardsOnly, b.EndpointsOnly, b.DeadlineSeconds
-		if b.ShardsOnly != nil && b.EndpointsOnly != nil && *b.ShardsOnly && *b.EndpointsOnly {
-			return p, fsm.ErrInvalidParameter.With("shards_only and endpoints_only exclude each other")
-		}
-	}
-	if d := p.DeadlineSeconds; d != nil && (*d < 1 || *d > 7*24*3600) {
-		return p, fsm.ErrInvalidParameter.With("field \"deadline_seconds\" must be 1 to 604800")
-	}
-	return p, nil
-}
-
-// checkEvictDBs checks that every entry of evict_dbs is the plain decimal
-// uid of an existing database. An empty string (or a null, which decodes
-// to one) must never stand for "every database" (SPEC §9).
-func (s *Server) checkEvictDBs(list []string) error {
-	for _, d := range list {
-		if d == "" {
-			return fsm.ErrInvalidParameter.With("field \"evict_dbs\" holds an empty string or null; list database uids such as \"1\"")
-		}
-	}
-	var bad string
-	s.fsm.Read(func(st *fsm.State, _ uint64) {
-		for _, d := range list {
-			uid, ok := plainUID(d)
-			if _, exists := st.BDBs[uid]; !ok || !exists {
-				bad = d
-				return
-			}
-		}
-	})
-	if bad != "" {
-		return fsm.ErrInvalidParameter.With("field \"evict_dbs\" names " + quote(bad) + ", which is not a database uid")
-	}
-	return nil
-}
-
 // actionQuery reads dry_run, which takes exactly "true" or "false" (the
 // router has already refused every other parameter and repeats), so that a
 // misspelt dry run never runs the action (SPEC §3.2).
@@ -308,8 +183,8 @@ func actionQuery(r *http.Request) (dryRun bool, err error) {
 // viaNode is the node the client sent the request to: the follower that
 // forwarded it, or this node.
 func (s *Server) viaNode(r *http.Request) int {
-	if s.fromPeer(r) {
-		if n, ok := plainUID(r.Header.Get(forwardedHeader)); ok {
+	if s.checker.Allows(r) {
+		if n, ok := control.PlainUID(r.Header.Get(peer.ForwardedHeader)); ok {
 			return n
 		}
 	}
@@ -330,98 +205,21 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 	if !exists {
 		return errNodeNotFound(uid)
 	}
-	params, err := s.actionParams(r, name)
-	if err != nil {
+	var params control.ActionParams
+	if err := decodeFields(r, &params, actionFields(name)); err != nil {
 		return err
 	}
-	s.fsm.Read(func(st *fsm.State, _ uint64) { params = params.Resolved(name, st.Policy) })
-	raw, err := json.Marshal(params)
+	out, err := s.ctl.SubmitAction(r.Context(), control.ActionRequest{TaskID: taskID(r), Node: uid, Action: name,
+		Params: params, DryRun: dryRun, Actor: p.actor(), By: fmt.Sprintf("%s through node %d", p.Email, s.viaNode(r))})
 	if err != nil {
 		return err
-	}
-	now := time.Now()
-	deadline := DefaultActionDeadline
-	if params.DeadlineSeconds != nil {
-		deadline = time.Duration(*params.DeadlineSeconds) * time.Second
-	}
-	taskID := uuid.NewString()
-	// Set by serveWrite when it sends a submission again after a leader
-	// change, or by the peer that forwarded such a retry.
-	if id := r.Header.Get(taskHeader); id != "" {
-		if _, err := uuid.Parse(id); err == nil {
-			taskID = id
-		}
-	}
-	// The budget is a duration that the executing leader measures on its
-	// own clock; the absolute deadline is for executors of older builds.
-	a := fsm.Action{TaskID: taskID, Action: name, NodeUID: uid, CreationTime: now.Unix(),
-		Deadline: now.Add(deadline).Unix(), TimeoutMS: deadline.Milliseconds(), Params: raw}
-
-	// Pre-check (SPEC §4.1) against the leader's state; the executor checks
-	// again when the action starts.
-	var steps []fsm.Step
-	var running *fsm.Action
-	var perr error
-	s.fsm.Read(func(st *fsm.State, _ uint64) {
-		if prev := st.ActionByTask(taskID); prev != nil {
-			return // a retried submission: Apply answers with its record
-		}
-		if cur := st.ActiveAction(uid); cur != nil {
-			c := *cur
-			running = &c
-			return
-		}
-		steps, perr = cluster.PlanAction(st, &a, now)
-	})
-	if running != nil {
-		return errInProgress(running)
-	}
-	var pe *cluster.PlanError
-	if errors.As(perr, &pe) {
-		return planFailure(pe.Code, pe.Message)
-	}
-	if perr != nil {
-		return perr
-	}
-	if n := len(steps); n > 0 && steps[n-1].Kind == fsm.StepFail {
-		return planFailure(steps[n-1].Code, steps[n-1].Message)
 	}
 	if dryRun {
-		writeJSON(w, http.StatusOK, map[string]any{"plan": cluster.ForLeader(steps, name, s.raft.ID())})
+		writeJSON(w, http.StatusOK, map[string]any{"plan": out.Plan})
 		return nil
 	}
-	res, err := s.submit(r.Context(), &fsm.SubmitAction{Actor: p.actor(), Action: a,
-		By: fmt.Sprintf("%s through node %d", p.Email, s.viaNode(r))})
-	if errors.Is(err, raftnode.ErrLeadershipLost) || errors.Is(err, raftnode.ErrNotLeader) {
-		return &retryAs{taskID: taskID}
-	}
-	if errors.Is(err, fsm.ErrActionInProgress) {
-		var cur *fsm.Action
-		s.fsm.Read(func(st *fsm.State, _ uint64) {
-			if c := st.ActiveAction(uid); c != nil {
-				cc := *c
-				cur = &cc
-			}
-		})
-		if cur != nil {
-			return errInProgress(cur)
-		}
-	}
-	var fe *fsm.Error
-	if errors.As(err, &fe) {
-		if fe.Is(fsm.ErrInsufficientResources) || fe.Is(fsm.ErrQuorumLoss) || fe.Is(fsm.ErrSnapshotNotFound) || fe.Is(fsm.ErrNodeNotFound) {
-			// Admission in Apply refused it against the whole cluster.
-			return planFailure(fe.Code, fe.Description)
-		}
-	}
-	if err != nil {
-		return err
-	}
-	return answerAction(w, res)
-}
-
-func errInProgress(a *fsm.Action) *fsm.Error {
-	return fsm.ErrActionInProgress.With(fmt.Sprintf("action %s (task %s) is %s on node %d", a.Action, a.TaskID, a.Status, a.NodeUID))
+	writeJSON(w, http.StatusOK, viewAction(out.Action))
+	return nil
 }
 
 func (s *Server) cancelNodeAction(w http.ResponseWriter, r *http.Request, p principal) error {
@@ -432,13 +230,10 @@ func (s *Server) cancelNodeAction(w http.ResponseWriter, r *http.Request, p prin
 	if err := decodeBody(r, &struct{}{}); err != nil {
 		return err
 	}
-	res, err := s.submit(r.Context(), &fsm.CancelAction{Actor: p.actor(), Node: uid, Action: name,
-		By: fmt.Sprintf("%s through node %d", p.Email, s.viaNode(r)), Time: time.Now().Unix()})
-	if errors.Is(err, fsm.ErrActionNotFound) {
-		return errActionNotFound(uid, name)
-	}
+	a, err := s.ctl.CancelAction(r.Context(), p.actor(), uid, name, fmt.Sprintf("%s through node %d", p.Email, s.viaNode(r)))
 	if err != nil {
 		return err
 	}
-	return answerAction(w, res)
+	writeJSON(w, http.StatusOK, viewAction(a))
+	return nil
 }

@@ -1,15 +1,12 @@
 package httpapi
 
 import (
-	"encoding/json"
-	"errors"
 	"net/http"
 	"runtime"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
-	"cnm/cluster"
 	"cnm/fsm"
 )
 
@@ -147,10 +144,6 @@ func (b *bdbBody) toBDB() (fsm.BDB, error) {
 	return out, nil
 }
 
-// placementAttempts bounds how often a creation is planned again when
-// another change landed between planning and applying.
-const placementAttempts = 5
-
 func (s *Server) createBDB(w http.ResponseWriter, r *http.Request, p principal) error {
 	var body bdbBody
 	if err := decodeBody(r, &body); err != nil {
@@ -160,50 +153,20 @@ func (s *Server) createBDB(w http.ResponseWriter, r *http.Request, p principal) 
 	if err != nil {
 		return err
 	}
-	for attempt := 1; ; attempt++ {
-		var placement []int
-		var endpoint int
-		var perr error
-		exists := false
-		s.fsm.Read(func(st *fsm.State, _ uint64) {
-			for _, o := range st.BDBs {
-				exists = exists || o.Name == b.Name
-			}
-			if !exists {
-				placement, endpoint, perr = cluster.PlanBDB(st, b)
-			}
-		})
-		if exists {
-			return fsm.ErrBDBExists.With("a database named " + quote(b.Name) + " already exists")
-		}
-		if errors.Is(perr, cluster.ErrInsufficientResources) {
-			return fsm.ErrInsufficientResources.With(perr.Error())
-		}
-		if perr != nil {
-			return perr
-		}
-		res, err := s.submit(r.Context(), &fsm.CreateBDB{Actor: p.actor(), BDB: b, Placement: placement, EndpointNode: endpoint})
-		if errors.Is(err, fsm.ErrPlacementConflict) && attempt < placementAttempts {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		var created fsm.BDB
-		if err := json.Unmarshal(res.Value, &created); err != nil {
-			return err
-		}
-		var v bdbView
-		s.fsm.Read(func(st *fsm.State, _ uint64) {
-			if cur, ok := st.BDBs[created.UID]; ok {
-				v = viewBDB(st, cur)
-			} else {
-				v = viewBDB(st, &created)
-			}
-		})
-		writeJSON(w, http.StatusOK, v)
-		return nil
+	created, err := s.ctl.CreateBDB(r.Context(), p.actor(), b)
+	if err != nil {
+		return err
 	}
+	var v bdbView
+	s.fsm.Read(func(st *fsm.State, _ uint64) {
+		if cur, ok := st.BDBs[created.UID]; ok {
+			v = viewBDB(st, cur)
+		} else {
+			v = viewBDB(st, created)
+		}
+	})
+	writeJSON(w, http.StatusOK, v)
+	return nil
 }
 
 func (s *Server) deleteBDB(w http.ResponseWriter, r *http.Request, p principal) error {
@@ -214,7 +177,7 @@ func (s *Server) deleteBDB(w http.ResponseWriter, r *http.Request, p principal) 
 	if err := decodeBody(r, &struct{}{}); err != nil {
 		return err
 	}
-	if _, err := s.submit(r.Context(), &fsm.DeleteBDB{Actor: p.actor(), UID: uid}); err != nil {
+	if err := s.ctl.DeleteBDB(r.Context(), p.actor(), uid); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"uid": uid})
@@ -275,13 +238,9 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request, p principal) 
 	if d := body.DefaultShardsPlacement; d != nil && *d != fsm.PlacementDense && *d != fsm.PlacementSparse {
 		return fsm.ErrInvalidParameter.With("field \"default_shards_placement\" must be dense or sparse, got " + quote(*d))
 	}
-	res, err := s.submit(r.Context(), &fsm.UpdatePolicy{Actor: p.actor(), PersistentNodeRemoval: body.PersistentNodeRemoval,
+	pol, err := s.ctl.UpdatePolicy(r.Context(), &fsm.UpdatePolicy{Actor: p.actor(), PersistentNodeRemoval: body.PersistentNodeRemoval,
 		DefaultShardsPlacement: body.DefaultShardsPlacement, RackAware: body.RackAware, ShardsOverbooking: body.ShardsOverbooking})
 	if err != nil {
-		return err
-	}
-	var pol fsm.Policy
-	if err := json.Unmarshal(res.Value, &pol); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, pol)
@@ -314,12 +273,7 @@ func (s *Server) putNode(w http.ResponseWriter, r *http.Request, p principal) er
 	if body.RackID != nil && utf8.RuneCountInString(*body.RackID) > maxRackIDChars {
 		return fsm.ErrInvalidParameter.With("field \"rack_id\" must be at most 64 characters long")
 	}
-	exists := false
-	s.fsm.Read(func(st *fsm.State, _ uint64) { _, exists = st.Nodes[uid] })
-	if !exists {
-		return errNodeNotFound(uid)
-	}
-	if _, err := s.submit(r.Context(), &fsm.UpdateNode{Actor: p.actor(), UID: uid, AcceptServers: body.AcceptServers,
+	if err := s.ctl.UpdateNode(r.Context(), &fsm.UpdateNode{Actor: p.actor(), UID: uid, AcceptServers: body.AcceptServers,
 		MaxRedisServers: body.MaxRedisServers, RackID: body.RackID}); err != nil {
 		return err
 	}
@@ -465,7 +419,7 @@ func (s *Server) deleteSnapshot(w http.ResponseWriter, r *http.Request, p princi
 	if err := decodeBody(r, &struct{}{}); err != nil {
 		return err
 	}
-	if _, err := s.submit(r.Context(), &fsm.DeleteSnapshot{Actor: p.actor(), Node: uid, Name: name}); err != nil {
+	if err := s.ctl.DeleteSnapshot(r.Context(), p.actor(), uid, name); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"name": name})

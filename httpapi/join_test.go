@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"cnm/fsm"
-	"cnm/httpapi"
+	"cnm/peer"
 	"cnm/pki"
 )
 
@@ -24,7 +24,7 @@ func TestJoin_AdmitsANodeThenMakesItAVoter(t *testing.T) {
 
 	w := e.call("admin", "POST", "/v1/internal/join", body)
 	mustStatus(t, w, http.StatusOK)
-	var resp httpapi.JoinResponse
+	var resp peer.JoinResponse
 	decodeInto(t, w, &resp)
 	ca, err := testCA()
 	if err != nil {
@@ -73,7 +73,7 @@ func TestJoin_AdmitsANodeThenMakesItAVoter(t *testing.T) {
 
 	w = e.call("admin", "POST", "/v1/internal/join/voter", `{"uid":2,"nonvoter":true}`)
 	mustStatus(t, w, http.StatusOK)
-	var stage httpapi.NonvoterResponse
+	var stage peer.NonvoterResponse
 	decodeInto(t, w, &stage)
 	if commit, _ := e.raft.Indexes(); stage.Index != commit || stage.Index == 0 {
 		t.Fatalf("nonvoter stage index = %d, want the commit index %d", stage.Index, commit)

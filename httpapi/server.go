@@ -17,7 +17,9 @@ import (
 	"github.com/gorilla/mux"
 	"golang.org/x/crypto/bcrypt"
 
+	"cnm/control"
 	"cnm/fsm"
+	"cnm/peer"
 	"cnm/pki"
 	"cnm/raftnode"
 )
@@ -42,7 +44,7 @@ type Raft interface {
 // Config configures a Server.
 type Config struct {
 	Raft  Raft
-	Peers *PeerClient
+	Peers *peer.Client
 	// Hold is how long a request waits for a leader before 503 no_quorum.
 	Hold time.Duration
 	// BcryptCost for new password hashes (tests lower it).
@@ -81,7 +83,10 @@ const (
 type Server struct {
 	raft       Raft
 	fsm        *fsm.FSM
-	peers      *PeerClient
+	peers      *peer.Client
+	peer       *peer.Server
+	ctl        *control.Service
+	checker    peer.Checker
 	hold       time.Duration
 	bcryptCost int
 	auth       *authCache
@@ -101,8 +106,6 @@ type Server struct {
 	agentPrefix   string
 	removed       atomic.Bool
 	fault         atomic.Pointer[fsm.Error]
-	peerCheck     func([]*x509.Certificate) error
-	certLifetime  time.Duration
 	metrics       *metrics
 	// stopping ends blocking reads when the node shuts down.
 	stopping     chan struct{}
@@ -146,9 +149,12 @@ func New(cfg Config) *Server {
 		version: cfg.Version, apiAddr: cfg.APIAddr, raftAddr: cfg.RaftAddr, started: time.Now(),
 		log:   cfg.Logger.With("component", "api", "node_uid", cfg.Raft.ID()),
 		agent: cfg.Agent, agentPrefix: cfg.AgentPrefix, stopping: make(chan struct{}),
-		peerCheck: cfg.PeerCheck, certLifetime: cfg.CertLifetime,
+		checker: peer.Checker{Check: cfg.PeerCheck},
 	}
 	s.metrics = newMetrics(s)
+	s.ctl = control.New(cfg.Raft, s.fsm, cfg.BcryptCost, func(d time.Duration) { s.metrics.apply.Observe(d.Seconds()) })
+	s.peer = &peer.Server{Raft: cfg.Raft, FSM: s.fsm, Client: cfg.Peers, Propose: s.ctl.Propose, Decode: decodeBody,
+		NodeView: func(n *fsm.Node) any { return viewNode(n, time.Now()) }, CertLifetime: cfg.CertLifetime, Log: s.log}
 	s.routes()
 	return s
 }
@@ -157,11 +163,11 @@ func New(cfg Config) *Server {
 type kind int
 
 const (
-	public kind = iota // no authentication
-	local              // authenticated, answered from local state
-	read               // authenticated, linearizable unless ?stale=true
-	write              // authenticated, executed on the leader
-	peer               // node-to-node only: a cluster certificate is required
+	public   kind = iota // no authentication
+	local                // authenticated, answered from local state
+	read                 // authenticated, linearizable unless ?stale=true
+	write                // authenticated, executed on the leader
+	peerOnly             // node-to-node only: a cluster certificate is required
 )
 
 // handler serves an authenticated request. It writes the response only on
@@ -173,54 +179,89 @@ type route struct {
 	method, path, perm string
 	kind               kind
 	h                  handler
+	// query lists the query parameters of a node-to-node route.
+	query []string
+	// idempotent writes are applied once under the id serveWrite gives
+	// them, so they may be sent again after a leader change.
+	idempotent bool
+}
+
+func mk(method, path, perm string, k kind, h handler) route {
+	return route{method: method, path: path, perm: perm, kind: k, h: h}
+}
+
+// retriedByID marks a write that Apply stores once under its id.
+func (rt route) retriedByID() route {
+	rt.idempotent = true
+	return rt
+}
+
+// peerRoutes mounts the node-to-node endpoints: a join is a write of the
+// cluster's administrator, the others answer peers only.
+func (s *Server) peerRoutes() []route {
+	var rs []route
+	for _, pr := range s.peer.Routes() {
+		rt := route{method: pr.Method, path: pr.Path, kind: peerOnly, query: pr.Query, h: peerHandler(pr)}
+		if pr.Write {
+			rt.perm, rt.kind = PermUpdateCluster, write
+		}
+		rs = append(rs, rt)
+	}
+	return rs
+}
+
+func peerHandler(pr peer.Route) handler {
+	return func(w http.ResponseWriter, r *http.Request, p principal) error {
+		v, err := pr.Handle(r, p.actor())
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, v)
+		return nil
+	}
 }
 
 func (s *Server) routes() {
 	rs := []route{
-		{"GET", "/v1/ping", "", public, s.ping},
-		{"GET", "/metrics", PermViewClusterInfo, local, s.serveMetrics},
+		mk("GET", "/v1/ping", "", public, s.ping),
+		mk("GET", "/metrics", PermViewClusterInfo, local, s.serveMetrics),
 		// Clients poll the setup without credentials, before and after it
 		// completes; it shows nothing secret.
-		{"GET", "/v1/bootstrap", "", public, s.getBootstrap},
+		mk("GET", "/v1/bootstrap", "", public, s.getBootstrap),
 		// A node that serves this API is set up already.
-		{"POST", "/v1/bootstrap/create_cluster", "", public, s.alreadyBootstrapped},
-		{"POST", "/v1/bootstrap/join_cluster", "", public, s.alreadyBootstrapped},
-		{"GET", "/v1/cluster", PermViewClusterInfo, read, s.getCluster},
-		{"GET", "/v1/nodes", PermViewAllNodesInfo, read, s.listNodes},
-		{"GET", "/v1/nodes/status", PermViewAllNodesInfo, read, s.nodesStatus},
-		{"GET", "/v1/nodes/actions", PermViewAllNodeActions, read, s.listAllActions},
-		{"GET", "/v1/nodes/{uid}/actions", PermViewNodeAction, read, s.listNodeActions},
-		{"GET", "/v1/nodes/{uid}/actions/{action}", PermViewNodeAction, read, s.getNodeAction},
-		{"POST", "/v1/nodes/{uid}/actions/{action}", PermStartNodeAction, write, s.startNodeAction},
-		{"DELETE", "/v1/nodes/{uid}/actions/{action}", PermCancelNodeAction, write, s.cancelNodeAction},
-		{"GET", "/v1/nodes/{uid}", PermViewNodeInfo, read, s.getNode},
-		{"PUT", "/v1/nodes/{uid}", PermUpdateNode, write, s.putNode},
-		{"GET", "/v1/nodes/{uid}/status", PermViewNodeInfo, read, s.nodeStatus},
-		{"GET", "/v1/nodes/{uid}/snapshots", PermViewNodeInfo, read, s.listSnapshots},
-		{"GET", "/v1/nodes/{uid}/certificate", PermViewNodeInfo, read, s.getNodeCert},
-		{"POST", "/v1/nodes/{uid}/certificate/rotate", PermUpdateNode, write, s.rotateCert},
-		{"DELETE", "/v1/nodes/{uid}/snapshots/{name}", PermUpdateNode, write, s.deleteSnapshot},
-		{"GET", "/v1/bdbs", PermViewAllBDBsInfo, read, s.listBDBs},
-		{"POST", "/v1/bdbs", PermCreateBDB, write, s.createBDB},
-		{"GET", "/v1/bdbs/{uid}", PermViewBDBInfo, read, s.getBDB},
-		{"DELETE", "/v1/bdbs/{uid}", PermDeleteBDB, write, s.deleteBDB},
-		{"GET", "/v1/shards", PermViewAllShardStats, read, s.listShards},
-		{"GET", "/v1/shards/{uid}", PermViewAllShardStats, read, s.getShard},
-		{"GET", "/v1/cluster/policy", PermViewClusterInfo, read, s.getPolicy},
-		{"PUT", "/v1/cluster/policy", PermUpdateCluster, write, s.putPolicy},
-		{"GET", "/v1/users", PermViewAllUsersInfo, read, s.listUsers},
-		{"POST", "/v1/users", PermCreateNewUser, write, s.createUser},
-		{"GET", "/v1/users/permissions", permAuthenticated, read, s.getPermissions},
-		{"GET", "/v1/users/{uid}", PermViewAllUsersInfo, read, s.getUser},
-		{"PUT", "/v1/users/{uid}", PermUpdateUser, write, s.updateUser},
-		{"DELETE", "/v1/users/{uid}", PermDeleteUser, write, s.deleteUser},
-		{"POST", "/v1/internal/join", PermUpdateCluster, write, s.join},
-		{"POST", "/v1/internal/join/voter", PermUpdateCluster, write, s.joinVoter},
-		{"GET", "/v1/internal/read-index", "", peer, s.readIndex},
-		{"GET", "/v1/internal/members", "", peer, s.members},
-		{"GET", "/v1/internal/checkpoint", "", peer, s.checkpoint},
-		{"POST", "/v1/internal/certificate", "", peer, s.renewCert},
+		mk("POST", "/v1/bootstrap/create_cluster", "", public, s.alreadyBootstrapped),
+		mk("POST", "/v1/bootstrap/join_cluster", "", public, s.alreadyBootstrapped),
+		mk("GET", "/v1/cluster", PermViewClusterInfo, read, s.getCluster),
+		mk("GET", "/v1/nodes", PermViewAllNodesInfo, read, s.listNodes),
+		mk("GET", "/v1/nodes/status", PermViewAllNodesInfo, read, s.nodesStatus),
+		mk("GET", "/v1/nodes/actions", PermViewAllNodeActions, read, s.listAllActions),
+		mk("GET", "/v1/nodes/{uid}/actions", PermViewNodeAction, read, s.listNodeActions),
+		mk("GET", "/v1/nodes/{uid}/actions/{action}", PermViewNodeAction, read, s.getNodeAction),
+		mk("POST", "/v1/nodes/{uid}/actions/{action}", PermStartNodeAction, write, s.startNodeAction).retriedByID(),
+		mk("DELETE", "/v1/nodes/{uid}/actions/{action}", PermCancelNodeAction, write, s.cancelNodeAction),
+		mk("GET", "/v1/nodes/{uid}", PermViewNodeInfo, read, s.getNode),
+		mk("PUT", "/v1/nodes/{uid}", PermUpdateNode, write, s.putNode),
+		mk("GET", "/v1/nodes/{uid}/status", PermViewNodeInfo, read, s.nodeStatus),
+		mk("GET", "/v1/nodes/{uid}/snapshots", PermViewNodeInfo, read, s.listSnapshots),
+		mk("GET", "/v1/nodes/{uid}/certificate", PermViewNodeInfo, read, s.getNodeCert),
+		mk("POST", "/v1/nodes/{uid}/certificate/rotate", PermUpdateNode, write, s.rotateCert),
+		mk("DELETE", "/v1/nodes/{uid}/snapshots/{name}", PermUpdateNode, write, s.deleteSnapshot),
+		mk("GET", "/v1/bdbs", PermViewAllBDBsInfo, read, s.listBDBs),
+		mk("POST", "/v1/bdbs", PermCreateBDB, write, s.createBDB),
+		mk("GET", "/v1/bdbs/{uid}", PermViewBDBInfo, read, s.getBDB),
+		mk("DELETE", "/v1/bdbs/{uid}", PermDeleteBDB, write, s.deleteBDB),
+		mk("GET", "/v1/shards", PermViewAllShardStats, read, s.listShards),
+		mk("GET", "/v1/shards/{uid}", PermViewAllShardStats, read, s.getShard),
+		mk("GET", "/v1/cluster/policy", PermViewClusterInfo, read, s.getPolicy),
+		mk("PUT", "/v1/cluster/policy", PermUpdateCluster, write, s.putPolicy),
+		mk("GET", "/v1/users", PermViewAllUsersInfo, read, s.listUsers),
+		mk("POST", "/v1/users", PermCreateNewUser, write, s.createUser),
+		mk("GET", "/v1/users/permissions", permAuthenticated, read, s.getPermissions),
+		mk("GET", "/v1/users/{uid}", PermViewAllUsersInfo, read, s.getUser),
+		mk("PUT", "/v1/users/{uid}", PermUpdateUser, write, s.updateUser),
+		mk("DELETE", "/v1/users/{uid}", PermDeleteUser, write, s.deleteUser),
 	}
+	rs = append(rs, s.peerRoutes()...)
 	// Paths are checked for canonical form before routing (canonicalPath):
 	// mux's own cleaning answers with a redirect, which clients follow
 	// with the wrong method.
@@ -249,8 +290,8 @@ func (s *Server) routes() {
 	}
 	if s.agent != nil {
 		m.PathPrefix(s.agentPrefix + "/").Handler(s.metrics.instrument(s.agentPrefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !s.fromPeer(r) {
-				s.writeError(w, r, s.notPeer(r))
+			if !s.checker.Allows(r) {
+				s.writeError(w, r, s.checker.Refusal(r))
 				return
 			}
 			s.agent.ServeHTTP(w, r)
@@ -341,9 +382,9 @@ func (s *Server) serve(rt route) http.Handler {
 		switch rt.kind {
 		case public:
 			err = rt.h(w, r, principal{})
-		case peer:
-			if !s.fromPeer(r) {
-				err = s.notPeer(r)
+		case peerOnly:
+			if !s.checker.Allows(r) {
+				err = s.checker.Refusal(r)
 				break
 			}
 			err = rt.h(w, r, principal{})
@@ -370,12 +411,8 @@ func queryParams(rt route) []string {
 		return []string{"stale", "index", "wait"}
 	case rt.method == http.MethodPost && rt.path == "/v1/nodes/{uid}/actions/{action}":
 		return []string{"dry_run"}
-	case rt.path == "/v1/internal/members":
-		return []string{"relayed"}
-	case rt.path == "/v1/internal/checkpoint":
-		return []string{"index"}
 	}
-	return nil
+	return rt.query
 }
 
 // checkQuery refuses a query string that does not parse, names a parameter

@@ -139,7 +139,7 @@ func parseSetup(w http.ResponseWriter, r *http.Request, action string) (SetupReq
 	var b setupBody
 	body, err := readBody(w, r)
 	if err == nil {
-		err = decodeObject(body, &b)
+		err = decodeObject(body, &b, nil)
 	}
 	if err != nil {
 		var ae *fsm.Error

@@ -13,25 +13,20 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/google/uuid"
+
+	"cnm/control"
 	"cnm/fsm"
+	"cnm/peer"
 	"cnm/raftnode"
 )
-
-// errNotLeaderHere answers a forwarded request that reached a node which no
-// longer leads. Only peers see it: it tells the forwarding node that nothing
-// was applied and that it may try the new leader.
-var errNotLeaderHere = fsm.ErrNotLeader.With("this node is not the leader")
-
-// forwardedHeader marks a request forwarded by a follower. It is honoured
-// only on connections that present a cluster certificate.
-const forwardedHeader = "X-Cnm-Forwarded-By"
 
 // serveWrite runs a write on the leader: here if this node leads, otherwise
 // by forwarding the request. While there is no leader it keeps trying for the
 // hold period, then answers 503 no_quorum. It retries only when it knows the
-// write was not applied, so a write is never applied twice.
+// write was not applied, or when the route's writes are idempotent under
+// the id they were given here, so a write is never applied twice.
 func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rt route) error {
 	body, err := readBody(w, r)
 	if err != nil {
@@ -41,11 +36,13 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rt route) er
 	if err != nil {
 		return err
 	}
-	forwarded := r.Header.Get(forwardedHeader) != "" && s.fromPeer(r)
-	if !s.fromPeer(r) {
-		// A client does not choose task ids: a reused one would answer
-		// with an old record instead of starting the action.
-		r.Header.Del(taskHeader)
+	forwarded := r.Header.Get(peer.ForwardedHeader) != "" && s.checker.Allows(r)
+	if !forwarded {
+		// The write's id is given where the client's request arrives, so
+		// that every leader it reaches sees the same write. A client does
+		// not choose it: a reused one would answer with an old record
+		// instead of starting the action.
+		r.Header.Set(peer.TaskHeader, uuid.NewString())
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.hold)
 	defer cancel()
@@ -53,24 +50,24 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rt route) er
 		if s.raft.IsLeader() {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			err := rt.h(w, r.WithContext(ctx), p)
-			var again *retryAs
-			if errors.As(err, &again) {
-				// The write may have landed; send it again under the same
-				// identity, which Apply recognises.
-				r.Header.Set(taskHeader, again.taskID)
+			switch {
+			case errors.Is(err, raftnode.ErrNotLeader):
+			case rt.idempotent && errors.Is(err, raftnode.ErrLeadershipLost):
+				// It may have landed; the next leader knows it by its id.
 				forwarded = false
-			} else if !errors.Is(err, raftnode.ErrNotLeader) {
+			default:
 				return s.mapWriteErr(ctx, err)
 			}
 		} else if forwarded {
-			return errNotLeaderHere
-		} else if addr, err := s.leaderAPIAddr(); err == nil {
-			done, err := s.peers.Forward(ctx, w, r, addr, body, s.raft.ID())
-			if done {
+			return peer.ErrNotLeaderHere
+		} else if addr, err := s.peer.LeaderAddr(); err == nil {
+			outcome, err := s.peers.Forward(ctx, w, r, addr, body, s.raft.ID())
+			switch outcome {
+			case peer.Answered:
 				s.metrics.forwarded.Inc()
 				return nil
-			}
-			if err != nil && !errors.Is(err, errRetryable) {
+			case peer.Unknown:
+				s.log.Debug("forward", "error", err)
 				return s.noQuorum(ctx, "the leader stopped answering; the write may or may not have been applied")
 			}
 		}
@@ -80,16 +77,9 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rt route) er
 	}
 }
 
-// taskHeader carries the task id of an action submission that is being
-// retried after a leader change, so that the next leader stores it once.
-// It is honoured only from peers (or set by this node itself).
-const taskHeader = "X-Cnm-Task-Id"
-
-// retryAs asks serveWrite to run an idempotent write again on the current
-// leader, identified by taskID.
-type retryAs struct{ taskID string }
-
-func (e *retryAs) Error() string { return "retry task " + e.taskID }
+// taskID is the id serveWrite gave the write on the node the client sent
+// it to.
+func taskID(r *http.Request) string { return r.Header.Get(peer.TaskHeader) }
 
 // mapWriteErr turns raft errors of a write into API errors.
 func (s *Server) mapWriteErr(ctx context.Context, err error) error {
@@ -102,21 +92,6 @@ func (s *Server) mapWriteErr(ctx context.Context, err error) error {
 		return s.noQuorum(ctx, "the write was not committed within "+s.hold.String()+"; it may or may not have been applied")
 	}
 	return err
-}
-
-// submit encodes a command, applies it on this (leading) node and returns
-// the FSM's result. Domain errors come back as *fsm.Error.
-func (s *Server) submit(ctx context.Context, payload any) (*fsm.Result, error) {
-	cmd, err := fsm.Encode(payload)
-	if err != nil {
-		return nil, err
-	}
-	start := time.Now()
-	res, err := s.raft.Apply(ctx, cmd)
-	if err == nil {
-		s.metrics.apply.Observe(time.Since(start).Seconds())
-	}
-	return res, err
 }
 
 // readBody reads a request body of at most maxBodyBytes.
@@ -135,19 +110,36 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 // decodeBody parses a JSON object into dst, strictly: an empty body is {},
 // and anything but one JSON object with known fields of the right types is
 // a 400 that names the problem. Any Content-Type is accepted.
-func decodeBody(r *http.Request, dst any) error {
+func decodeBody(r *http.Request, dst any) error { return decodeFields(r, dst, nil) }
+
+// decodeFields is decodeBody for a body that takes, of dst's fields, only
+// those allowed names (by json name; nil allows all).
+func decodeFields(r *http.Request, dst any, allowed []string) error {
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
 		return fsm.ErrInvalidRequest.With("read request body: " + err.Error())
 	}
-	return decodeObject(b, dst)
+	return decodeObject(b, dst, allowed)
+}
+
+// actionFields lists the body fields of action name: the control.ActionParams
+// fields whose actions tag names it.
+func actionFields(name string) []string {
+	var out []string
+	for f := range reflect.TypeFor[control.ActionParams]().Fields() {
+		if slices.Contains(strings.Split(f.Tag.Get("actions"), ","), name) {
+			json, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			out = append(out, json)
+		}
+	}
+	return out
 }
 
 // decodeObject is decodeBody for a body already read. Field names must
 // match dst's json tags exactly (encoding/json alone would also take
 // "WAIT_FOR_PERSISTENCE" for "wait_for_persistence"), and no field may be
 // null: a null would silently read as "not given".
-func decodeObject(b []byte, dst any) error {
+func decodeObject(b []byte, dst any, allowed []string) error {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
 		b = []byte("{}")
@@ -163,7 +155,7 @@ func decodeObject(b []byte, dst any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return fsm.ErrInvalidJSON.With("the request body holds more than one JSON value")
 	}
-	if err := checkFields(raw, reflect.TypeOf(dst), ""); err != nil {
+	if err := checkFields(raw, reflect.TypeOf(dst), "", allowed); err != nil {
 		return err
 	}
 	dec = json.NewDecoder(bytes.NewReader(raw))
@@ -178,7 +170,7 @@ func decodeObject(b []byte, dst any) error {
 // decoded into: every object key must be one of the struct's json names,
 // spelt exactly, and no value may be null. Values of the wrong type are
 // left for the decoder to report.
-func checkFields(raw json.RawMessage, t reflect.Type, path string) error {
+func checkFields(raw json.RawMessage, t reflect.Type, path string, allowed []string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -189,6 +181,9 @@ func checkFields(raw json.RawMessage, t reflect.Type, path string) error {
 			return nil
 		}
 		fields := jsonFields(t)
+		if allowed != nil {
+			maps.DeleteFunc(fields, func(k string, _ reflect.Type) bool { return !slices.Contains(allowed, k) })
+		}
 		// Sorted, so that of several bad keys the same one is named each time.
 		for _, k := range slices.Sorted(maps.Keys(obj)) {
 			name := k
@@ -202,7 +197,7 @@ func checkFields(raw json.RawMessage, t reflect.Type, path string) error {
 			if isNull(obj[k]) {
 				return fsm.ErrInvalidParameter.With("field " + strconv.Quote(name) + " must not be null")
 			}
-			if err := checkFields(obj[k], ft, name); err != nil {
+			if err := checkFields(obj[k], ft, name, nil); err != nil {
 				return err
 			}
 		}
@@ -216,7 +211,7 @@ func checkFields(raw json.RawMessage, t reflect.Type, path string) error {
 			if isNull(el) {
 				return fsm.ErrInvalidParameter.With("field " + strconv.Quote(name) + " must not hold null")
 			}
-			if err := checkFields(el, t.Elem(), name); err != nil {
+			if err := checkFields(el, t.Elem(), name, nil); err != nil {
 				return err
 			}
 		}
@@ -274,16 +269,13 @@ func bodyError(err error) error {
 // another spelling.
 func pathUID(r *http.Request, what string) (int, error) {
 	v := muxVar(r, "uid")
-	n, ok := plainUID(v)
+	n, ok := control.PlainUID(v)
 	if !ok {
 		return 0, fsm.ErrInvalidParameter.With(what + " uid must be a positive integer, got " + strconv.Quote(v))
 	}
 	return n, nil
 }
 
-// plainUID parses a positive uid written in plain decimal: no sign, no
-// leading zero, no space, no exponent.
-func plainUID(v string) (int, bool) {
-	n, err := strconv.Atoi(v)
-	return n, err == nil && n > 0 && strconv.Itoa(n) == v
-}
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func quote(s string) string { return strconv.Quote(s) }

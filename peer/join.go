@@ -1,8 +1,9 @@
-package httpapi
+package peer
 
 import (
+	"crypto/x509"
 	"encoding/json"
-	"fmt"
+	"encoding/pem"
 	"net"
 	"net/http"
 	"strconv"
@@ -50,26 +51,34 @@ type NonvoterResponse struct {
 	Index uint64 `json:"index"`
 }
 
-func (s *Server) join(w http.ResponseWriter, r *http.Request, p principal) error {
-	var req JoinRequest
-	if err := decodeBody(r, &req); err != nil {
-		return err
-	}
-	if req.UID <= 0 {
+func (r *JoinRequest) check() error {
+	if r.UID <= 0 {
 		return fsm.ErrInvalidParameter.With("field \"uid\" must be a positive integer")
 	}
-	for field, addr := range map[string]string{"api_addr": req.APIAddr, "raft_addr": req.RaftAddr} {
+	for field, addr := range map[string]string{"api_addr": r.APIAddr, "raft_addr": r.RaftAddr} {
 		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" || port == "0" {
-			return fsm.ErrInvalidParameter.With("field \"" + field + "\" must be host:port, got " + quote(addr))
+			return fsm.ErrInvalidParameter.With("field \"" + field + "\" must be host:port, got " + strconv.Quote(addr))
 		}
 	}
-	if req.MaxRedisServers < 0 || req.TotalMemory < 0 || req.Cores < 0 {
+	if r.MaxRedisServers < 0 || r.TotalMemory < 0 || r.Cores < 0 {
 		return fsm.ErrInvalidParameter.With("node capacity must not be negative")
 	}
-	var caCert, caKey string
-	var clusterName string
+	return nil
+}
+
+// join admits a node (first step): it signs the node's certificate and
+// records the node, provisioning, with that certificate.
+func (s *Server) join(r *http.Request, actor fsm.Actor) (any, error) {
+	var req JoinRequest
+	if err := s.Decode(r, &req); err != nil {
+		return nil, err
+	}
+	if err := req.check(); err != nil {
+		return nil, err
+	}
+	var caCert, caKey, clusterName string
 	var old *fsm.Node
-	s.fsm.Read(func(st *fsm.State, _ uint64) {
+	s.FSM.Read(func(st *fsm.State, _ uint64) {
 		caCert, caKey, clusterName = st.Cluster.CACertPEM, st.Cluster.CAKeyPEM, st.Cluster.Name
 		if n, ok := st.Nodes[req.UID]; ok {
 			c := *n
@@ -77,23 +86,12 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, p principal) error
 		}
 	})
 	if err := s.refuseMemberRejoin(old); err != nil {
-		return err
-	}
-	ca, err := pki.ParseCA([]byte(caCert), []byte(caKey))
-	if err != nil {
-		return err
+		return nil, err
 	}
 	now := time.Now()
-	if csrUID, err := csrNodeUID([]byte(req.CSR)); err != nil || csrUID != req.UID {
-		return fsm.ErrInvalidParameter.With(fmt.Sprintf("field \"csr\" must be for node %d", req.UID))
-	}
-	cert, err := ca.SignFor([]byte(req.CSR), now, s.certLifetime)
+	certPEM, ref, err := s.sign(caCert, caKey, req.CSR, req.UID, now, "")
 	if err != nil {
-		return fsm.ErrInvalidParameter.With("field \"csr\": " + err.Error())
-	}
-	leaf, err := pki.ParseCert(cert)
-	if err != nil {
-		return err
+		return nil, err
 	}
 	host, _, _ := net.SplitHostPort(req.APIAddr)
 	node := fsm.Node{
@@ -101,14 +99,34 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, p principal) error
 		AcceptServers: true, MaxRedisServers: req.MaxRedisServers, TotalMemory: req.TotalMemory,
 		RackID: req.RackID, SoftwareVersion: req.SoftwareVersion, JoinedAt: now.Unix(), Cores: req.Cores,
 		// The certificate is on record before the node can use it.
-		Certs: []fsm.CertRef{{Serial: pki.Serial(leaf), NotAfter: leaf.NotAfter.Unix()}},
+		Certs: []fsm.CertRef{ref},
 	}
-	if _, err := s.submit(r.Context(), &fsm.AddNode{Actor: p.actor(), Node: node}); err != nil {
-		return err
+	if _, err := s.Propose(r.Context(), &fsm.AddNode{Actor: actor, Node: node}); err != nil {
+		return nil, err
 	}
-	s.log.Info("node admitted", "joining_uid", req.UID, "api_addr", req.APIAddr, "raft_addr", req.RaftAddr)
-	writeJSON(w, http.StatusOK, JoinResponse{ClusterName: clusterName, CertPEM: string(cert), CAPEM: caCert})
-	return nil
+	s.Log.Info("node admitted", "joining_uid", req.UID, "api_addr", req.APIAddr, "raft_addr", req.RaftAddr)
+	return JoinResponse{ClusterName: clusterName, CertPEM: string(certPEM), CAPEM: caCert}, nil
+}
+
+// sign issues a certificate for the CSR of node uid; who, if set, names
+// the caller in the refusal of a CSR for another node.
+func (s *Server) sign(caCert, caKey, csr string, uid int, now time.Time, who string) ([]byte, fsm.CertRef, error) {
+	if csrUID, err := csrNodeUID([]byte(csr)); err != nil || csrUID != uid {
+		return nil, fsm.CertRef{}, fsm.Errorf(fsm.ErrInvalidParameter, "field \"csr\" must be for node %d%s", uid, who)
+	}
+	ca, err := pki.ParseCA([]byte(caCert), []byte(caKey))
+	if err != nil {
+		return nil, fsm.CertRef{}, err
+	}
+	certPEM, err := ca.SignFor([]byte(csr), now, s.certLifetime())
+	if err != nil {
+		return nil, fsm.CertRef{}, fsm.ErrInvalidParameter.With("field \"csr\": " + err.Error())
+	}
+	leaf, err := pki.ParseCert(certPEM)
+	if err != nil {
+		return nil, fsm.CertRef{}, err
+	}
+	return certPEM, fsm.CertRef{Serial: pki.Serial(leaf), NotAfter: leaf.NotAfter.Unix()}, nil
 }
 
 // refuseMemberRejoin refuses a join under the uid of a node that is
@@ -123,7 +141,7 @@ func (s *Server) refuseMemberRejoin(old *fsm.Node) error {
 		return nil
 	}
 	voter := false
-	if servers, err := s.raft.Servers(); err == nil {
+	if servers, err := s.Raft.Servers(); err == nil {
 		for _, srv := range servers {
 			voter = voter || (srv.UID == old.UID && srv.Voter)
 		}
@@ -131,54 +149,62 @@ func (s *Server) refuseMemberRejoin(old *fsm.Node) error {
 	if old.Status == fsm.NodeProvisioning && !voter {
 		return nil
 	}
-	uid := itoa(old.UID)
+	uid := strconv.Itoa(old.UID)
 	return fsm.ErrNodeExists.With("node " + uid +
 		" is already a member of the cluster (" + old.Status + ", at " + old.APIAddr + "): a node that lost its data dir, " +
 		"or a copy of one, cannot take its place; remove node " + uid + " first (POST /v1/nodes/" + uid +
 		"/actions/remove), then join it afresh")
 }
 
-func (s *Server) joinVoter(w http.ResponseWriter, r *http.Request, p principal) error {
+// joinVoter is a join's last step, in two stages: a nonvoter receiving the
+// log, then a voter, active.
+func (s *Server) joinVoter(r *http.Request, actor fsm.Actor) (any, error) {
 	var req VoterRequest
-	if err := decodeBody(r, &req); err != nil {
-		return err
+	if err := s.Decode(r, &req); err != nil {
+		return nil, err
 	}
 	var node fsm.Node
 	var ok bool
-	s.fsm.Read(func(st *fsm.State, _ uint64) {
+	s.FSM.Read(func(st *fsm.State, _ uint64) {
 		var n *fsm.Node
 		if n, ok = st.Nodes[req.UID]; ok {
 			node = *n
 		}
 	})
 	if !ok {
-		return errNodeNotFound(req.UID)
+		return nil, fsm.Errorf(fsm.ErrNodeNotFound, "node %d does not exist", req.UID)
 	}
 	if req.Nonvoter {
-		if err := s.raft.AddNonvoter(r.Context(), node.UID, node.RaftAddr); err != nil {
-			return err
+		if err := s.Raft.AddNonvoter(r.Context(), node.UID, node.RaftAddr); err != nil {
+			return nil, err
 		}
-		commit, _ := s.raft.Indexes()
-		writeJSON(w, http.StatusOK, NonvoterResponse{Index: commit})
-		return nil
+		commit, _ := s.Raft.Indexes()
+		return NonvoterResponse{Index: commit}, nil
 	}
-	if err := s.raft.AddVoter(r.Context(), node.UID, node.RaftAddr); err != nil {
-		return err
+	if err := s.Raft.AddVoter(r.Context(), node.UID, node.RaftAddr); err != nil {
+		return nil, err
 	}
 	if node.Status == fsm.NodeProvisioning {
-		res, err := s.submit(r.Context(), &fsm.SetNodeStatus{Actor: p.actor(), UID: node.UID, Status: fsm.NodeActive})
+		res, err := s.Propose(r.Context(), &fsm.SetNodeStatus{Actor: actor, UID: node.UID, Status: fsm.NodeActive})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := json.Unmarshal(res.Value, &node); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	s.log.Info("node is a voter", "joining_uid", node.UID)
-	writeJSON(w, http.StatusOK, viewNode(&node, time.Now()))
-	return nil
+	s.Log.Info("node is a voter", "joining_uid", node.UID)
+	return s.NodeView(&node), nil
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
-
-func quote(s string) string { return strconv.Quote(s) }
+func csrNodeUID(csrPEM []byte) (int, error) {
+	b, _ := pem.Decode(csrPEM)
+	if b == nil || b.Type != "CERTIFICATE REQUEST" {
+		return 0, pki.ErrBadPEM
+	}
+	csr, err := x509.ParseCertificateRequest(b.Bytes)
+	if err != nil {
+		return 0, err
+	}
+	return pki.UIDOf(&x509.Certificate{Subject: csr.Subject})
+}
