@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+
+	"cnm/fsm"
 )
 
 // Prefix is where the agent's node-to-node API is mounted.
@@ -57,18 +59,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeErr(w http.ResponseWriter, err error) {
-	status, code := http.StatusInternalServerError, "internal_error"
+	kind := fsm.ErrInternal
 	switch {
 	case errors.Is(err, ErrNoShard):
-		status, code = http.StatusNotFound, "shard_not_found"
+		kind = fsm.ErrShardNotFound
 	case errors.Is(err, ErrChecksum):
-		status, code = http.StatusBadGateway, "checksum_mismatch"
+		kind = fsm.ErrChecksumMismatch
 	case errors.Is(err, ErrStaleTerm):
-		status, code = http.StatusConflict, "stale_term"
+		kind = fsm.ErrStaleTerm
 	case errors.Is(err, ErrBadPersistence), errors.Is(err, errBadRequest):
-		status, code = http.StatusBadRequest, "invalid_parameter"
+		kind = fsm.ErrInvalidParameter
 	}
-	writeJSON(w, status, map[string]string{"error_code": code, "description": err.Error()})
+	writeJSON(w, kind.Status(), kind.With(err.Error()))
 }
 
 var errBadRequest = errors.New("bad request")
@@ -115,8 +117,7 @@ func (a *Agent) drop(w http.ResponseWriter, r *http.Request) {
 	uid := mux.Vars(r)["uid"]
 	want, pending := a.assigned()
 	if _, ok := want[uid]; ok {
-		writeJSON(w, http.StatusConflict, map[string]string{"error_code": "shard_assigned",
-			"description": "shard " + uid + " is assigned to this node"})
+		writeJSON(w, fsm.ErrShardAssigned.Status(), fsm.ErrShardAssigned.With("shard "+uid+" is assigned to this node"))
 		return
 	}
 	a.unstage(uid)

@@ -1,14 +1,15 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"time"
+
+	"cnm/fsm"
+	"cnm/peer"
 )
 
 // Client calls other nodes' agents; executors move shards with it.
@@ -18,7 +19,7 @@ import (
 // (Info, List, Drop, Ops) also end after CallTimeout. The time a call has
 // left travels with it, so that the peer stops its side of the work then.
 type Client struct {
-	c *http.Client
+	c *peer.Client
 	// CallTimeout caps the small calls; zero means no cap beyond ctx.
 	CallTimeout time.Duration
 }
@@ -35,7 +36,9 @@ const timeoutHeader = "X-Cnm-Timeout-Ms"
 const maxRequestTimeout = 7 * 24 * time.Hour
 
 // NewClient wraps an HTTP client that speaks mutual TLS to other nodes.
-func NewClient(c *http.Client) *Client { return &Client{c: c, CallTimeout: DefaultCallTimeout} }
+func NewClient(c *http.Client) *Client {
+	return &Client{c: peer.NewClient(c), CallTimeout: DefaultCallTimeout}
+}
 
 // small bounds ctx by CallTimeout.
 func (c *Client) small(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -45,17 +48,13 @@ func (c *Client) small(ctx context.Context) (context.Context, context.CancelFunc
 	return context.WithTimeout(ctx, c.CallTimeout)
 }
 
-// newRequest makes a request bound to ctx that tells the peer how long the
-// caller waits.
-func newRequest(ctx context.Context, method, url string, body io.Reader) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
-	if err != nil {
-		return nil, err
-	}
+// timeoutOf tells the peer how long the caller waits.
+func timeoutOf(ctx context.Context) http.Header {
+	h := http.Header{}
 	if dl, ok := ctx.Deadline(); ok {
-		req.Header.Set(timeoutHeader, strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10))
+		h.Set(timeoutHeader, strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10))
 	}
-	return req, nil
+	return h
 }
 
 // requestContext bounds the context of a request by the time its caller
@@ -70,49 +69,19 @@ func requestContext(r *http.Request) (context.Context, context.CancelFunc) {
 }
 
 func (c *Client) call(ctx context.Context, method, addr, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("encode agent request: %w", err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := newRequest(ctx, method, "https://"+addr+Prefix+path, rd)
-	if err != nil {
-		return fmt.Errorf("agent request: %w", err)
-	}
-	resp, err := c.c.Do(req)
-	if err != nil {
-		return fmt.Errorf("agent %s %s on %s: %w", method, path, addr, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return remoteError(resp)
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decode agent answer from %s: %w", addr, err)
-	}
-	return nil
+	return agentError(c.c.Call(ctx, method, addr, Prefix+path, timeoutOf(ctx), body, out))
 }
 
-func remoteError(resp *http.Response) error {
-	var e struct {
-		Code string `json:"error_code"`
-		Desc string `json:"description"`
-	}
-	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
-	err := fmt.Errorf("agent answered %d %s: %s", resp.StatusCode, e.Code, e.Desc)
-	switch e.Code {
-	case "shard_not_found":
-		return fmt.Errorf("%w (%w)", ErrNoShard, err)
-	case "checksum_mismatch":
-		return fmt.Errorf("%w (%w)", ErrChecksum, err)
-	case "stale_term":
-		return fmt.Errorf("%w (%w)", ErrStaleTerm, err)
+// agentError gives a peer's refusal the sentinel of its code, so that
+// callers tell a missing shard, bad data and a deposed leader apart.
+func agentError(err error) error {
+	for _, m := range []struct {
+		kind     *fsm.Error
+		sentinel error
+	}{{fsm.ErrShardNotFound, ErrNoShard}, {fsm.ErrChecksumMismatch, ErrChecksum}, {fsm.ErrStaleTerm, ErrStaleTerm}} {
+		if peer.IsCode(err, m.kind) {
+			return fmt.Errorf("%w (%w)", m.sentinel, err)
+		}
 	}
 	return err
 }
@@ -177,17 +146,18 @@ type peerSource struct {
 }
 
 func (p peerSource) Fetch(ctx context.Context, uid string) (io.ReadCloser, int64, string, error) {
-	req, err := newRequest(ctx, http.MethodGet, "https://"+p.addr+Prefix+"/shards/"+uid+"/data", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+p.addr+Prefix+"/shards/"+uid+"/data", nil)
 	if err != nil {
 		return nil, 0, "", fmt.Errorf("fetch request: %w", err)
 	}
+	req.Header = timeoutOf(ctx)
 	resp, err := p.c.c.Do(req)
 	if err != nil {
 		return nil, 0, "", fmt.Errorf("fetch shard %s from %s: %w", uid, p.addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
-		return nil, 0, "", remoteError(resp)
+		return nil, 0, "", agentError(peer.DecodeError(resp, p.addr))
 	}
 	size, err := strconv.ParseInt(resp.Header.Get(sizeHeader), 10, 64)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -151,4 +152,56 @@ func (s *Server) authenticate(r *http.Request) (principal, userSeen, error) {
 	}
 	s.auth.remember(k, &user, now)
 	return principal{UID: user.UID, Email: user.Email, Role: user.Role, Revision: user.Revision}, seen, nil
+}
+
+func (s *Server) authorize(r *http.Request, perm string) (principal, error) {
+	p, _, err := s.authorizeSeen(r, perm)
+	return p, err
+}
+
+// authorizeSeen is authorize that also tells which version of the user the
+// credentials were checked against.
+func (s *Server) authorizeSeen(r *http.Request, perm string) (principal, userSeen, error) {
+	// A node that has no cluster state yet (the first node between its
+	// start and its bootstrap entry, a joining node catching up) has no
+	// users either: that is "not yet", not "wrong credentials".
+	ready := false
+	s.fsm.Read(func(st *fsm.State, _ uint64) { ready = st.Bootstrapped() })
+	if !ready {
+		return principal{}, userSeen{}, fsm.ErrNotBootstrapped.With("this node has no cluster state yet; try again in a moment")
+	}
+	p, seen, err := s.authenticate(r)
+	if err != nil {
+		return principal{}, seen, err
+	}
+	if !Allowed(p.Role, perm) {
+		return principal{}, seen, fsm.ErrForbidden.With("role " + p.Role + " lacks permission " + perm)
+	}
+	return p, seen, nil
+}
+
+// authorizeLinearized checks credentials against the local state and, if
+// they fail there, once more after catching up with the leader: this node
+// may not yet have applied a user created or changed moments ago. Without
+// a leader, the local verdict stands.
+//
+// A wrong password is checked only once: if the user is as it was (same
+// revision, or still unknown), a second check could only fail again, and
+// each one costs a bcrypt run.
+func (s *Server) authorizeLinearized(r *http.Request, perm string) (principal, error) {
+	p, seen, err := s.authorizeSeen(r, perm)
+	if err == nil {
+		return p, nil
+	}
+	var ae *fsm.Error
+	if errors.As(err, &ae) && ae.Status() == http.StatusTooManyRequests {
+		return principal{}, err
+	}
+	if s.linearize(r.Context()) != nil {
+		return principal{}, err
+	}
+	if ae != nil && ae.Status() == http.StatusUnauthorized && s.seenNow(r) == seen {
+		return principal{}, err
+	}
+	return s.authorize(r, perm)
 }

@@ -146,3 +146,37 @@ func pause(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+func (s *Server) serveLocal(w http.ResponseWriter, r *http.Request, rt route) error {
+	p, err := s.authorize(r, rt.perm)
+	if err != nil {
+		return err
+	}
+	return rt.h(w, r, p)
+}
+
+func (s *Server) serveRead(w http.ResponseWriter, r *http.Request, rt route) error {
+	q, err := parseReadQuery(r)
+	if err != nil {
+		return err
+	}
+	// Check the caller before waiting on anything on their behalf.
+	if _, err := s.authorizeLinearized(r, rt.perm); err != nil {
+		return err
+	}
+	if q.blocking {
+		s.waitIndex(r.Context(), q.index, q.wait)
+	}
+	if !q.stale {
+		if err := s.linearize(r.Context()); err != nil {
+			return err
+		}
+	}
+	// Authenticate again on the state the answer comes from, so that a
+	// password or role changed before this read began is in force.
+	p, err := s.authorize(r, rt.perm)
+	if err != nil {
+		return err
+	}
+	return rt.h(w, r, p)
+}
