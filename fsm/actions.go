@@ -133,38 +133,6 @@ type Event struct {
 	Message string `json:"message"`
 }
 
-// Step kinds. Each names the effect its commit has on the state.
-const (
-	StepSnapshot        = "snapshot"         // record the node's maintenance snapshot
-	StepMaintenance     = "set_maintenance"  // the node stops accepting shards
-	StepFailover        = "failover"         // a master and its replica swap roles
-	StepMove            = "move_shard"       // a shard's copy moves to another node
-	StepRebind          = "rebind_endpoint"  // an endpoint moves to another node
-	StepWaitPersistence = "wait_persistence" // no effect: waits for persistence files
-	StepTransferLeader  = "transfer_leadership"
-	StepRemoveMember    = "remove_member"   // the node leaves raft and the node table
-	StepEndMaintenance  = "end_maintenance" // the node accepts shards again
-	StepDeleteSnapshot  = "delete_snapshot"
-	// StepFail ends the action as failed with Code and Message once the
-	// steps before it are done (maintenance_on that cannot evacuate the
-	// node still puts it in maintenance and keeps its snapshot).
-	StepFail = "fail"
-)
-
-// Step is one planned unit of an action.
-type Step struct {
-	Kind     string `json:"kind"`
-	Shard    string `json:"shard,omitempty"`
-	BDB      int    `json:"bdb,omitempty"`
-	From     int    `json:"from,omitempty"`
-	To       int    `json:"to,omitempty"`
-	Endpoint string `json:"endpoint,omitempty"`
-	Snapshot string `json:"snapshot,omitempty"`
-	Time     int64  `json:"time,omitempty"`
-	Code     string `json:"code,omitempty"`
-	Message  string `json:"message,omitempty"`
-}
-
 // SubmitAction records a new action (status queued).
 type SubmitAction struct {
 	Actor  Actor  `json:"actor"`
@@ -315,10 +283,10 @@ func (s *State) putAction(a *Action) {
 func (s *State) applySubmitAction(p *SubmitAction, admit Admission) (any, *Error) {
 	a := p.Action
 	if !slices.Contains(ActionNames, a.Action) {
-		return nil, errorf(ErrInvalidParameter, "unknown action %q", a.Action)
+		return nil, Errorf(ErrInvalidParameter, "unknown action %q", a.Action)
 	}
 	if a.TaskID == "" {
-		return nil, errorf(ErrInvalidParameter, "an action needs a task id")
+		return nil, Errorf(ErrInvalidParameter, "an action needs a task id")
 	}
 	// A submission retried after its answer was lost (a leader change)
 	// carries the same task id: it gets the record it made, once.
@@ -326,17 +294,17 @@ func (s *State) applySubmitAction(p *SubmitAction, admit Admission) (any, *Error
 		if prev.NodeUID == a.NodeUID && prev.Action == a.Action {
 			return *prev, nil
 		}
-		return nil, errorf(ErrInvalidParameter, "task id %s is taken", a.TaskID)
+		return nil, Errorf(ErrInvalidParameter, "task id %s is taken", a.TaskID)
 	}
 	n, ok := s.Nodes[a.NodeUID]
 	if !ok {
-		return nil, errorf(ErrNodeNotFound, "node %d does not exist", a.NodeUID)
+		return nil, Errorf(ErrNodeNotFound, "node %d does not exist", a.NodeUID)
 	}
 	if cur := s.ActiveAction(a.NodeUID); cur != nil && !brokenNoConflictCheck {
-		return nil, errorf(ErrActionInProgress, "action %s (task %s) is %s on node %d", cur.Action, cur.TaskID, cur.Status, a.NodeUID)
+		return nil, Errorf(ErrActionInProgress, "action %s (task %s) is %s on node %d", cur.Action, cur.TaskID, cur.Status, a.NodeUID)
 	}
 	if a.Action == ActionRemove && len(s.Nodes) == 1 {
-		return nil, errorf(ErrInvalidParameter, "node %d is the last node of the cluster and cannot be removed", a.NodeUID)
+		return nil, Errorf(ErrInvalidParameter, "node %d is the last node of the cluster and cannot be removed", a.NodeUID)
 	}
 	a.Reserved = nil
 	if admit != nil && !brokenNoConflictCheck {
@@ -372,13 +340,13 @@ func (s *State) applySubmitAction(p *SubmitAction, admit Admission) (any, *Error
 func (s *State) ownedAction(task string, term uint64) (*Action, *Error) {
 	cur := s.ActionByTask(task)
 	if cur == nil {
-		return nil, errorf(ErrActionNotFound, "no action with task id %s", task)
+		return nil, Errorf(ErrActionNotFound, "no action with task id %s", task)
 	}
 	if cur.Term != term {
-		return nil, errorf(ErrStaleTerm, "action %s is owned by the leader of term %d, not %d", task, cur.Term, term)
+		return nil, Errorf(ErrStaleTerm, "action %s is owned by the leader of term %d, not %d", task, cur.Term, term)
 	}
 	if Terminal(cur.Status) {
-		return nil, errorf(ErrStaleTerm, "action %s is already %s", task, cur.Status)
+		return nil, Errorf(ErrStaleTerm, "action %s is already %s", task, cur.Status)
 	}
 	return cloneAction(cur), nil
 }
@@ -386,10 +354,10 @@ func (s *State) ownedAction(task string, term uint64) (*Action, *Error) {
 func (s *State) applyClaimAction(p *ClaimAction) (any, *Error) {
 	cur := s.ActionByTask(p.TaskID)
 	if cur == nil {
-		return nil, errorf(ErrActionNotFound, "no action with task id %s", p.TaskID)
+		return nil, Errorf(ErrActionNotFound, "no action with task id %s", p.TaskID)
 	}
 	if Terminal(cur.Status) || p.Term < cur.Term {
-		return nil, errorf(ErrStaleTerm, "action %s is %s and owned by term %d; claim of term %d refused", p.TaskID, cur.Status, cur.Term, p.Term)
+		return nil, Errorf(ErrStaleTerm, "action %s is %s and owned by term %d; claim of term %d refused", p.TaskID, cur.Status, cur.Term, p.Term)
 	}
 	if p.Term == cur.Term {
 		return *cur, nil
@@ -415,7 +383,7 @@ func (s *State) applyPlanAction(p *PlanAction) (any, *Error) {
 		return nil, err
 	}
 	if a.Status != StatusStarting {
-		return nil, errorf(ErrStaleTerm, "action %s is %s, not starting", p.TaskID, a.Status)
+		return nil, Errorf(ErrStaleTerm, "action %s is %s, not starting", p.TaskID, a.Status)
 	}
 	a.Steps = slices.Clone(p.Steps)
 	a.Reserved = nil
@@ -435,10 +403,10 @@ func (s *State) applyStepDone(p *StepDone) (any, *Error) {
 		return nil, err
 	}
 	if a.Status != StatusRunning && a.Status != StatusCancelling {
-		return nil, errorf(ErrStaleTerm, "action %s is %s", p.TaskID, a.Status)
+		return nil, Errorf(ErrStaleTerm, "action %s is %s", p.TaskID, a.Status)
 	}
 	if p.Index != a.Done || p.Index >= len(a.Steps) {
-		return nil, errorf(ErrStaleTerm, "action %s is at step %d, not %d", p.TaskID, a.Done, p.Index)
+		return nil, Errorf(ErrStaleTerm, "action %s is at step %d, not %d", p.TaskID, a.Done, p.Index)
 	}
 	if err := s.stepEffect(a, a.Steps[p.Index]); err != nil {
 		return nil, err
@@ -458,11 +426,11 @@ func (s *State) applyRetargetStep(p *RetargetStep) (any, *Error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.Index != a.Done || p.Index >= len(a.Steps) || a.Steps[p.Index].Kind != StepMove {
-		return nil, errorf(ErrStaleTerm, "action %s: step %d is not the next move", p.TaskID, p.Index)
+	if p.Index != a.Done || p.Index >= len(a.Steps) || !stepKinds[a.Steps[p.Index].Kind].retargetable {
+		return nil, Errorf(ErrStaleTerm, "action %s: step %d is not the next move", p.TaskID, p.Index)
 	}
 	if !s.Takes(p.To) {
-		return nil, errorf(ErrPlacementConflict, "node %d does not accept shards", p.To)
+		return nil, Errorf(ErrPlacementConflict, "node %d does not accept shards", p.To)
 	}
 	old := a.Steps[p.Index]
 	for i := p.Index; i < len(a.Steps); i++ {
@@ -481,7 +449,7 @@ func (s *State) applySetWaiting(p *SetWaiting) (any, *Error) {
 		return nil, err
 	}
 	if p.Index != a.Done {
-		return nil, errorf(ErrStaleTerm, "action %s is at step %d, not %d", p.TaskID, a.Done, p.Index)
+		return nil, Errorf(ErrStaleTerm, "action %s is at step %d, not %d", p.TaskID, a.Done, p.Index)
 	}
 	if a.Waiting == p.Reason {
 		return *a, nil
@@ -502,10 +470,10 @@ func (s *State) applyFinishAction(p *FinishAction) (any, *Error) {
 		return nil, err
 	}
 	if !CanMove(a.Status, p.Status) {
-		return nil, errorf(ErrInvalidParameter, "action %s cannot go from %s to %s", p.TaskID, a.Status, p.Status)
+		return nil, Errorf(ErrInvalidParameter, "action %s cannot go from %s to %s", p.TaskID, a.Status, p.Status)
 	}
 	if p.Status == StatusCompleted && a.Done != len(a.Steps) {
-		return nil, errorf(ErrInvalidParameter, "action %s has done %d of %d steps", p.TaskID, a.Done, len(a.Steps))
+		return nil, Errorf(ErrInvalidParameter, "action %s has done %d of %d steps", p.TaskID, a.Done, len(a.Steps))
 	}
 	a.Status = p.Status
 	a.Waiting, a.Reserved = "", nil
@@ -523,7 +491,7 @@ func (s *State) applyFinishAction(p *FinishAction) (any, *Error) {
 func (s *State) applyCancelAction(p *CancelAction) (any, *Error) {
 	cur := s.ActionOf(p.Node, p.Action)
 	if cur == nil {
-		return nil, errorf(ErrActionNotFound, "no %s action on node %d", p.Action, p.Node)
+		return nil, Errorf(ErrActionNotFound, "no %s action on node %d", p.Action, p.Node)
 	}
 	a := cloneAction(cur)
 	switch a.Status {
@@ -546,151 +514,4 @@ func (s *State) applyCancelAction(p *CancelAction) (any, *Error) {
 	}
 	s.putAction(a)
 	return *a, nil
-}
-
-// stepEffect applies what committing step st means for the cluster model.
-// Effects are idempotent where a replay could meet them already done.
-func (s *State) stepEffect(a *Action, st Step) *Error {
-	switch st.Kind {
-	case StepSnapshot:
-		snap := &NodeSnapshot{Name: st.Snapshot, Time: st.Time, Shards: []SnapshotShard{}, Endpoints: []string{}}
-		for _, sh := range s.ShardsOn(a.NodeUID) {
-			snap.Shards = append(snap.Shards, SnapshotShard{UID: sh.UID, BDBUID: sh.BDBUID, Role: sh.Role})
-		}
-		for _, uid := range s.BDBUIDs() {
-			for _, e := range s.BDBs[uid].Endpoints {
-				if e.NodeUID == a.NodeUID {
-					snap.Endpoints = append(snap.Endpoints, e.UID)
-				}
-			}
-		}
-		// Only the latest maintenance snapshot of a node is kept.
-		if s.Snapshots == nil {
-			s.Snapshots = map[int][]*NodeSnapshot{}
-		}
-		s.Snapshots[a.NodeUID] = []*NodeSnapshot{snap}
-	case StepMaintenance, StepEndMaintenance:
-		n, ok := s.Nodes[a.NodeUID]
-		if !ok {
-			return errorf(ErrNodeNotFound, "node %d does not exist", a.NodeUID)
-		}
-		c := *n
-		c.Maintenance = st.Kind == StepMaintenance
-		s.Nodes[c.UID] = &c
-	case StepDeleteSnapshot:
-		list := s.Snapshots[a.NodeUID]
-		for i, sn := range list {
-			if sn.Name == st.Snapshot {
-				s.Snapshots[a.NodeUID] = append(list[:i:i], list[i+1:]...)
-				break
-			}
-		}
-		if len(s.Snapshots[a.NodeUID]) == 0 {
-			delete(s.Snapshots, a.NodeUID)
-		}
-	case StepFailover:
-		sh, ok := s.Shards[st.Shard]
-		if !ok {
-			return nil // the database was deleted meanwhile: nothing to do
-		}
-		pair := s.PairOf(sh)
-		if pair == nil {
-			return errorf(ErrInvalidParameter, "shard %s has no replica to fail over to", sh.UID)
-		}
-		// The step names the shard that must end up a replica.
-		if sh.Role == RoleMaster && pair.NodeUID != a.NodeUID && s.Emptying(pair.NodeUID) {
-			return errorf(ErrPlacementConflict, "the replica %s of shard %s is on node %d, which another action is emptying", pair.UID, sh.UID, pair.NodeUID)
-		}
-		if sh.Role == RoleMaster {
-			m, r := *sh, *pair
-			m.Role, r.Role = RoleSlave, RoleMaster
-			s.Shards[m.UID], s.Shards[r.UID] = &m, &r
-			s.moveEndpointsOff(sh.BDBUID, sh.NodeUID, pair.NodeUID)
-		}
-	case StepMove:
-		sh, ok := s.Shards[st.Shard]
-		if !ok {
-			return nil
-		}
-		if sh.NodeUID != st.From && sh.NodeUID != st.To {
-			// An action on another node moved it meanwhile (actions on
-			// different nodes run at once): the move has nothing left to
-			// do, and refusing would stall this action at this step.
-			return nil
-		}
-		// Actions on other nodes run at the same time and plan against the
-		// state they saw: the rules are checked again where the move lands.
-		to, ok := s.Nodes[st.To]
-		if !ok {
-			return errorf(ErrPlacementConflict, "node %d left the cluster", st.To)
-		}
-		if sh.NodeUID != st.To {
-			if !s.Takes(to.UID) {
-				return errorf(ErrPlacementConflict, "node %d does not accept shards", st.To)
-			}
-			u := s.Usage()[st.To]
-			if u.Shards+1 > to.MaxRedisServers || (!s.Policy.ShardsOverbooking && sh.Memory > to.TotalMemory-u.Memory) {
-				return errorf(ErrPlacementConflict, "node %d has no room left for shard %s", st.To, sh.UID)
-			}
-		}
-		if p := s.PairOf(sh); p != nil && p.NodeUID == st.To {
-			return errorf(ErrPlacementConflict, "node %d already hosts shard %s, the pair of shard %s", st.To, p.UID, sh.UID)
-		}
-		c := *sh
-		c.NodeUID = st.To
-		s.Shards[c.UID] = &c
-	case StepRebind:
-		b, ok := s.BDBs[st.BDB]
-		if !ok {
-			return nil
-		}
-		c := *b
-		c.Endpoints = slices.Clone(b.Endpoints)
-		for i := range c.Endpoints {
-			if c.Endpoints[i].UID == st.Endpoint {
-				c.Endpoints[i].NodeUID = st.To
-			}
-		}
-		s.BDBs[c.UID] = &c
-	case StepRemoveMember:
-		if n, ok := s.Nodes[a.NodeUID]; ok {
-			s.revoke(n.Certs...)
-		}
-		delete(s.Nodes, a.NodeUID)
-		delete(s.Snapshots, a.NodeUID)
-	case StepWaitPersistence, StepTransferLeader, StepFail:
-	default:
-		return errorf(ErrInvalidParameter, "unknown step kind %q", st.Kind)
-	}
-	return nil
-}
-
-// moveEndpointsOff keeps endpoints with masters: an endpoint of bdb on node
-// from follows the master to node to.
-func (s *State) moveEndpointsOff(bdb, from, to int) {
-	b, ok := s.BDBs[bdb]
-	if !ok {
-		return
-	}
-	changed := false
-	c := *b
-	c.Endpoints = slices.Clone(b.Endpoints)
-	for i := range c.Endpoints {
-		if c.Endpoints[i].NodeUID == from && !s.hostsMaster(bdb, from) {
-			c.Endpoints[i].NodeUID = to
-			changed = true
-		}
-	}
-	if changed {
-		s.BDBs[bdb] = &c
-	}
-}
-
-func (s *State) hostsMaster(bdb, node int) bool {
-	for _, sh := range s.Shards {
-		if sh.BDBUID == bdb && sh.NodeUID == node && sh.Role == RoleMaster {
-			return true
-		}
-	}
-	return false
 }

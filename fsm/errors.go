@@ -1,12 +1,18 @@
 package fsm
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Error is a domain error decided by Apply. Code is the snake_case error code
 // the REST API answers with; Description names the offending object.
 type Error struct {
 	Code        string `json:"error_code"`
 	Description string `json:"description"`
+	// cause is what Errorf's %w verbs wrapped, so that errors.As still
+	// finds the lower-level error (the planner's, say) behind the code.
+	cause error
 }
 
 func (e *Error) Error() string {
@@ -24,6 +30,14 @@ func (e *Error) Error() string {
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && e != nil && t != nil && t.Code == e.Code
+}
+
+// Unwrap returns the error that Errorf's format wrapped with %w, if any.
+func (e *Error) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.cause
 }
 
 // Sentinel domain errors; compare with errors.Is.
@@ -54,8 +68,23 @@ var (
 	// ErrStaleTerm: an executor write from a leader that no longer owns
 	// the action (or about a step already done); it changes nothing.
 	ErrStaleTerm = &Error{Code: "stale_term"}
+	// ErrUnsupportedAction: an action name that no planner knows.
+	ErrUnsupportedAction = &Error{Code: "unsupported_action"}
+	// ErrInternal: something failed that is no fault of the request (a
+	// node left mid-step, a step the state refused); the action fails.
+	ErrInternal = &Error{Code: "internal_error"}
 )
 
-func errorf(kind *Error, format string, args ...any) *Error {
-	return &Error{Code: kind.Code, Description: fmt.Sprintf(format, args...)}
+// Errorf returns an error with kind's code, described by format and args
+// as fmt.Errorf would; an error wrapped with %w stays reachable through
+// errors.Is and errors.As.
+func Errorf(kind *Error, format string, args ...any) *Error {
+	err := fmt.Errorf(format, args...)
+	e := &Error{Code: kind.Code, Description: err.Error()}
+	if errors.Unwrap(err) != nil {
+		e.cause = err
+	} else if _, ok := err.(interface{ Unwrap() []error }); ok {
+		e.cause = err
+	}
+	return e
 }
