@@ -388,9 +388,9 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 	if running != nil {
 		return errInProgress(running)
 	}
-	var pe *cluster.PlanError
+	var pe *fsm.Error
 	if errors.As(perr, &pe) {
-		return planFailure(pe.Code, pe.Message)
+		return planFailure(pe.Code, pe.Description)
 	}
 	if perr != nil {
 		return perr

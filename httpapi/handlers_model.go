@@ -176,8 +176,8 @@ func (s *Server) createBDB(w http.ResponseWriter, r *http.Request, p principal) 
 		if exists {
 			return &apiError{Status: http.StatusConflict, Code: "bdb_exists", Description: "a database named " + quote(b.Name) + " already exists"}
 		}
-		if errors.Is(perr, cluster.ErrInsufficientResources) {
-			return &apiError{Status: http.StatusNotAcceptable, Code: "insufficient_resources", Description: perr.Error()}
+		if pe := (*fsm.Error)(nil); errors.As(perr, &pe) && errors.Is(pe, cluster.ErrInsufficientResources) {
+			return &apiError{Status: http.StatusNotAcceptable, Code: "insufficient_resources", Description: pe.Description}
 		}
 		if perr != nil {
 			return perr
