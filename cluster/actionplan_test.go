@@ -52,7 +52,7 @@ func TestPlanAction(t *testing.T) {
 		st     *fsm.State
 		action *fsm.Action
 		want   []string
-		code   string // expected PlanError code
+		code   string // expected *fsm.Error code
 		check  func(t *testing.T, steps []fsm.Step)
 	}{
 		{name: "remove: hand-off, replica moves, master fails over and moves, rebind, leave",
