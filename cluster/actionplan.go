@@ -10,69 +10,6 @@ import (
 	"cnm/fsm"
 )
 
-// Params of the actions (SPEC §4); pointers tell "absent" from "false".
-// The actions tag lists the actions whose request body takes the field.
-type Params struct {
-	WaitForPersistence       *bool    `json:"wait_for_persistence,omitempty" actions:"remove"`
-	OverwriteSnapshot        *bool    `json:"overwrite_snapshot,omitempty" actions:"maintenance_on"`
-	EvictHAReplica           *bool    `json:"evict_ha_replica,omitempty" actions:"maintenance_on"`
-	EvictActiveActiveReplica *bool    `json:"evict_active_active_replica,omitempty" actions:"maintenance_on"`
-	EvictDBs                 []string `json:"evict_dbs,omitempty" actions:"maintenance_on"`
-	KeepSlaveShards          *bool    `json:"keep_slave_shards,omitempty" actions:"maintenance_on"`
-	SnapshotName             *string  `json:"snapshot_name,omitempty" actions:"maintenance_off"`
-	SkipShardsRestore        *bool    `json:"skip_shards_restore,omitempty" actions:"maintenance_off"`
-	ShardsOnly               *bool    `json:"shards_only,omitempty" actions:"enslave_node"`
-	EndpointsOnly            *bool    `json:"endpoints_only,omitempty" actions:"enslave_node"`
-	DeadlineSeconds          *int     `json:"deadline_seconds,omitempty" actions:"remove,maintenance_on,maintenance_off,enslave_node"`
-}
-
-// Resolved returns p with every unset flag of action set to the default
-// it would have, so that the stored action says what it does (SPEC §3.1).
-// remove's wait_for_persistence defaults to the policy's
-// persistent_node_removal at submission.
-func (p Params) Resolved(action string, policy fsm.Policy) Params {
-	set := func(f **bool, def bool) {
-		if *f == nil {
-			v := def
-			*f = &v
-		}
-	}
-	switch action {
-	case fsm.ActionRemove:
-		set(&p.WaitForPersistence, policy.PersistentNodeRemoval)
-	case fsm.ActionMaintenanceOn:
-		set(&p.OverwriteSnapshot, false)
-		set(&p.EvictHAReplica, true)
-		set(&p.EvictActiveActiveReplica, true)
-		set(&p.KeepSlaveShards, false)
-	case fsm.ActionMaintenanceOff:
-		set(&p.SkipShardsRestore, false)
-	case fsm.ActionEnslaveNode:
-		set(&p.ShardsOnly, false)
-		set(&p.EndpointsOnly, false)
-	}
-	return p
-}
-
-func flag(p *bool, def bool) bool {
-	if p == nil {
-		return def
-	}
-	return *p
-}
-
-// PlanError is why an action cannot run: Code is the action's error_code.
-type PlanError struct {
-	Code    string
-	Message string
-}
-
-func (e *PlanError) Error() string { return e.Code + ": " + e.Message }
-
-func planErr(code, format string, args ...any) *PlanError {
-	return &PlanError{Code: code, Message: fmt.Sprintf(format, args...)}
-}
-
 // sim is a scratch copy of the placement that planning changes step by step.
 type sim struct {
 	st     *fsm.State
@@ -118,61 +55,11 @@ func (s *sim) failover(sh *fsm.Shard) fsm.Step {
 	return fsm.Step{Kind: fsm.StepFailover, Shard: sh.UID, BDB: sh.BDBUID, From: sh.NodeUID}
 }
 
-// QuorumCheck refuses an action that would leave the raft voters without a
-// majority: voters that are down, in maintenance, being removed or emptied
-// by another action do not count, nor does the node the action takes out.
-// It counts raft's voters (fsm.State.VoterUIDs), not node-table rows: a
-// node still joining does not vote and is no part of the majority.
-func QuorumCheck(st *fsm.State, node int, action string) error {
-	if action != fsm.ActionRemove && action != fsm.ActionMaintenanceOn {
-		return nil
-	}
-	voters := st.VoterUIDs()
-	total := len(voters)
-	if action == fsm.ActionRemove && slices.Contains(voters, node) {
-		total--
-	}
-	healthy := 0
-	for _, uid := range voters {
-		n, ok := st.Nodes[uid]
-		if uid == node || !ok || n.Status != fsm.NodeActive || n.Maintenance || n.Removing || st.Emptying(uid) {
-			continue
-		}
-		healthy++
-	}
-	if total == 0 || healthy <= total/2 {
-		return planErr("quorum_loss", "after %s of node %d only %d of %d voters would be available", action, node, healthy, total)
-	}
-	return nil
-}
-
-// LiveMajorityWithout reports whether, once node leaves, a majority of the
-// remaining raft voters is up (in the node table and not marked down by
-// the leader's liveness checks). The remove action's last step waits for
-// it: quorum is checked when the action is accepted, but a node can go
-// down while shards move.
-func LiveMajorityWithout(st *fsm.State, voters []int, node int) error {
-	remaining, live := 0, 0
-	for _, uid := range voters {
-		if uid == node {
-			continue
-		}
-		remaining++
-		if n, ok := st.Nodes[uid]; ok && (n.Status == fsm.NodeActive || n.Status == fsm.NodeDecommissioning) {
-			live++
-		}
-	}
-	if remaining == 0 || live <= remaining/2 {
-		return fmt.Errorf("removing node %d now would leave %d of %d voters up; waiting for the others", node, live, remaining)
-	}
-	return nil
-}
-
 // PlanAction turns an action into steps against the current state, or says
-// why it cannot run (a *PlanError with insufficient_resources, quorum_loss
-// or snapshot_not_found). now names the maintenance snapshot. It plans
-// against the outlook of st for a: the state as every other non-terminal
-// action will leave it (SPEC §3.2).
+// why it cannot run (an *fsm.Error: fsm.ErrInsufficientResources,
+// fsm.ErrQuorumLoss or fsm.ErrSnapshotNotFound). now names the maintenance
+// snapshot. It plans against the outlook of st for a: the state as every
+// other non-terminal action will leave it (SPEC §3.2).
 func PlanAction(st *fsm.State, a *fsm.Action, now time.Time) ([]fsm.Step, error) {
 	return planOn(outlook(st, a.TaskID), a, now)
 }
@@ -184,12 +71,12 @@ func PlanAction(st *fsm.State, a *fsm.Action, now time.Time) ([]fsm.Step, error)
 // deterministic: the snapshot name comes from the action's creation time.
 func Admit(st *fsm.State, a *fsm.Action) ([]fsm.Step, *fsm.Error) {
 	steps, err := PlanAction(st, a, time.Unix(a.CreationTime, 0))
-	var pe *PlanError
+	var fe *fsm.Error
 	switch {
-	case errors.As(err, &pe):
-		return nil, &fsm.Error{Code: pe.Code, Description: pe.Message}
+	case errors.As(err, &fe):
+		return nil, fe
 	case err != nil:
-		return nil, &fsm.Error{Code: fsm.ErrInvalidParameter.Code, Description: err.Error()}
+		return nil, fsm.Errorf(fsm.ErrInvalidParameter, "%w", err)
 	}
 	if n := len(steps); n > 0 && steps[n-1].Kind == fsm.StepFail {
 		return nil, &fsm.Error{Code: steps[n-1].Code, Description: steps[n-1].Message}
@@ -233,15 +120,8 @@ func outlook(st *fsm.State, task string) *fsm.State {
 			if !ok {
 				continue
 			}
-			switch step.Kind {
-			case fsm.StepMove:
-				if sh.NodeUID == step.From {
-					sh.NodeUID = step.To
-				}
-			case fsm.StepFailover:
-				if p := v.PairOf(sh); p != nil && sh.Role == fsm.RoleMaster {
-					sh.Role, p.Role = fsm.RoleSlave, fsm.RoleMaster
-				}
+			if f := runnerOf(step.Kind).foresee; f != nil {
+				f(v, sh, step)
 			}
 		}
 	}
@@ -269,12 +149,12 @@ func planOn(st *fsm.State, a *fsm.Action, now time.Time) ([]fsm.Step, error) {
 	var p Params
 	if len(a.Params) > 0 {
 		if err := json.Unmarshal(a.Params, &p); err != nil {
-			return nil, planErr("invalid_parameter", "params: %v", err)
+			return nil, fsm.Errorf(fsm.ErrInvalidParameter, "params: %w", err)
 		}
 	}
 	n, ok := st.Nodes[a.NodeUID]
 	if !ok {
-		return nil, planErr("node_not_found", "node %d does not exist", a.NodeUID)
+		return nil, fsm.Errorf(fsm.ErrNodeNotFound, "node %d does not exist", a.NodeUID)
 	}
 	if err := QuorumCheck(st, a.NodeUID, a.Action); err != nil {
 		return nil, err
@@ -290,7 +170,7 @@ func planOn(st *fsm.State, a *fsm.Action, now time.Time) ([]fsm.Step, error) {
 	case fsm.ActionEnslaveNode:
 		return s.planEnslave(n, p)
 	}
-	return nil, planErr("unsupported_action", "unknown action %q", a.Action)
+	return nil, fsm.Errorf(fsm.ErrUnsupportedAction, "unknown action %q", a.Action)
 }
 
 // usablePair returns sh's pair when a failover may make it the master: its
@@ -346,7 +226,7 @@ func (s *sim) evacuate(node int, move func(*fsm.Shard) bool, persist bool) ([]fs
 		}
 		targets, err := Plan(cands, needs, PolicyOf(s.st))
 		if err != nil {
-			return nil, planErr("insufficient_resources", "%v", err)
+			return nil, fsm.Errorf(fsm.ErrInsufficientResources, "%w", err)
 		}
 		for i, sh := range moving {
 			steps = append(steps, fsm.Step{Kind: fsm.StepMove, Shard: sh.UID, BDB: sh.BDBUID, From: node, To: targets[i]})
@@ -404,7 +284,7 @@ func (s *sim) rebindOff(node int) ([]fsm.Step, error) {
 				continue
 			}
 			if to == 0 {
-				return nil, planErr("insufficient_resources", "endpoint %s of database %d: no other node hosts one of its masters", e.UID, uid)
+				return nil, fsm.Errorf(fsm.ErrInsufficientResources, "endpoint %s of database %d: no other node hosts one of its masters", e.UID, uid)
 			}
 			steps = append(steps, fsm.Step{Kind: fsm.StepRebind, BDB: uid, Endpoint: e.UID, From: node, To: to})
 		}
@@ -461,11 +341,11 @@ func (s *sim) planMaintenanceOn(n *fsm.Node, p Params, now time.Time) ([]fsm.Ste
 	}
 	s.keepStranded = len(only) > 0
 	ev, err := s.evacuate(n.UID, move, false)
-	var pe *PlanError
-	if errors.As(err, &pe) && pe.Code == "insufficient_resources" {
+	var fe *fsm.Error
+	if errors.As(err, &fe) && errors.Is(fe, fsm.ErrInsufficientResources) {
 		// SPEC §4.3: the node stays in maintenance and keeps its snapshot,
 		// so that maintenance_off can restore it.
-		return append(steps, fsm.Step{Kind: fsm.StepFail, Code: pe.Code, Message: pe.Message}), nil
+		return append(steps, fsm.Step{Kind: fsm.StepFail, Code: fsm.ErrInsufficientResources.Code, Message: fe.Description}), nil
 	}
 	if err != nil {
 		return nil, err
@@ -491,7 +371,7 @@ func (s *sim) planMaintenanceOff(n *fsm.Node, p Params) ([]fsm.Step, error) {
 		if p.SnapshotName != nil {
 			name = *p.SnapshotName
 		}
-		return nil, planErr("snapshot_not_found", "node %d has no maintenance snapshot %s", n.UID, name)
+		return nil, fsm.Errorf(fsm.ErrSnapshotNotFound, "node %d has no maintenance snapshot %s", n.UID, name)
 	}
 	steps := []fsm.Step{{Kind: fsm.StepEndMaintenance}}
 	if !skip {
@@ -514,7 +394,7 @@ func (s *sim) planMaintenanceOff(n *fsm.Node, p Params) ([]fsm.Step, error) {
 			}
 		}
 		if _, err := Plan(cand, needs, PolicyOf(s.st)); err != nil {
-			return nil, planErr("insufficient_resources", "restore of snapshot %s: %v", snap.Name, err)
+			return nil, fsm.Errorf(fsm.ErrInsufficientResources, "restore of snapshot %s: %w", snap.Name, err)
 		}
 		for _, sh := range back {
 			steps = append(steps, fsm.Step{Kind: fsm.StepMove, Shard: sh.UID, BDB: sh.BDBUID, From: sh.NodeUID, To: n.UID})
@@ -554,9 +434,9 @@ func (s *sim) planEnslave(n *fsm.Node, p Params) ([]fsm.Step, error) {
 				continue
 			}
 			if p := s.pairOf(sh); p == nil {
-				return nil, planErr("insufficient_resources", "master shard %s of database %d has no replica to take over", sh.UID, sh.BDBUID)
+				return nil, fsm.Errorf(fsm.ErrInsufficientResources, "master shard %s of database %d has no replica to take over", sh.UID, sh.BDBUID)
 			} else if s.usablePair(sh) == nil {
-				return nil, planErr("insufficient_resources", "master shard %s of database %d: its replica %s is on node %d, which is being emptied", sh.UID, sh.BDBUID, p.UID, p.NodeUID)
+				return nil, fsm.Errorf(fsm.ErrInsufficientResources, "master shard %s of database %d: its replica %s is on node %d, which is being emptied", sh.UID, sh.BDBUID, p.UID, p.NodeUID)
 			}
 			steps = append(steps, s.failover(sh))
 		}

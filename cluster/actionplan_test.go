@@ -52,7 +52,7 @@ func TestPlanAction(t *testing.T) {
 		st     *fsm.State
 		action *fsm.Action
 		want   []string
-		code   string // expected PlanError code
+		code   string // expected *fsm.Error code
 		check  func(t *testing.T, steps []fsm.Step)
 	}{
 		{name: "remove: hand-off, replica moves, master fails over and moves, rebind, leave",
@@ -143,7 +143,7 @@ func TestPlanAction(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			steps, err := PlanAction(tc.st, tc.action, now)
 			if tc.code != "" && tc.want == nil {
-				var pe *PlanError
+				var pe *fsm.Error
 				if !errors.As(err, &pe) || pe.Code != tc.code {
 					t.Fatalf("got %v, want %s", err, tc.code)
 				}
@@ -152,7 +152,7 @@ func TestPlanAction(t *testing.T) {
 			if tc.code != "" {
 				// endpoints_only: the endpoint cannot move while node 1 hosts
 				// the only master.
-				var pe *PlanError
+				var pe *fsm.Error
 				if !errors.As(err, &pe) || pe.Code != tc.code {
 					t.Fatalf("got %v %v, want %s", kinds(steps), err, tc.code)
 				}
@@ -181,8 +181,8 @@ func TestPlanAction_EnslaveMasterWithoutReplicaNamesIt(t *testing.T) {
 	st := modelState(2, [][2]int{{1, 2}}, fsm.PersistenceDisabled)
 	delete(st.Shards, "2")
 	_, err := PlanAction(st, action(fsm.ActionEnslaveNode, 1, `{}`), time.Now())
-	var pe *PlanError
-	if !errors.As(err, &pe) || pe.Code != "insufficient_resources" || pe.Message == "" {
+	var pe *fsm.Error
+	if !errors.As(err, &pe) || pe.Code != "insufficient_resources" || pe.Description == "" {
 		t.Fatalf("got %v", err)
 	}
 }

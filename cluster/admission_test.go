@@ -171,8 +171,8 @@ func TestPlanAction_NeverTargetsANodeBeingEmptied(t *testing.T) {
 	}
 
 	_, err = PlanAction(st, action(fsm.ActionEnslaveNode, 2, `{}`), time.Unix(0, 0))
-	var pe *PlanError
-	if !errors.As(err, &pe) || pe.Code != "insufficient_resources" || !strings.Contains(pe.Message, "node 4") {
+	var pe *fsm.Error
+	if !errors.As(err, &pe) || pe.Code != "insufficient_resources" || !strings.Contains(pe.Description, "node 4") {
 		t.Errorf("enslave_node of node 2 with its master's replica on node 4: got %v, want insufficient_resources naming node 4", err)
 	}
 }

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"errors"
 	"fmt"
 
 	"cnm/fsm"
@@ -33,25 +32,16 @@ func PolicyOf(st *fsm.State) Policy {
 	}
 }
 
-// ErrInsufficientResources is returned when a request cannot be placed.
-var ErrInsufficientResources = errors.New("insufficient resources")
-
-// InsufficientError says which request could not be placed and why; it
-// matches ErrInsufficientResources and wraps the planner's *NoHomeError.
-type InsufficientError struct {
-	What string
-	Err  error
-}
-
-func (e *InsufficientError) Error() string { return e.What + ": " + e.Err.Error() }
-
-// Unwrap returns both the sentinel and the planner's error.
-func (e *InsufficientError) Unwrap() []error { return []error{ErrInsufficientResources, e.Err} }
+// ErrInsufficientResources is returned when a request cannot be placed. It
+// is fsm's sentinel, so that errors.Is matches the code wherever the
+// refusal was decided.
+var ErrInsufficientResources = fsm.ErrInsufficientResources
 
 // PlanBDB places a new database's shards (master then replica, slot range by
 // slot range, as fsm.CreateBDB expects) and picks the node of its endpoint:
-// the node of its first master. The error, wrapping
-// ErrInsufficientResources, names the first shard with no home.
+// the node of its first master. The error, an *fsm.Error that matches
+// ErrInsufficientResources and wraps the planner's *NoHomeError, names the
+// first shard with no home.
 func PlanBDB(st *fsm.State, b fsm.BDB) (placement []int, endpointNode int, err error) {
 	per := 1
 	if b.Replication {
@@ -71,7 +61,7 @@ func PlanBDB(st *fsm.State, b fsm.BDB) (placement []int, endpointNode int, err e
 	}
 	placement, err = Plan(Candidates(st), needs, PolicyOf(st))
 	if err != nil {
-		return nil, 0, &InsufficientError{What: fmt.Sprintf("database %q", b.Name), Err: err}
+		return nil, 0, fsm.Errorf(ErrInsufficientResources, "database %q: %w", b.Name, err)
 	}
 	return placement, placement[0], nil
 }

@@ -115,10 +115,6 @@ func (s *Service) preCheck(a *fsm.Action, now time.Time) ([]fsm.Step, error) {
 	if running != nil {
 		return nil, errInProgress(running)
 	}
-	var pe *cluster.PlanError
-	if errors.As(err, &pe) {
-		return nil, &fsm.Error{Code: pe.Code, Description: pe.Message}
-	}
 	if err != nil {
 		return nil, err
 	}

@@ -42,13 +42,6 @@ func (s *Service) placeBDB(b fsm.BDB) (placement []int, endpoint int, err error)
 	if exists {
 		return nil, 0, fsm.ErrBDBExists.With("a database named " + strconv.Quote(b.Name) + " already exists")
 	}
-	var fe *fsm.Error
-	switch {
-	case errors.As(err, &fe):
-		return nil, 0, fe
-	case errors.Is(err, cluster.ErrInsufficientResources):
-		return nil, 0, fsm.ErrInsufficientResources.With(err.Error())
-	}
 	return placement, endpoint, err
 }
 

@@ -1,80 +1,28 @@
 package fsm
 
-import "slices"
+import (
+	"reflect"
+	"slices"
+)
 
 // apply changes s by one decoded command at the given log index. It checks
 // everything before it changes anything, so a rejected command leaves s as it
 // was. It returns the value to hand back to the proposer.
 func (s *State) apply(c Command, index uint64, admit Admission) (any, *Error) {
 	if c.Type != CmdBootstrap && !s.Bootstrapped() {
-		return nil, errorf(ErrNotBootstrapped, "no cluster has been created")
+		return nil, Errorf(ErrNotBootstrapped, "no cluster has been created")
 	}
 	if a, ok := c.Payload.(authored); ok {
 		if err := s.checkActor(a.author()); err != nil {
 			return nil, err
 		}
 	}
-	switch p := c.Payload.(type) {
-	case *Bootstrap:
-		return s.applyBootstrap(p, index)
-	case *AddNode:
-		return s.applyAddNode(p)
-	case *CreateUser:
-		if err := s.checkGrantsAdmin(p.Actor, p.User.Role, 0); err != nil {
-			return nil, err
-		}
-		return s.applyCreateUser(p, index)
-	case *UpdateUser:
-		role := ""
-		if p.Role != nil {
-			role = *p.Role
-		}
-		if err := s.checkGrantsAdmin(p.Actor, role, p.UID); err != nil {
-			return nil, err
-		}
-		return s.applyUpdateUser(p, index)
-	case *DeleteUser:
-		if err := s.checkGrantsAdmin(p.Actor, "", p.UID); err != nil {
-			return nil, err
-		}
-		return s.applyDeleteUser(p)
-	case *SetNodeStatus:
-		return s.applySetNodeStatus(p)
-	case *CreateBDB:
-		return s.applyCreateBDB(p)
-	case *DeleteBDB:
-		return s.applyDeleteBDB(p)
-	case *UpdatePolicy:
-		return s.applyUpdatePolicy(p)
-	case *UpdateNode:
-		return s.applyUpdateNode(p)
-	case *DeleteSnapshot:
-		return s.applyDeleteSnapshot(p)
-	case *SubmitAction:
-		return s.applySubmitAction(p, admit)
-	case *ClaimAction:
-		return s.applyClaimAction(p)
-	case *PlanAction:
-		return s.applyPlanAction(p)
-	case *StepDone:
-		return s.applyStepDone(p)
-	case *FinishAction:
-		return s.applyFinishAction(p)
-	case *CancelAction:
-		return s.applyCancelAction(p)
-	case *RetargetStep:
-		return s.applyRetargetStep(p)
-	case *SetWaiting:
-		return s.applySetWaiting(p)
-	case *Checkpoint:
-		return nil, nil // the FSM hashes the state; the state does not change
-	case *SetNodeCerts:
-		return s.applySetNodeCerts(p)
-	case *RotateNodeCert:
-		return s.applyRotateNodeCert(p)
+	t, ok := commandsByPayload[reflect.TypeOf(c.Payload)]
+	if !ok {
+		// Decode only returns the payloads of the command table.
+		panic("fsm: unhandled command " + c.Type.String())
 	}
-	// Decode only returns the types above.
-	panic("fsm: unhandled command " + c.Type.String())
+	return commandsByType[t].apply(s, c.Payload, index, admit)
 }
 
 // authored is a command made on behalf of an authenticated user.
@@ -101,7 +49,7 @@ func (s *State) checkActor(a Actor) *Error {
 	}
 	u, ok := s.Users[a.UID]
 	if !ok || u.Revision != a.Revision {
-		return errorf(ErrUnauthorized, "the credentials of user %d changed while the request was in flight", a.UID)
+		return Errorf(ErrUnauthorized, "the credentials of user %d changed while the request was in flight", a.UID)
 	}
 	return nil
 }
@@ -117,20 +65,20 @@ func (s *State) checkGrantsAdmin(a Actor, newRole string, target int) *Error {
 		return nil
 	}
 	if newRole == RoleAdmin {
-		return errorf(ErrForbidden, "only an admin may give the admin role")
+		return Errorf(ErrForbidden, "only an admin may give the admin role")
 	}
 	if t, ok := s.Users[target]; ok && t.Role == RoleAdmin {
-		return errorf(ErrForbidden, "only an admin may change or delete admin user %d", target)
+		return Errorf(ErrForbidden, "only an admin may change or delete admin user %d", target)
 	}
 	return nil
 }
 
 func (s *State) applyBootstrap(p *Bootstrap, index uint64) (any, *Error) {
 	if s.Bootstrapped() {
-		return nil, errorf(ErrAlreadyBootstrapped, "cluster %q already exists", s.Cluster.Name)
+		return nil, Errorf(ErrAlreadyBootstrapped, "cluster %q already exists", s.Cluster.Name)
 	}
 	if p.Cluster.Name == "" || p.Node.UID <= 0 || !validNodeStatus(p.Node.Status) || p.Admin.Email == "" || p.Admin.PasswordHash == "" {
-		return nil, errorf(ErrInvalidParameter, "bootstrap needs a cluster name, a node with uid and status, and an admin with a password")
+		return nil, Errorf(ErrInvalidParameter, "bootstrap needs a cluster name, a node with uid and status, and an admin with a password")
 	}
 	s.Cluster = p.Cluster
 	n := p.Node
@@ -147,10 +95,10 @@ func (s *State) applyBootstrap(p *Bootstrap, index uint64) (any, *Error) {
 func (s *State) applyAddNode(p *AddNode) (any, *Error) {
 	n := p.Node
 	if n.UID <= 0 {
-		return nil, errorf(ErrInvalidParameter, "node uid must be a positive integer, got %d", n.UID)
+		return nil, Errorf(ErrInvalidParameter, "node uid must be a positive integer, got %d", n.UID)
 	}
 	if !validNodeStatus(n.Status) {
-		return nil, errorf(ErrInvalidParameter, "node status %q is not a status", n.Status)
+		return nil, Errorf(ErrInvalidParameter, "node status %q is not a status", n.Status)
 	}
 	for _, uid := range s.NodeUIDs() {
 		o := s.Nodes[uid]
@@ -158,12 +106,12 @@ func (s *State) applyAddNode(p *AddNode) (any, *Error) {
 			continue
 		}
 		if o.RaftAddr == n.RaftAddr || o.APIAddr == n.APIAddr {
-			return nil, errorf(ErrNodeExists, "node %d already uses address %s or %s", o.UID, n.APIAddr, n.RaftAddr)
+			return nil, Errorf(ErrNodeExists, "node %d already uses address %s or %s", o.UID, n.APIAddr, n.RaftAddr)
 		}
 	}
 	if old, ok := s.Nodes[n.UID]; ok {
 		if old.RaftAddr != n.RaftAddr || old.APIAddr != n.APIAddr {
-			return nil, errorf(ErrNodeExists, "node uid %d is already taken by %s", n.UID, old.APIAddr)
+			return nil, Errorf(ErrNodeExists, "node uid %d is already taken by %s", n.UID, old.APIAddr)
 		}
 		// A join retried after a lost answer: keep the first record,
 		// with the certificate issued for the retry (the node uses the
@@ -183,15 +131,18 @@ func (s *State) applyAddNode(p *AddNode) (any, *Error) {
 }
 
 func (s *State) applyCreateUser(p *CreateUser, index uint64) (any, *Error) {
+	if err := s.checkGrantsAdmin(p.Actor, p.User.Role, 0); err != nil {
+		return nil, err
+	}
 	u := p.User
 	if !ValidRole(u.Role) {
-		return nil, errorf(ErrInvalidParameter, "role %q is not a role", u.Role)
+		return nil, Errorf(ErrInvalidParameter, "role %q is not a role", u.Role)
 	}
 	if u.Email == "" || u.PasswordHash == "" {
-		return nil, errorf(ErrInvalidParameter, "a user needs an email and a password")
+		return nil, Errorf(ErrInvalidParameter, "a user needs an email and a password")
 	}
 	if s.UserByEmail(u.Email) != nil {
-		return nil, errorf(ErrUserExists, "a user with email %q already exists", u.Email)
+		return nil, Errorf(ErrUserExists, "a user with email %q already exists", u.Email)
 	}
 	u.UID = s.NextUserUID
 	u.Revision = index
@@ -201,17 +152,24 @@ func (s *State) applyCreateUser(p *CreateUser, index uint64) (any, *Error) {
 }
 
 func (s *State) applyUpdateUser(p *UpdateUser, index uint64) (any, *Error) {
+	role := ""
+	if p.Role != nil {
+		role = *p.Role
+	}
+	if err := s.checkGrantsAdmin(p.Actor, role, p.UID); err != nil {
+		return nil, err
+	}
 	cur, ok := s.Users[p.UID]
 	if !ok {
-		return nil, errorf(ErrUserNotFound, "user %d does not exist", p.UID)
+		return nil, Errorf(ErrUserNotFound, "user %d does not exist", p.UID)
 	}
 	u := *cur
 	if p.Email != nil {
 		if o := s.UserByEmail(*p.Email); o != nil && o.UID != u.UID {
-			return nil, errorf(ErrUserExists, "a user with email %q already exists", *p.Email)
+			return nil, Errorf(ErrUserExists, "a user with email %q already exists", *p.Email)
 		}
 		if *p.Email == "" {
-			return nil, errorf(ErrInvalidParameter, "email must not be empty")
+			return nil, Errorf(ErrInvalidParameter, "email must not be empty")
 		}
 		u.Email = *p.Email
 	}
@@ -220,10 +178,10 @@ func (s *State) applyUpdateUser(p *UpdateUser, index uint64) (any, *Error) {
 	}
 	if p.Role != nil {
 		if !ValidRole(*p.Role) {
-			return nil, errorf(ErrInvalidParameter, "role %q is not a role", *p.Role)
+			return nil, Errorf(ErrInvalidParameter, "role %q is not a role", *p.Role)
 		}
 		if cur.Role == RoleAdmin && *p.Role != RoleAdmin && s.adminCount() == 1 {
-			return nil, errorf(ErrLastAdmin, "user %d is the last admin; make another admin first", u.UID)
+			return nil, Errorf(ErrLastAdmin, "user %d is the last admin; make another admin first", u.UID)
 		}
 		u.Role = *p.Role
 	}
@@ -236,12 +194,15 @@ func (s *State) applyUpdateUser(p *UpdateUser, index uint64) (any, *Error) {
 }
 
 func (s *State) applyDeleteUser(p *DeleteUser) (any, *Error) {
+	if err := s.checkGrantsAdmin(p.Actor, "", p.UID); err != nil {
+		return nil, err
+	}
 	u, ok := s.Users[p.UID]
 	if !ok {
-		return nil, errorf(ErrUserNotFound, "user %d does not exist", p.UID)
+		return nil, Errorf(ErrUserNotFound, "user %d does not exist", p.UID)
 	}
 	if u.Role == RoleAdmin && s.adminCount() == 1 {
-		return nil, errorf(ErrLastAdmin, "user %d is the last admin and cannot be deleted", u.UID)
+		return nil, Errorf(ErrLastAdmin, "user %d is the last admin and cannot be deleted", u.UID)
 	}
 	delete(s.Users, p.UID)
 	return nil, nil
@@ -250,10 +211,10 @@ func (s *State) applyDeleteUser(p *DeleteUser) (any, *Error) {
 func (s *State) applySetNodeStatus(p *SetNodeStatus) (any, *Error) {
 	n, ok := s.Nodes[p.UID]
 	if !ok {
-		return nil, errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
+		return nil, Errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
 	}
 	if !validNodeStatus(p.Status) {
-		return nil, errorf(ErrInvalidParameter, "node status %q is not a status", p.Status)
+		return nil, Errorf(ErrInvalidParameter, "node status %q is not a status", p.Status)
 	}
 	c := *n
 	c.Status = p.Status

@@ -28,11 +28,11 @@ func (s *State) applyCreateBDB(p *CreateBDB) (any, *Error) {
 	b := p.BDB
 	if b.Name == "" || b.MemorySize <= 0 || b.MemorySize > MaxMemorySize || b.ShardsCount < 1 || b.ShardsCount > 512 ||
 		b.MemorySize < int64(b.ShardsCount) || !validPersistence(b.DataPersistence) {
-		return nil, errorf(ErrInvalidParameter, "a database needs a name, a memory_size of at least one byte per shard and at most %d, 1 to 512 shards and a persistence mode", MaxMemorySize)
+		return nil, Errorf(ErrInvalidParameter, "a database needs a name, a memory_size of at least one byte per shard and at most %d, 1 to 512 shards and a persistence mode", MaxMemorySize)
 	}
 	for _, uid := range s.BDBUIDs() {
 		if s.BDBs[uid].Name == b.Name {
-			return nil, errorf(ErrBDBExists, "database %d is already named %q", uid, b.Name)
+			return nil, Errorf(ErrBDBExists, "database %d is already named %q", uid, b.Name)
 		}
 	}
 	per := 1
@@ -40,7 +40,7 @@ func (s *State) applyCreateBDB(p *CreateBDB) (any, *Error) {
 		per = 2
 	}
 	if len(p.Placement) != b.ShardsCount*per {
-		return nil, errorf(ErrInvalidParameter, "placement names %d nodes for %d shards", len(p.Placement), b.ShardsCount*per)
+		return nil, Errorf(ErrInvalidParameter, "placement names %d nodes for %d shards", len(p.Placement), b.ShardsCount*per)
 	}
 	mem := b.MemorySize / int64(b.ShardsCount)
 	b.UID = s.NextBDBUID
@@ -65,7 +65,7 @@ func (s *State) applyCreateBDB(p *CreateBDB) (any, *Error) {
 		hostsMaster = hostsMaster || (sh.Role == RoleMaster && sh.NodeUID == p.EndpointNode)
 	}
 	if !hostsMaster {
-		return nil, errorf(ErrPlacementConflict, "endpoint node %d hosts no master of the database", p.EndpointNode)
+		return nil, Errorf(ErrPlacementConflict, "endpoint node %d hosts no master of the database", p.EndpointNode)
 	}
 	b.Status = "active"
 	b.Endpoints = []Endpoint{{UID: fmt.Sprintf("%d:1", b.UID), NodeUID: p.EndpointNode, Port: EndpointPort(b.UID)}}
@@ -85,27 +85,27 @@ func (s *State) checkPlacement(shards []*Shard, per int) *Error {
 	for i, sh := range shards {
 		n, ok := s.Nodes[sh.NodeUID]
 		if !ok || !s.Takes(n.UID) {
-			return errorf(ErrPlacementConflict, "node %d does not accept shards", sh.NodeUID)
+			return Errorf(ErrPlacementConflict, "node %d does not accept shards", sh.NodeUID)
 		}
 		u := use[sh.NodeUID]
 		// Compared as "what is left" so that huge sizes cannot overflow.
 		if !s.Policy.ShardsOverbooking && sh.Memory > n.TotalMemory-u.Memory {
-			return errorf(ErrPlacementConflict, "node %d would host more than its %d bytes", n.UID, n.TotalMemory)
+			return Errorf(ErrPlacementConflict, "node %d would host more than its %d bytes", n.UID, n.TotalMemory)
 		}
 		u.Shards++
 		u.Memory = satAdd(u.Memory, sh.Memory)
 		use[sh.NodeUID] = u
 		if u.Shards > n.MaxRedisServers {
-			return errorf(ErrPlacementConflict, "node %d would host more than %d shards", n.UID, n.MaxRedisServers)
+			return Errorf(ErrPlacementConflict, "node %d would host more than %d shards", n.UID, n.MaxRedisServers)
 		}
 		if per == 2 && i%2 == 1 {
 			m := shards[i-1]
 			if m.NodeUID == sh.NodeUID {
-				return errorf(ErrPlacementConflict, "shard %s and its master share node %d", sh.UID, sh.NodeUID)
+				return Errorf(ErrPlacementConflict, "shard %s and its master share node %d", sh.UID, sh.NodeUID)
 			}
 			// Nodes without a rack id are in no rack.
 			if s.Policy.RackAware && n.RackID != "" && s.Nodes[m.NodeUID].RackID == n.RackID {
-				return errorf(ErrPlacementConflict, "shard %s and its master share rack %q", sh.UID, n.RackID)
+				return Errorf(ErrPlacementConflict, "shard %s and its master share rack %q", sh.UID, n.RackID)
 			}
 		}
 	}
@@ -114,7 +114,7 @@ func (s *State) checkPlacement(shards []*Shard, per int) *Error {
 
 func (s *State) applyDeleteBDB(p *DeleteBDB) (any, *Error) {
 	if _, ok := s.BDBs[p.UID]; !ok {
-		return nil, errorf(ErrBDBNotFound, "database %d does not exist", p.UID)
+		return nil, Errorf(ErrBDBNotFound, "database %d does not exist", p.UID)
 	}
 	delete(s.BDBs, p.UID)
 	for id, sh := range s.Shards {
@@ -129,7 +129,7 @@ func (s *State) applyUpdatePolicy(p *UpdatePolicy) (any, *Error) {
 	pol := s.Policy
 	if p.DefaultShardsPlacement != nil {
 		if v := *p.DefaultShardsPlacement; v != PlacementDense && v != PlacementSparse {
-			return nil, errorf(ErrInvalidParameter, "default_shards_placement must be dense or sparse, got %q", v)
+			return nil, Errorf(ErrInvalidParameter, "default_shards_placement must be dense or sparse, got %q", v)
 		}
 		pol.DefaultShardsPlacement = *p.DefaultShardsPlacement
 	}
@@ -149,18 +149,18 @@ func (s *State) applyUpdatePolicy(p *UpdatePolicy) (any, *Error) {
 func (s *State) applyUpdateNode(p *UpdateNode) (any, *Error) {
 	cur, ok := s.Nodes[p.UID]
 	if !ok {
-		return nil, errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
+		return nil, Errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
 	}
 	n := *cur
 	if p.AcceptServers != nil {
 		if *p.AcceptServers && n.Removing {
-			return nil, errorf(ErrInvalidParameter, "node %d is being removed and never accepts servers again", n.UID)
+			return nil, Errorf(ErrInvalidParameter, "node %d is being removed and never accepts servers again", n.UID)
 		}
 		n.AcceptServers = *p.AcceptServers
 	}
 	if p.MaxRedisServers != nil {
 		if *p.MaxRedisServers < 0 {
-			return nil, errorf(ErrInvalidParameter, "max_redis_servers must not be negative")
+			return nil, Errorf(ErrInvalidParameter, "max_redis_servers must not be negative")
 		}
 		n.MaxRedisServers = *p.MaxRedisServers
 	}
@@ -174,7 +174,7 @@ func (s *State) applyUpdateNode(p *UpdateNode) (any, *Error) {
 func (s *State) applyDeleteSnapshot(p *DeleteSnapshot) (any, *Error) {
 	n, ok := s.Nodes[p.Node]
 	if !ok {
-		return nil, errorf(ErrNodeNotFound, "node %d does not exist", p.Node)
+		return nil, Errorf(ErrNodeNotFound, "node %d does not exist", p.Node)
 	}
 	list := s.Snapshots[p.Node]
 	for i, sn := range list {
@@ -182,7 +182,7 @@ func (s *State) applyDeleteSnapshot(p *DeleteSnapshot) (any, *Error) {
 			continue
 		}
 		if n.Maintenance && i == len(list)-1 {
-			return nil, errorf(ErrSnapshotInUse, "snapshot %q holds node %d's placement while it is in maintenance", p.Name, p.Node)
+			return nil, Errorf(ErrSnapshotInUse, "snapshot %q holds node %d's placement while it is in maintenance", p.Name, p.Node)
 		}
 		s.Snapshots[p.Node] = append(list[:i:i], list[i+1:]...)
 		if len(s.Snapshots[p.Node]) == 0 {
@@ -190,5 +190,5 @@ func (s *State) applyDeleteSnapshot(p *DeleteSnapshot) (any, *Error) {
 		}
 		return nil, nil
 	}
-	return nil, errorf(ErrSnapshotNotFound, "node %d has no snapshot %q", p.Node, p.Name)
+	return nil, Errorf(ErrSnapshotNotFound, "node %d has no snapshot %q", p.Node, p.Name)
 }

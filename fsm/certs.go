@@ -35,10 +35,10 @@ func (p *RotateNodeCert) author() Actor { return p.Actor }
 func (s *State) applySetNodeCerts(p *SetNodeCerts) (any, *Error) {
 	old, ok := s.Nodes[p.UID]
 	if !ok {
-		return nil, errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
+		return nil, Errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
 	}
 	if p.Add != nil && (p.Add.Serial == "" || s.CertRevoked(p.Add.Serial)) {
-		return nil, errorf(ErrInvalidParameter, "certificate %q cannot be added", p.Add.Serial)
+		return nil, Errorf(ErrInvalidParameter, "certificate %q cannot be added", p.Add.Serial)
 	}
 	n := *old
 	n.Certs = slices.Clone(old.Certs)
@@ -66,7 +66,7 @@ func (s *State) applySetNodeCerts(p *SetNodeCerts) (any, *Error) {
 func (s *State) applyRotateNodeCert(p *RotateNodeCert) (any, *Error) {
 	old, ok := s.Nodes[p.UID]
 	if !ok {
-		return nil, errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
+		return nil, Errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
 	}
 	n := *old
 	n.CertRotation++

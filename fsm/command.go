@@ -50,37 +50,61 @@ func (t CommandType) String() string {
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
 
-// command describes one command type: its name and a constructor of its
-// payload. The table is the only place that lists them.
+// command describes one command type: its name, a constructor of its
+// payload, and how it changes the state. The table is the only place that
+// lists them, so a command cannot be decodable and yet unhandled.
 type command struct {
-	t    CommandType
-	name string
-	new  func() any
+	t     CommandType
+	name  string
+	new   func() any
+	apply func(s *State, payload any, index uint64, admit Admission) (any, *Error)
+}
+
+// cmd describes the command whose payload is a *P.
+func cmd[P any](t CommandType, name string, apply func(*State, *P, uint64, Admission) (any, *Error)) command {
+	return command{t: t, name: name, new: func() any { return new(P) },
+		apply: func(s *State, p any, index uint64, admit Admission) (any, *Error) {
+			return apply(s, p.(*P), index, admit)
+		}}
+}
+
+// plain, indexed and admitted fit the apply functions, which take only what
+// they use of the log index and the admission rule, to the table.
+func plain[P any](fn func(*State, *P) (any, *Error)) func(*State, *P, uint64, Admission) (any, *Error) {
+	return func(s *State, p *P, _ uint64, _ Admission) (any, *Error) { return fn(s, p) }
+}
+
+func indexed[P any](fn func(*State, *P, uint64) (any, *Error)) func(*State, *P, uint64, Admission) (any, *Error) {
+	return func(s *State, p *P, index uint64, _ Admission) (any, *Error) { return fn(s, p, index) }
+}
+
+func admitted[P any](fn func(*State, *P, Admission) (any, *Error)) func(*State, *P, uint64, Admission) (any, *Error) {
+	return func(s *State, p *P, _ uint64, admit Admission) (any, *Error) { return fn(s, p, admit) }
 }
 
 var commands = []command{
-	{CmdBootstrap, "bootstrap", func() any { return new(Bootstrap) }},
-	{CmdAddNode, "add_node", func() any { return new(AddNode) }},
-	{CmdCreateUser, "create_user", func() any { return new(CreateUser) }},
-	{CmdUpdateUser, "update_user", func() any { return new(UpdateUser) }},
-	{CmdDeleteUser, "delete_user", func() any { return new(DeleteUser) }},
-	{CmdSetNodeStatus, "set_node_status", func() any { return new(SetNodeStatus) }},
-	{CmdCreateBDB, "create_bdb", func() any { return new(CreateBDB) }},
-	{CmdDeleteBDB, "delete_bdb", func() any { return new(DeleteBDB) }},
-	{CmdUpdatePolicy, "update_policy", func() any { return new(UpdatePolicy) }},
-	{CmdUpdateNode, "update_node", func() any { return new(UpdateNode) }},
-	{CmdDeleteSnapshot, "delete_snapshot", func() any { return new(DeleteSnapshot) }},
-	{CmdSubmitAction, "submit_action", func() any { return new(SubmitAction) }},
-	{CmdClaimAction, "claim_action", func() any { return new(ClaimAction) }},
-	{CmdPlanAction, "plan_action", func() any { return new(PlanAction) }},
-	{CmdStepDone, "step_done", func() any { return new(StepDone) }},
-	{CmdFinishAction, "finish_action", func() any { return new(FinishAction) }},
-	{CmdCancelAction, "cancel_action", func() any { return new(CancelAction) }},
-	{CmdRetargetStep, "retarget_step", func() any { return new(RetargetStep) }},
-	{CmdSetWaiting, "set_waiting", func() any { return new(SetWaiting) }},
-	{CmdCheckpoint, "checkpoint", func() any { return new(Checkpoint) }},
-	{CmdSetNodeCerts, "set_node_certs", func() any { return new(SetNodeCerts) }},
-	{CmdRotateNodeCert, "rotate_node_cert", func() any { return new(RotateNodeCert) }},
+	cmd(CmdBootstrap, "bootstrap", indexed((*State).applyBootstrap)),
+	cmd(CmdAddNode, "add_node", plain((*State).applyAddNode)),
+	cmd(CmdCreateUser, "create_user", indexed((*State).applyCreateUser)),
+	cmd(CmdUpdateUser, "update_user", indexed((*State).applyUpdateUser)),
+	cmd(CmdDeleteUser, "delete_user", plain((*State).applyDeleteUser)),
+	cmd(CmdSetNodeStatus, "set_node_status", plain((*State).applySetNodeStatus)),
+	cmd(CmdCreateBDB, "create_bdb", plain((*State).applyCreateBDB)),
+	cmd(CmdDeleteBDB, "delete_bdb", plain((*State).applyDeleteBDB)),
+	cmd(CmdUpdatePolicy, "update_policy", plain((*State).applyUpdatePolicy)),
+	cmd(CmdUpdateNode, "update_node", plain((*State).applyUpdateNode)),
+	cmd(CmdDeleteSnapshot, "delete_snapshot", plain((*State).applyDeleteSnapshot)),
+	cmd(CmdSubmitAction, "submit_action", admitted((*State).applySubmitAction)),
+	cmd(CmdClaimAction, "claim_action", plain((*State).applyClaimAction)),
+	cmd(CmdPlanAction, "plan_action", plain((*State).applyPlanAction)),
+	cmd(CmdStepDone, "step_done", plain((*State).applyStepDone)),
+	cmd(CmdFinishAction, "finish_action", plain((*State).applyFinishAction)),
+	cmd(CmdCancelAction, "cancel_action", plain((*State).applyCancelAction)),
+	cmd(CmdRetargetStep, "retarget_step", plain((*State).applyRetargetStep)),
+	cmd(CmdSetWaiting, "set_waiting", plain((*State).applySetWaiting)),
+	cmd(CmdCheckpoint, "checkpoint", plain((*State).applyCheckpoint)),
+	cmd(CmdSetNodeCerts, "set_node_certs", plain((*State).applySetNodeCerts)),
+	cmd(CmdRotateNodeCert, "rotate_node_cert", plain((*State).applyRotateNodeCert)),
 }
 
 var (

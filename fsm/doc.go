@@ -11,4 +11,9 @@
 // Domain failures (a duplicate email, an unknown user) are returned from Apply
 // as *Error values so that the proposer can answer the client; a log entry that
 // cannot be decoded panics, because the log itself is then broken.
+//
+// Each command and each step kind of a node action is one entry of a table
+// (commands, stepKinds) that holds how it changes the state, so that adding
+// one is a single change that no switch can miss; StepKinds lists the step
+// kinds so that the executor can check it runs every one of them.
 package fsm

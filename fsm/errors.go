@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -16,6 +17,9 @@ type Error struct {
 	// RetryAfter, if set, is sent as the Retry-After header.
 	RetryAfter time.Duration `json:"-"`
 	status     int
+	// cause is what Errorf's %w verbs wrapped, so that errors.As still
+	// finds the lower-level error (the planner's, say) behind the code.
+	cause error
 }
 
 func (e *Error) Error() string {
@@ -33,6 +37,14 @@ func (e *Error) Error() string {
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && e != nil && t != nil && t.Code == e.Code
+}
+
+// Unwrap returns the error that Errorf's format wrapped with %w, if any.
+func (e *Error) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.cause
 }
 
 // Status is the HTTP status the API answers e with: its kind's, or, for an
@@ -123,14 +135,21 @@ var (
 	ErrChecksumMismatch    = kind("checksum_mismatch", http.StatusBadGateway)
 )
 
-// Errorf describes an error of kind k.
+// Errorf returns an error of kind k, described by format and args as
+// fmt.Errorf would; an error wrapped with %w stays reachable through
+// errors.Is and errors.As.
 func Errorf(k *Error, format string, args ...any) *Error {
-	return k.With(fmt.Sprintf(format, args...))
+	err := fmt.Errorf(format, args...)
+	e := k.With(err.Error())
+	if errors.Unwrap(err) != nil {
+		e.cause = err
+	} else if _, ok := err.(interface{ Unwrap() []error }); ok {
+		e.cause = err
+	}
+	return e
 }
 
 // With is an error of kind k with description desc.
 func (k *Error) With(desc string) *Error {
 	return &Error{Code: k.Code, Description: desc, status: k.status}
 }
-
-func errorf(kind *Error, format string, args ...any) *Error { return Errorf(kind, format, args...) }

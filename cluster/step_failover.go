@@ -1,0 +1,60 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	"cnm/fsm"
+)
+
+// failoverRunner makes a shard's replica its master once the replica is in
+// sync; a failover onto a node that another action empties is refused.
+var failoverRunner = runner{
+	run: (*Executor).failover,
+	describe: func(st fsm.Step) string {
+		return fmt.Sprintf("fail shard %s over to its replica", st.Shard)
+	},
+	conflict: func(r *actionRun, ctx context.Context, a *fsm.Action, st fsm.Step, err error) bool {
+		r.finish(ctx, fsm.StatusFailed, fsm.ErrInsufficientResources.Code, fmt.Sprintf("step %d of %d (%s): %v", a.Done+1, len(a.Steps), describe(st), err))
+		return false
+	},
+	foresee: func(v *fsm.State, sh *fsm.Shard, _ fsm.Step) {
+		if p := v.PairOf(sh); p != nil && sh.Role == fsm.RoleMaster {
+			sh.Role, p.Role = fsm.RoleSlave, fsm.RoleMaster
+		}
+	},
+}
+
+func (e *Executor) failover(ctx context.Context, t *turn, st fsm.Step) (string, error) {
+	a := &t.a
+	var pairNode int
+	var pairUID string
+	if sh, ok := t.view.Shards[st.Shard]; ok {
+		if p := t.view.PairOf(sh); p != nil {
+			pairNode, pairUID = p.NodeUID, p.UID
+		}
+	}
+	if pairUID == "" {
+		return fmt.Sprintf("shard %s is gone; nothing to fail over", st.Shard), nil
+	}
+	if pairNode != a.NodeUID && t.view.Emptying(pairNode) {
+		// Another action is emptying the replica's node since this action
+		// was planned: never fail a master over onto it.
+		return "", fsm.Errorf(fsm.ErrInsufficientResources, "shard %s cannot fail over: its replica %s is on node %d, which another action is emptying", st.Shard, pairUID, pairNode)
+	}
+	// The replica must be there and in sync before it takes over.
+	err := e.retry(ctx, a, fmt.Sprintf("replica %s on node %d", pairUID, pairNode), func(ctx context.Context) error {
+		info, err := e.info(ctx, e.apiAddr(pairNode), pairUID)
+		if err != nil {
+			return err
+		}
+		if !info.InSync {
+			return fmt.Errorf("replica %s is not in sync", pairUID)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("shard %s failed over to its replica %s on node %d", st.Shard, pairUID, pairNode), nil
+}
