@@ -8,6 +8,17 @@ import (
 	"github.com/hashicorp/raft"
 )
 
+// BootstrapSelf makes this node the only voter of a new cluster.
+func (n *Node) BootstrapSelf() error {
+	f := n.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+		Suffrage: raft.Voter, ID: n.id, Address: raft.ServerAddress(n.cfg.RaftAddr),
+	}}})
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("bootstrap raft cluster: %w", err)
+	}
+	return nil
+}
+
 // Server is a member of the raft configuration.
 type Server struct {
 	UID      int

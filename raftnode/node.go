@@ -137,17 +137,6 @@ func (n *Node) ID() int { return n.cfg.ID }
 // FSM returns the state machine this node drives.
 func (n *Node) FSM() *fsm.FSM { return n.fsm }
 
-// BootstrapSelf makes this node the only voter of a new cluster.
-func (n *Node) BootstrapSelf() error {
-	f := n.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
-		Suffrage: raft.Voter, ID: n.id, Address: raft.ServerAddress(n.cfg.RaftAddr),
-	}}})
-	if err := f.Error(); err != nil {
-		return fmt.Errorf("bootstrap raft cluster: %w", err)
-	}
-	return nil
-}
-
 // Snapshot forces a snapshot now (which truncates the log).
 func (n *Node) Snapshot() error {
 	if err := n.raft.Snapshot().Error(); err != nil {
