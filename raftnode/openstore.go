@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
@@ -192,4 +193,84 @@ func probeDir(dir string) error {
 		return fmt.Errorf("probe %s: %w", dir, err)
 	}
 	return nil
+}
+
+// HasState reports whether dir already holds raft state, i.e. whether this
+// node was bootstrapped or joined before.
+func HasState(dir string) (bool, error) {
+	path := filepath.Join(dir, "raft.db")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	bolt, store, err := openStores(path)
+	if err != nil {
+		return false, err
+	}
+	defer bolt.Close()
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, newHCLog(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return false, fmt.Errorf("open snapshot store %s: %w", dir, err)
+	}
+	ok, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return false, fmt.Errorf("inspect raft state in %s: %w", dir, err)
+	}
+	return ok, nil
+}
+
+// openStores opens raft.db and checks every log entry in it, so that a
+// garbled file or entry is one clear error here rather than a panic or
+// wrong data later.
+func openStores(path string) (*raftboltdb.BoltStore, *checkedStore, error) {
+	return openStoresWrapped(path, nil)
+}
+
+func openStoresWrapped(path string, wrap func(raft.LogStore, raft.StableStore) (raft.LogStore, raft.StableStore)) (*raftboltdb.BoltStore, *checkedStore, error) {
+	bolt, keys, err := openBolt(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var logs raft.LogStore = bolt
+	var stable raft.StableStore = bolt
+	if wrap != nil {
+		logs, stable = wrap(logs, stable)
+	}
+	store := &checkedStore{logs: logs, stable: stable, path: path}
+	err = verifyLog(store, keys)
+	if err == nil {
+		err = verifyStable(store)
+	}
+	if err != nil {
+		bolt.Close()
+		return nil, nil, err
+	}
+	return bolt, store, nil
+}
+
+// openStorage opens the log and stable store and the snapshot store, and
+// sets aside corrupt snapshots, which needs both. On error nothing stays
+// open.
+func openStorage(cfg Config, log *slog.Logger, hlog hclog.Logger) (*raftboltdb.BoltStore, *checkedStore, *raft.FileSnapshotStore, error) {
+	dbPath := filepath.Join(cfg.Dir, "raft.db")
+	bolt, store, err := openStoresWrapped(dbPath, cfg.wrapStores)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog)
+	if err != nil {
+		bolt.Close()
+		return nil, nil, nil, fmt.Errorf("open snapshot store %s: %w", cfg.Dir, err)
+	}
+	first, err := store.FirstIndex()
+	if err == nil {
+		var last uint64
+		if last, err = store.LastIndex(); err == nil {
+			err = setAsideCorruptSnapshots(cfg.Dir, snaps, first, last, log)
+		}
+	}
+	if err != nil {
+		bolt.Close()
+		return nil, nil, nil, err
+	}
+	return bolt, store, snaps, nil
 }

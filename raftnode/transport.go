@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -293,4 +294,25 @@ func (s *tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net
 		return nil, fmt.Errorf("tls handshake with raft peer %s: %w", address, err)
 	}
 	return tc, nil
+}
+
+// openTransport listens on cfg.RaftAddr and puts raft's network transport
+// over the TLS stream there. On error the listener is closed.
+func openTransport(cfg Config, log *slog.Logger, hlog hclog.Logger) (*raft.NetworkTransport, error) {
+	ln, err := cfg.Listen("tcp", cfg.RaftAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftAddr, err)
+	}
+	limits := inboundLimits{handshakeTimeout: cfg.HandshakeTimeout, maxHandshakes: cfg.MaxHandshakes, maxConns: cfg.MaxConns}
+	stream, err := newTLSStream(ln, cfg.RaftAddr, cfg.Dial, cfg.ServerTLS, cfg.ClientTLS, limits, log.With("subsystem", "raft.transport"))
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 3,
+		Timeout: 5 * time.Second,
+		Logger:  hlog,
+	}), nil
 }

@@ -8,9 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -90,14 +88,44 @@ func HostOf(uid int) string { return fmt.Sprintf("127.0.0.%d", 10+uid) }
 // it. It fails the test if the cluster is not formed in time.
 func Start(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
+	opts.withDefaults()
+	c := &Cluster{
+		t:   t,
+		Net: NewFaultNet(),
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // test client, like curl -k
+		}},
+		nodes: map[int]*Member{}, setups: map[int]chan setupResult{},
+	}
+	// The temp dir first: cleanups run last-in first-out, so the nodes stop
+	// before their data dirs are removed.
+	base := t.TempDir()
+	t.Cleanup(c.Stop)
+	for uid := 1; uid <= n; uid++ {
+		host := HostOf(uid)
+		cfg := c.memberConfig(uid, host, base, opts)
+		m := &Member{UID: uid, Host: host, Cfg: cfg}
+		c.nodes[uid] = m
+		if opts.Idle {
+			c.startIdle(uid)
+		} else {
+			c.StartNode(uid)
+		}
+	}
+	return c
+}
+
+// withDefaults fills in what a test left zero with values for tests: a
+// shorter hold and down-after than the product's, and raft timing for a
+// loaded 2-core machine running the race detector, where the LAN defaults
+// make leaders step down under load.
+func (opts *Options) withDefaults() {
 	if opts.Hold == 0 {
 		opts.Hold = 2 * time.Second
 	}
 	if opts.DownAfter == 0 {
 		opts.DownAfter = time.Second
 	}
-	// Raft timing for a loaded 2-core machine running the race detector,
-	// where the LAN defaults make leaders step down under load.
 	if opts.Raft.HeartbeatTimeout == 0 {
 		opts.Raft.HeartbeatTimeout = 500 * time.Millisecond
 	}
@@ -118,58 +146,44 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 	if opts.ShardFileScale == 0 {
 		opts.ShardFileScale = 1.0 / (1 << 20)
 	}
-	c := &Cluster{
-		t:   t,
-		Net: NewFaultNet(),
-		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // test client, like curl -k
-		}},
-		nodes: map[int]*Member{}, setups: map[int]chan setupResult{},
+}
+
+// memberConfig is node uid's daemon config, with two addresses reserved on
+// host. A node that joins needs node 1 to be running already: it learns
+// the cluster CA from node 1's data dir.
+func (c *Cluster) memberConfig(uid int, host, base string, opts Options) daemon.Config {
+	t := c.t
+	t.Helper()
+	apiAddr, err := c.Net.Reserve(host)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The temp dir first: cleanups run last-in first-out, so the nodes stop
-	// before their data dirs are removed.
-	base := t.TempDir()
-	t.Cleanup(c.Stop)
-	for uid := 1; uid <= n; uid++ {
-		host := HostOf(uid)
-		apiAddr, err := c.Net.Reserve(host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raftAddr, err := c.Net.Reserve(host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := daemon.Config{
-			UID: uid, DataDir: filepath.Join(base, fmt.Sprintf("node-%d", uid)),
-			APIAddr: apiAddr, RaftAddr: raftAddr,
-			AdminUser: AdminUser, AdminPassword: AdminPassword,
-			Raft: opts.Raft, Hold: opts.Hold, BcryptCost: bcrypt.MinCost, DownAfter: opts.DownAfter,
-			ShardFileScale: opts.ShardFileScale, MigrationRate: opts.MigrationRate,
-			Listen: c.Net.Listen, Dial: c.Net.Dial,
-			TLSCertFile: opts.TLSCertFile, TLSKeyFile: opts.TLSKeyFile,
-			CertLifetime: opts.CertLifetime, CheckpointInterval: opts.CheckpointInterval,
-			ConsistencyInterval: opts.ConsistencyInterval,
-			Logger:              testLogger(t, uid),
-		}
-		switch {
-		case opts.Idle:
-			cfg.AdminUser, cfg.AdminPassword = "", ""
-		case uid == 1:
-			cfg.Bootstrap = true
-		default:
-			cfg.Join = "https://" + c.nodes[1].Cfg.APIAddr
-			cfg.JoinCAFingerprint = c.CAFingerprint()
-		}
-		m := &Member{UID: uid, Host: host, Cfg: cfg}
-		c.nodes[uid] = m
-		if opts.Idle {
-			c.startIdle(uid)
-		} else {
-			c.StartNode(uid)
-		}
+	raftAddr, err := c.Net.Reserve(host)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return c
+	cfg := daemon.Config{
+		UID: uid, DataDir: filepath.Join(base, fmt.Sprintf("node-%d", uid)),
+		APIAddr: apiAddr, RaftAddr: raftAddr,
+		AdminUser: AdminUser, AdminPassword: AdminPassword,
+		Raft: opts.Raft, Hold: opts.Hold, BcryptCost: bcrypt.MinCost, DownAfter: opts.DownAfter,
+		ShardFileScale: opts.ShardFileScale, MigrationRate: opts.MigrationRate,
+		Listen: c.Net.Listen, Dial: c.Net.Dial,
+		TLSCertFile: opts.TLSCertFile, TLSKeyFile: opts.TLSKeyFile,
+		CertLifetime: opts.CertLifetime, CheckpointInterval: opts.CheckpointInterval,
+		ConsistencyInterval: opts.ConsistencyInterval,
+		Logger:              testLogger(t, uid),
+	}
+	switch {
+	case opts.Idle:
+		cfg.AdminUser, cfg.AdminPassword = "", ""
+	case uid == 1:
+		cfg.Bootstrap = true
+	default:
+		cfg.Join = "https://" + c.nodes[1].Cfg.APIAddr
+		cfg.JoinCAFingerprint = c.CAFingerprint()
+	}
+	return cfg
 }
 
 // CAFingerprint is the fingerprint of the cluster CA, read from node 1's
@@ -400,73 +414,4 @@ func (c *Cluster) Leader(timeout time.Duration, among ...int) int {
 		return fmt.Errorf("leader %d is not among %v", leader, among)
 	})
 	return leader
-}
-
-// Response is an API answer.
-type Response struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
-// JSON decodes the body into v, failing the test on error.
-func (r Response) JSON(t testing.TB, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.Body, v); err != nil {
-		t.Fatalf("decode %q: %v", r.Body, err)
-	}
-}
-
-// ErrorCode returns the error_code of an error body ("" if none).
-func (r Response) ErrorCode() string {
-	var e struct {
-		Code string `json:"error_code"`
-	}
-	_ = json.Unmarshal(r.Body, &e)
-	return e.Code
-}
-
-// Do sends a request as the admin to node uid's API.
-func (c *Cluster) Do(uid int, method, path string, body any) (Response, error) {
-	return c.DoAs(uid, AdminUser, AdminPassword, method, path, body)
-}
-
-// DoAs sends a request with the given credentials.
-func (c *Cluster) DoAs(uid int, user, password, method, path string, body any) (Response, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return Response{}, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, "https://"+c.Member(uid).Cfg.APIAddr+path, rd)
-	if err != nil {
-		return Response{}, err
-	}
-	req.SetBasicAuth(user, password)
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return Response{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return Response{}, err
-	}
-	return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
-}
-
-// MustDo is Do that fails the test unless the answer has status want.
-func (c *Cluster) MustDo(uid int, method, path string, body any, want int) Response {
-	c.t.Helper()
-	r, err := c.Do(uid, method, path, body)
-	if err != nil {
-		c.t.Fatalf("%s %s on node %d: %v", method, path, uid, err)
-	}
-	if r.Status != want {
-		c.t.Fatalf("%s %s on node %d: status %d, want %d: %s", method, path, uid, r.Status, want, r.Body)
-	}
-	return r
 }

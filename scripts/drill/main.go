@@ -3,6 +3,13 @@
 // then checks the recorded history for linearizability against a model of
 // the action table (porcupine) and the final state for invariants. It exits
 // non-zero on any violation. See docs/RELIABILITY.md.
+//
+// It owns the nodes' processes, their faults and the verdict, and must
+// never reach a node other than as a client, a supervisor or the machine
+// would (the API, signals, iptables, the disk), nor import cnm's own
+// packages: a check that shared the product's code or its view of the
+// state would share its bugs. Every fault it applies it also repairs, as
+// the next iteration, and the final checks, assume a whole cluster.
 package main
 
 import (
@@ -63,17 +70,7 @@ func main() {
 }
 
 func run(ctx context.Context, c config) (int, error) {
-	if c.dir == "" {
-		d, err := os.MkdirTemp("", "cnm-drill.")
-		if err != nil {
-			return 0, err
-		}
-		c.dir = d
-	}
-	if err := os.MkdirAll(c.dir, 0o700); err != nil {
-		return 0, err
-	}
-	bin, err := filepath.Abs(c.bin)
+	bin, err := prepare(&c)
 	if err != nil {
 		return 0, err
 	}
@@ -81,76 +78,112 @@ func run(ctx context.Context, c config) (int, error) {
 	fmt.Printf("drill: %d nodes, %d iterations, %d clients, seed %d, dir %s\n", c.nodes, c.iterations, c.clients, c.seed, c.dir)
 	cl := newCluster(bin, c.dir, c.nodes, c.hostBase)
 	cl.mountDisks()
-	violations := 0
-	var runErr error
-	var found []string // every violation, for the summary at the very end
-	defer func() {
-		cl.heal()
-		cl.stopAll()
-		cl.unmountDisks(violations > 0 || runErr != nil || c.keep)
-		if violations > 0 || runErr != nil {
-			// Evidence: node logs, data dirs, op logs.
-			fmt.Printf("drill: work directory kept: %s\n", c.dir)
-			for _, n := range cl.nodes {
-				tailLog(n.log, 15)
-			}
-			// Again after the logs, so that the end of the output, all a
-			// CI page may show, says what went wrong.
-			for _, r := range found {
-				fmt.Println("drill: VIOLATION", r)
-			}
-			if runErr != nil {
-				fmt.Println("drill:", runErr)
-			}
-			return
-		}
-		if !c.keep {
-			os.RemoveAll(c.dir)
-		}
-	}()
+	var out outcome
+	defer func() { cl.tearDown(out, c.keep) }()
 	if err := cl.up(ctx); err != nil {
 		return 0, fmt.Errorf("start cluster: %w", err)
 	}
 	if err := cl.createDemo(ctx); err != nil {
 		return 0, fmt.Errorf("create demo database: %w", err)
 	}
-	rec := newRecorder()
-	cl.rec = rec
-	mon := newMonitor()
-	wctx, stopWork := context.WithCancel(ctx)
-	done := make(chan struct{}, 2)
-	go func() { rec.workload(wctx, cl, c.clients, rng.Uint64()); done <- struct{}{} }()
-	go func() { mon.run(wctx, cl); done <- struct{}{} }()
-
-	t := iterate(ctx, c.iterations, c.nemeses, func(name string) error {
-		return cl.nemesis(ctx, name, rng)
-	}, os.Stdout)
-	violations += t.violations
-	found = append(found, t.report...)
-	stopWork()
-	<-done
-	<-done
+	rec, mon, t := cl.underFaults(ctx, c, rng)
+	out.violations += t.violations
+	out.found = append(out.found, t.report...)
 	cl.heal()
 	if err := cl.restartDead(ctx); err != nil {
-		runErr = fmt.Errorf("bring nodes back: %w", err)
-		return violations, runErr
+		out.err = fmt.Errorf("bring nodes back: %w", err)
+		return out.violations, out.err
 	}
 	problems := check(ctx, cl, rec)
 	mon.poll(ctx, cl, cl.nodes[0])
 	problems = append(problems, mon.overlaps()...)
 	problems = append(problems, mon.delayFailures()...)
-	violations += len(problems)
-	found = append(found, problems...)
+	out.violations += len(problems)
+	out.found = append(out.found, problems...)
 	for _, p := range problems {
 		fmt.Println("drill: VIOLATION", p)
 	}
 	fmt.Printf("drill: %d operations (%d submitted and acknowledged, %d unknown outcomes), %d violations\n",
-		len(rec.ops), rec.acked(), rec.unknown(), violations)
+		len(rec.ops), rec.acked(), rec.unknown(), out.violations)
 	fmt.Printf("drill: iterations: %d ok, %d skipped, %d violations\n", t.ok, t.skipped, t.violations)
 	for _, r := range t.report {
 		fmt.Println("drill:", r)
 	}
-	return violations, nil
+	return out.violations, nil
+}
+
+// prepare makes the work directory (a new temp dir when c.dir is empty)
+// and returns the absolute path of the cnmd binary, as the nodes run from
+// other directories.
+func prepare(c *config) (string, error) {
+	if c.dir == "" {
+		d, err := os.MkdirTemp("", "cnm-drill.")
+		if err != nil {
+			return "", err
+		}
+		c.dir = d
+	}
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		return "", err
+	}
+	return filepath.Abs(c.bin)
+}
+
+// outcome is what the teardown must know of a run: whether to keep the
+// evidence, and what to repeat at the very end of the output.
+type outcome struct {
+	violations int
+	found      []string // every violation, for the summary at the very end
+	err        error
+}
+
+// underFaults runs the clients and the monitor while the nemeses strike,
+// and returns once all three have stopped.
+func (c *cluster) underFaults(ctx context.Context, cfg config, rng *rand.Rand) (*recorder, *monitor, tally) {
+	rec := newRecorder()
+	c.rec = rec
+	mon := newMonitor()
+	wctx, stopWork := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	go func() { rec.workload(wctx, c, cfg.clients, rng.Uint64()); done <- struct{}{} }()
+	go func() { mon.run(wctx, c); done <- struct{}{} }()
+
+	t := iterate(ctx, cfg.iterations, cfg.nemeses, func(name string) error {
+		return c.nemesis(ctx, name, rng)
+	}, os.Stdout)
+	stopWork()
+	<-done
+	<-done
+	return rec, mon, t
+}
+
+// tearDown stops the cluster. A run that found violations or failed keeps
+// its work directory and prints the evidence; another removes it unless
+// keep.
+func (c *cluster) tearDown(out outcome, keep bool) {
+	failed := out.violations > 0 || out.err != nil
+	c.heal()
+	c.stopAll()
+	c.unmountDisks(failed || keep)
+	if !failed {
+		if !keep {
+			os.RemoveAll(c.dir)
+		}
+		return
+	}
+	// Evidence: node logs, data dirs, op logs.
+	fmt.Printf("drill: work directory kept: %s\n", c.dir)
+	for _, n := range c.nodes {
+		tailLog(n.log, 15)
+	}
+	// Again after the logs, so that the end of the output, all a CI page
+	// may show, says what went wrong.
+	for _, r := range out.found {
+		fmt.Println("drill: VIOLATION", r)
+	}
+	if out.err != nil {
+		fmt.Println("drill:", out.err)
+	}
 }
 
 // tally counts the outcomes of the nemesis iterations.

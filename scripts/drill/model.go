@@ -90,97 +90,121 @@ func step(st nodeState, in Input, out Output) []nodeState {
 	if i < 0 {
 		return nil
 	}
-	cur := st[i]
 	switch in.Kind {
 	case "read":
-		if out.Unknown {
+		return stepRead(st, i, out)
+	case "submit":
+		return stepSubmit(st, i, out)
+	case "cancel":
+		return stepCancel(st, i, out)
+	}
+	return nil
+}
+
+// stepRead is step for a read of slot i.
+func stepRead(st nodeState, i int, out Output) []nodeState {
+	cur := st[i]
+	if out.Unknown {
+		return []nodeState{st}
+	}
+	if out.Code == 404 {
+		if cur.Status == "" {
 			return []nodeState{st}
 		}
-		if out.Code == 404 {
-			if cur.Status == "" {
-				return []nodeState{st}
-			}
-			return nil
+		return nil
+	}
+	if out.Code != 200 || cur.Status == "" || !matches(cur, out.Task) || !slices.Contains(reachable(cur.Status), out.Status) {
+		return nil
+	}
+	next := st
+	next[i] = slot{Task: out.Task, Status: out.Status}
+	return []nodeState{next}
+}
+
+// stepSubmit is step for a submit into slot i.
+func stepSubmit(st nodeState, i int, out Output) []nodeState {
+	var res []nodeState
+	switch {
+	case out.Unknown:
+		res = append(res, st)
+		if canSubmit(st) {
+			res = append(res, submitted(st, i, anyTask))
 		}
-		if out.Code != 200 || cur.Status == "" || !matches(cur, out.Task) || !slices.Contains(reachable(cur.Status), out.Status) {
-			return nil
+	case out.Code == 200:
+		if canSubmit(st) {
+			res = append(res, submitted(st, i, out.Task))
 		}
-		next := st
-		next[i] = slot{Task: out.Task, Status: out.Status}
-		return []nodeState{next}
-	case "submit":
-		var res []nodeState
-		canSubmit := true // after hidden progress, every slot can be empty or terminal
+	case out.Code == 409:
+		// Some action on the node is still running: it can stay so.
 		for _, s := range st {
-			if s.Status != "" && !slices.ContainsFunc(reachable(s.Status), terminal) {
-				canSubmit = false
+			if s.Status != "" && !terminal(s.Status) {
+				res = append(res, st)
+				break
 			}
 		}
-		submitted := func(task string) nodeState {
-			next := st
-			for j, s := range next {
-				if s.Status != "" && !terminal(s.Status) {
-					next[j].Status = anyTerminal
-				}
-			}
-			next[i] = slot{Task: task, Status: "queued"}
-			return next
+	default:
+		res = append(res, st) // refused before anything was stored
+	}
+	return res
+}
+
+// canSubmit reports whether, after hidden progress, every slot can be
+// empty or terminal.
+func canSubmit(st nodeState) bool {
+	for _, s := range st {
+		if s.Status != "" && !slices.ContainsFunc(reachable(s.Status), terminal) {
+			return false
 		}
-		switch {
-		case out.Unknown:
-			res = append(res, st)
-			if canSubmit {
-				res = append(res, submitted(anyTask))
-			}
-		case out.Code == 200:
-			if canSubmit {
-				res = append(res, submitted(out.Task))
-			}
-		case out.Code == 409:
-			// Some action on the node is still running: it can stay so.
-			for _, s := range st {
-				if s.Status != "" && !terminal(s.Status) {
-					res = append(res, st)
-					break
-				}
-			}
-		default:
-			res = append(res, st) // refused before anything was stored
+	}
+	return true
+}
+
+// submitted is st once task is queued in slot i: every other action has
+// ended by then, in a status the client has not seen.
+func submitted(st nodeState, i int, task string) nodeState {
+	next := st
+	for j, s := range next {
+		if s.Status != "" && !terminal(s.Status) {
+			next[j].Status = anyTerminal
 		}
-		return res
-	case "cancel":
-		if out.Unknown {
-			res := []nodeState{st}
-			for _, h := range reachable(cur.Status) {
-				if h == "" {
-					continue
-				}
-				res = append(res, cancelled(st, i, h))
-			}
-			return res
-		}
-		if out.Code == 404 {
-			if cur.Status == "" {
-				return []nodeState{st}
-			}
-			return nil
-		}
-		if out.Code != 200 || cur.Status == "" || !matches(cur, out.Task) {
-			return nil
-		}
-		var res []nodeState
+	}
+	next[i] = slot{Task: task, Status: "queued"}
+	return next
+}
+
+// stepCancel is step for a cancel of slot i.
+func stepCancel(st nodeState, i int, out Output) []nodeState {
+	cur := st[i]
+	if out.Unknown {
+		res := []nodeState{st}
 		for _, h := range reachable(cur.Status) {
-			if after := cancelAnswer(h); after == out.Status || (terminal(h) && h == out.Status) {
-				next := cancelled(st, i, h)
-				if !terminal(h) {
-					next[i].Task = out.Task
-				}
-				res = append(res, next)
+			if h == "" {
+				continue
 			}
+			res = append(res, cancelled(st, i, h))
 		}
 		return res
 	}
-	return nil
+	if out.Code == 404 {
+		if cur.Status == "" {
+			return []nodeState{st}
+		}
+		return nil
+	}
+	if out.Code != 200 || cur.Status == "" || !matches(cur, out.Task) {
+		return nil
+	}
+	var res []nodeState
+	for _, h := range reachable(cur.Status) {
+		if after := cancelAnswer(h); after == out.Status || (terminal(h) && h == out.Status) {
+			next := cancelled(st, i, h)
+			if !terminal(h) {
+				next[i].Task = out.Task
+			}
+			res = append(res, next)
+		}
+	}
+	return res
 }
 
 // cancelAnswer is the status a cancel answers with for an action in h.
