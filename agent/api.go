@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -214,31 +215,30 @@ func (a *Agent) ops(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (a *Agent) role(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Role string `json:"role"`
-	}
+	a.setOne(w, r, "role", a.cfg.Backend.SwitchRole)
+}
+
+// setOne sets one property of a shard, named by field in the request and
+// the answer, with set.
+func (a *Agent) setOne(w http.ResponseWriter, r *http.Request, field string, set func(ctx context.Context, uid, v string) error) {
+	var req map[string]string
 	if err := decode(r, &req); err != nil {
 		writeErr(w, err)
 		return
 	}
-	if err := a.cfg.Backend.SwitchRole(r.Context(), mux.Vars(r)["uid"], req.Role); err != nil {
+	for k := range req {
+		if k != field {
+			writeErr(w, fmt.Errorf("%w: unknown field %q", errBadRequest, k))
+			return
+		}
+	}
+	if err := set(r.Context(), mux.Vars(r)["uid"], req[field]); err != nil {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"role": req.Role})
+	writeJSON(w, http.StatusOK, map[string]string{field: req[field]})
 }
 
 func (a *Agent) persist(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Mode string `json:"mode"`
-	}
-	if err := decode(r, &req); err != nil {
-		writeErr(w, err)
-		return
-	}
-	if err := a.cfg.Backend.Persist(r.Context(), mux.Vars(r)["uid"], req.Mode); err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"mode": req.Mode})
+	a.setOne(w, r, "mode", a.cfg.Backend.Persist)
 }

@@ -110,22 +110,45 @@ func (s *Server) listNodes(w http.ResponseWriter, _ *http.Request, _ principal) 
 }
 
 func (s *Server) getNode(w http.ResponseWriter, r *http.Request, _ principal) error {
-	uid, err := pathUID(r, "node")
+	return s.showOne(w, r, "node", func(st *fsm.State, uid int) (any, error) {
+		n, ok := st.Nodes[uid]
+		if !ok {
+			return nil, errNodeNotFound(uid)
+		}
+		return viewNodeWith(n, st.ShardUIDsByNode()[uid], time.Now()), nil
+	})
+}
+
+// showOne answers with the view of the object whose uid the path names, or
+// the error view gives when there is none.
+func (s *Server) showOne(w http.ResponseWriter, r *http.Request, what string, view func(st *fsm.State, uid int) (any, error)) error {
+	uid, err := pathUID(r, what)
 	if err != nil {
 		return err
 	}
-	var v nodeView
-	var ok bool
-	s.fsm.Read(func(st *fsm.State, _ uint64) {
-		var n *fsm.Node
-		if n, ok = st.Nodes[uid]; ok {
-			v = viewNodeWith(n, st.ShardUIDsByNode()[uid], time.Now())
-		}
-	})
-	if !ok {
-		return errNodeNotFound(uid)
+	var v any
+	s.fsm.Read(func(st *fsm.State, _ uint64) { v, err = view(st, uid) })
+	if err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// deleteOne deletes the object whose uid the path names with del, and
+// answers with its uid.
+func deleteOne(w http.ResponseWriter, r *http.Request, what string, del func(uid int) error) error {
+	uid, err := pathUID(r, what)
+	if err != nil {
+		return err
+	}
+	if err := decodeBody(r, &struct{}{}); err != nil {
+		return err
+	}
+	if err := del(uid); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"uid": uid})
 	return nil
 }
 
@@ -227,23 +250,13 @@ func (s *Server) listUsers(w http.ResponseWriter, _ *http.Request, _ principal) 
 }
 
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request, _ principal) error {
-	uid, err := pathUID(r, "user")
-	if err != nil {
-		return err
-	}
-	var v userView
-	var ok bool
-	s.fsm.Read(func(st *fsm.State, _ uint64) {
-		var u *fsm.User
-		if u, ok = st.Users[uid]; ok {
-			v = viewUser(u)
+	return s.showOne(w, r, "user", func(st *fsm.State, uid int) (any, error) {
+		u, ok := st.Users[uid]
+		if !ok {
+			return nil, fsm.ErrUserNotFound.With("user " + itoa(uid) + " does not exist")
 		}
+		return viewUser(u), nil
 	})
-	if !ok {
-		return fsm.ErrUserNotFound.With("user " + itoa(uid) + " does not exist")
-	}
-	writeJSON(w, http.StatusOK, v)
-	return nil
 }
 
 // userBody is the body of POST /v1/users and PUT /v1/users/{uid}.
@@ -324,18 +337,7 @@ func answerUser(w http.ResponseWriter, u *fsm.User, err error) error {
 }
 
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, p principal) error {
-	uid, err := pathUID(r, "user")
-	if err != nil {
-		return err
-	}
-	if err := decodeBody(r, &struct{}{}); err != nil {
-		return err
-	}
-	if err := s.ctl.DeleteUser(r.Context(), p.actor(), uid); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]int{"uid": uid})
-	return nil
+	return deleteOne(w, r, "user", func(uid int) error { return s.ctl.DeleteUser(r.Context(), p.actor(), uid) })
 }
 
 func (s *Server) getPermissions(w http.ResponseWriter, _ *http.Request, p principal) error {

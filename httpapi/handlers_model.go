@@ -80,23 +80,13 @@ func errBDBNotFound(uid int) *fsm.Error {
 }
 
 func (s *Server) getBDB(w http.ResponseWriter, r *http.Request, _ principal) error {
-	uid, err := pathUID(r, "database")
-	if err != nil {
-		return err
-	}
-	var v bdbView
-	var ok bool
-	s.fsm.Read(func(st *fsm.State, _ uint64) {
-		var b *fsm.BDB
-		if b, ok = st.BDBs[uid]; ok {
-			v = viewBDB(st, b)
+	return s.showOne(w, r, "database", func(st *fsm.State, uid int) (any, error) {
+		b, ok := st.BDBs[uid]
+		if !ok {
+			return nil, errBDBNotFound(uid)
 		}
+		return viewBDB(st, b), nil
 	})
-	if !ok {
-		return errBDBNotFound(uid)
-	}
-	writeJSON(w, http.StatusOK, v)
-	return nil
 }
 
 type bdbBody struct {
@@ -170,18 +160,7 @@ func (s *Server) createBDB(w http.ResponseWriter, r *http.Request, p principal) 
 }
 
 func (s *Server) deleteBDB(w http.ResponseWriter, r *http.Request, p principal) error {
-	uid, err := pathUID(r, "database")
-	if err != nil {
-		return err
-	}
-	if err := decodeBody(r, &struct{}{}); err != nil {
-		return err
-	}
-	if err := s.ctl.DeleteBDB(r.Context(), p.actor(), uid); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]int{"uid": uid})
-	return nil
+	return deleteOne(w, r, "database", func(uid int) error { return s.ctl.DeleteBDB(r.Context(), p.actor(), uid) })
 }
 
 func (s *Server) listShards(w http.ResponseWriter, _ *http.Request, _ principal) error {
