@@ -75,57 +75,6 @@ func (e *Executor) drop(ctx context.Context, addr, uid string) error {
 	return e.Agents.Drop(ctx, addr, uid)
 }
 
-// Name implements Worker.
-func (e *Executor) Name() string { return "executor" }
-
-// errYielded: this leader handed leadership over; the next one resumes.
-var errYielded = errors.New("leadership handed over")
-
-// errCancelling: the action was cancelled while its step waited; the step
-// is given up, and the action ends cancelled.
-var errCancelling = errors.New("action cancelled while its step waited")
-
-// Run starts a runner per unfinished action and waits for all of them when
-// ctx ends.
-func (e *Executor) Run(ctx context.Context, term uint64) {
-	if e.Now == nil {
-		e.Now = time.Now
-	}
-	running := map[string]bool{}
-	done := make(chan string)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		changed := e.FSM.Changed()
-		var todo []string
-		e.FSM.Read(func(st *fsm.State, _ uint64) {
-			for _, a := range st.AllActions() {
-				if !fsm.Terminal(a.Status) && !running[a.TaskID] {
-					todo = append(todo, a.TaskID)
-				}
-			}
-		})
-		for _, id := range todo {
-			running[id] = true
-			go func() {
-				e.run(ctx, term, id)
-				done <- id
-			}()
-		}
-		select {
-		case <-ctx.Done():
-			for len(running) > 0 {
-				delete(running, <-done)
-			}
-			return
-		case id := <-done:
-			delete(running, id)
-		case <-changed:
-		case <-tick.C:
-		}
-	}
-}
-
 func (e *Executor) apply(ctx context.Context, payload any) (*fsm.Result, error) {
 	cmd, err := fsm.Encode(payload)
 	if err != nil {

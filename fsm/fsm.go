@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -192,3 +193,23 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *snapshot) Release() {}
+
+// apply changes s by one decoded command at the given log index. It checks
+// everything before it changes anything, so a rejected command leaves s as it
+// was. It returns the value to hand back to the proposer.
+func (s *State) apply(c Command, index uint64, admit Admission) (any, *Error) {
+	if c.Type != CmdBootstrap && !s.Bootstrapped() {
+		return nil, Errorf(ErrNotBootstrapped, "no cluster has been created")
+	}
+	if a, ok := c.Payload.(authored); ok {
+		if err := s.checkActor(a.author()); err != nil {
+			return nil, err
+		}
+	}
+	t, ok := commandsByPayload[reflect.TypeOf(c.Payload)]
+	if !ok {
+		// Decode only returns the payloads of the command table.
+		panic("fsm: unhandled command " + c.Type.String())
+	}
+	return commandsByType[t].apply(s, c.Payload, index, admit)
+}
