@@ -9,6 +9,9 @@
 // file backend materialises each shard as a data file; a backend running
 // real redis-server processes can replace it.
 //
+// Its client (Client) calls other agents through peer's client, so every
+// node-to-node call shares one transport and one reading of error answers.
+//
 // The agent reconciles: on start and after every change of the replicated
 // state it makes the node's shards match what the state assigns to it.
 package agent

@@ -1,13 +1,21 @@
 // Package httpapi is cnm's REST API: routes, Basic authentication, the role
-// permissions of SPEC §8, JSON errors, read consistency (linearizable by
-// default, stale and blocking reads on request), and the forwarding of every
-// write to the raft leader.
+// permissions of SPEC §8, read consistency (linearizable by default, stale
+// and blocking reads on request), the forwarding loop of writes, the views
+// of the model, and the mapping of errors to answers.
 //
-// Handlers never touch raft directly: they read the replicated state through
-// the FSM and propose encoded fsm commands through the Raft interface declared
-// here. A write that lands on a follower is forwarded to the leader over the
-// cluster's mutual TLS and the leader's answer is returned unchanged; a
-// forwarded request is never forwarded again.
+// It never decides a write itself: a handler parses the request and calls
+// one typed method of the control layer (package control), which stamps,
+// pre-checks and proposes; every error it answers with is an *fsm.Error,
+// whose code carries its status, and anything else is a 500 that only the
+// log explains. Node-to-node calls go through package peer, and the
+// node-to-node endpoints are peer's, mounted here behind the same routing,
+// metrics and member-certificate check. It imports no planner.
+//
+// A write is given its task id on the node the client sent it to, then run
+// on the leader: here if this node leads, otherwise forwarded. It is sent
+// again only when it surely was not applied, or when its route's writes are
+// stored once under their id, so a retry after a leader change is the same
+// write everywhere.
 //
 // No request may grow a node's memory or its /metrics without bound: paths
 // are checked for canonical form before routing (never redirected), metric
