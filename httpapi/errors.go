@@ -10,11 +10,6 @@ import (
 	"cnm/fsm"
 )
 
-type errorBody struct {
-	Code        string `json:"error_code"`
-	Description string `json:"description"`
-}
-
 // writeError is the one place where errors become responses: an
 // *fsm.Error answers with its code and status, anything else is logged and
 // answered as an internal error.
@@ -44,14 +39,14 @@ func writeAPIError(w http.ResponseWriter, fe *fsm.Error, hold time.Duration) {
 	if fe.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(fe.RetryAfter.Seconds()))))
 	}
-	writeJSON(w, status, errorBody{Code: fe.Code, Description: fe.Description})
+	writeJSON(w, status, fe)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
-		b = []byte(`{"error_code":"internal_error","description":"encode response"}`)
+		b, _ = json.Marshal(fsm.ErrInternal.With("encode response"))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -95,19 +95,14 @@ func (c *JoinClient) postJSON(ctx context.Context, path string, body []byte, out
 		return fmt.Errorf("call %s: %w", path, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("read answer of %s: %w", path, err)
-	}
 	switch {
-	case resp.StatusCode == http.StatusOK:
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("%w: the server at %s did not answer as a cnm node (%s: %w)", ErrJoinRefused, c.Target, path, err)
-		}
-		return nil
 	case resp.StatusCode >= 500:
-		return fmt.Errorf("%s answered %d: %s", path, resp.StatusCode, bytes.TrimSpace(data))
-	default:
-		return fmt.Errorf("%w: %s answered %d: %s", ErrJoinRefused, path, resp.StatusCode, bytes.TrimSpace(data))
+		return fmt.Errorf("%s: %w", path, DecodeError(resp, c.Target))
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("%w: %s: %w", ErrJoinRefused, path, DecodeError(resp, c.Target))
 	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
+		return fmt.Errorf("%w: the server at %s did not answer as a cnm node (%s: %w)", ErrJoinRefused, c.Target, path, err)
+	}
+	return nil
 }
