@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -86,9 +87,42 @@ func (n *Node) nodeRecord(status string, now time.Time) fsm.Node {
 }
 
 const (
-	caKeyFile       = "ca.key"
+	// caKeyFile, in the tls dir, is the cluster CA's key from its making
+	// until the bootstrap command carries it into the replicated state.
+	caKeyFile = "ca.key"
+	// bootstrapMarker is in the data dir while a bootstrap is unfinished
+	// (see ensureBootstrapped).
 	bootstrapMarker = "bootstrap-pending"
 )
+
+// bootstrapTLS is the TLS identity a bootstrapping node comes up on: the
+// one in its data dir, or a new cluster CA, but never a new CA in a data
+// dir that belongs to a cluster already (its nodes would no longer trust
+// it). It records the cluster in the data dir's identity and logs what the
+// other nodes join with.
+func (c *Config) bootstrapTLS(id *identity, d dataDirState, log *slog.Logger) (pki.Material, error) {
+	mat := d.mat
+	if !d.haveTLS {
+		if id != nil {
+			return pki.Material{}, fmt.Errorf("data dir %s belongs to cluster %s but lost its tls material: refusing to create "+
+				"a new cluster in it (use an empty data dir)", c.DataDir, short(id.ClusterID))
+		}
+		var err error
+		if mat, err = newClusterTLS(*c); err != nil {
+			return pki.Material{}, err
+		}
+	}
+	fp, err := pki.Fingerprint(mat.CAPEM)
+	if err != nil {
+		return pki.Material{}, err
+	}
+	if err := c.recordIdentity(fp); err != nil {
+		return pki.Material{}, err
+	}
+	log.Info("cluster CA: other nodes join with --join and --join-ca-fingerprint",
+		"join", "https://"+c.APIAddr, "ca_fingerprint", fp, "ca_file", filepath.Join(c.tlsDir(), pki.CAFile))
+	return mat, nil
+}
 
 // newClusterTLS makes the cluster CA and this node's certificate.
 func newClusterTLS(cfg Config) (pki.Material, error) {

@@ -56,6 +56,9 @@ type Node struct {
 	peersWritten string
 }
 
+// joinMarker is in the data dir from before the node can become a member
+// until it votes: a restart in between must finish the join, or the node
+// stays a non-voter for good.
 const joinMarker = "join-pending"
 
 // Start brings a node up: it resumes from the data dir, or creates a cluster
@@ -75,103 +78,140 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	cfg.withDefaults()
 	log := cfg.Logger.With("node_uid", cfg.UID)
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
-	}
-	hasState, err := raftnode.HasState(cfg.raftDir())
+	dir, err := cfg.prepareDataDir()
 	if err != nil {
 		return nil, err
 	}
-	if err := pki.RecoverReplacing(cfg.tlsDir()); err != nil {
+	mat, joining, err := cfg.chooseMode(ctx, id, dir, log)
+	if err != nil {
 		return nil, err
 	}
-	if err := cfg.checkNotDiverged(); err != nil {
-		return nil, err
-	}
-	mat, err := pki.Load(cfg.tlsDir())
-	haveTLS := err == nil
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-
-	joining := false
-	joinMark := filepath.Join(cfg.DataDir, joinMarker)
-	switch {
-	case hasState && haveTLS:
-		log.Info("resuming from data dir", "data_dir", cfg.DataDir)
-		if _, err := os.Stat(joinMark); err == nil {
-			// Stopped between the two steps of its join (a non-voter,
-			// still): finish it, or the node never votes.
-			if cfg.Join == "" || cfg.AdminUser == "" || cfg.AdminPassword == "" {
-				return nil, fmt.Errorf("the join of node %d did not finish: start it again with --join and the admin credentials", cfg.UID)
-			}
-			log.Info("finishing the join that was cut short", "join", cfg.Join)
-			joining = true
-		}
-	case cfg.Bootstrap:
-		if !haveTLS {
-			if id != nil {
-				return nil, fmt.Errorf("data dir %s belongs to cluster %s but lost its tls material: refusing to create "+
-					"a new cluster in it (use an empty data dir)", cfg.DataDir, short(id.ClusterID))
-			}
-			if mat, err = newClusterTLS(cfg); err != nil {
-				return nil, err
-			}
-		}
-		fp, err := pki.Fingerprint(mat.CAPEM)
-		if err != nil {
-			return nil, err
-		}
-		if err := cfg.recordIdentity(fp); err != nil {
-			return nil, err
-		}
-		log.Info("cluster CA: other nodes join with --join and --join-ca-fingerprint",
-			"join", "https://"+cfg.APIAddr, "ca_fingerprint", fp, "ca_file", filepath.Join(cfg.tlsDir(), pki.CAFile))
-	case cfg.Join != "":
-		// Even with a certificate from an earlier attempt, ask again: the
-		// answer also confirms the node table entry.
-		// Written before the node can become a member, removed once it
-		// votes: a restart in between finishes the join.
-		if err := os.WriteFile(joinMark, nil, 0o600); err != nil {
-			return nil, fmt.Errorf("write join marker: %w", err)
-		}
-		if mat, err = joinFirstStep(ctx, cfg, id, log); err != nil {
-			return nil, err
-		}
-		joining = true
-	case hasState:
-		return nil, fmt.Errorf("data dir %s has raft state but no tls material in %s", cfg.DataDir, cfg.tlsDir())
-	default:
-		return nil, ErrNoClusterState
-	}
-
-	n := &Node{cfg: cfg, log: log, served: make(chan error, 1), removed: make(chan struct{}), restart: make(chan struct{}), started: time.Now()}
+	n := &Node{cfg: cfg, log: log, served: make(chan error, 1), removed: make(chan struct{}),
+		restart: make(chan struct{}), started: time.Now()}
 	if err := n.open(mat); err != nil {
 		return nil, err
 	}
-	if cfg.Bootstrap {
-		if err := n.ensureBootstrapped(ctx, hasState, mat); err != nil {
-			n.Kill()
-			return nil, err
+	if err := n.becomeMember(ctx, dir, mat, joining); err != nil {
+		n.Kill()
+		return nil, err
+	}
+	return n, nil
+}
+
+// dataDirState is what Start found in the data dir, before the mode flags
+// decide what to make of it.
+type dataDirState struct {
+	hasState bool // raft state
+	haveTLS  bool // a TLS identity, in mat
+	mat      pki.Material
+}
+
+// prepareDataDir creates the data dir and reads what it holds. A
+// certificate replacement that a crash cut short is repaired first, so the
+// identity read is a whole one, and a state found to have diverged is
+// refused before anything opens it.
+func (c *Config) prepareDataDir() (dataDirState, error) {
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return dataDirState{}, fmt.Errorf("create data dir %s: %w", c.DataDir, err)
+	}
+	hasState, err := raftnode.HasState(c.raftDir())
+	if err != nil {
+		return dataDirState{}, err
+	}
+	if err := pki.RecoverReplacing(c.tlsDir()); err != nil {
+		return dataDirState{}, err
+	}
+	if err := c.checkNotDiverged(); err != nil {
+		return dataDirState{}, err
+	}
+	mat, err := pki.Load(c.tlsDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return dataDirState{}, err
+	}
+	return dataDirState{hasState: hasState, haveTLS: err == nil, mat: mat}, nil
+}
+
+// chooseMode settles how the node comes up (resume, create the cluster or
+// join one) and returns the TLS identity it comes up on; joining means a
+// join, new or cut short, is to be finished once raft is open. The data
+// dir wins over the flags: a node with state and identity resumes, whatever
+// else it was told.
+func (c *Config) chooseMode(ctx context.Context, id *identity, d dataDirState, log *slog.Logger) (pki.Material, bool, error) {
+	switch {
+	case d.hasState && d.haveTLS:
+		joining, err := c.resumeJoining(log)
+		return d.mat, joining, err
+	case c.Bootstrap:
+		mat, err := c.bootstrapTLS(id, d, log)
+		return mat, false, err
+	case c.Join != "":
+		mat, err := c.startJoin(ctx, id, log)
+		return mat, true, err
+	case d.hasState:
+		return pki.Material{}, false, fmt.Errorf("data dir %s has raft state but no tls material in %s", c.DataDir, c.tlsDir())
+	default:
+		return pki.Material{}, false, ErrNoClusterState
+	}
+}
+
+// resumeJoining tells whether a node resuming from its data dir stopped
+// between the two steps of its join (a non-voter, still): then Start must
+// finish the join, or the node never votes, and that needs the flags a
+// join needs.
+func (c *Config) resumeJoining(log *slog.Logger) (bool, error) {
+	log.Info("resuming from data dir", "data_dir", c.DataDir)
+	if _, err := os.Stat(filepath.Join(c.DataDir, joinMarker)); err != nil {
+		return false, nil
+	}
+	if c.Join == "" || c.AdminUser == "" || c.AdminPassword == "" {
+		return false, fmt.Errorf("the join of node %d did not finish: start it again with --join and the admin credentials", c.UID)
+	}
+	log.Info("finishing the join that was cut short", "join", c.Join)
+	return true, nil
+}
+
+// startJoin takes the first step of a join. Even with a certificate from an
+// earlier attempt it asks again: the answer also confirms the node table
+// entry.
+func (c *Config) startJoin(ctx context.Context, id *identity, log *slog.Logger) (pki.Material, error) {
+	if err := os.WriteFile(filepath.Join(c.DataDir, joinMarker), nil, 0o600); err != nil {
+		return pki.Material{}, fmt.Errorf("write join marker: %w", err)
+	}
+	return joinFirstStep(ctx, *c, id, log)
+}
+
+// becomeMember finishes, on the opened node, what makes it a member: the
+// bootstrap, or the second step of its join. Membership is recorded as
+// soon as it is done, so that a removal quicker than the membership
+// watch's first look still counts.
+func (n *Node) becomeMember(ctx context.Context, d dataDirState, mat pki.Material, joining bool) error {
+	if n.cfg.Bootstrap {
+		if err := n.ensureBootstrapped(ctx, d.hasState, mat); err != nil {
+			return err
 		}
 		n.markMember()
 	}
 	if joining {
-		if err := n.joinSecondStep(ctx, mat); err != nil {
-			n.Kill()
-			return nil, err
-		}
-		n.markMember()
-		if err := os.Remove(joinMark); err != nil && !errors.Is(err, os.ErrNotExist) {
-			n.log.Warn("remove join marker", "error", err)
-		}
-		// The member joined through is one to ask about membership later,
-		// should this node be removed before it knows any other.
-		if u, err := url.Parse(joinURL(cfg.Join)); err == nil && u.Host != "" {
-			n.rememberPeers(u.Host)
-		}
+		return n.finishJoin(ctx, mat)
 	}
-	return n, nil
+	return nil
+}
+
+// finishJoin makes the node a voter and ends the join for good.
+func (n *Node) finishJoin(ctx context.Context, mat pki.Material) error {
+	if err := n.joinSecondStep(ctx, mat); err != nil {
+		return err
+	}
+	n.markMember()
+	if err := os.Remove(filepath.Join(n.cfg.DataDir, joinMarker)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		n.log.Warn("remove join marker", "error", err)
+	}
+	// The member joined through is one to ask about membership later,
+	// should this node be removed before it knows any other.
+	if u, err := url.Parse(joinURL(n.cfg.Join)); err == nil && u.Host != "" {
+		n.rememberPeers(u.Host)
+	}
+	return nil
 }
 
 // Removed is closed when the cluster removed this node.

@@ -14,8 +14,13 @@ import (
 )
 
 const (
+	// memberMarker says this node has been a member: without it, across a
+	// restart, the watch could not tell a removed node from one still
+	// joining.
 	memberMarker = "member"
-	peersFile    = "peers"
+	// peersFile lists the other nodes' API addresses, whom to ask after a
+	// restart, when the state may not know anyone yet.
+	peersFile = "peers"
 )
 
 // watchMembership notices that the cluster removed this node: a node that
