@@ -17,6 +17,25 @@ import (
 
 // open starts raft and the API on the given TLS identity.
 func (n *Node) open(mat pki.Material) error {
+	if err := n.openRaft(mat); err != nil {
+		return err
+	}
+	cu, err := n.openAPI()
+	if err != nil {
+		// Only raft runs yet.
+		_ = n.raft.Shutdown()
+		return err
+	}
+	n.startBackground(cu)
+	fp, _ := pki.Fingerprint(mat.CAPEM)
+	n.log.Info("node started", "api_addr", n.cfg.APIAddr, "raft_addr", n.cfg.RaftAddr, "ca_fingerprint", fp)
+	return nil
+}
+
+// openRaft opens the raft member. Its TLS identity checks peers against
+// the state raft replicates, so that a certificate the cluster revoked is
+// refused at every node-to-node door.
+func (n *Node) openRaft(mat pki.Material) error {
 	cfg := n.cfg
 	f := fsm.New(fsm.WithAdmission(cluster.Admit))
 	id, err := pki.NewIdentity(mat, revokedIn(f))
@@ -33,39 +52,63 @@ func (n *Node) open(mat pki.Material) error {
 		return err
 	}
 	n.raft = r
+	return nil
+}
 
+// openAPI builds what serves on top of raft (the peer clients, the agent,
+// the API) and starts serving the API.
+func (n *Node) openAPI() (*catchUp, error) {
+	cfg := n.cfg
 	apiTLS, err := n.apiTLS()
 	if err != nil {
-		_ = r.Shutdown()
-		return err
+		return nil, err
 	}
-	peerHTTP := httpapi.NewPeerHTTPClient(id.PeerAPIClientConfig(), cfg.host(), httpapi.DialFunc(cfg.Dial))
-	n.peerHTTP = peerHTTP
-	n.peers = httpapi.NewPeerClient(peerHTTP)
+	n.peerHTTP = httpapi.NewPeerHTTPClient(n.id.PeerAPIClientConfig(), cfg.host(), httpapi.DialFunc(cfg.Dial))
+	n.peers = httpapi.NewPeerClient(n.peerHTTP)
+	cu, err := n.newAgent()
+	if err != nil {
+		return nil, err
+	}
+	n.gate = newAgentGate()
+	n.api = httpapi.New(httpapi.Config{
+		Raft: n.raft, Peers: n.peers, Hold: cfg.Hold, BcryptCost: cfg.BcryptCost,
+		Version: Version, APIAddr: cfg.APIAddr, RaftAddr: cfg.RaftAddr, Logger: cfg.Logger,
+		Agent: n.gate.wrap(n.agent.Handler()), AgentPrefix: agent.Prefix,
+		PeerCheck: n.id.VerifiedPeer, CertLifetime: cfg.CertLifetime,
+	})
+	return cu, n.serveAPI(apiTLS)
+}
+
+// catchUp holds the agent back from the old snapshot a restart begins
+// from: it may act once the state has caught up with this node's own log.
+type catchUp struct {
+	done  atomic.Bool
+	index uint64 // the last index of this node's log at start
+}
+
+// newAgent builds the agent on its shard store in the data dir.
+func (n *Node) newAgent() (*catchUp, error) {
+	cfg := n.cfg
 	limiter := agent.NewLimiter(cfg.MigrationRate)
 	backend, err := agent.NewFileBackend(filepath.Join(cfg.DataDir, "shards"), limiter)
 	if err != nil {
-		_ = r.Shutdown()
-		return err
+		return nil, err
 	}
-	// The agent must not act on the old snapshot a restart begins from:
-	// it waits until the state has caught up with this node's own log.
-	_, lastAtStart := r.Indexes()
-	caughtUp := new(atomic.Bool)
-	caughtUp.Store(lastAtStart == 0)
-	n.agent = agent.New(agent.Config{NodeUID: cfg.UID, APIAddr: cfg.APIAddr, FSM: r.FSM(), Backend: backend, Limiter: limiter,
-		Scale: cfg.ShardFileScale, Client: peerHTTP, Logger: cfg.Logger, CaughtUp: caughtUp.Load,
+	_, lastAtStart := n.raft.Indexes()
+	cu := &catchUp{index: lastAtStart}
+	cu.done.Store(lastAtStart == 0)
+	n.agent = agent.New(agent.Config{NodeUID: cfg.UID, APIAddr: cfg.APIAddr, FSM: n.raft.FSM(), Backend: backend, Limiter: limiter,
+		Scale: cfg.ShardFileScale, Client: n.peerHTTP, Logger: cfg.Logger, CaughtUp: cu.done.Load,
 		OpLogPath: filepath.Join(cfg.DataDir, "agent-ops.jsonl")})
-	n.gate = newAgentGate()
-	n.api = httpapi.New(httpapi.Config{
-		Raft: r, Peers: n.peers, Hold: cfg.Hold, BcryptCost: cfg.BcryptCost,
-		Version: Version, APIAddr: cfg.APIAddr, RaftAddr: cfg.RaftAddr, Logger: cfg.Logger,
-		Agent: n.gate.wrap(n.agent.Handler()), AgentPrefix: agent.Prefix,
-		PeerCheck: id.VerifiedPeer, CertLifetime: cfg.CertLifetime,
-	})
+	return cu, nil
+}
+
+// serveAPI listens on the API address and serves the API there until Close
+// or Kill.
+func (n *Node) serveAPI(apiTLS *tls.Config) error {
+	cfg := n.cfg
 	ln, err := cfg.Listen("tcp", cfg.APIAddr)
 	if err != nil {
-		_ = r.Shutdown()
 		return fmt.Errorf("listen for api on %s: %w", cfg.APIAddr, err)
 	}
 	n.ln = ln
@@ -73,20 +116,18 @@ func (n *Node) open(mat pki.Material) error {
 	n.srv.TLSConfig = apiTLS
 	n.srv.RegisterOnShutdown(n.api.EndWaits)
 	go func() { n.served <- n.srv.Serve(tls.NewListener(ln, apiTLS)) }()
+	return nil
+}
 
+// startBackground starts the node's own work. All of it runs under one
+// context and one wait group, so that Close and Kill can stop it at once
+// and wait for it before they close the API and raft.
+func (n *Node) startBackground(cu *catchUp) {
+	cfg := n.cfg
 	bg, stop := context.WithCancel(context.Background())
 	n.stopBG = stop
-	loop := cluster.NewLeaderLoop(r, cfg.Logger,
-		&cluster.Liveness{
-			Self: cfg.UID, FSM: r.FSM(), Probe: n.peers, Raft: r, Started: n.started,
-			Interval: cfg.DownAfter / 6, DownAfter: cfg.DownAfter, Log: cfg.Logger.With("component", "liveness"),
-		},
-		&cluster.Executor{FSM: r.FSM(), Raft: r, Agents: agent.NewClient(peerHTTP),
-			Log: cfg.Logger.With("component", "executor", "node_uid", cfg.UID)},
-		&cluster.Checkpointer{FSM: r.FSM(), Raft: r, Interval: cfg.CheckpointInterval,
-			Log: cfg.Logger.With("component", "checkpointer")},
-	)
-	check := &cluster.ConsistencyCheck{Self: cfg.UID, FSM: r.FSM(), Peers: n.peers, Interval: cfg.ConsistencyInterval,
+	loop := n.leaderLoop()
+	check := &cluster.ConsistencyCheck{Self: cfg.UID, FSM: n.raft.FSM(), Peers: n.peers, Interval: cfg.ConsistencyInterval,
 		Log: cfg.Logger.With("component", "consistency", "node_uid", cfg.UID), Diverged: n.diverged}
 	n.bg.Add(7)
 	go func() { defer n.bg.Done(); check.Run(bg) }()
@@ -94,17 +135,30 @@ func (n *Node) open(mat pki.Material) error {
 	go func() { defer n.bg.Done(); n.renewCerts(bg) }()
 	go func() {
 		defer n.bg.Done()
-		if err := r.WaitApplied(bg, lastAtStart); err == nil {
-			caughtUp.Store(true)
+		if err := n.raft.WaitApplied(bg, cu.index); err == nil {
+			cu.done.Store(true)
 			n.agent.Kick()
 		}
 	}()
 	go func() { defer n.bg.Done(); n.agent.Run(bg) }()
 	go func() { defer n.bg.Done(); loop.Run(bg) }()
 	go func() { defer n.bg.Done(); n.watchMembership(bg) }()
-	fp, _ := pki.Fingerprint(mat.CAPEM)
-	n.log.Info("node started", "api_addr", cfg.APIAddr, "raft_addr", cfg.RaftAddr, "ca_fingerprint", fp)
-	return nil
+}
+
+// leaderLoop is the work this node does only while it leads: liveness,
+// the executor of actions, and checkpoints.
+func (n *Node) leaderLoop() *cluster.LeaderLoop {
+	cfg, r := n.cfg, n.raft
+	return cluster.NewLeaderLoop(r, cfg.Logger,
+		&cluster.Liveness{
+			Self: cfg.UID, FSM: r.FSM(), Probe: n.peers, Raft: r, Started: n.started,
+			Interval: cfg.DownAfter / 6, DownAfter: cfg.DownAfter, Log: cfg.Logger.With("component", "liveness"),
+		},
+		&cluster.Executor{FSM: r.FSM(), Raft: r, Agents: agent.NewClient(n.peerHTTP),
+			Log: cfg.Logger.With("component", "executor", "node_uid", cfg.UID)},
+		&cluster.Checkpointer{FSM: r.FSM(), Raft: r, Interval: cfg.CheckpointInterval,
+			Log: cfg.Logger.With("component", "checkpointer")},
+	)
 }
 
 // apiTLS is the HTTPS API's server config: the node certificate, or the
