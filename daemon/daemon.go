@@ -65,7 +65,8 @@ const joinMarker = "join-pending"
 // (Bootstrap), or joins one (Join). It returns once the node serves its API
 // and is a member of the cluster.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
-	// Every check of the flags comes before anything is created or started.
+	// Every check of the flags, and of whose data dir this is, comes before
+	// anything is created or started.
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
