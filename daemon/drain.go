@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"sync"
+
+	"cnm/fsm"
 )
 
 // agentGate stands in front of the agent's node-to-node API during a
@@ -28,11 +30,11 @@ func (g *agentGate) wrap(h http.Handler) http.Handler {
 			return
 		}
 		if !g.enter() {
+			e := fsm.ErrShuttingDown.With("this node is shutting down; retry once it is back")
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error_code": "shutting_down",
-				"description": "this node is shutting down; retry once it is back"})
+			w.WriteHeader(e.Status())
+			_ = json.NewEncoder(w).Encode(e)
 			return
 		}
 		defer g.leave()

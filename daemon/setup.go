@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"cnm/fsm"
 	"cnm/httpapi"
 	"cnm/pki"
 )
@@ -193,7 +194,7 @@ func (s *setup) failed(req httpapi.SetupRequest, err error) {
 		s.serve()
 	}
 	s.mu.Lock()
-	s.status = httpapi.SetupStatus{State: httpapi.SetupError, ErrorCode: "setup_failed", ErrorMessage: err.Error()}
+	s.status = httpapi.SetupStatus{State: httpapi.SetupError, ErrorCode: fsm.ErrSetupFailed.Code, ErrorMessage: err.Error()}
 	s.mu.Unlock()
 }
 

@@ -124,6 +124,7 @@ var (
 	ErrNotLeader           = kind("not_leader", http.StatusMisdirectedRequest)
 	ErrNoQuorum            = kind("no_quorum", http.StatusServiceUnavailable)
 	ErrNotAMember          = kind("not_a_member", http.StatusServiceUnavailable)
+	ErrShuttingDown        = kind("shutting_down", http.StatusServiceUnavailable)
 	ErrBootstrapInProgress = kind("bootstrap_in_progress", http.StatusConflict)
 	ErrSetupFailed         = kind("setup_failed", http.StatusInternalServerError)
 	ErrCheckpointNotFound  = kind("checkpoint_not_found", http.StatusNotFound)

@@ -11,9 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"cnm/fsm"
 )
 
 // diskSize is the size of each node's tmpfs: room for its shard files
@@ -94,7 +97,7 @@ func (c *cluster) diskFull(ctx context.Context, victim *proc, hold time.Duration
 			return err
 		}
 		last = fmt.Sprintf("%d %s", st, bytes.TrimSpace(b))
-		if st != 507 || !bytes.Contains(b, []byte(`"insufficient_storage"`)) {
+		if st != 507 || !bytes.Contains(b, []byte(strconv.Quote(fsm.ErrInsufficientStorage.Code))) {
 			return fmt.Errorf("node %d with a full disk answers ping with %s", victim.uid, last)
 		}
 		return nil

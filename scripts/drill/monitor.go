@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"cnm/fsm"
 )
 
 // span is when an action ran, as its record says.
@@ -126,7 +128,7 @@ func endOr(s span) int64 {
 // that was full. The faults the drill makes pass; an action must wait them
 // out, never fail for them (SPEC §6).
 var delayWords = []string{"does not answer", "did not answer", "i/o timeout", "connection refused", "context deadline exceeded",
-	"deadline passed", "insufficient_storage", "storage_fault", "EOF", "no_quorum", "leadership lost"}
+	"deadline passed", fsm.ErrInsufficientStorage.Code, fsm.ErrStorageFault.Code, "EOF", fsm.ErrNoQuorum.Code, "leadership lost"}
 
 // delayFailures reports the actions that failed for a delay.
 func (m *monitor) delayFailures() []string {
