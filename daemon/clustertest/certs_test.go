@@ -25,13 +25,17 @@ type certView struct {
 	CertRotation uint64 `json:"cert_rotation"`
 }
 
-// currentSerial is the serial of the certificate node uid uses now.
+// currentSerial is the serial of the certificate node uid uses now. A
+// renewal swaps the node's tls dir for a new one, so for a moment there is
+// none: a read that finds none looks again.
 func currentSerial(t *testing.T, c *clustertest.Cluster, uid int) string {
 	t.Helper()
-	m, err := pki.Load(filepath.Join(c.Member(uid).Cfg.DataDir, "tls"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var m pki.Material
+	clustertest.Eventually(t, 5*time.Second, func() error {
+		var err error
+		m, err = pki.Load(filepath.Join(c.Member(uid).Cfg.DataDir, "tls"))
+		return err
+	})
 	leaf, err := m.Leaf()
 	if err != nil {
 		t.Fatal(err)
