@@ -215,30 +215,29 @@ func (a *Agent) ops(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (a *Agent) role(w http.ResponseWriter, r *http.Request) {
-	a.setOne(w, r, "role", a.cfg.Backend.SwitchRole)
-}
-
-// setOne sets one property of a shard, named by field in the request and
-// the answer, with set.
-func (a *Agent) setOne(w http.ResponseWriter, r *http.Request, field string, set func(ctx context.Context, uid, v string) error) {
-	var req map[string]string
-	if err := decode(r, &req); err != nil {
-		writeErr(w, err)
-		return
+	var req struct {
+		Role string `json:"role"`
 	}
-	for k := range req {
-		if k != field {
-			writeErr(w, fmt.Errorf("%w: unknown field %q", errBadRequest, k))
-			return
-		}
-	}
-	if err := set(r.Context(), mux.Vars(r)["uid"], req[field]); err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{field: req[field]})
+	a.setOne(w, r, &req, "role", &req.Role, a.cfg.Backend.SwitchRole)
 }
 
 func (a *Agent) persist(w http.ResponseWriter, r *http.Request) {
-	a.setOne(w, r, "mode", a.cfg.Backend.Persist)
+	var req struct {
+		Mode string `json:"mode"`
+	}
+	a.setOne(w, r, &req, "mode", &req.Mode, a.cfg.Backend.Persist)
+}
+
+// setOne sets one property of a shard with set: the request body decodes
+// into body, whose field v is the property, named field in the answer.
+func (a *Agent) setOne(w http.ResponseWriter, r *http.Request, body any, field string, v *string, set func(ctx context.Context, uid, v string) error) {
+	if err := decode(r, body); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if err := set(r.Context(), mux.Vars(r)["uid"], *v); err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{field: *v})
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"cnm/fsm"
 )
 
@@ -54,6 +56,57 @@ func TestNodeActions_ClientChosenTaskIDIsIgnored(t *testing.T) {
 	}
 	if got.TaskID == chosen || got.TaskID == "" {
 		t.Fatalf("task_id = %q: the client's choice was used", got.TaskID)
+	}
+}
+
+// The task id of a submission is given where the client's request arrives:
+// a peer forwarding one has given it already, and the leader keeps it; a
+// forward without a usable one (a node of an older build drops it) gets a
+// fresh one, as does every request of a client.
+func TestNodeActions_TaskIDIsGivenWhereTheRequestArrives(t *testing.T) {
+	const given = "38c7405b-26a7-4379-b84c-cab4b3db706d"
+	tests := []struct {
+		name      string
+		fromPeer  bool
+		forwarded bool
+		header    string
+		keep      bool
+	}{
+		{"forwarded with an id", true, true, given, true},
+		{"a peer's own retry with an id", true, false, given, true},
+		{"forwarded without an id", true, true, "", false},
+		{"forwarded with an id that is no uuid", true, true, "task-1", false},
+		{"a client with an id", false, false, given, false},
+		{"a client claiming to forward", false, true, given, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newModelEnv(t)
+			r := e.request("admin", "POST", "/v1/nodes/1/actions/enslave_node", `{}`)
+			if tc.header != "" {
+				r.Header.Set("X-Cnm-Task-Id", tc.header)
+			}
+			if tc.forwarded {
+				r.Header.Set("X-Cnm-Forwarded-By", "2")
+			}
+			if tc.fromPeer {
+				r = asNode(r, nodeCert(t, 2))
+			}
+			w := e.serve(r)
+			mustStatus(t, w, http.StatusOK)
+			var got struct {
+				TaskID string `json:"task_id"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := uuid.Parse(got.TaskID); err != nil {
+				t.Fatalf("task_id = %q, not a uuid", got.TaskID)
+			}
+			if (got.TaskID == given) != tc.keep {
+				t.Fatalf("task_id = %q, want the given one: %v", got.TaskID, tc.keep)
+			}
+		})
 	}
 }
 

@@ -36,12 +36,14 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, rt route) er
 	if err != nil {
 		return err
 	}
-	forwarded := r.Header.Get(peer.ForwardedHeader) != "" && s.checker.Allows(r)
-	if !forwarded {
-		// The write's id is given where the client's request arrives, so
-		// that every leader it reaches sees the same write. A client does
-		// not choose it: a reused one would answer with an old record
-		// instead of starting the action.
+	fromPeer := s.checker.Allows(r)
+	forwarded := r.Header.Get(peer.ForwardedHeader) != "" && fromPeer
+	if _, err := uuid.Parse(r.Header.Get(peer.TaskHeader)); err != nil || !fromPeer {
+		// The write's id is given where the client's request arrives (a
+		// peer forwarding it has given it one already), so that every
+		// leader it reaches sees the same write. A client does not choose
+		// it: a reused one would answer with an old record instead of
+		// starting the action.
 		r.Header.Set(peer.TaskHeader, uuid.NewString())
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.hold)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -181,8 +182,9 @@ func (c *Client) Checkpoint(ctx context.Context, addr string, index uint64) (h f
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	err = c.Call(ctx, http.MethodGet, addr, checkpointPath+"?index="+strconv.FormatUint(index, 10), nil, nil, &h)
+	var re *RemoteError
 	switch {
-	case IsCode(err, fsm.ErrCheckpointNotFound):
+	case errors.As(err, &re) && re.Status == http.StatusNotFound:
 		return h, false, nil
 	case err != nil:
 		return h, false, fmt.Errorf("checkpoint from %s: %w", addr, err)

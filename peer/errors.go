@@ -13,7 +13,10 @@ import (
 
 // RemoteError is a node's answer other than 200: its status and, when the
 // body was a cnm error, its code and description. errors.Is matches it
-// with the fsm error kind of its code.
+// with the fsm error kind of its code, but errors.As finds no *fsm.Error
+// in it: a refusal of another node is no domain error of this one's
+// (an executor fails an action at once on those, and must wait out a
+// node that is briefly unable to serve).
 type RemoteError struct {
 	Addr   string
 	Status int
@@ -24,9 +27,11 @@ func (e *RemoteError) Error() string {
 	return fmt.Sprintf("%s answered %d %s", e.Addr, e.Status, e.Err)
 }
 
-// Unwrap gives the remote node's error, so that errors.Is(err,
-// fsm.ErrStaleTerm) holds for a stale_term answer.
-func (e *RemoteError) Unwrap() error { return e.Err }
+// Is makes errors.Is(err, fsm.ErrStaleTerm) hold for a stale_term answer.
+func (e *RemoteError) Is(target error) bool {
+	k, ok := target.(*fsm.Error)
+	return ok && k != nil && e.Err.Code != "" && k.Code == e.Err.Code
+}
 
 // DecodeError is the one reading of a node's error answer; it consumes
 // resp's body but does not close it.

@@ -101,7 +101,11 @@ func (c *JoinClient) postJSON(ctx context.Context, path string, body []byte, out
 	case resp.StatusCode != http.StatusOK:
 		return fmt.Errorf("%w: %s: %w", ErrJoinRefused, path, DecodeError(resp, c.Target))
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read answer of %s: %w", path, err)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("%w: the server at %s did not answer as a cnm node (%s: %w)", ErrJoinRefused, c.Target, path, err)
 	}
 	return nil
