@@ -189,9 +189,13 @@ func (s *Server) joinVoter(r *http.Request, actor fsm.Actor) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal(res.Value, &node); err != nil {
+		// Into a new value: node is a shallow copy, and decoding into it
+		// would write through its slices into the state itself.
+		var active fsm.Node
+		if err := json.Unmarshal(res.Value, &active); err != nil {
 			return nil, err
 		}
+		node = active
 	}
 	s.Log.Info("node is a voter", "joining_uid", node.UID)
 	return s.NodeView(&node), nil
