@@ -17,24 +17,16 @@ import (
 	"cnm/fsm"
 	"cnm/peer"
 	"cnm/pki"
-	"cnm/raftnode"
 )
 
-// Raft is what the API needs of the local raft member.
+// Raft is what the API needs of the local raft member: what the
+// node-to-node endpoints need, and more.
 type Raft interface {
-	ID() int
+	peer.Raft
 	FSM() *fsm.FSM
-	IsLeader() bool
 	Role() string
-	Leader() (uid int, raftAddr string)
 	Term() uint64
-	Indexes() (commit, last uint64)
 	Apply(ctx context.Context, cmd []byte) (*fsm.Result, error)
-	ReadIndex(ctx context.Context) (uint64, error)
-	WaitApplied(ctx context.Context, index uint64) error
-	AddVoter(ctx context.Context, uid int, raftAddr string) error
-	AddNonvoter(ctx context.Context, uid int, raftAddr string) error
-	Servers() ([]raftnode.Server, error)
 }
 
 // Config configures a Server.
