@@ -1,8 +1,8 @@
 // Package daemon assembles one cnm node from raftnode (the replicated
-// log), httpapi (the REST API and the peer clients), cluster (the work
-// only the leader does) and agent (the shards on this node), and runs its
-// life: bootstrap, join, restart from the data dir, removal and graceful
-// shutdown. It owns the data dir's layout: the raft and tls dirs, the
+// log), httpapi (the REST API), peer (the node-to-node client), cluster
+// (the work only the leader does) and agent (the shards on this node), and
+// runs its life: bootstrap, join, restart from the data dir, removal and
+// graceful shutdown. It owns the data dir's layout: the raft and tls dirs, the
 // shard store, and the small files by which a restarted node knows where
 // it stood before raft can tell it anything (identity.json,
 // bootstrap-pending, join-pending, member, peers, state-diverged,
