@@ -8,8 +8,8 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || ! command -v sudo >/dev/null 2>&1 || ec
 # Wait (up to 5 min) for another apt or dpkg process to let go of its lock instead of failing.
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
 # Commands the scripts and the race detector need, and the Debian packages that bring them.
-TOOLS := jq curl shellcheck gcc iptables
-PACKAGES := jq curl shellcheck gcc libc6-dev iptables
+TOOLS := jq curl shellcheck gcc iptables redis-server redis-cli
+PACKAGES := jq curl shellcheck gcc libc6-dev iptables redis-server redis-tools
 
 .PHONY: deps build run down test lint bench clean drill fuzz
 
@@ -22,6 +22,11 @@ deps:
 		echo "installing$$missing"; \
 		$(APT) update; \
 		$(APT) install -y $(PACKAGES); \
+	fi
+	@# Shards run their own redis-server processes; the system's service
+	@# would only hold port 6379 and memory.
+	@if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled redis-server >/dev/null 2>&1; then \
+		$(SUDO) systemctl disable --now redis-server >/dev/null 2>&1 || true; \
 	fi
 	@if ! python3 -c 'import requests' 2>/dev/null && ! /usr/bin/python3 -c 'import requests' 2>/dev/null; then \
 		echo "installing python3-requests (the README's Python example is run by the tests)"; \
