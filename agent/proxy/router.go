@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // replyError is an error whose text is sent to the client as a RESP error
@@ -28,6 +29,7 @@ type router struct {
 	shards  []Shard
 	marks   [NumSlots]uint16 // marks can overlap: a count, not a flag
 	changed chan struct{}
+	held    atomic.Int64 // commands waiting right now, for INFO and tests
 }
 
 func newRouter(shards []Shard) (*router, error) {
