@@ -14,6 +14,19 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// waitFor polls cond until it holds or the deadline passes; tests never
+// sleep to synchronise.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval, not synchronisation
+	}
+}
+
 // freePort asks the kernel for a free loopback port. Another process could
 // take it before redis-server binds it, so startRedis retries.
 func freePort(t *testing.T) int {
@@ -50,7 +63,7 @@ func tryStartRedis(t *testing.T, extra []string) *redisServer {
 	t.Helper()
 	port := freePort(t)
 	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir(), "--daemonize", "no"}, extra...)
+		"--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0", "--dir", t.TempDir(), "--daemonize", "no"}, extra...)
 	cmd := exec.Command("redis-server", args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)

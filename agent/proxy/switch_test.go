@@ -1,0 +1,188 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHeldCommandLandsOnTheNewMaster is the switch-over the agent runs:
+// mark the shard, repoint the table, lift the mark. A command issued in
+// between must wait and then run on the new master, without an error.
+func TestHeldCommandLandsOnTheNewMaster(t *testing.T) {
+	p, a, b := twoShards(t)
+	newMaster := startRedis(t)
+	c := proxyClient(t, p)
+	ctx := context.Background()
+	key := keyForSlots(t, "moving", 0, 8191)
+	if err := c.Set(ctx, key, "before", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	sw, err := p.MarkShardSwitching("s0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Done()
+	done := make(chan error, 1)
+	go func() { done <- c.Set(ctx, key, "after", 0).Err() }()
+	waitFor(t, "the SET to be held", func() bool { return p.router.held.Load() == 1 })
+
+	// An unmarked shard keeps serving while s0 is switching.
+	other := keyForSlots(t, "staying", 8192, 16383)
+	if err := proxyClient(t, p).Set(ctx, other, "x", 0).Err(); err != nil {
+		t.Fatalf("SET on the shard not switching: %v", err)
+	}
+
+	if err := p.SetShards([]Shard{
+		{ID: "s0", Master: newMaster.Addr, Slots: []SlotRange{{0, 8191}}},
+		{ID: "s1", Master: b.Addr, Slots: []SlotRange{{8192, 16383}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("SET finished (%v) while its slot was still marked", err)
+	default:
+	}
+	sw.Done()
+	if err := <-done; err != nil {
+		t.Fatalf("held SET: %v", err)
+	}
+	if got := newMaster.Client.Get(ctx, key).Val(); got != "after" {
+		t.Fatalf("new master has %q, want the held write", got)
+	}
+	if got := a.Client.Get(ctx, key).Val(); got != "before" {
+		t.Fatalf("old master has %q; the held write must not reach it", got)
+	}
+}
+
+// TestHeldCommandSurvivesTheOldMasterGoingAway: the old master dies during
+// the switch, which is when it usually does; the command must not see it.
+func TestHeldCommandSurvivesTheOldMasterGoingAway(t *testing.T) {
+	old := startRedis(t)
+	p := startProxy(t, Config{Shards: []Shard{{ID: "s0", Master: old.Addr, Slots: []SlotRange{{0, 16383}}}}})
+	r := dialRaw(t, p)
+	if got := r.do("SET", "k", "1"); got != "+OK" {
+		t.Fatalf("SET = %q", got)
+	}
+	sw, err := p.MarkSwitching(SlotRange{0, 16383})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Done()
+	_ = old.cmd.Process.Kill()
+	// The same client: its upstream to the old master is now dead, and
+	// the held command must go to the new master instead of that one.
+	done := make(chan string, 1)
+	go func() { done <- r.do("INCR", "n") }()
+	waitFor(t, "the INCR to be held", func() bool { return p.router.held.Load() == 1 })
+	next := startRedis(t)
+	if err := p.SetShards([]Shard{{ID: "s0", Master: next.Addr, Slots: []SlotRange{{0, 16383}}}}); err != nil {
+		t.Fatal(err)
+	}
+	sw.Done()
+	if got := <-done; got != ":1" {
+		t.Fatalf("held INCR = %q, want :1 from the new master", got)
+	}
+}
+
+func TestHoldTimesOutWithTryAgain(t *testing.T) {
+	a := startRedis(t)
+	const hold = 200 * time.Millisecond
+	p := startProxy(t, Config{HoldTimeout: hold,
+		Shards: []Shard{{ID: "s0", Master: a.Addr, Slots: []SlotRange{{0, 16383}}}}})
+	key := "foo"
+	sw, err := p.MarkSwitching(SlotRange{Slot([]byte(key)), Slot([]byte(key))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Done()
+	r := dialRaw(t, p)
+	start := time.Now()
+	got := r.do("SET", key, "v")
+	if !strings.HasPrefix(got, "-TRYAGAIN ") {
+		t.Fatalf("SET on a slot stuck switching = %q, want TRYAGAIN", got)
+	}
+	if elapsed := time.Since(start); elapsed < hold {
+		t.Fatalf("answered after %s, before the %s hold", elapsed, hold)
+	}
+	if n := a.Client.Exists(context.Background(), key).Val(); n != 0 {
+		t.Fatal("the timed-out SET reached the master")
+	}
+	// Other slots are not held.
+	if got := r.do("SET", "bar", "v"); got != "+OK" {
+		t.Fatalf("SET on an unmarked slot = %q", got)
+	}
+	sw.Done()
+	if got := r.do("SET", key, "v"); got != "+OK" {
+		t.Fatalf("SET after the mark was lifted = %q", got)
+	}
+}
+
+func TestOverlappingMarksReleaseOnlyWhenAllAreDone(t *testing.T) {
+	a := startRedis(t)
+	p := startProxy(t, Config{HoldTimeout: 50 * time.Millisecond,
+		Shards: []Shard{{ID: "s0", Master: a.Addr, Slots: []SlotRange{{0, 16383}}}}})
+	first, _ := p.MarkSwitching(SlotRange{0, 16383})
+	second, _ := p.MarkShardSwitching("s0")
+	r := dialRaw(t, p)
+	first.Done()
+	first.Done() // twice must not lift the other mark
+	if got := r.do("GET", "k"); !strings.HasPrefix(got, "-TRYAGAIN") {
+		t.Fatalf("GET with one mark left = %q", got)
+	}
+	second.Done()
+	if got := r.do("GET", "k"); got != "$-1" {
+		t.Fatalf("GET with no marks = %q", got)
+	}
+	if _, err := p.MarkShardSwitching("nope"); !errors.Is(err, ErrBadTable) {
+		t.Fatalf("marking an unknown shard: %v", err)
+	}
+}
+
+// TestCloseFinishesInFlightCommands: Close must not cut a command that is
+// running (here one held for a switch-over) but must end the connection
+// after it and refuse new ones.
+func TestCloseFinishesInFlightCommands(t *testing.T) {
+	a := startRedis(t)
+	p := startProxy(t, Config{Shards: []Shard{{ID: "s0", Master: a.Addr, Slots: []SlotRange{{0, 16383}}}}})
+	idle := dialRaw(t, p)
+	if got := idle.do("PING"); got != "+PONG" {
+		t.Fatal(got)
+	}
+	busy := dialRaw(t, p)
+	sw, _ := p.MarkSwitching(SlotRange{0, 16383})
+	defer sw.Done()
+	reply := make(chan string, 1)
+	go func() { reply <- busy.do("SET", "k", "v") }()
+	waitFor(t, "the SET to be held", func() bool { return p.router.held.Load() == 1 })
+
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close() }()
+	waitFor(t, "Close to begin", p.isClosing)
+	if _, err := idle.br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle client read %v, want EOF after Close", err)
+	}
+	sw.Done()
+	if got := <-reply; got != "+OK" {
+		t.Fatalf("in-flight SET = %q, want +OK", got)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := busy.br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("busy client read %v after its command, want EOF", err)
+	}
+	if nc, err := net.Dial("tcp", p.Addr().String()); err == nil {
+		nc.Close()
+		t.Fatal("proxy still accepts after Close")
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
