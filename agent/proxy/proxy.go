@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,8 +41,10 @@ type Proxy struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// closing is read by every session between commands, hence atomic;
+	// it is written under mu so no session registers after Close swept.
+	closing  atomic.Bool
 	mu       sync.Mutex
-	closing  bool
 	sessions map[*session]struct{}
 	wg       sync.WaitGroup // the accept loop and every session
 	closeErr error
@@ -132,7 +135,7 @@ func (p *Proxy) acceptLoop() {
 		}
 		s := newSession(p, nc)
 		p.mu.Lock()
-		if p.closing {
+		if p.closing.Load() {
 			p.mu.Unlock()
 			_ = nc.Close()
 			continue
@@ -150,11 +153,7 @@ func (p *Proxy) acceptLoop() {
 	}
 }
 
-func (p *Proxy) isClosing() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.closing
-}
+func (p *Proxy) isClosing() bool { return p.closing.Load() }
 
 // Close stops accepting, lets every client finish the command it is
 // running (a held one included), then closes the client connections. A
@@ -162,12 +161,12 @@ func (p *Proxy) isClosing() bool {
 // client gets an error. Calling Close again waits for the first call.
 func (p *Proxy) Close() error {
 	p.mu.Lock()
-	if p.closing {
+	if p.closing.Load() {
 		p.mu.Unlock()
 		<-p.closed
 		return p.closeErr
 	}
-	p.closing = true
+	p.closing.Store(true)
 	err := p.ln.Close()
 	for s := range p.sessions {
 		s.wake()
