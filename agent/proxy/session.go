@@ -195,6 +195,10 @@ func (s *session) hold(changed <-chan struct{}, deadline time.Time, slot int) er
 // first use. A failed connection is dropped so the next command dials anew.
 func (s *session) send(addr string, args [][]byte) ([]byte, error) {
 	u := s.ups[addr]
+	if u != nil && u.stale() {
+		s.dropUpstream(addr, errStale)
+		u = nil
+	}
 	if u == nil {
 		var err error
 		if u, err = dialUpstream(s.ctx, addr, s.p.cfg.DialTimeout); err != nil {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -67,20 +68,31 @@ func writeCommand(w *bufio.Writer, args [][]byte) {
 	}
 }
 
-var errProtocol = errors.New("bad RESP from master")
+var (
+	errProtocol = errors.New("bad RESP from master")
+	errStale    = errors.New("master closed the idle connection")
+)
 
 // readReply appends one complete reply to buf. It knows the RESP2 types a
 // master sends to a RESP2 connection (the proxy never upgrades upstream
 // connections with HELLO 3).
 func readReply(br *bufio.Reader, buf []byte) ([]byte, error) {
-	line, err := br.ReadSlice('\n')
-	if err != nil {
-		return nil, err
+	lineStart := len(buf)
+	for {
+		frag, err := br.ReadSlice('\n')
+		buf = append(buf, frag...)
+		if err == nil {
+			break
+		}
+		// Status and error lines may outgrow the read buffer; keep going.
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, err
+		}
 	}
+	line := buf[lineStart:]
 	if len(line) < 3 || line[len(line)-2] != '\r' {
 		return nil, errProtocol
 	}
-	buf = append(buf, line...)
 	switch line[0] {
 	case '+', '-', ':':
 		return buf, nil
@@ -96,6 +108,9 @@ func readReply(br *bufio.Reader, buf []byte) ([]byte, error) {
 		buf = append(buf, make([]byte, n+2)...)
 		if _, err := io.ReadFull(br, buf[start:]); err != nil {
 			return nil, err
+		}
+		if !bytes.HasSuffix(buf, []byte("\r\n")) {
+			return nil, errProtocol
 		}
 		return buf, nil
 	case '*':
