@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -184,5 +185,74 @@ func TestCloseFinishesInFlightCommands(t *testing.T) {
 	}
 	if err := p.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestConcurrentClientsWhileTheTableChurns runs clients against a proxy
+// whose table is replaced and marked over and over; every command must
+// succeed exactly once, which -race also checks for data races.
+func TestConcurrentClientsWhileTheTableChurns(t *testing.T) {
+	p, a, b := twoShards(t)
+	table := []Shard{
+		{ID: "s0", Master: a.Addr, Slots: []SlotRange{{0, 8191}}},
+		{ID: "s1", Master: b.Addr, Slots: []SlotRange{{8192, 16383}}},
+	}
+	ctx := context.Background()
+	const clients, incrs = 6, 100
+	stop := make(chan struct{})
+	churned := make(chan int)
+	go func() {
+		n := 0
+		defer func() { churned <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			sw, err := p.MarkShardSwitching(table[n%2].ID)
+			if err == nil {
+				err = p.SetShards(table)
+				sw.Done()
+			}
+			if err != nil {
+				t.Errorf("churn: %v", err)
+				return
+			}
+			n++
+		}
+	}()
+	errs := make(chan error, clients)
+	for i := range clients {
+		c := proxyClient(t, p)
+		key := fmt.Sprintf("counter-%d", i)
+		go func() {
+			for range incrs {
+				if err := c.Incr(ctx, key).Err(); err != nil {
+					errs <- fmt.Errorf("INCR %s: %w", key, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	if n := <-churned; n == 0 {
+		t.Error("the table never changed during the run")
+	}
+	for i := range clients {
+		key := fmt.Sprintf("counter-%d", i)
+		owner := a
+		if Slot([]byte(key)) > 8191 {
+			owner = b
+		}
+		if got := owner.Client.Get(ctx, key).Val(); got != fmt.Sprint(incrs) {
+			t.Errorf("%s = %q on its shard, want %d", key, got, incrs)
+		}
 	}
 }
