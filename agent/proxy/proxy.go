@@ -23,7 +23,8 @@ type Config struct {
 	// DialTimeout bounds each connection attempt to a master. Default 1s.
 	DialTimeout time.Duration
 	// DrainTimeout bounds how long Close waits for in-flight commands
-	// before it cuts their upstream connections. Default 5s.
+	// before it cuts their upstream connections (Shutdown takes a context
+	// instead). Default 5s.
 	DrainTimeout time.Duration
 	// Logger receives connection and upstream events; nil discards them.
 	Logger *slog.Logger
@@ -155,11 +156,19 @@ func (p *Proxy) acceptLoop() {
 
 func (p *Proxy) isClosing() bool { return p.closing.Load() }
 
-// Close stops accepting, lets every client finish the command it is
-// running (a held one included), then closes the client connections. A
-// command still running after DrainTimeout has its upstream cut and its
-// client gets an error. Calling Close again waits for the first call.
+// Close is Shutdown bounded by the configured DrainTimeout.
 func (p *Proxy) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DrainTimeout)
+	defer cancel()
+	return p.Shutdown(ctx)
+}
+
+// Shutdown stops accepting, lets every client finish the command it is
+// running (a held one included), then closes the client connections. A
+// command still running when ctx ends has its upstream cut and its client
+// gets an error, so Shutdown returns soon after ctx ends even when a master
+// hangs. A second call waits for the first.
+func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closing.Load() {
 		p.mu.Unlock()
@@ -175,12 +184,10 @@ func (p *Proxy) Close() error {
 
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
-	timer := time.NewTimer(p.cfg.DrainTimeout)
-	defer timer.Stop()
 	select {
 	case <-done:
-	case <-timer.C:
-		p.log.Warn("in-flight commands outlived the drain timeout; cutting them")
+	case <-ctx.Done():
+		p.log.Warn("in-flight commands outlived the drain; cutting them", "err", ctx.Err())
 		p.cancel()
 		<-done
 	}
