@@ -24,6 +24,40 @@
 //     refused, because routing them by their first argument would silently
 //     run keyless commands (FLUSHALL ASYNC, CONFIG SET ...) on one shard.
 //
+// Upstream connections: each client connection gets its own connection to
+// each master it uses, dialled on first use and closed with the client.
+// Redis's WAIT counts the replicas that acknowledged the last write of the
+// connection it runs on, so a pool shared between clients would make WAIT
+// measure someone else's writes (or none); a dedicated connection also
+// keeps one client's commands to a master in order. The cost is one
+// upstream connection per client and master, which is what a redis-server
+// is built to carry. Upstream connections are keyed by master address, not
+// shard, so that WAIT after a table change still asks the master that took
+// the writes.
+//
+// WAIT numreplicas timeout runs on every master this client wrote to since
+// its last WAIT, in parallel, and answers the smallest count. A client that
+// wrote nothing since gets 0 at once (no master is asked: there is nothing
+// to acknowledge, and 0 is all the proxy can vouch for); so does a client
+// whose writing connection to a master broke.
+//
+// Holds: a command whose slot is marked switching waits, without an
+// error, for the table or marks to change, up to Config.HoldTimeout from
+// its arrival; then it goes to whatever master the table names, or gets
+// TRYAGAIN. A master that cannot be dialled while its slot is marked (or
+// after the table moved the slot) is held for in the same way, because the
+// old master going away is part of a switch-over.
+//
+// Multi-key commands (MGET, MSET, DEL, ...) must have all their keys on
+// one shard, not merely in one slot as Redis Cluster demands: the shards
+// are plain redis-servers, for which any keys on one server are fine.
+// Keys spread over shards get CROSSSLOT.
+//
+// Keyless commands answered by the proxy itself: PING, ECHO, SELECT 0,
+// QUIT, COMMAND (an empty list), HELLO [2] (HELLO 3 gets NOPROTO, so
+// clients fall back to RESP2), CLIENT SETNAME/GETNAME/SETINFO/ID, and
+// DBSIZE and INFO summed over the masters.
+//
 // MULTI/EXEC, blocking commands (BLPOP, XREAD, ...), pub/sub and scripts
 // are refused with an explicit error for now: each needs a connection to
 // stay bound to one master across commands in ways the router does not
