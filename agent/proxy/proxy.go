@@ -28,6 +28,10 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Logger receives connection and upstream events; nil discards them.
 	Logger *slog.Logger
+
+	// dial replaces dialUpstream in tests, which need a dial that fails at
+	// a moment of their choosing.
+	dial func(ctx context.Context, addr string, timeout time.Duration) (*upstream, error)
 }
 
 // Proxy is a running RESP proxy. Its methods are safe for concurrent use.
@@ -63,6 +67,9 @@ func Listen(ctx context.Context, cfg Config) (*Proxy, error) {
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 5 * time.Second
+	}
+	if cfg.dial == nil {
+		cfg.dial = dialUpstream
 	}
 	log := cfg.Logger
 	if log == nil {

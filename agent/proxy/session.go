@@ -201,7 +201,7 @@ func (s *session) send(addr string, args [][]byte) ([]byte, error) {
 	}
 	if u == nil {
 		var err error
-		if u, err = dialUpstream(s.ctx, addr, s.p.cfg.DialTimeout); err != nil {
+		if u, err = s.p.cfg.dial(s.ctx, addr, s.p.cfg.DialTimeout); err != nil {
 			return nil, err
 		}
 		s.ups[addr] = u

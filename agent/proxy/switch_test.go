@@ -256,3 +256,44 @@ func TestConcurrentClientsWhileTheTableChurns(t *testing.T) {
 		}
 	}
 }
+
+// TestUnreachableMasterDuringASwitchIsHeld: the dial to the old master
+// fails just as the agent marks the slot; the command must wait for the
+// new master rather than report the old one unreachable.
+func TestUnreachableMasterDuringASwitchIsHeld(t *testing.T) {
+	next := startRedis(t)
+	dialling, failDial := make(chan struct{}), make(chan struct{})
+	const dead = "127.0.0.1:1" // never dialled for real: the fake dial below fails it
+	p := startProxy(t, Config{
+		Shards: []Shard{{ID: "s0", Master: dead, Slots: []SlotRange{{0, 16383}}}},
+		dial: func(ctx context.Context, addr string, timeout time.Duration) (*upstream, error) {
+			if addr == dead {
+				close(dialling)
+				<-failDial
+				return nil, fmt.Errorf("%w: fake refusal", errDial)
+			}
+			return dialUpstream(ctx, addr, timeout)
+		},
+	})
+	r := dialRaw(t, p)
+	reply := make(chan string, 1)
+	go func() { reply <- r.do("SET", "k", "v") }()
+	<-dialling
+	sw, err := p.MarkShardSwitching("s0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Done()
+	close(failDial)
+	waitFor(t, "the SET to be held", func() bool { return p.router.held.Load() == 1 })
+	if err := p.SetShards([]Shard{{ID: "s0", Master: next.Addr, Slots: []SlotRange{{0, 16383}}}}); err != nil {
+		t.Fatal(err)
+	}
+	sw.Done()
+	if got := <-reply; got != "+OK" {
+		t.Fatalf("SET held over an unreachable old master = %q, want +OK", got)
+	}
+	if got := next.Client.Get(context.Background(), "k").Val(); got != "v" {
+		t.Fatalf("new master has %q", got)
+	}
+}
