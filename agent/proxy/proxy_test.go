@@ -222,3 +222,24 @@ func TestUnservedSlotsAnswerClusterDown(t *testing.T) {
 		t.Fatalf("GET of an unserved slot = %q", got)
 	}
 }
+
+func TestABadTableIsRefusedAndTheOldOneKept(t *testing.T) {
+	overlap := []Shard{
+		{ID: "s0", Master: "127.0.0.1:1", Slots: []SlotRange{{0, 9000}}},
+		{ID: "s1", Master: "127.0.0.1:2", Slots: []SlotRange{{8192, 16383}}},
+	}
+	if _, err := Listen(context.Background(), Config{Addr: "127.0.0.1:0", Shards: overlap}); !errors.Is(err, ErrBadTable) {
+		t.Fatalf("Listen with overlapping shards: %v, want ErrBadTable", err)
+	}
+	p, _, _ := twoShards(t)
+	r := dialRaw(t, p)
+	if err := p.SetShards(overlap); !errors.Is(err, ErrBadTable) {
+		t.Fatalf("SetShards with overlapping shards: %v, want ErrBadTable", err)
+	}
+	if _, err := p.MarkSwitching(SlotRange{0, NumSlots}); !errors.Is(err, ErrBadTable) {
+		t.Fatalf("marking slots out of range: %v, want ErrBadTable", err)
+	}
+	if got := r.do("SET", "still", "routed"); got != "+OK" {
+		t.Fatalf("SET after a refused table = %q", got)
+	}
+}
