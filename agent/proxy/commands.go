@@ -88,7 +88,8 @@ var refused = func() map[string]string {
 	add("scripts and functions are not supported by the cnm proxy",
 		"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "script", "function")
 	add("commands over the whole keyspace are not supported by the cnm proxy",
-		"keys", "scan", "randomkey", "flushdb", "flushall", "move", "swapdb")
+		"keys", "scan", "randomkey", "flushdb", "flushall")
+	add("other databases than 0 do not exist behind the cnm proxy", "move", "swapdb")
 	return m
 }()
 

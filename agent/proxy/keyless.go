@@ -92,7 +92,7 @@ func (s *session) hello(args [][]byte) {
 			s.wr.WriteError("ERR AUTH is not supported: the cnm proxy has no password configured")
 			return
 		default:
-			s.wr.WriteError(fmt.Sprintf("ERR syntax error in HELLO option '%s'", args[i]))
+			s.writeErr(replyError(fmt.Sprintf("ERR syntax error in HELLO option '%s'", args[i])))
 			return
 		}
 	}
@@ -138,7 +138,7 @@ func (s *session) client(args [][]byte) {
 	case sub == "id" && len(args) == 2:
 		s.wr.WriteInt64(s.id)
 	default:
-		s.wr.WriteError(fmt.Sprintf("ERR CLIENT %s is not supported by the cnm proxy", sub))
+		s.writeErr(replyError(fmt.Sprintf("ERR CLIENT %s is not supported by the cnm proxy", sub)))
 	}
 }
 

@@ -177,6 +177,8 @@ func TestKeylessAndRefusedCommands(t *testing.T) {
 		{[]string{"MSET", "{a}1", "x", "{a}2"}, "-ERR wrong number of arguments for 'mset' command"},
 		{[]string{"LPUSH", "k", "x"}, "-WRONGTYPE Operation against a key holding the wrong kind of value"},
 		{[]string{"NOSUCHCMD", "k"}, "-ERR unknown or unsupported command 'nosuchcmd'..."},
+		{[]string{"bad\r\nname"}, "-ERR unknown or unsupported command 'bad ; name'..."},
+		{[]string{"MOVE", "k", "1"}, "-ERR other databases than 0 do not exist..."},
 		{[]string{"FLUSHALL", "ASYNC"}, "-ERR commands over the whole keyspace are not supported..."},
 		{[]string{"MULTI"}, "-ERR transactions (MULTI/EXEC/WATCH) are not supported..."},
 		{[]string{"BLPOP", "k", "0"}, "-ERR blocking commands are not supported..."},

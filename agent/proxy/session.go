@@ -113,8 +113,9 @@ func (s *session) handle(args [][]byte) (quit bool) {
 	}
 	spec, ok := keyed[name]
 	if !ok {
-		s.wr.WriteError(fmt.Sprintf("ERR unknown or unsupported command '%s': "+
-			"the cnm proxy runs only commands whose keys it knows", name))
+		// Client-supplied text goes through writeErr, which keeps it one line.
+		s.writeErr(replyError(fmt.Sprintf("ERR unknown or unsupported command '%s': "+
+			"the cnm proxy runs only commands whose keys it knows", name)))
 		return false
 	}
 	keys, err := keysOf(spec, args)
