@@ -82,7 +82,9 @@ func TestRedisCopyOfMasterSwitchesOverWithoutLosingAnAcknowledgedWrite(t *testin
 	defer probe.Close()
 	var oldRole string
 	var probeErr error
+	start := time.Now()
 	commit := func(install func() error) error {
+		t.Logf("synced after %v", time.Since(start))
 		if err := install(); err != nil {
 			return err
 		}
@@ -90,10 +92,13 @@ func TestRedisCopyOfMasterSwitchesOverWithoutLosingAnAcknowledgedWrite(t *testin
 		// a master, but takes no writes, until it drops it.
 		oldRole = replication(t, dialAddr(t, old))["role"]
 		probeErr = probe.Set(ctx, "probe", "x", 0).Err()
+		t.Logf("switched over after %v", time.Since(start))
+		defer func() { t.Logf("dropped the old copy after %v", time.Since(start)) }()
 		return src.Drop(ctx, "1")
 	}
 	err := dst.CopyFrom(ctx, agent.Spec{UID: "1", Role: fsm.RoleMaster}, endpointSource{old}, commit)
 	w.halt()
+	t.Logf("%d acknowledged writes", w.count())
 	if err != nil {
 		t.Fatalf("CopyFrom: %v", err)
 	}

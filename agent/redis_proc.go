@@ -187,12 +187,17 @@ func (b *RedisBackend) ensureRunning(ctx context.Context, m *shardMeta) error {
 	if b.answers(ctx, *m) {
 		return nil
 	}
-	b.log.Warn("shard process is not running; restarting it", "shard_uid", m.UID, "port", m.Port, "pid", m.PID)
-	if m.PID > 0 && pidAlive(m.PID) && b.isOurs(m) {
-		// Alive but not answering (hung): it must not hold the files.
-		_ = syscall.Kill(-m.PID, syscall.SIGKILL)
-		b.waitGone(ctx, m.PID)
+	if err := ctx.Err(); err != nil {
+		// Not an answer about the process: it was not asked.
+		return fmt.Errorf("shard %s: %w", m.UID, err)
 	}
+	if m.PID > 0 && pidAlive(m.PID) && b.isOurs(m) {
+		// Alive but not answering (loading, stopped, busy): restarting it
+		// would lose what it holds, and two processes must never share
+		// its files.
+		return fmt.Errorf("shard %s: process %d runs but does not answer on port %d", m.UID, m.PID, m.Port)
+	}
+	b.log.Warn("shard process is not running; restarting it", "shard_uid", m.UID, "port", m.Port, "pid", m.PID)
 	err := b.start(ctx, m)
 	if errors.Is(err, errExited) {
 		err = b.startOnFreePort(ctx, m)
