@@ -276,7 +276,7 @@ func (b *RedisBackend) Supervise(ctx context.Context) {
 	t := time.NewTicker(b.cfg.SuperviseEvery)
 	defer t.Stop()
 	for {
-		b.superviseOnce(ctx)
+		b.SuperviseOnce(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -285,7 +285,9 @@ func (b *RedisBackend) Supervise(ctx context.Context) {
 	}
 }
 
-func (b *RedisBackend) superviseOnce(ctx context.Context) {
+// SuperviseOnce is one round of Supervise: every shard whose process is
+// gone is started again from its directory.
+func (b *RedisBackend) SuperviseOnce(ctx context.Context) {
 	uids, err := b.List()
 	if err != nil {
 		b.log.Warn("supervise", "error", err)

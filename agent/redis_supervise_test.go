@@ -38,7 +38,7 @@ func TestRedisBackendReopenedOnItsDirAdoptsTheRunningShard(t *testing.T) {
 
 	// As after a restart of cnmd: a new backend on the same directory.
 	second := newRedisBackend(t, redisOpts{dir: dir, low: low, high: high})
-	supervise(t, second)
+	second.SuperviseOnce(ctx)
 	if err := second.Materialise(ctx, agent.Spec{UID: "1", Role: fsm.RoleMaster, Memory: 32 << 20}); err != nil {
 		t.Fatal(err)
 	}
@@ -119,12 +119,8 @@ func TestRedisSupervisorLeavesADroppedShardDropped(t *testing.T) {
 	if err := b.Drop(ctx, "1"); err != nil {
 		t.Fatalf("Drop: %v", err)
 	}
-	// Supervise rounds after the drop find no shard to restart.
-	ctx2, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); b.Supervise(ctx2) }()
-	cancel()
-	<-done
+	// A round after the drop finds no shard to restart.
+	b.SuperviseOnce(ctx)
 	if uids, err := b.List(); err != nil || len(uids) != 0 {
 		t.Errorf("List after Drop: %v, %v", uids, err)
 	}
