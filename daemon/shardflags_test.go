@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,5 +96,26 @@ func TestRun_RedisBackendWithoutRedisServerFailsBeforeTouchingTheDataDir(t *test
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("the data dir was touched: stat = %v", err)
+	}
+}
+
+func TestNewBackend_IsTheConfiguredShardStore(t *testing.T) {
+	for _, tc := range []struct{ backend, want string }{
+		{"", "*agent.FileBackend"},
+		{ShardBackendFile, "*agent.FileBackend"},
+		{ShardBackendRedis, "*agent.RedisBackend"},
+	} {
+		n := &Node{cfg: Config{DataDir: t.TempDir(), APIAddr: "127.0.0.1:9443", ShardBackend: tc.backend,
+			ShardPortLow: DefaultShardPortLow, ShardPortHigh: DefaultShardPortHigh, Logger: slog.New(slog.DiscardHandler)}}
+		b, err := n.newBackend(nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.backend, err)
+		}
+		if got := fmt.Sprintf("%T", b); got != tc.want {
+			t.Errorf("--shard-backend %q: got %s, want %s", tc.backend, got, tc.want)
+		}
+		if _, err := os.Stat(filepath.Join(n.cfg.DataDir, "shards")); err != nil {
+			t.Errorf("--shard-backend %q: no shard dir in the data dir: %v", tc.backend, err)
+		}
 	}
 }
