@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"cnm/fsm"
@@ -39,9 +40,9 @@ type RedisConfig struct {
 // detached so that it outlives cnmd; a backend opened on a directory whose
 // shards still run adopts them.
 type RedisBackend struct {
-	cfg  RedisConfig
-	log  *slog.Logger
-	lock keyedMutex // one operation per shard at a time
+	cfg   RedisConfig
+	log   *slog.Logger
+	locks shardLocks // one operation per shard at a time
 	// portMu serialises port allocation, so that two shards started at
 	// once never pick the same free port.
 	portMu sync.Mutex
@@ -146,12 +147,11 @@ func (b *RedisBackend) saveMeta(m shardMeta) error {
 // Materialise starts a new, empty shard: a master, or a replica of
 // s.Master when it is given.
 func (b *RedisBackend) Materialise(ctx context.Context, s Spec) error {
-	if err := validUID(s.UID); err != nil {
+	unlock, err := b.lockShard(ctx, s.UID)
+	if err != nil {
 		return err
 	}
-	lock := b.lock.get(s.UID)
-	lock.Lock()
-	defer lock.Unlock()
+	defer unlock()
 	if _, err := b.loadMeta(s.UID); err == nil {
 		return nil // there already (a retried reconcile)
 	}
@@ -181,6 +181,15 @@ func (b *RedisBackend) create(ctx context.Context, m *shardMeta) error {
 		return fmt.Errorf("shard %s: %w", m.UID, err)
 	}
 	dir := b.shardDir(m.UID)
+	// A process started just before a crash that kept its metadata from
+	// being written must not run on in a directory made anew.
+	if pid := readPID(dir); pid > 0 && pidAlive(pid) {
+		old := shardMeta{UID: m.UID, PID: pid, Port: confPort(dir)}
+		if b.isOurs(&old) {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			b.waitGone(ctx, pid)
+		}
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("clear shard dir %s: %w", dir, err)
 	}
@@ -203,12 +212,11 @@ func (b *RedisBackend) Open(uid string) (io.ReadCloser, Info, error) {
 // Drop shuts the shard's process down without saving and removes its
 // directory; dropping a missing shard is not an error.
 func (b *RedisBackend) Drop(ctx context.Context, uid string) error {
-	if err := validUID(uid); err != nil {
+	unlock, err := b.lockShard(ctx, uid)
+	if err != nil {
 		return err
 	}
-	lock := b.lock.get(uid)
-	lock.Lock()
-	defer lock.Unlock()
+	defer unlock()
 	return b.destroy(ctx, uid)
 }
 

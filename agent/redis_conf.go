@@ -76,3 +76,18 @@ func (b *RedisBackend) writeConf(m shardMeta) error {
 func (b *RedisBackend) addr(m shardMeta) string {
 	return net.JoinHostPort(b.cfg.Host, strconv.Itoa(m.Port))
 }
+
+// confPort is the port the configuration file in dir names (0: none).
+func confPort(dir string) int {
+	data, err := os.ReadFile(filepath.Join(dir, confFile))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "port "); ok {
+			port, _ := strconv.Atoi(strings.TrimSpace(v))
+			return port
+		}
+	}
+	return 0
+}

@@ -231,3 +231,31 @@ func TestRedisFollowAndSwitchRolePointReplicaAtItsMaster(t *testing.T) {
 		t.Errorf("promoted shard refuses writes: %v", err)
 	}
 }
+
+func TestRedisDropDuringACopyEndsWithItsCallerAndLeavesTheCopy(t *testing.T) {
+	src := newRedisBackend(t, redisOpts{})
+	dst := newRedisBackend(t, redisOpts{})
+	ctx := t.Context()
+	if err := src.Materialise(ctx, agent.Spec{UID: "1", Role: fsm.RoleMaster, Memory: 32 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	inCommit, release := make(chan struct{}), make(chan struct{})
+	copied := make(chan error, 1)
+	go func() {
+		copied <- dst.CopyFrom(ctx, agent.Spec{UID: "1", Role: fsm.RoleSlave}, endpointSource{shardAddr(t, src, "1")},
+			func(install func() error) error { close(inCommit); <-release; return install() })
+	}()
+	<-inCommit
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := dst.Drop(short, "1"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Drop during a copy: %v, want it to end with its context", err)
+	}
+	close(release)
+	if err := <-copied; err != nil {
+		t.Fatalf("CopyFrom: %v", err)
+	}
+	if info := redisInfo(t, dst, "1"); info.Role != fsm.RoleSlave || info.Status != agent.StatusActive {
+		t.Errorf("the copy after a drop that gave up: %+v", info)
+	}
+}

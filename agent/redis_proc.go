@@ -209,6 +209,9 @@ func (b *RedisBackend) ensureRunning(ctx context.Context, m *shardMeta) error {
 // configuration, so that a recycled pid of another program is never
 // killed.
 func (b *RedisBackend) isOurs(m *shardMeta) bool {
+	if m.Port <= 0 {
+		return false
+	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", m.PID))
 	if err != nil {
 		return false
@@ -294,15 +297,15 @@ func (b *RedisBackend) SuperviseOnce(ctx context.Context) {
 		return
 	}
 	for _, uid := range uids {
-		lock := b.lock.get(uid)
-		if !lock.TryLock() {
+		unlock, ok := b.locks.tryLock(uid)
+		if !ok {
 			continue
 		}
 		m, err := b.loadMeta(uid)
 		if err == nil {
 			err = b.ensureRunning(ctx, &m)
 		}
-		lock.Unlock()
+		unlock()
 		if err != nil && ctx.Err() == nil && !errors.Is(err, ErrNoShard) {
 			b.log.Warn("supervise shard", "shard_uid", uid, "error", err)
 		}

@@ -33,9 +33,11 @@ func (b *RedisBackend) CopyFrom(ctx context.Context, s Spec, src Source, commit 
 	if err != nil {
 		return fmt.Errorf("copy shard %s: locate the source: %w", s.UID, err)
 	}
-	lock := b.lock.get(s.UID)
-	lock.Lock()
-	defer lock.Unlock()
+	unlock, err := b.locks.lock(ctx, s.UID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	srcKV, err := infoAt(ctx, from, "replication")
 	if err != nil {
 		return fmt.Errorf("copy shard %s: %w", s.UID, err)
@@ -256,12 +258,11 @@ func (b *RedisBackend) SwitchRole(ctx context.Context, uid, role string) error {
 // withRunning runs f on the shard's metadata, under its lock, with its
 // process running.
 func (b *RedisBackend) withRunning(ctx context.Context, uid string, f func(m *shardMeta) error) error {
-	if err := validUID(uid); err != nil {
+	unlock, err := b.lockShard(ctx, uid)
+	if err != nil {
 		return err
 	}
-	lock := b.lock.get(uid)
-	lock.Lock()
-	defer lock.Unlock()
+	defer unlock()
 	m, err := b.loadMeta(uid)
 	if err != nil {
 		return err

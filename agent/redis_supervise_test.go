@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -129,5 +130,32 @@ func TestRedisSupervisorLeavesADroppedShardDropped(t *testing.T) {
 	}
 	if syscall.Kill(pid, 0) == nil {
 		t.Errorf("process %d runs after Drop", pid)
+	}
+}
+
+func TestRedisMaterialiseOverAShardDirWithoutMetadataStopsItsProcess(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shards")
+	t.Cleanup(func() { killShards(dir) })
+	b := newRedisBackend(t, redisOpts{dir: dir})
+	ctx := t.Context()
+	if err := b.Materialise(ctx, agent.Spec{UID: "1", Role: fsm.RoleMaster, Memory: 32 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	pid := shardPID(t, dir, "1")
+	// As after a crash between starting the process and recording it.
+	if err := os.Remove(filepath.Join(dir, "1", "shard.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Materialise(ctx, agent.Spec{UID: "1", Role: fsm.RoleMaster, Memory: 32 << 20}); err != nil {
+		t.Fatalf("Materialise again: %v", err)
+	}
+	eventually(t, 5*time.Second, func() error {
+		if syscall.Kill(pid, 0) == nil {
+			return fmt.Errorf("the unrecorded process %d still runs", pid)
+		}
+		return nil
+	})
+	if got := shardPID(t, dir, "1"); got == pid || redisInfo(t, b, "1").Status != agent.StatusActive {
+		t.Errorf("new shard: pid %d (old %d), want a new active one", got, pid)
 	}
 }
