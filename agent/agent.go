@@ -296,13 +296,8 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		if err := a.fixRole(ctx, s, info); err != nil {
 			errs = append(errs, err)
 		}
-		// A copy configured for another mode than its database's now
-		// (the database changed) is switched by Persist.
-		stale := info.Persistence != "" && info.Persistence != s.Persistence
-		if s.Persistence != fsm.PersistenceDisabled && (!info.Persisted || stale) {
-			if err := a.cfg.Backend.Persist(ctx, uid, s.Persistence); err != nil {
-				errs = append(errs, err)
-			}
+		if err := a.fixPersistence(ctx, s, info); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if a.cfg.CaughtUp != nil && !a.cfg.CaughtUp() {

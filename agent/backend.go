@@ -33,13 +33,15 @@ type Info struct {
 	// What a backend running real processes reports besides: where the
 	// shard listens, whether it serves (active, syncing or down), its
 	// memory in use and keys, the master a replica follows (host:port),
-	// and the persistence it is configured with.
+	// and the persistence and memory cap it is configured with.
 	Port        int    `json:"port,omitempty"`
 	Status      string `json:"status,omitempty"`
 	UsedMemory  int64  `json:"used_memory,omitempty"`
 	Keys        int64  `json:"keys,omitempty"`
 	Master      string `json:"master,omitempty"`
 	Persistence string `json:"persistence,omitempty"`
+	// Memory is the memory cap the shard runs with (maxmemory).
+	Memory int64 `json:"memory,omitempty"`
 }
 
 // Shard statuses a backend running real processes reports.
@@ -67,6 +69,14 @@ type Endpointer interface {
 type Follower interface {
 	// Follow makes the local shard uid a replica of master (host:port).
 	Follow(ctx context.Context, uid, master string) error
+}
+
+// Configurer is a backend whose shards run with settings of their
+// database that may change: their memory cap and persistence mode.
+type Configurer interface {
+	// Configure applies memory (when > 0) and persistence to the local
+	// shard uid.
+	Configure(ctx context.Context, uid string, memory int64, persistence string) error
 }
 
 // Supervisor is a backend that watches its shards while the agent runs

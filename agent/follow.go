@@ -113,3 +113,22 @@ func (a *Agent) withFacts(ctx context.Context, s Spec) Spec {
 	}
 	return s
 }
+
+// fixPersistence writes the persistence file a database with persistence
+// needs, after applying to a backend with settings (Configurer) the
+// memory and persistence the state says now: a database changed since
+// the shard started.
+func (a *Agent) fixPersistence(ctx context.Context, s Spec, info Info) error {
+	if c, ok := a.cfg.Backend.(Configurer); ok {
+		if (s.Memory > 0 && info.Memory != s.Memory) || (info.Persistence != "" && info.Persistence != s.Persistence) {
+			if err := c.Configure(ctx, s.UID, s.Memory, s.Persistence); err != nil {
+				return err
+			}
+			info.Persisted = false
+		}
+	}
+	if s.Persistence == fsm.PersistenceDisabled || info.Persisted {
+		return nil
+	}
+	return a.cfg.Backend.Persist(ctx, s.UID, s.Persistence)
+}

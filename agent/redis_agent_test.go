@@ -101,3 +101,27 @@ func TestCopyThroughTheAgentAPISwitchesARedisMasterOver(t *testing.T) {
 		t.Errorf("source %+v (%v) and copy %+v look alike: a replayed move would take it for done", src, err, info)
 	}
 }
+
+func TestReconcileConfiguresARedisShardAsItsDatabaseSays(t *testing.T) {
+	l, p1, _, b1, _ := redisPeers(t)
+	ctx := t.Context()
+	// Started before the state said how (memory unknown, no persistence).
+	if err := b1.Materialise(ctx, agent.Spec{UID: "1", BDB: 1, Role: fsm.RoleMaster}); err != nil {
+		t.Fatal(err)
+	}
+	l.createBDB(t, fsm.BDB{Name: "orders", MemorySize: 48 << 20, ShardsCount: 1, DataPersistence: fsm.PersistenceAOF}, []int{1})
+	if err := p1.agent.Reconcile(ctx); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	c := client(t, b1, "1")
+	if got := configGet(t, c, "maxmemory"); got != strconv.Itoa(48<<20) {
+		t.Errorf("maxmemory %s, want %d", got, 48<<20)
+	}
+	if got := configGet(t, c, "appendonly"); got != "yes" {
+		t.Errorf("appendonly %s, want yes", got)
+	}
+	info := redisInfo(t, b1, "1")
+	if info.Memory != 48<<20 || info.Persistence != fsm.PersistenceAOF || !info.Persisted {
+		t.Errorf("Info %+v, want 48 MiB, aof, persisted", info)
+	}
+}

@@ -79,7 +79,7 @@ func (b *RedisBackend) Info(uid string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	info := Info{UID: uid, BDB: m.BDB, Role: m.Role, Port: m.Port, Status: StatusDown, Persistence: m.Persistence}
+	info := Info{UID: uid, BDB: m.BDB, Role: m.Role, Port: m.Port, Status: StatusDown, Persistence: m.Persistence, Memory: m.Memory}
 	ctx, cancel := context.WithTimeout(context.Background(), infoTimeout)
 	defer cancel()
 	if !b.answers(ctx, m) {

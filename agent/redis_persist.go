@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,6 +61,31 @@ func (b *RedisBackend) persist(ctx context.Context, m *shardMeta, mode string) e
 		return fmt.Errorf("shard %s: wait for %s: %w", uid, start, err)
 	}
 	return nil
+}
+
+// Configure applies memory (when > 0) and persistence to the running
+// shard and records them, so that it keeps them across restarts.
+func (b *RedisBackend) Configure(ctx context.Context, uid string, memory int64, persistence string) error {
+	if err := checkPersistence(persistence); err != nil {
+		return fmt.Errorf("configure shard %s: %w", uid, err)
+	}
+	return b.withRunning(ctx, uid, func(m *shardMeta) error {
+		if memory > 0 && memory != m.Memory {
+			c := dial(b.addr(*m))
+			defer c.Close()
+			if err := c.ConfigSet(ctx, "maxmemory", strconv.FormatInt(memory, 10)).Err(); err != nil {
+				return fmt.Errorf("shard %s: config set maxmemory: %w", uid, err)
+			}
+			m.Memory = memory
+			if err := b.saveMeta(*m); err != nil {
+				return err
+			}
+		}
+		if persistence != m.Persistence {
+			return b.setPersistence(ctx, m, persistence)
+		}
+		return nil
+	})
 }
 
 // setPersistence switches the running process to mode and records it.
