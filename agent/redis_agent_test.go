@@ -125,3 +125,18 @@ func TestReconcileConfiguresARedisShardAsItsDatabaseSays(t *testing.T) {
 		t.Errorf("Info %+v, want 48 MiB, aof, persisted", info)
 	}
 }
+
+func TestPeerSourceSaysWhereAShardListensOnlyWhenItListens(t *testing.T) {
+	ca := newCA(t)
+	p := startPeer(t, ca, 1, "127.0.0.1", peerOpts{})
+	materialise(t, p.backend, agent.Spec{UID: "1", Role: fsm.RoleMaster, Size: 64})
+	ep, ok := p.client.Source(p.addr).(agent.Endpointer)
+	if !ok {
+		t.Fatalf("the peer source is no Endpointer")
+	}
+	for uid, want := range map[string]error{"1": agent.ErrNotStreamable, "9": agent.ErrNoShard} {
+		if addr, err := ep.Endpoint(t.Context(), uid); !errors.Is(err, want) {
+			t.Errorf("Endpoint(%s) = %q, %v; want %v", uid, addr, err, want)
+		}
+	}
+}
