@@ -140,3 +140,55 @@ func TestPeerSourceSaysWhereAShardListensOnlyWhenItListens(t *testing.T) {
 		}
 	}
 }
+
+func TestReconcileAfterAFailoverInTheStateSwapsTheRedisRoles(t *testing.T) {
+	l, p1, p2, b1, b2 := redisPeers(t)
+	ctx := t.Context()
+	l.createBDB(t, fsm.BDB{Name: "orders", MemorySize: 32 << 20, ShardsCount: 1, Replication: true,
+		DataPersistence: fsm.PersistenceDisabled}, []int{1, 2})
+	reconcile := func() error {
+		return errors.Join(p1.agent.Reconcile(ctx), p2.agent.Reconcile(ctx))
+	}
+	eventually(t, 15*time.Second, func() error {
+		if err := reconcile(); err != nil {
+			return err
+		}
+		if info := redisInfo(t, b2, "2"); !info.InSync || info.Role != fsm.RoleSlave {
+			return fmt.Errorf("replica %+v not in sync", info)
+		}
+		return nil
+	})
+	if err := client(t, b1, "1").Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// The state fails shard 1 over to its replica 2.
+	l.apply(t, &fsm.SubmitAction{Action: fsm.Action{TaskID: "f", Action: fsm.ActionMaintenanceOn, NodeUID: 1, Deadline: 1 << 40}, By: "test"})
+	l.apply(t, &fsm.ClaimAction{TaskID: "f", Term: 3, Leader: 1})
+	l.apply(t, &fsm.PlanAction{TaskID: "f", Term: 3, Steps: []fsm.Step{{Kind: fsm.StepFailover, Shard: "1"}}})
+	l.apply(t, &fsm.StepDone{TaskID: "f", Term: 3, Index: 0, Time: 1})
+	newMaster := net.JoinHostPort("127.0.0.1", strconv.Itoa(redisInfo(t, b2, "2").Port))
+	eventually(t, 15*time.Second, func() error {
+		if err := reconcile(); err != nil {
+			return err
+		}
+		if info := redisInfo(t, b2, "2"); info.Role != fsm.RoleMaster {
+			return fmt.Errorf("shard 2: %+v, want the master", info)
+		}
+		if info := redisInfo(t, b1, "1"); info.Role != fsm.RoleSlave || info.Master != newMaster || !info.InSync {
+			return fmt.Errorf("shard 1: %+v, want an in-sync replica of %s", info, newMaster)
+		}
+		return nil
+	})
+	if err := client(t, b2, "2").Set(ctx, "after", "1", 0).Err(); err != nil {
+		t.Fatalf("the new master refuses writes: %v", err)
+	}
+	eventually(t, 5*time.Second, func() error {
+		if got, _ := client(t, b1, "1").Get(ctx, "after").Result(); got != "1" {
+			return errors.New("the old master does not follow the new one")
+		}
+		return nil
+	})
+	if got, _ := client(t, b2, "2").Get(ctx, "k").Result(); got != "v" {
+		t.Errorf("a key written before the failover: %q", got)
+	}
+}
