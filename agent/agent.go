@@ -149,6 +149,11 @@ func New(cfg Config) *Agent {
 // Run reconciles on start, after every applied change and every Resync,
 // until ctx ends.
 func (a *Agent) Run(ctx context.Context) {
+	if sup, ok := a.cfg.Backend.(Supervisor); ok {
+		done := make(chan struct{})
+		go func() { defer close(done); sup.Supervise(ctx) }()
+		defer func() { <-done }()
+	}
 	t := time.NewTicker(a.cfg.Resync)
 	defer t.Stop()
 	for {
@@ -182,6 +187,8 @@ type view struct {
 	// identity is why this node cannot prove it is NodeUID in the state;
 	// empty when it can.
 	identity string
+	// pairs is the master of each replica in want, by the state.
+	pairs map[string]pairRef
 }
 
 // assigned returns the shards assigned to this node and those a running
@@ -192,7 +199,7 @@ func (a *Agent) assigned() (want map[string]Spec, pending map[string]bool) {
 }
 
 func (a *Agent) view() view {
-	v := view{want: map[string]Spec{}, pending: map[string]bool{}, owner: map[string]int{}, bdbs: map[int]bool{}}
+	v := view{want: map[string]Spec{}, pending: map[string]bool{}, owner: map[string]int{}, bdbs: map[int]bool{}, pairs: map[string]pairRef{}}
 	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
 		switch n, ok := st.Nodes[a.cfg.NodeUID]; {
 		case !ok:
@@ -226,7 +233,10 @@ func (a *Agent) view() view {
 				pers = b.DataPersistence
 			}
 			v.want[sh.UID] = Spec{UID: sh.UID, BDB: sh.BDBUID, Role: sh.Role,
-				Size: int64(float64(sh.Memory) * a.cfg.Scale), Persistence: pers}
+				Size: int64(float64(sh.Memory) * a.cfg.Scale), Persistence: pers, Memory: sh.Memory}
+			if p, ok := masterPair(st, sh); ok {
+				v.pairs[sh.UID] = p
+			}
 		}
 	})
 	return v
@@ -258,6 +268,9 @@ func (v *view) mayDrop(uid string, bdb int) (drop bool, why string) {
 // staged for a migration, and never shards the state does not know of).
 func (a *Agent) Reconcile(ctx context.Context) error {
 	v := a.view()
+	if _, follows := a.cfg.Backend.(Follower); follows {
+		a.resolveMasters(ctx, &v)
+	}
 	want, pending := v.want, v.pending
 	var errs []error
 	for _, uid := range sortedKeys(want) {
@@ -280,15 +293,11 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 			continue
 		}
 		a.unstage(uid)
-		if info.Role != s.Role {
-			if err := a.cfg.Backend.SwitchRole(ctx, uid, s.Role); err != nil {
-				errs = append(errs, err)
-			}
+		if err := a.fixRole(ctx, s, info); err != nil {
+			errs = append(errs, err)
 		}
-		if s.Persistence != fsm.PersistenceDisabled && !info.Persisted {
-			if err := a.cfg.Backend.Persist(ctx, uid, s.Persistence); err != nil {
-				errs = append(errs, err)
-			}
+		if err := a.fixPersistence(ctx, s, info); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if a.cfg.CaughtUp != nil && !a.cfg.CaughtUp() {

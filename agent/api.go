@@ -189,7 +189,8 @@ func (a *Agent) copyShard(w http.ResponseWriter, r *http.Request) {
 	// deposed while its copy was in flight must not leave its effect
 	// behind for the new leader to find.
 	commit := func(install func() error) error { return a.underFence(req.Op, install) }
-	if err := a.cfg.Backend.CopyFrom(r.Context(), req.Spec, a.client.Source(req.Source), commit); err != nil {
+	spec := a.withFacts(r.Context(), req.Spec)
+	if err := a.cfg.Backend.CopyFrom(r.Context(), spec, a.client.Source(req.Source), commit); err != nil {
 		// An earlier good copy may still be here; keep it staged.
 		if _, ierr := a.cfg.Backend.Info(uid); ierr != nil {
 			a.unstage(uid)
@@ -219,6 +220,9 @@ func (a *Agent) role(w http.ResponseWriter, r *http.Request) {
 		Role string `json:"role"`
 	}
 	a.setOne(w, r, &req, "role", &req.Role, a.cfg.Backend.SwitchRole)
+	// A replica of a backend whose replicas follow a process learns its
+	// master at a reconcile.
+	a.Kick()
 }
 
 func (a *Agent) persist(w http.ResponseWriter, r *http.Request) {

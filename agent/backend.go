@@ -13,6 +13,12 @@ type Spec struct {
 	Role        string `json:"role"`
 	Size        int64  `json:"size"`
 	Persistence string `json:"persistence"` // disabled, snapshot or aof
+	// Memory is the shard's memory as the state records it, unscaled: a
+	// backend running real processes caps them at it (0: unknown).
+	Memory int64 `json:"memory,omitempty"`
+	// Master is host:port of the process a replica follows, as the agent
+	// resolved it; empty for a master, or when not known yet.
+	Master string `json:"master,omitempty"`
 }
 
 // Info is a shard as a backend holds it.
@@ -24,11 +30,59 @@ type Info struct {
 	Checksum  string `json:"checksum"`
 	InSync    bool   `json:"in_sync"`
 	Persisted bool   `json:"persisted"`
+	// What a backend running real processes reports besides: where the
+	// shard listens, whether it serves (active, syncing or down), its
+	// memory in use and keys, the master a replica follows (host:port),
+	// and the persistence and memory cap it is configured with.
+	Port        int    `json:"port,omitempty"`
+	Status      string `json:"status,omitempty"`
+	UsedMemory  int64  `json:"used_memory,omitempty"`
+	Keys        int64  `json:"keys,omitempty"`
+	Master      string `json:"master,omitempty"`
+	Persistence string `json:"persistence,omitempty"`
+	// Memory is the memory cap the shard runs with (maxmemory).
+	Memory int64 `json:"memory,omitempty"`
 }
+
+// Shard statuses a backend running real processes reports.
+const (
+	StatusActive  = "active"
+	StatusSyncing = "syncing"
+	StatusDown    = "down"
+)
 
 // Source streams a shard's data from another node.
 type Source interface {
 	Fetch(ctx context.Context, uid string) (rc io.ReadCloser, size int64, checksum string, err error)
+}
+
+// Endpointer is a Source that can also tell where its copy of a shard
+// listens (host:port), for backends that copy by replication rather than
+// by streaming a file.
+type Endpointer interface {
+	Endpoint(ctx context.Context, uid string) (hostport string, err error)
+}
+
+// Follower is a backend whose replicas follow their master's process: the
+// agent resolves each replica's master address (Spec.Master) for it, and
+// points the local replica at it when its master moved.
+type Follower interface {
+	// Follow makes the local shard uid a replica of master (host:port).
+	Follow(ctx context.Context, uid, master string) error
+}
+
+// Configurer is a backend whose shards run with settings of their
+// database that may change: their memory cap and persistence mode.
+type Configurer interface {
+	// Configure applies memory (when > 0) and persistence to the local
+	// shard uid.
+	Configure(ctx context.Context, uid string, memory int64, persistence string) error
+}
+
+// Supervisor is a backend that watches its shards while the agent runs
+// (restarts what died); the agent runs Supervise until its context ends.
+type Supervisor interface {
+	Supervise(ctx context.Context)
 }
 
 // Commit runs install, the step that makes a copy visible, or refuses to
@@ -61,4 +115,7 @@ var (
 	ErrNoShard        = errors.New("no such shard on this node")
 	ErrChecksum       = errors.New("shard data does not match its checksum")
 	ErrBadPersistence = errors.New("unknown persistence mode")
+	// ErrNotStreamable: the backend copies shards by replication; their
+	// data cannot be streamed.
+	ErrNotStreamable = errors.New("shard data cannot be streamed from this backend")
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -165,4 +166,22 @@ func (p peerSource) Fetch(ctx context.Context, uid string) (io.ReadCloser, int64
 		return nil, 0, "", fmt.Errorf("fetch shard %s from %s: no length", uid, p.addr)
 	}
 	return resp.Body, size, resp.Header.Get(checksumHeader), nil
+}
+
+// Endpoint is where the source's copy of the shard listens: the host of
+// the node's API address (shard processes bind to it) and the port its
+// agent reports.
+func (p peerSource) Endpoint(ctx context.Context, uid string) (string, error) {
+	info, err := p.c.Info(ctx, p.addr, uid)
+	if err != nil {
+		return "", err
+	}
+	if info.Port == 0 {
+		return "", fmt.Errorf("shard %s on %s listens on no port: %w", uid, p.addr, ErrNotStreamable)
+	}
+	host, _, err := net.SplitHostPort(p.addr)
+	if err != nil {
+		return "", fmt.Errorf("source address %q: %w", p.addr, err)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(info.Port)), nil
 }

@@ -6,8 +6,13 @@
 //
 // Shards live behind the Backend interface declared here, so that the
 // executors that move shards do not depend on how a shard is stored: the
-// file backend materialises each shard as a data file; a backend running
-// real redis-server processes can replace it.
+// file backend materialises each shard as a data file; the redis backend
+// runs each shard as its own redis-server, started detached so that it
+// outlives cnmd, adopted by a restarted agent, restarted when it dies, and
+// copied by replication (a copy of a master takes over from it with a
+// write pause, so that no acknowledged write is lost). For the redis
+// backend the agent also resolves where each replica's master listens
+// (Follower) and tells its peers where its shards listen (Info.Port).
 //
 // Its client (Client) calls other agents through peer's client, so every
 // node-to-node call shares one transport and one reading of error answers.

@@ -230,6 +230,7 @@ type peerOpts struct {
 	recvLimiter *agent.Limiter                  // on the FileBackend
 	sendLimiter *agent.Limiter                  // Config.Limiter
 	wrap        func(http.Handler) http.Handler // around Handler()
+	backend     agent.Backend                   // instead of a FileBackend
 }
 
 // peer is one node: an agent on a FileBackend, serving its API over mutual
@@ -248,12 +249,18 @@ type peer struct {
 func startPeer(t *testing.T, ca *pki.CA, uid int, host string, o peerOpts) *peer {
 	t.Helper()
 	m := nodeMaterial(t, ca, uid, host)
-	b, dir := newBackend(t, o.recvLimiter)
+	var b *agent.FileBackend
+	var dir string
+	backend := o.backend
+	if backend == nil {
+		b, dir = newBackend(t, o.recvLimiter)
+		backend = b
+	}
 	if o.fsm == nil {
 		o.fsm = fsm.New()
 	}
 	hc := nodeHTTPClient(t, m)
-	a := agent.New(agent.Config{NodeUID: uid, FSM: o.fsm, Backend: b, Client: hc, Limiter: o.sendLimiter})
+	a := agent.New(agent.Config{NodeUID: uid, FSM: o.fsm, Backend: backend, Client: hc, Limiter: o.sendLimiter})
 
 	var h = a.Handler()
 	if o.wrap != nil {

@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,6 +48,12 @@ type Config struct {
 	// data file per byte of shard memory.
 	MigrationRate  int64
 	ShardFileScale float64
+	// ShardBackend is how the node stores its shards: ShardBackendFile
+	// (a data file per shard, the default) or ShardBackendRedis (a
+	// redis-server process per shard, listening on the host of APIAddr on
+	// a port of ShardPortLow-ShardPortHigh, default 30000-30999).
+	ShardBackend                string
+	ShardPortLow, ShardPortHigh int
 	// DownAfter is how long the leader waits for a silent node before it
 	// marks it down (default 3 s); nodes are probed every DownAfter/6.
 	DownAfter time.Duration
@@ -81,6 +89,18 @@ type Config struct {
 
 	Logger *slog.Logger
 }
+
+// Shard backends.
+const (
+	ShardBackendFile  = "file"
+	ShardBackendRedis = "redis"
+)
+
+// Default range of the ports of redis shards.
+const (
+	DefaultShardPortLow  = 30000
+	DefaultShardPortHigh = 30999
+)
 
 // Defaults for the capacity flags (SPEC §1.1).
 const (
@@ -127,6 +147,52 @@ func (c *Config) validate() error {
 		if _, err := c.apiCertificate(); err != nil {
 			return err
 		}
+	}
+	return c.validateShards()
+}
+
+// validateShards checks the shard backend flags, and that the redis
+// backend finds redis-server, before anything starts.
+func (c *Config) validateShards() error {
+	switch c.ShardBackend {
+	case "", ShardBackendFile:
+		return nil
+	case ShardBackendRedis:
+	default:
+		return fmt.Errorf("--shard-backend %q: want file or redis", c.ShardBackend)
+	}
+	if c.ShardPortLow != 0 || c.ShardPortHigh != 0 {
+		if err := checkPortRange(c.ShardPortLow, c.ShardPortHigh); err != nil {
+			return fmt.Errorf("--shard-ports %d-%d: %w", c.ShardPortLow, c.ShardPortHigh, err)
+		}
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return fmt.Errorf("--shard-backend redis: redis-server not found in PATH (install redis-server, or use --shard-backend file): %w", err)
+	}
+	return nil
+}
+
+// parsePortRange reads LOW-HIGH.
+func parsePortRange(s string) (low, high int, err error) {
+	l, h, ok := strings.Cut(s, "-")
+	if ok {
+		low, err = strconv.Atoi(strings.TrimSpace(l))
+		if err == nil {
+			high, err = strconv.Atoi(strings.TrimSpace(h))
+		}
+	}
+	if !ok || err != nil {
+		return 0, 0, fmt.Errorf("--shard-ports %q: want LOW-HIGH, such as 30000-30999", s)
+	}
+	if err := checkPortRange(low, high); err != nil {
+		return 0, 0, fmt.Errorf("--shard-ports %q: %w", s, err)
+	}
+	return low, high, nil
+}
+
+func checkPortRange(low, high int) error {
+	if low < 1024 || high > 65535 || low > high {
+		return errors.New("want ports within 1024-65535, LOW <= HIGH")
 	}
 	return nil
 }
@@ -176,6 +242,12 @@ func (c *Config) withDefaults() {
 	}
 	if c.ShardFileScale == 0 {
 		c.ShardFileScale = 1.0 / 1024
+	}
+	if c.ShardBackend == "" {
+		c.ShardBackend = ShardBackendFile
+	}
+	if c.ShardPortLow == 0 && c.ShardPortHigh == 0 {
+		c.ShardPortLow, c.ShardPortHigh = DefaultShardPortLow, DefaultShardPortHigh
 	}
 	if c.DownAfter == 0 {
 		c.DownAfter = 3 * time.Second

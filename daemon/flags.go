@@ -65,6 +65,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.RackID, "rack-id", "", "this node's rack")
 	fs.Int64Var(&c.MigrationRate, "migration-rate", envInt("CNM_MIGRATION_RATE", 0), "bandwidth cap in bytes/s for shard copies; 0 = unlimited (CNM_MIGRATION_RATE)")
 	fs.Float64Var(&c.ShardFileScale, "shard-file-scale", envFloat("CNM_SHARD_FILE_SCALE", 1.0/1024), "bytes of shard data file per byte of shard memory (CNM_SHARD_FILE_SCALE)")
+	readPorts := shardFlags(fs, &c, env)
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.Raft.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "raft heartbeat timeout (default 200ms)")
@@ -92,10 +93,24 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if c.API.MaxConns <= 0 || c.Raft.MaxHandshakes <= 0 || c.Raft.MaxConns <= 0 || *handshake <= 0 {
 		return c, o, errors.New("--api-max-conns, --raft-max-handshakes, --raft-max-conns and --handshake-timeout must be positive")
 	}
+	if err := readPorts(); err != nil {
+		return c, o, err
+	}
 	if c.MigrationRate < 0 || c.ShardFileScale <= 0 {
 		return c, o, errors.New("--migration-rate must be >= 0 and --shard-file-scale > 0")
 	}
 	return c, o, nil
+}
+
+// shardFlags registers the shard backend flags; the func it returns reads
+// --shard-ports into c once the flags are parsed.
+func shardFlags(fs *flag.FlagSet, c *Config, env func(name, def string) string) func() error {
+	fs.StringVar(&c.ShardBackend, "shard-backend", env("CNM_SHARD_BACKEND", ShardBackendFile), "how shards are stored: file (a data file per shard) or redis (a redis-server process per shard, bound to the host of --api-addr; needs redis-server in PATH) (CNM_SHARD_BACKEND)")
+	ports := fs.String("shard-ports", env("CNM_SHARD_PORTS", fmt.Sprintf("%d-%d", DefaultShardPortLow, DefaultShardPortHigh)), "LOW-HIGH: the ports redis shards listen on, within 1024-65535 (CNM_SHARD_PORTS)")
+	return func() (err error) {
+		c.ShardPortLow, c.ShardPortHigh, err = parsePortRange(*ports)
+		return err
+	}
 }
 
 // Run is cnmd: parse flags, start the node, serve until ctx ends (SIGTERM),

@@ -91,7 +91,7 @@ type catchUp struct {
 func (n *Node) newAgent() (*catchUp, error) {
 	cfg := n.cfg
 	limiter := agent.NewLimiter(cfg.MigrationRate)
-	backend, err := agent.NewFileBackend(filepath.Join(cfg.DataDir, "shards"), limiter)
+	backend, err := n.newBackend(limiter)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +102,19 @@ func (n *Node) newAgent() (*catchUp, error) {
 		Scale: cfg.ShardFileScale, Client: n.peerHTTP, Logger: cfg.Logger, CaughtUp: cu.done.Load,
 		OpLogPath: filepath.Join(cfg.DataDir, "agent-ops.jsonl")})
 	return cu, nil
+}
+
+// newBackend opens the node's shard store in the data dir: shard files, or
+// redis-server processes bound to the node's own address (its peers reach
+// them where they reach the node).
+func (n *Node) newBackend(limiter *agent.Limiter) (agent.Backend, error) {
+	cfg := n.cfg
+	dir := filepath.Join(cfg.DataDir, "shards")
+	if cfg.ShardBackend != ShardBackendRedis {
+		return agent.NewFileBackend(dir, limiter)
+	}
+	return agent.NewRedisBackend(agent.RedisConfig{Dir: dir, Host: cfg.host(), PortLow: cfg.ShardPortLow,
+		PortHigh: cfg.ShardPortHigh, Logger: cfg.Logger.With("node_uid", cfg.UID)})
 }
 
 // serveAPI listens on the API address and serves the API there until Close

@@ -1,0 +1,93 @@
+package agent
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"cnm/fsm"
+)
+
+// snapshotSave are the RDB save rules of a snapshot shard (Redis's own
+// defaults): at most an hour, five minutes or a minute of writes is at risk,
+// depending on how busy the shard is.
+const snapshotSave = "3600 1 300 100 60 10000"
+
+// redisConf is the configuration file of a shard process, made anew from
+// its metadata at every start, so that the metadata alone says how the
+// shard runs.
+func (b *RedisBackend) redisConf(m shardMeta) string {
+	dir := b.shardDir(m.UID)
+	lines := []string{
+		"bind " + b.cfg.Host,
+		"port " + strconv.Itoa(m.Port),
+		// Bound to the node's own address only; protected mode would
+		// refuse the peers that replicate from it.
+		"protected-mode no",
+		"daemonize no",
+		"dir " + quoteConf(dir),
+		"pidfile " + quoteConf(filepath.Join(dir, pidFile)),
+		"logfile \"\"",
+		"maxmemory " + strconv.FormatInt(max(m.Memory, 0), 10),
+		"dbfilename " + rdbFile,
+		"appenddirname " + aofDir,
+		"appendfilename " + aofName,
+		"appendfsync everysec",
+		// A migration's replica syncs at once; Redis would wait 5 s for
+		// more replicas to share the transfer.
+		"repl-diskless-sync-delay 0",
+	}
+	lines = append(lines, persistenceConf(m.Persistence)...)
+	if m.Role != fsm.RoleMaster && m.Master != "" {
+		if host, port, err := net.SplitHostPort(m.Master); err == nil {
+			lines = append(lines, "replicaof "+host+" "+port)
+		}
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// persistenceConf is what a persistence mode sets; also applied with
+// CONFIG SET to a running shard when its mode changes.
+func persistenceConf(mode string) []string {
+	switch mode {
+	case fsm.PersistenceSnapshot:
+		return []string{"save " + snapshotSave, "appendonly no"}
+	case fsm.PersistenceAOF:
+		return []string{"save \"\"", "appendonly yes"}
+	}
+	return []string{"save \"\"", "appendonly no"}
+}
+
+// quoteConf quotes a path for redis.conf, which splits on spaces.
+func quoteConf(s string) string { return strconv.Quote(s) }
+
+func (b *RedisBackend) writeConf(m shardMeta) error {
+	p := filepath.Join(b.shardDir(m.UID), confFile)
+	if err := os.WriteFile(p, []byte(b.redisConf(m)), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}
+
+// addr is where the shard listens.
+func (b *RedisBackend) addr(m shardMeta) string {
+	return net.JoinHostPort(b.cfg.Host, strconv.Itoa(m.Port))
+}
+
+// confPort is the port the configuration file in dir names (0: none).
+func confPort(dir string) int {
+	data, err := os.ReadFile(filepath.Join(dir, confFile))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "port "); ok {
+			port, _ := strconv.Atoi(strings.TrimSpace(v))
+			return port
+		}
+	}
+	return 0
+}

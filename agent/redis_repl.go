@@ -1,0 +1,274 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"cnm/fsm"
+)
+
+// maxSync bounds how long a copy waits for its replica to sync, beyond the
+// caller's own deadline.
+const maxSync = time.Hour
+
+// CopyFrom makes the local shard a replica of the shard's current master,
+// waits until it is in sync, and makes it visible through commit: a copy
+// of a master takes over from it there (a switch-over that loses no
+// acknowledged write), a copy of a replica stays a replica. src must be
+// an Endpointer. A copy that fails leaves no shard behind, unless one was
+// here before.
+func (b *RedisBackend) CopyFrom(ctx context.Context, s Spec, src Source, commit Commit) error {
+	if err := validUID(s.UID); err != nil {
+		return err
+	}
+	ep, ok := src.(Endpointer)
+	if !ok {
+		return fmt.Errorf("copy shard %s: the source cannot say where the shard listens: %w", s.UID, ErrNotStreamable)
+	}
+	from, err := ep.Endpoint(ctx, s.UID)
+	if err != nil {
+		return fmt.Errorf("copy shard %s: locate the source: %w", s.UID, err)
+	}
+	unlock, err := b.locks.lock(ctx, s.UID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	srcKV, err := infoAt(ctx, from, "replication")
+	if err != nil {
+		return fmt.Errorf("copy shard %s: %w", s.UID, err)
+	}
+	master, err := copyMaster(s, from, srcKV)
+	if err != nil {
+		return err
+	}
+	if s.Memory <= 0 {
+		s.Memory = memoryOf(ctx, from)
+	}
+	m, created, done, err := b.replicaOf(ctx, s, master, srcKV)
+	if err != nil {
+		return err
+	}
+	install := func() error {
+		if done || s.Role != fsm.RoleMaster {
+			return nil
+		}
+		return b.switchOver(ctx, &m, from)
+	}
+	if commit == nil {
+		err = install()
+	} else {
+		err = commit(install)
+	}
+	if err != nil && created {
+		if derr := b.destroy(context.WithoutCancel(ctx), s.UID); derr != nil {
+			b.log.Warn("remove failed copy", "shard_uid", s.UID, "error", derr)
+		}
+	}
+	return err
+}
+
+// copyMaster is the master a copy replicates from: the source when it is
+// the master, else the master the source (a replica) follows, or the one
+// the agent resolved.
+func copyMaster(s Spec, from string, srcKV map[string]string) (string, error) {
+	switch {
+	case srcKV["role"] == "master":
+		return from, nil
+	case s.Role == fsm.RoleMaster:
+		return "", fmt.Errorf("copy master shard %s: the source at %s is a replica: %w", s.UID, from, ErrNoShard)
+	case s.Master != "":
+		return s.Master, nil
+	case masterOf(srcKV) != "":
+		return masterOf(srcKV), nil
+	}
+	return "", fmt.Errorf("copy shard %s: the source at %s follows no master", s.UID, from)
+}
+
+// memoryOf is the maxmemory of the process at addr, for a copy whose spec
+// does not say (0 if it cannot be read).
+func memoryOf(ctx context.Context, addr string) int64 {
+	c := dial(addr)
+	defer c.Close()
+	v, err := c.ConfigGet(ctx, "maxmemory").Result()
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(v["maxmemory"], 10, 64)
+	return n
+}
+
+// replicaOf makes the local shard an in-sync replica of master, starting
+// it if it is not here (created). A local master that took over from the
+// source already (a replayed copy: its previous replication id is the
+// source's) is kept as it is (done). The shard's lock is held.
+func (b *RedisBackend) replicaOf(ctx context.Context, s Spec, master string, srcKV map[string]string) (m shardMeta, created, done bool, err error) {
+	m, err = b.loadMeta(s.UID)
+	switch {
+	case errors.Is(err, ErrNoShard):
+		m = metaOf(s)
+		m.Role, m.Master, created = fsm.RoleSlave, master, true
+		if err = b.create(ctx, &m); err != nil {
+			return m, false, false, err
+		}
+	case err != nil:
+		return m, false, false, err
+	default:
+		if err = b.ensureRunning(ctx, &m); err != nil {
+			return m, false, false, err
+		}
+		if kv, ierr := infoAt(ctx, b.addr(m), "replication"); ierr == nil && kv["role"] == "master" &&
+			kv["master_replid2"] == srcKV["master_replid"] {
+			return m, false, true, nil
+		}
+		if err = b.follow(ctx, &m, master); err != nil {
+			return m, false, false, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, maxSync)
+	defer cancel()
+	if err = b.waitSynced(ctx, m, master); err != nil {
+		return m, created, false, fmt.Errorf("copy shard %s from %s: %w", s.UID, master, err)
+	}
+	return m, created, false, nil
+}
+
+// waitSynced polls until the replica's link to master is up and it has
+// at least the offset master had when looked at.
+func (b *RedisBackend) waitSynced(ctx context.Context, m shardMeta, master string) error {
+	return poll(ctx, maxSync, func() (bool, error) {
+		kv, err := infoAt(ctx, b.addr(m), "replication")
+		if err != nil {
+			return false, err
+		}
+		return masterOf(kv) == master && b.caughtUp(ctx, m, master, kv), nil
+	})
+}
+
+// switchOver makes the local replica the master in place of old without
+// losing an acknowledged write: old stops taking writes (a bounded pause,
+// which expires by itself if this fails half-way), the replica catches up
+// with old's offset, and only then stops replicating. Old stays paused and
+// alive: the executor drops it once the move is committed. The shard's
+// lock is held.
+func (b *RedisBackend) switchOver(ctx context.Context, m *shardMeta, old string) error {
+	oc := dial(old)
+	defer oc.Close()
+	pause := b.cfg.SwitchPause
+	if err := oc.Do(ctx, "CLIENT", "PAUSE", pause.Milliseconds(), "WRITE").Err(); err != nil {
+		return fmt.Errorf("switch shard %s over: pause %s: %w", m.UID, old, err)
+	}
+	err := func() error {
+		// Leave time to promote before old takes writes again.
+		err := poll(ctx, pause*3/4, func() (bool, error) {
+			okv, err := infoAt(ctx, old, "replication")
+			if err != nil {
+				return false, err
+			}
+			kv, err := infoAt(ctx, b.addr(*m), "replication")
+			if err != nil {
+				return false, err
+			}
+			return kv["master_link_status"] == "up" && infoInt(kv, "slave_repl_offset") >= infoInt(okv, "master_repl_offset"), nil
+		})
+		if err != nil {
+			return fmt.Errorf("catch up with %s: %w", old, err)
+		}
+		return b.promote(ctx, m)
+	}()
+	if err != nil {
+		// The old master serves on as before.
+		_ = oc.Do(context.WithoutCancel(ctx), "CLIENT", "UNPAUSE").Err()
+		if derr := b.follow(context.WithoutCancel(ctx), m, old); derr != nil {
+			b.log.Warn("re-follow after a failed switch-over", "shard_uid", m.UID, "error", derr)
+		}
+		return fmt.Errorf("switch shard %s over from %s: %w", m.UID, old, err)
+	}
+	b.log.Info("shard switched over", "shard_uid", m.UID, "from", old, "port", m.Port)
+	return nil
+}
+
+// promote makes the local shard a master and checks that it is one.
+func (b *RedisBackend) promote(ctx context.Context, m *shardMeta) error {
+	c := dial(b.addr(*m))
+	defer c.Close()
+	if err := c.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		return fmt.Errorf("shard %s: replicaof no one: %w", m.UID, err)
+	}
+	kv, err := infoAt(ctx, b.addr(*m), "replication")
+	if err != nil {
+		return err
+	}
+	if kv["role"] != "master" {
+		return fmt.Errorf("shard %s: still %s after replicaof no one", m.UID, kv["role"])
+	}
+	m.Role, m.Master = fsm.RoleMaster, ""
+	return b.saveMeta(*m)
+}
+
+// follow points the local shard at master and records it.
+func (b *RedisBackend) follow(ctx context.Context, m *shardMeta, master string) error {
+	host, port, err := net.SplitHostPort(master)
+	if err != nil {
+		return fmt.Errorf("shard %s: master %q: %w", m.UID, master, err)
+	}
+	c := dial(b.addr(*m))
+	defer c.Close()
+	if err := c.Do(ctx, "REPLICAOF", host, port).Err(); err != nil {
+		return fmt.Errorf("shard %s: replicaof %s: %w", m.UID, master, err)
+	}
+	m.Role, m.Master = fsm.RoleSlave, master
+	return b.saveMeta(*m)
+}
+
+// Follow makes the local shard a replica of master (host:port).
+func (b *RedisBackend) Follow(ctx context.Context, uid, master string) error {
+	return b.withRunning(ctx, uid, func(m *shardMeta) error {
+		if m.Role == fsm.RoleSlave && m.Master == master {
+			if kv, err := infoAt(ctx, b.addr(*m), "replication"); err == nil && masterOf(kv) == master {
+				return nil
+			}
+		}
+		b.log.Info("shard follows a new master", "shard_uid", uid, "master", master)
+		return b.follow(ctx, m, master)
+	})
+}
+
+// SwitchRole makes the shard a master (REPLICAOF NO ONE), or a replica of
+// the master it last followed. A shard that never followed one is only
+// recorded as a replica: the agent points it at its master (Follow) once
+// it knows where that master listens.
+func (b *RedisBackend) SwitchRole(ctx context.Context, uid, role string) error {
+	return b.withRunning(ctx, uid, func(m *shardMeta) error {
+		switch {
+		case role == fsm.RoleMaster:
+			return b.promote(ctx, m)
+		case m.Master != "":
+			return b.follow(ctx, m, m.Master)
+		}
+		m.Role = role
+		return b.saveMeta(*m)
+	})
+}
+
+// withRunning runs f on the shard's metadata, under its lock, with its
+// process running.
+func (b *RedisBackend) withRunning(ctx context.Context, uid string, f func(m *shardMeta) error) error {
+	unlock, err := b.lockShard(ctx, uid)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	m, err := b.loadMeta(uid)
+	if err != nil {
+		return err
+	}
+	if err := b.ensureRunning(ctx, &m); err != nil {
+		return err
+	}
+	return f(&m)
+}
