@@ -161,6 +161,16 @@ func TestReconcileAfterAFailoverInTheStateSwapsTheRedisRoles(t *testing.T) {
 	if err := client(t, b1, "1").Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
+	// Reconcile alone swaps roles as the state says; it does not hold the
+	// old master's writes back while the replica catches up (the
+	// coordinated switch-over of a failover step is the executor's), so
+	// the key must have reached the replica before the state changes.
+	eventually(t, 5*time.Second, func() error {
+		if got, _ := client(t, b2, "2").Get(ctx, "k").Result(); got != "v" {
+			return errors.New("the replica has not received the key yet")
+		}
+		return nil
+	})
 	// The state fails shard 1 over to its replica 2.
 	l.apply(t, &fsm.SubmitAction{Action: fsm.Action{TaskID: "f", Action: fsm.ActionMaintenanceOn, NodeUID: 1, Deadline: 1 << 40}, By: "test"})
 	l.apply(t, &fsm.ClaimAction{TaskID: "f", Term: 3, Leader: 1})

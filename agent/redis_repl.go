@@ -152,9 +152,10 @@ func (b *RedisBackend) waitSynced(ctx context.Context, m shardMeta, master strin
 // switchOver makes the local replica the master in place of old without
 // losing an acknowledged write: old stops taking writes (a bounded pause,
 // which expires by itself if this fails half-way), the replica catches up
-// with old's offset, and only then stops replicating. Old stays paused and
-// alive: the executor drops it once the move is committed. The shard's
-// lock is held.
+// with old's offset, and only then stops replicating. Old then becomes a
+// replica of the new master, so that a write reaching it after its pause
+// ends is refused (READONLY) instead of being acknowledged by a copy that
+// the executor is about to drop. The shard's lock is held.
 func (b *RedisBackend) switchOver(ctx context.Context, m *shardMeta, old string) error {
 	oc := dial(old)
 	defer oc.Close()
@@ -187,6 +188,11 @@ func (b *RedisBackend) switchOver(ctx context.Context, m *shardMeta, old string)
 			b.log.Warn("re-follow after a failed switch-over", "shard_uid", m.UID, "error", derr)
 		}
 		return fmt.Errorf("switch shard %s over from %s: %w", m.UID, old, err)
+	}
+	host, port, _ := net.SplitHostPort(b.addr(*m))
+	if err := oc.Do(context.WithoutCancel(ctx), "REPLICAOF", host, port).Err(); err != nil {
+		// Its pause still holds writes back; the executor drops it next.
+		b.log.Warn("old master not demoted after a switch-over", "shard_uid", m.UID, "old", old, "error", err)
 	}
 	b.log.Info("shard switched over", "shard_uid", m.UID, "from", old, "port", m.Port)
 	return nil
