@@ -189,6 +189,8 @@ type view struct {
 	identity string
 	// pairs is the master of each replica in want, by the state.
 	pairs map[string]pairRef
+	// switching is the shards a failover step in flight is switching.
+	switching map[string]bool
 }
 
 // assigned returns the shards assigned to this node and those a running
@@ -208,6 +210,7 @@ func (a *Agent) view() view {
 			v.identity = fmt.Sprintf("the state's node %d is at %s, not at this node's %s", a.cfg.NodeUID, n.APIAddr, a.cfg.APIAddr)
 		}
 		v.issued = st.NextShardUID
+		v.switching = switchingIn(st)
 		for uid := range st.BDBs {
 			v.bdbs[uid] = true
 		}
@@ -293,7 +296,9 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 			continue
 		}
 		a.unstage(uid)
-		if err := a.fixRole(ctx, s, info); err != nil {
+		if v.switching[uid] && info.Role != s.Role {
+			a.log.Debug("role left to the failover in flight", "shard_uid", uid, "role", info.Role)
+		} else if err := a.fixRole(ctx, s, info); err != nil {
 			errs = append(errs, err)
 		}
 		if err := a.fixPersistence(ctx, s, info); err != nil {

@@ -37,6 +37,7 @@ func (a *Agent) Handler() http.Handler {
 	r.HandleFunc("/shards/{uid}", a.drop).Methods("DELETE")
 	r.HandleFunc("/shards/{uid}/data", a.data).Methods("GET")
 	r.HandleFunc("/shards/{uid}/copy", a.copyShard).Methods("POST")
+	r.HandleFunc("/shards/{uid}/promote", a.promoteShard).Methods("POST")
 	r.HandleFunc("/shards/{uid}/role", a.role).Methods("POST")
 	r.HandleFunc("/shards/{uid}/persist", a.persist).Methods("POST")
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

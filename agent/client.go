@@ -94,6 +94,18 @@ func (c *Client) Copy(ctx context.Context, target string, spec Spec, source stri
 	return info, err
 }
 
+// Promote asks the agent at addr to make its replica of shard uid the
+// master in place of the old master req names. It moves no data, and a
+// switch-over holds the old master's writes for a bounded pause only, so
+// it is capped like the small calls.
+func (c *Client) Promote(ctx context.Context, addr, uid string, req PromoteRequest) (Info, error) {
+	ctx, cancel := c.small(ctx)
+	defer cancel()
+	var info Info
+	err := c.call(ctx, http.MethodPost, addr, "/shards/"+uid+"/promote", req, &info)
+	return info, err
+}
+
 // Ops fetches the op log of the agent at addr.
 func (c *Client) Ops(ctx context.Context, addr string) ([]OpRecord, error) {
 	ctx, cancel := c.small(ctx)

@@ -278,3 +278,49 @@ func (b *RedisBackend) withRunning(ctx context.Context, uid string, f func(m *sh
 	}
 	return f(&m)
 }
+
+// Promote makes the local replica uid the master in place of old
+// (host:port; empty: the master it follows). When old answers, it is a
+// switch-over, so that no write old acknowledged is lost. When old does
+// not answer (its node is down, or its process died), there is nothing to
+// pause and the replica only stops replicating: a master nobody reaches
+// acknowledges no write that could be lost by it, though one cut off from
+// this node alone, and still reached by clients, could. A shard that is a
+// master already (a retried call) is left as it is.
+func (b *RedisBackend) Promote(ctx context.Context, uid, old string) error {
+	return b.withRunning(ctx, uid, func(m *shardMeta) error {
+		kv, err := infoAt(ctx, b.addr(*m), "replication")
+		if err != nil {
+			return fmt.Errorf("promote shard %s: %w", uid, err)
+		}
+		following := masterOf(kv)
+		switch {
+		case kv["role"] == "master" && m.Role == fsm.RoleMaster:
+			return nil
+		case kv["role"] == "master":
+			// Not one this backend promoted (it records a promotion):
+			// a replica that never followed may hold none of the data.
+			return fmt.Errorf("promote shard %s: it runs as a master that was never promoted", uid)
+		case old == "":
+			old = following
+		case following != "" && following != old:
+			// Pausing old would not hold back the writes this replica
+			// misses.
+			return fmt.Errorf("promote shard %s: it follows %s, not the old master %s", uid, following, old)
+		}
+		if old == "" || !pings(ctx, old) {
+			b.log.Warn("old master unreachable: promoting without a switch-over", "shard_uid", uid, "old", old)
+			return b.promote(ctx, m)
+		}
+		return b.switchOver(ctx, m, old)
+	})
+}
+
+// pings tells whether the process at addr answers a PING soon.
+func pings(ctx context.Context, addr string) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c := dial(addr)
+	defer c.Close()
+	return c.Ping(ctx).Err() == nil
+}
