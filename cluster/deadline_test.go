@@ -26,6 +26,11 @@ func (stoppedAgents) Info(ctx context.Context, _, _ string) (agent.Info, error) 
 	return agent.Info{}, ctx.Err()
 }
 
+func (stoppedAgents) Promote(ctx context.Context, _, _ string, _ agent.PromoteRequest) (agent.Info, error) {
+	<-ctx.Done()
+	return agent.Info{}, ctx.Err()
+}
+
 func (stoppedAgents) Drop(ctx context.Context, _, _ string) error {
 	<-ctx.Done()
 	return ctx.Err()

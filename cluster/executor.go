@@ -28,6 +28,9 @@ type Agents interface {
 	Copy(ctx context.Context, target string, spec agent.Spec, source string, op agent.Op) (agent.Info, error)
 	Info(ctx context.Context, addr, uid string) (agent.Info, error)
 	Drop(ctx context.Context, addr, uid string) error
+	// Promote makes the replica uid at addr the master in place of the old
+	// master req names, holding the old master's writes back meanwhile.
+	Promote(ctx context.Context, addr, uid string, req agent.PromoteRequest) (agent.Info, error)
 }
 
 // Executor runs the node actions while this node leads: it claims each

@@ -75,6 +75,10 @@ func (a *copyingAgents) Info(_ context.Context, addr, uid string) (agent.Info, e
 	return agent.Info{}, agent.ErrNoShard
 }
 
+func (a *copyingAgents) Promote(ctx context.Context, addr, uid string, _ agent.PromoteRequest) (agent.Info, error) {
+	return a.Info(ctx, addr, uid)
+}
+
 func (a *copyingAgents) Drop(_ context.Context, addr, uid string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()

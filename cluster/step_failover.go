@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 
+	"cnm/agent"
 	"cnm/fsm"
 )
 
 // failoverRunner makes a shard's replica its master once the replica is in
-// sync; a failover onto a node that another action empties is refused.
+// sync, switching the roles on the agents before the commit records them;
+// a failover onto a node that another action empties is refused.
 var failoverRunner = runner{
 	run: (*Executor).failover,
 	describe: func(st fsm.Step) string {
@@ -27,11 +29,13 @@ var failoverRunner = runner{
 
 func (e *Executor) failover(ctx context.Context, t *turn, st fsm.Step) (string, error) {
 	a := &t.a
-	var pairNode int
+	var pairNode, oldNode int
 	var pairUID string
+	var master bool
 	if sh, ok := t.view.Shards[st.Shard]; ok {
 		if p := t.view.PairOf(sh); p != nil {
 			pairNode, pairUID = p.NodeUID, p.UID
+			oldNode, master = sh.NodeUID, sh.Role == fsm.RoleMaster
 		}
 	}
 	if pairUID == "" {
@@ -56,5 +60,34 @@ func (e *Executor) failover(ctx context.Context, t *turn, st fsm.Step) (string, 
 	if err != nil {
 		return "", err
 	}
+	if master {
+		if err := e.promote(ctx, a, st.Shard, oldNode, pairUID, pairNode); err != nil {
+			return "", err
+		}
+	}
 	return fmt.Sprintf("shard %s failed over to its replica %s on node %d", st.Shard, pairUID, pairNode), nil
+}
+
+// promote switches the roles before the step commits: the replica's agent
+// holds the old master's writes back until the replica has them all, then
+// makes it the master and the old one its replica, so that no write the
+// old master acknowledged is lost. The agents' reconciles leave the two
+// alone while the step is in flight, and find them as the commit says.
+func (e *Executor) promote(ctx context.Context, a *fsm.Action, old string, oldNode int, uid string, node int) error {
+	return e.retry(ctx, a, fmt.Sprintf("promote replica %s on node %d", uid, node), func(ctx context.Context) error {
+		addr := e.apiAddr(node)
+		if addr == "" {
+			return fsm.Errorf(fsm.ErrInternal, "node %d left the cluster", node)
+		}
+		// An old node that left, or does not answer, is no reason to wait:
+		// the agent then promotes without pausing it (nothing reaches it).
+		req := agent.PromoteRequest{OldNode: e.apiAddr(oldNode), OldNodeUID: oldNode, OldShard: old,
+			Op: agent.Op{TaskID: a.TaskID, Step: a.Done, Term: a.Term}}
+		sctx, cancel := e.small(ctx)
+		defer cancel()
+		if _, err := e.Agents.Promote(sctx, addr, uid, req); err != nil {
+			return fmt.Errorf("node %d: %w", node, err)
+		}
+		return nil
+	})
 }
