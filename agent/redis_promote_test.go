@@ -1,0 +1,163 @@
+package agent_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"cnm/agent"
+	"cnm/fsm"
+)
+
+// failoverInFlight puts into the state a maintenance action whose current
+// step fails shard over, as the executor sees it before the commit.
+func failoverInFlight(t *testing.T, l *stateLog, node int, shard string) {
+	t.Helper()
+	l.apply(t, &fsm.SubmitAction{Action: fsm.Action{TaskID: "f", Action: fsm.ActionMaintenanceOn, NodeUID: node, Deadline: 1 << 40}, By: "test"})
+	l.apply(t, &fsm.ClaimAction{TaskID: "f", Term: 3, Leader: 1})
+	l.apply(t, &fsm.PlanAction{TaskID: "f", Term: 3, Steps: []fsm.Step{{Kind: fsm.StepFailover, Shard: shard}}})
+}
+
+// syncedPair creates a replicated database on redisPeers' two nodes and
+// reconciles until the replica (shard 2, node 2) is in sync with its
+// master (shard 1, node 1).
+func syncedPair(t *testing.T, l *stateLog, p1, p2 *peer, b2 *agent.RedisBackend) {
+	t.Helper()
+	l.createBDB(t, fsm.BDB{Name: "orders", MemorySize: 32 << 20, ShardsCount: 1, Replication: true,
+		DataPersistence: fsm.PersistenceDisabled}, []int{1, 2})
+	eventually(t, 15*time.Second, func() error {
+		if err := errors.Join(p1.agent.Reconcile(t.Context()), p2.agent.Reconcile(t.Context())); err != nil {
+			return err
+		}
+		if info := redisInfo(t, b2, "2"); !info.InSync || info.Role != fsm.RoleSlave {
+			return fmt.Errorf("replica %+v not in sync", info)
+		}
+		return nil
+	})
+}
+
+// rolesAre checks that shard 2 (node 2) is the master and shard 1 (node
+// 1) its replica, refusing writes.
+func rolesAre(t *testing.T, b1, b2 *agent.RedisBackend) error {
+	t.Helper()
+	newMaster := shardAddr(t, b2, "2")
+	if info := redisInfo(t, b2, "2"); info.Role != fsm.RoleMaster {
+		return fmt.Errorf("shard 2: %+v, want the master", info)
+	}
+	if info := redisInfo(t, b1, "1"); info.Role != fsm.RoleSlave || info.Master != newMaster {
+		return fmt.Errorf("shard 1: %+v, want a replica of %s", info, newMaster)
+	}
+	if err := client(t, b1, "1").Set(t.Context(), "probe", "x", 0).Err(); err == nil || !strings.Contains(err.Error(), "READONLY") {
+		return fmt.Errorf("a write to the old master got %v, want READONLY", err)
+	}
+	return nil
+}
+
+func TestPromoteThroughTheAgentAPIFailsARedisMasterOverWithoutLosingAWrite(t *testing.T) {
+	l, p1, p2, b1, b2 := redisPeers(t)
+	ctx := t.Context()
+	syncedPair(t, l, p1, p2, b2)
+	failoverInFlight(t, l, 1, "1")
+	w := startWriter(t, shardAddr(t, b1, "1"))
+	eventually(t, 10*time.Second, func() error {
+		if w.count() < 500 {
+			return errors.New("writer has not written yet")
+		}
+		return nil
+	})
+	req := agent.PromoteRequest{OldNode: p1.addr, OldNodeUID: 1, OldShard: "1", Op: agent.Op{TaskID: "f", Step: 0, Term: 3}}
+	info, err := p1.client.Promote(ctx, p2.addr, "2", req)
+	w.halt()
+	if err != nil {
+		t.Fatalf("Promote: %v", err)
+	}
+	if info.Role != fsm.RoleMaster {
+		t.Errorf("Promote answered %+v, want the master", info)
+	}
+	if err := rolesAre(t, b1, b2); err != nil {
+		t.Fatal(err)
+	}
+	nc := client(t, b2, "2")
+	w.mu.Lock()
+	for _, i := range w.acked {
+		if got, err := nc.Get(ctx, fmt.Sprintf("key-%d", i)).Result(); err != nil || got != fmt.Sprintf("value-%d", i) {
+			t.Fatalf("acknowledged write %d of %d: got %q, %v", i, len(w.acked), got, err)
+		}
+	}
+	t.Logf("%d acknowledged writes, all on the new master", len(w.acked))
+	w.mu.Unlock()
+
+	cases := []struct {
+		name    string
+		node    *peer
+		uid     string
+		req     agent.PromoteRequest
+		wantErr error
+	}{
+		{name: "a retried call is a no-op success", node: p2, uid: "2", req: req},
+		// The fence is the agent's: a deposed leader's call reaches the
+		// agent that a newer term's call reached.
+		{name: "an older term is refused", node: p2, uid: "2", wantErr: agent.ErrStaleTerm,
+			req: agent.PromoteRequest{OldMaster: "127.0.0.1:1", Op: agent.Op{TaskID: "f", Step: 0, Term: 2}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := p1.client.Promote(ctx, c.node.addr, c.uid, c.req); !errors.Is(err, c.wantErr) {
+				t.Fatalf("Promote: %v, want %v", err, c.wantErr)
+			}
+			if err := rolesAre(t, b1, b2); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+
+	// Before the commit the state still says the old roles: reconciles
+	// leave them as the step switched them.
+	for _, p := range []*peer{p1, p2} {
+		if err := p.agent.Reconcile(ctx); err != nil {
+			t.Fatalf("reconcile node %d during the step: %v", p.uid, err)
+		}
+	}
+	if err := rolesAre(t, b1, b2); err != nil {
+		t.Fatalf("after reconciles during the step: %v", err)
+	}
+	l.apply(t, &fsm.StepDone{TaskID: "f", Term: 3, Index: 0, Time: 1})
+	for _, p := range []*peer{p1, p2} {
+		if err := p.agent.Reconcile(ctx); err != nil {
+			t.Fatalf("reconcile node %d after the commit: %v", p.uid, err)
+		}
+	}
+	if err := rolesAre(t, b1, b2); err != nil {
+		t.Fatalf("after reconciles after the commit: %v", err)
+	}
+	l.f.Read(func(st *fsm.State, _ uint64) {
+		if st.Shards["1"].Role != fsm.RoleSlave || st.Shards["2"].Role != fsm.RoleMaster {
+			t.Errorf("the state says shard 1 %s, shard 2 %s; want them swapped", st.Shards["1"].Role, st.Shards["2"].Role)
+		}
+	})
+}
+
+// A master whose process is gone cannot be paused, and has no write left
+// to lose: the replica is promoted without a switch-over.
+func TestPromoteOfARedisReplicaWhoseMasterIsGone(t *testing.T) {
+	l, p1, p2, b1, b2 := redisPeers(t)
+	syncedPair(t, l, p1, p2, b2)
+	failoverInFlight(t, l, 1, "1")
+	old := shardAddr(t, b1, "1")
+	if err := b1.Drop(t.Context(), "1"); err != nil {
+		t.Fatal(err)
+	}
+	req := agent.PromoteRequest{OldMaster: old, Op: agent.Op{TaskID: "f", Step: 0, Term: 3}}
+	info, err := p1.client.Promote(t.Context(), p2.addr, "2", req)
+	if err != nil {
+		t.Fatalf("Promote: %v", err)
+	}
+	if info.Role != fsm.RoleMaster {
+		t.Errorf("Promote answered %+v, want the master", info)
+	}
+	if err := client(t, b2, "2").Set(t.Context(), "after", "1", 0).Err(); err != nil {
+		t.Errorf("the new master refuses writes: %v", err)
+	}
+}
