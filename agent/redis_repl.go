@@ -193,6 +193,11 @@ func (b *RedisBackend) switchOver(ctx context.Context, m *shardMeta, old string)
 	if err := oc.Do(context.WithoutCancel(ctx), "REPLICAOF", host, port).Err(); err != nil {
 		// Its pause still holds writes back; the executor drops it next.
 		b.log.Warn("old master not demoted after a switch-over", "shard_uid", m.UID, "old", old, "error", err)
+	} else if err := oc.Do(context.WithoutCancel(ctx), "CLIENT", "UNPAUSE").Err(); err != nil {
+		// A replica refuses writes by itself; paused, it would also not
+		// apply the new master's stream until the pause ends, and a
+		// switch back (a failover taken back) could not catch up.
+		b.log.Debug("old master not unpaused after a switch-over", "shard_uid", m.UID, "old", old, "error", err)
 	}
 	b.log.Info("shard switched over", "shard_uid", m.UID, "from", old, "port", m.Port)
 	return nil
