@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"cnm/agent"
 	"cnm/fsm"
@@ -16,10 +17,12 @@ import (
 // role the state gave the old master at each, failing the first few.
 type promotingAgents struct {
 	*copyingAgents
-	f     *fsm.FSM
-	mu    sync.Mutex
-	fail  int
-	calls []promoteCall
+	f    *fsm.FSM
+	mu   sync.Mutex
+	fail int
+	// onFail runs after a failed promotion, as one whose answer was lost.
+	onFail func()
+	calls  []promoteCall
 }
 
 type promoteCall struct {
@@ -35,9 +38,13 @@ func (a *promotingAgents) Promote(ctx context.Context, addr, uid string, req age
 	a.calls = append(a.calls, c)
 	failing := a.fail > 0
 	a.fail--
+	hook := a.onFail
 	a.mu.Unlock()
 	if failing {
-		return agent.Info{}, errors.New("connection refused")
+		if hook != nil {
+			hook()
+		}
+		return agent.Info{}, errors.New("connection reset by peer")
 	}
 	return a.copyingAgents.Promote(ctx, addr, uid, req)
 }
@@ -50,14 +57,7 @@ func TestExecutor_FailoverPromotesTheReplicaBeforeItsCommit(t *testing.T) {
 		t.Run(fmt.Sprintf("%d promotions fail first", fail), func(t *testing.T) {
 			f, r, copying := executorCluster(t, "node1/2", "node2/1")
 			ag := &promotingAgents{copyingAgents: copying, f: f, fail: fail}
-			if res := applyTo(t, f, submit("task", fsm.ActionEnslaveNode, 2)); res.Err != nil {
-				t.Fatal(res.Err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			e := &Executor{FSM: f, Raft: r, Agents: ag, Log: slog.New(slog.DiscardHandler)}
-			done := make(chan struct{})
-			go func() { e.Run(ctx, 1); close(done) }()
-			t.Cleanup(func() { cancel(); <-done })
+			runExecutorOn(t, f, r, ag, fsm.ActionEnslaveNode, 2)
 			a := waitAction(t, f, "task", func(a *fsm.Action) bool { return fsm.Terminal(a.Status) })
 			if a.Status != fsm.StatusCompleted {
 				t.Fatalf("action ended %s (%s: %s), want completed", a.Status, a.ErrorCode, a.ErrorMessage)
@@ -87,4 +87,56 @@ func TestExecutor_FailoverPromotesTheReplicaBeforeItsCommit(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A failover cancelled after a promotion whose answer was lost switches
+// the old master back through its agent, the same lossless way, once the
+// step gives up: the state still names it master.
+func TestExecutor_FailoverStoppedAfterAPromotionSwitchesBack(t *testing.T) {
+	f, r, copying := executorCluster(t, "node1/2", "node2/1")
+	ag := &promotingAgents{copyingAgents: copying, f: f, fail: 1}
+	ag.onFail = func() {
+		if _, err := r.Apply(context.Background(), mustEncode(t, &fsm.CancelAction{Actor: fsm.Actor{UID: 1}, Node: 2, Action: fsm.ActionEnslaveNode, By: "test"})); err != nil {
+			t.Errorf("cancel: %v", err)
+		}
+	}
+	runExecutorOn(t, f, r, ag, fsm.ActionEnslaveNode, 2)
+	a := waitAction(t, f, "task", func(a *fsm.Action) bool { return fsm.Terminal(a.Status) })
+	if a.Status != fsm.StatusCancelled {
+		t.Fatalf("action ended %s (%s: %s), want cancelled", a.Status, a.ErrorCode, a.ErrorMessage)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ag.mu.Lock()
+		calls := append([]promoteCall{}, ag.calls...)
+		ag.mu.Unlock()
+		if len(calls) >= 2 {
+			want := agent.PromoteRequest{OldNode: "node1", OldNodeUID: 1, OldShard: "2"}
+			// Taken back when the step gives up, and again once the
+			// cancel is committed: the switch-back is idempotent.
+			for _, c := range calls[1:] {
+				if c.addr != "node2" || c.uid != "1" || c.req != want {
+					t.Errorf("promotions %+v; want those after the first of shard 1 on node2 in place of %+v", calls, want)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no promotion switched shard 1 back: %+v", calls)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// runExecutorOn is runExecutor with any agents.
+func runExecutorOn(t *testing.T, f *fsm.FSM, r *localRaft, ag Agents, name string, node int) {
+	t.Helper()
+	if res := applyTo(t, f, submit("task", name, node)); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Executor{FSM: f, Raft: r, Agents: ag, Log: slog.New(slog.DiscardHandler)}
+	done := make(chan struct{})
+	go func() { e.Run(ctx, 1); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 }

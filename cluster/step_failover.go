@@ -12,12 +12,15 @@ import (
 // sync, switching the roles on the agents before the commit records them;
 // a failover onto a node that another action empties is refused.
 var failoverRunner = runner{
-	run: (*Executor).failover,
+	run:      (*Executor).failover,
+	takeBack: (*Executor).unpromote,
 	describe: func(st fsm.Step) string {
 		return fmt.Sprintf("fail shard %s over to its replica", st.Shard)
 	},
 	conflict: func(r *actionRun, ctx context.Context, a *fsm.Action, st fsm.Step, err error) bool {
-		r.finish(ctx, fsm.StatusFailed, fsm.ErrInsufficientResources.Code, fmt.Sprintf("step %d of %d (%s): %v", a.Done+1, len(a.Steps), describe(st), err))
+		if r.finish(ctx, fsm.StatusFailed, fsm.ErrInsufficientResources.Code, fmt.Sprintf("step %d of %d (%s): %v", a.Done+1, len(a.Steps), describe(st), err)) {
+			r.e.unpromote(ctx, st)
+		}
 		return false
 	},
 	foresee: func(v *fsm.State, sh *fsm.Shard, _ fsm.Step) {
@@ -90,4 +93,32 @@ func (e *Executor) promote(ctx context.Context, a *fsm.Action, old string, oldNo
 		}
 		return nil
 	})
+}
+
+// unpromote runs when a failover step stopped without its commit: a
+// promotion whose answer was lost may have switched the roles all the
+// same. The old master, which the state still names, is switched back the
+// same lossless way, rather than left for the two agents' reconciles to
+// flip independently; one that is master still finds nothing to do. Best
+// effort: the reconciles restore the state's roles in any case.
+func (e *Executor) unpromote(ctx context.Context, st fsm.Step) {
+	var old, pair fsm.Shard
+	var ok bool
+	e.FSM.Read(func(s *fsm.State, _ uint64) {
+		if sh := s.Shards[st.Shard]; sh != nil && sh.Role == fsm.RoleMaster {
+			if p := s.PairOf(sh); p != nil {
+				old, pair, ok = *sh, *p, true
+			}
+		}
+	})
+	addr := e.apiAddr(old.NodeUID)
+	if !ok || addr == "" {
+		return
+	}
+	ctx, cancel := e.small(ctx)
+	defer cancel()
+	req := agent.PromoteRequest{OldNode: e.apiAddr(pair.NodeUID), OldNodeUID: pair.NodeUID, OldShard: pair.UID}
+	if _, err := e.Agents.Promote(ctx, addr, old.UID, req); err != nil {
+		e.Log.Warn("switch a failed over shard back", "shard", old.UID, "node", old.NodeUID, "error", err)
+	}
 }
