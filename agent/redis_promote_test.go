@@ -42,15 +42,22 @@ func syncedPair(t *testing.T, l *stateLog, p1, p2 *peer, b2 *agent.RedisBackend)
 // 1) its replica, refusing writes.
 func rolesAre(t *testing.T, b1, b2 *agent.RedisBackend) error {
 	t.Helper()
-	newMaster := shardAddr(t, b2, "2")
-	if info := redisInfo(t, b2, "2"); info.Role != fsm.RoleMaster {
-		return fmt.Errorf("shard 2: %+v, want the master", info)
+	return masterAndReplica(t, b2, "2", b1, "1")
+}
+
+// masterAndReplica checks that shard muid of bm is the master and ruid of
+// br its replica, refusing writes.
+func masterAndReplica(t *testing.T, bm *agent.RedisBackend, muid string, br *agent.RedisBackend, ruid string) error {
+	t.Helper()
+	master := shardAddr(t, bm, muid)
+	if info := redisInfo(t, bm, muid); info.Role != fsm.RoleMaster {
+		return fmt.Errorf("shard %s: %+v, want the master", muid, info)
 	}
-	if info := redisInfo(t, b1, "1"); info.Role != fsm.RoleSlave || info.Master != newMaster {
-		return fmt.Errorf("shard 1: %+v, want a replica of %s", info, newMaster)
+	if info := redisInfo(t, br, ruid); info.Role != fsm.RoleSlave || info.Master != master {
+		return fmt.Errorf("shard %s: %+v, want a replica of %s", ruid, info, master)
 	}
-	if err := client(t, b1, "1").Set(t.Context(), "probe", "x", 0).Err(); err == nil || !strings.Contains(err.Error(), "READONLY") {
-		return fmt.Errorf("a write to the old master got %v, want READONLY", err)
+	if err := client(t, br, ruid).Set(t.Context(), "probe", "x", 0).Err(); err == nil || !strings.Contains(err.Error(), "READONLY") {
+		return fmt.Errorf("a write to the replica %s got %v, want READONLY", ruid, err)
 	}
 	return nil
 }
@@ -159,5 +166,30 @@ func TestPromoteOfARedisReplicaWhoseMasterIsGone(t *testing.T) {
 	}
 	if err := client(t, b2, "2").Set(t.Context(), "after", "1", 0).Err(); err != nil {
 		t.Errorf("the new master refuses writes: %v", err)
+	}
+}
+
+// A failover that stops before its commit switches the old master back
+// (the executor's take-back) the same way it was switched over.
+func TestPromoteOfTheOldRedisMasterSwitchesAFailoverBack(t *testing.T) {
+	l, p1, p2, b1, b2 := redisPeers(t)
+	ctx := t.Context()
+	syncedPair(t, l, p1, p2, b2)
+	failoverInFlight(t, l, 1, "1")
+	if _, err := p1.client.Promote(ctx, p2.addr, "2", agent.PromoteRequest{OldNode: p1.addr, OldNodeUID: 1, OldShard: "1",
+		Op: agent.Op{TaskID: "f", Step: 0, Term: 3}}); err != nil {
+		t.Fatalf("Promote: %v", err)
+	}
+	if err := client(t, b2, "2").Set(ctx, "during", "1", 0).Err(); err != nil {
+		t.Fatalf("the promoted replica refuses writes: %v", err)
+	}
+	if _, err := p2.client.Promote(ctx, p1.addr, "1", agent.PromoteRequest{OldNode: p2.addr, OldNodeUID: 2, OldShard: "2"}); err != nil {
+		t.Fatalf("Promote back: %v", err)
+	}
+	if err := masterAndReplica(t, b1, "1", b2, "2"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := client(t, b1, "1").Get(ctx, "during").Result(); err != nil || got != "1" {
+		t.Errorf("a write acknowledged by the promoted replica: %q, %v", got, err)
 	}
 }
