@@ -62,6 +62,21 @@ func masterAndReplica(t *testing.T, bm *agent.RedisBackend, muid string, br *age
 	return nil
 }
 
+// allAcknowledgedOn checks that every write w had acknowledged is on the
+// shard uid of b.
+func allAcknowledgedOn(t *testing.T, w *writer, b *agent.RedisBackend, uid string) {
+	t.Helper()
+	c := client(t, b, uid)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, i := range w.acked {
+		if got, err := c.Get(t.Context(), fmt.Sprintf("key-%d", i)).Result(); err != nil || got != fmt.Sprintf("value-%d", i) {
+			t.Fatalf("acknowledged write %d of %d: got %q, %v", i, len(w.acked), got, err)
+		}
+	}
+	t.Logf("%d acknowledged writes, all on shard %s", len(w.acked), uid)
+}
+
 func TestPromoteThroughTheAgentAPIFailsARedisMasterOverWithoutLosingAWrite(t *testing.T) {
 	l, p1, p2, b1, b2 := redisPeers(t)
 	ctx := t.Context()
@@ -86,15 +101,7 @@ func TestPromoteThroughTheAgentAPIFailsARedisMasterOverWithoutLosingAWrite(t *te
 	if err := rolesAre(t, b1, b2); err != nil {
 		t.Fatal(err)
 	}
-	nc := client(t, b2, "2")
-	w.mu.Lock()
-	for _, i := range w.acked {
-		if got, err := nc.Get(ctx, fmt.Sprintf("key-%d", i)).Result(); err != nil || got != fmt.Sprintf("value-%d", i) {
-			t.Fatalf("acknowledged write %d of %d: got %q, %v", i, len(w.acked), got, err)
-		}
-	}
-	t.Logf("%d acknowledged writes, all on the new master", len(w.acked))
-	w.mu.Unlock()
+	allAcknowledgedOn(t, w, b2, "2")
 
 	cases := []struct {
 		name    string
