@@ -56,6 +56,7 @@ func (a *Agent) promoteShard(w http.ResponseWriter, r *http.Request) {
 	lock.Lock()
 	defer lock.Unlock()
 	old := a.oldMaster(r.Context(), req)
+	before, _ := a.cfg.Backend.Info(uid)
 	err := a.underFence(req.Op, func() error { return a.promoteLocal(r.Context(), uid, old) })
 	if err != nil {
 		writeErr(w, err)
@@ -66,8 +67,12 @@ func (a *Agent) promoteShard(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	a.record(OpRecord{Op: req.Op, Kind: "promote", Shard: uid, From: old, Time: time.Now().Unix()})
-	a.log.Info("promoted shard", "shard_uid", uid, "old_master", old, "task_id", req.Op.TaskID, "step", req.Op.Step, "term", req.Op.Term)
+	// The op log records what was carried out: a retry, or a new leader's
+	// rerun of a step whose promotion already happened, changes nothing.
+	if before.Role != fsm.RoleMaster {
+		a.record(OpRecord{Op: req.Op, Kind: "promote", Shard: uid, From: old, Time: time.Now().Unix()})
+		a.log.Info("promoted shard", "shard_uid", uid, "old_master", old, "task_id", req.Op.TaskID, "step", req.Op.Step, "term", req.Op.Term)
+	}
 	writeJSON(w, http.StatusOK, info)
 }
 
