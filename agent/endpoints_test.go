@@ -1,0 +1,226 @@
+package agent_test
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"cnm/agent"
+	"cnm/agent/proxy"
+	"cnm/fsm"
+)
+
+// endpointNode is one node of an endpoint test: a peer serving the agent
+// API over mutual TLS on a redis backend, and an agent on the same backend
+// and state that runs (reconciles and hosts endpoints) on its own.
+type endpointNode struct {
+	*peer
+	b   *agent.RedisBackend
+	run *agent.Agent
+}
+
+// startAgent makes an agent and runs it until the test ends.
+func startAgent(t *testing.T, cfg agent.Config) *agent.Agent {
+	t.Helper()
+	a := agent.New(cfg)
+	runAgent(t, a)
+	return a
+}
+
+// endpointCluster starts nodes 1 and 2 on their own loopback hosts, so
+// that both can listen on a database's endpoint port, and a 2-shard
+// replicated database whose masters and endpoint are on node 1.
+func endpointCluster(t *testing.T) (l *stateLog, n1, n2 *endpointNode) {
+	t.Helper()
+	ca := newCA(t)
+	l = &stateLog{f: fsm.New()}
+	nodes := make([]*endpointNode, 2)
+	for i, host := range []string{"127.0.0.1", "127.0.0.2"} {
+		b := newRedisBackend(t, redisOpts{host: host})
+		p := startPeer(t, ca, i+1, host, peerOpts{fsm: l.f, backend: b})
+		nodes[i] = &endpointNode{peer: p, b: b}
+	}
+	n1, n2 = nodes[0], nodes[1]
+	fn1, fn2 := testNode(1), testNode(2)
+	fn1.Addr, fn1.APIAddr = "127.0.0.1", n1.addr
+	fn2.Addr, fn2.APIAddr = "127.0.0.2", n2.addr
+	l.apply(t, &fsm.Bootstrap{
+		Cluster: fsm.ClusterInfo{Name: "agent-test", CreatedAt: 1700000000},
+		Node:    fn1,
+		Admin:   fsm.User{Email: "admin@cnm.local", Name: "Admin", PasswordHash: "$2a$10$x"},
+	})
+	l.apply(t, &fsm.AddNode{Node: fn2})
+	l.createBDB(t, fsm.BDB{Name: "orders", MemorySize: 64 << 20, ShardsCount: 2, Replication: true,
+		DataPersistence: fsm.PersistenceDisabled}, []int{1, 2, 1, 2})
+	for _, n := range nodes {
+		n.run = startAgent(t, agent.Config{NodeUID: n.uid, FSM: l.f, Backend: n.b, Client: n.http,
+			APIAddr: n.addr, Resync: 100 * time.Millisecond, Endpoints: true})
+	}
+	return l, n1, n2
+}
+
+// keyIn returns a key whose slot is in the ranges the state wrote.
+func keyIn(t *testing.T, prefix, slots string) string {
+	t.Helper()
+	ranges, err := proxy.ParseSlotRanges(slots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100000 {
+		k := prefix + strconv.Itoa(i)
+		if s := proxy.Slot([]byte(k)); s >= ranges[0].Start && s <= ranges[0].End {
+			return k
+		}
+	}
+	t.Fatalf("no key in %s", slots)
+	return ""
+}
+
+// tableIs waits until node n's endpoint routes each shard uid's slots to
+// that shard's process on its node.
+func tableIs(t *testing.T, n *endpointNode, masters map[string]*endpointNode) {
+	t.Helper()
+	eventually(t, 20*time.Second, func() error {
+		ep, ok := n.run.Endpoints()["1:1"]
+		if !ok {
+			return errors.New("no endpoint proxy")
+		}
+		got := map[string]string{}
+		for _, sh := range ep.Shards {
+			got[sh.ID] = sh.Master
+		}
+		for uid, on := range masters {
+			info, err := on.b.Info(uid)
+			if err != nil || info.Port == 0 {
+				return fmt.Errorf("shard %s: %+v, %v", uid, info, err)
+			}
+			host, _, _ := net.SplitHostPort(on.addr)
+			if want := net.JoinHostPort(host, strconv.Itoa(info.Port)); got[uid] != want {
+				return fmt.Errorf("table %v, want shard %s at %s", got, uid, want)
+			}
+		}
+		if len(got) != len(masters) {
+			return fmt.Errorf("table %v, want %d masters", got, len(masters))
+		}
+		return nil
+	})
+}
+
+// setThrough writes through the endpoint until the write is on the
+// shard's process: during a switch-over a write may land on the master
+// that is about to be dropped.
+func setThrough(t *testing.T, c *redis.Client, n *endpointNode, uid, key, val string) {
+	t.Helper()
+	eventually(t, 20*time.Second, func() error {
+		if err := c.Set(t.Context(), key, val, 0).Err(); err != nil {
+			return fmt.Errorf("SET %s through the endpoint: %w", key, err)
+		}
+		if got, _ := dialAddr(t, nodeShardAddr(t, n, uid)).Get(t.Context(), key).Result(); got != val {
+			return fmt.Errorf("shard %s has %s=%q, want %q", uid, key, got, val)
+		}
+		return nil
+	})
+}
+
+func nodeShardAddr(t *testing.T, n *endpointNode, uid string) string {
+	t.Helper()
+	host, _, _ := net.SplitHostPort(n.addr)
+	return net.JoinHostPort(host, strconv.Itoa(redisInfo(t, n.b, uid).Port))
+}
+
+// replicated waits until the replica uid on n has key.
+func replicated(t *testing.T, n *endpointNode, uid, key, val string) {
+	t.Helper()
+	eventually(t, 20*time.Second, func() error {
+		info, err := n.b.Info(uid)
+		if err != nil || !info.InSync {
+			return fmt.Errorf("replica %s: %+v, %v", uid, info, err)
+		}
+		if got, _ := dialAddr(t, nodeShardAddr(t, n, uid)).Get(t.Context(), key).Result(); got != val {
+			return fmt.Errorf("replica %s has %s=%q", uid, key, got)
+		}
+		return nil
+	})
+}
+
+func TestEndpointRoutesByShardFollowsFailoversAndMovesWithTheMasters(t *testing.T) {
+	l, n1, n2 := endpointCluster(t)
+	tableIs(t, n1, map[string]*endpointNode{"1": n1, "3": n1})
+	if eps := n2.run.Endpoints(); len(eps) != 0 {
+		t.Fatalf("node 2 runs endpoints %v; the state binds none there", eps)
+	}
+	var s1, s3 string
+	l.f.Read(func(st *fsm.State, _ uint64) { s1, s3 = st.Shards["1"].AssignedSlots, st.Shards["3"].AssignedSlots })
+	ka, kb := keyIn(t, "a", s1), keyIn(t, "b", s3)
+	c := dialAddr(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(fsm.EndpointPort(1))))
+	setThrough(t, c, n1, "1", ka, "1")
+	setThrough(t, c, n1, "3", kb, "1")
+	if n, _ := client(t, n1.b, "1").Exists(t.Context(), kb).Result(); n != 0 {
+		t.Errorf("%s, of shard 3's slots, is on shard 1 too", kb)
+	}
+	if got, err := c.Get(t.Context(), ka).Result(); err != nil || got != "1" {
+		t.Errorf("GET %s through the endpoint: %q, %v", ka, got, err)
+	}
+	replicated(t, n2, "2", ka, "1")
+	replicated(t, n2, "4", kb, "1")
+
+	// Shard 1 fails over to its replica on node 2; node 1 keeps a master,
+	// so the endpoint stays, routing shard 1's slots to node 2.
+	l.apply(t, &fsm.SubmitAction{Action: fsm.Action{TaskID: "f", Action: fsm.ActionMaintenanceOn, NodeUID: 1, Deadline: 1 << 40}, By: "test"})
+	l.apply(t, &fsm.ClaimAction{TaskID: "f", Term: 3, Leader: 1})
+	l.apply(t, &fsm.PlanAction{TaskID: "f", Term: 3, Steps: []fsm.Step{
+		{Kind: fsm.StepFailover, Shard: "1"}, {Kind: fsm.StepFailover, Shard: "3"}}})
+	l.apply(t, &fsm.StepDone{TaskID: "f", Term: 3, Index: 0, Time: 1})
+	tableIs(t, n1, map[string]*endpointNode{"2": n2, "3": n1})
+	setThrough(t, c, n2, "2", ka, "2")
+	if got, err := c.Get(t.Context(), kb).Result(); err != nil || got != "1" {
+		t.Errorf("GET %s of the shard that stayed: %q, %v", kb, got, err)
+	}
+	replicated(t, n1, "3", kb, "1")
+	replicated(t, n2, "4", kb, "1")
+
+	// Shard 3 fails over too: node 1 hosts no master, the state moves the
+	// endpoint to node 2, whose proxy starts while node 1's stops.
+	l.apply(t, &fsm.StepDone{TaskID: "f", Term: 3, Index: 1, Time: 2})
+	tableIs(t, n2, map[string]*endpointNode{"2": n2, "4": n2})
+	c2 := dialAddr(t, net.JoinHostPort("127.0.0.2", strconv.Itoa(fsm.EndpointPort(1))))
+	setThrough(t, c2, n2, "4", kb, "2")
+	eventually(t, 10*time.Second, func() error {
+		if eps := n1.run.Endpoints(); len(eps) != 0 {
+			return fmt.Errorf("node 1 still runs %v", eps)
+		}
+		nc, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(fsm.EndpointPort(1))), time.Second)
+		if err == nil {
+			nc.Close()
+			return errors.New("node 1 still listens on the endpoint")
+		}
+		return nil
+	})
+}
+
+func TestFileBackendRunsNoEndpoint(t *testing.T) {
+	l := newClusterState(t)
+	b, _ := newBackend(t, nil)
+	l.createBDB(t, fsm.BDB{Name: "orders", MemorySize: 1 << 20, ShardsCount: 1,
+		DataPersistence: fsm.PersistenceDisabled}, []int{1})
+	a := startAgent(t, agent.Config{NodeUID: 1, FSM: l.f, Backend: b, Resync: 50 * time.Millisecond})
+	eventually(t, 10*time.Second, func() error {
+		if got := listShards(t, b); len(got) != 1 {
+			return fmt.Errorf("shards %v, want the database's one", got)
+		}
+		return nil
+	})
+	if eps := a.Endpoints(); len(eps) != 0 {
+		t.Errorf("endpoints %v on a file backend", eps)
+	}
+	host, _, _ := net.SplitHostPort(testNode(1).APIAddr)
+	if nc, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(fsm.EndpointPort(1))), time.Second); err == nil {
+		nc.Close()
+		t.Errorf("something listens on the endpoint of a node without endpoint proxies")
+	}
+}
