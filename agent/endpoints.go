@@ -38,6 +38,10 @@ type EndpointInfo struct {
 type endpointManager struct {
 	mu      sync.Mutex
 	running map[string]*endpointProxy
+	// failed is why each endpoint last failed to start, so that a port
+	// still held (say by the endpoint's previous owner on this host) is
+	// logged once, not at every retry.
+	failed map[string]string
 }
 
 type endpointProxy struct {
@@ -47,8 +51,8 @@ type endpointProxy struct {
 	// master whose node does not answer keeps its clients served where it
 	// was rather than losing its slots from the table.
 	last map[string]proxy.Shard
-	// problem is what was last logged about resolving the table, so that
-	// the same trouble is logged once, not at every pass.
+	// problem names the masters last logged as unresolved, so that the
+	// same trouble is logged once, not at every pass.
 	problem string
 }
 
@@ -120,6 +124,14 @@ func (a *Agent) reconcileEndpoints(ctx context.Context) (complete bool) {
 		a.log.Warn("endpoints", "error", err)
 		return false
 	}
+	if a.eps.failed == nil {
+		a.eps.failed = map[string]string{}
+	}
+	for uid := range a.eps.failed {
+		if _, ok := want[uid]; !ok {
+			delete(a.eps.failed, uid)
+		}
+	}
 	a.stopEndpoints(a.eps.take(func(uid string) bool {
 		w, ok := want[uid]
 		return !ok || w.addr != a.eps.running[uid].addr
@@ -148,9 +160,13 @@ func (a *Agent) ensureEndpoint(ctx context.Context, w endpointWant) bool {
 		p, err := proxy.Listen(ctx, proxy.Config{Addr: w.addr, Shards: table,
 			Logger: a.cfg.Logger.With("component", "proxy", "endpoint_uid", w.uid)})
 		if err != nil {
-			log.Warn("endpoint proxy not started", "error", err)
+			if a.eps.failed[w.uid] != err.Error() {
+				log.Warn("endpoint proxy not started", "error", err)
+				a.eps.failed[w.uid] = err.Error()
+			}
 			return false
 		}
+		delete(a.eps.failed, w.uid)
 		log.Info("endpoint proxy started", "shards", len(table))
 		ep = &endpointProxy{p: p, addr: w.addr}
 		a.eps.put(w.uid, ep)
@@ -162,13 +178,15 @@ func (a *Agent) ensureEndpoint(ctx context.Context, w endpointWant) bool {
 		log.Info("endpoint routing table changed", "shards", len(table))
 	}
 	ep.last = good
-	if msg := strings.Join(problems, "; "); msg != ep.problem {
-		if msg != "" {
-			log.Warn(endpointProblem, "problems", msg)
+	// Keyed by the masters, not the error texts, which differ at every
+	// try (source ports, timings) although nothing changed.
+	if key := strings.Join(slices.Sorted(maps.Keys(problems)), ","); key != ep.problem {
+		if key != "" {
+			log.Warn(endpointProblem, "masters", key, "error", errors.Join(slices.Collect(maps.Values(problems))...))
 		} else {
 			log.Info("endpoint routing table resolved")
 		}
-		ep.problem = msg
+		ep.problem = key
 	}
 	return len(problems) == 0
 }
@@ -176,19 +194,19 @@ func (a *Agent) ensureEndpoint(ctx context.Context, w endpointWant) bool {
 // endpointTable builds w's routing table: each master's slots at the
 // host of its node's API address and the port its agent reports. A
 // master not resolved now keeps its entry from last.
-func (a *Agent) endpointTable(ctx context.Context, w endpointWant, last map[string]proxy.Shard) (table []proxy.Shard, good map[string]proxy.Shard, problems []string) {
-	good = map[string]proxy.Shard{}
+func (a *Agent) endpointTable(ctx context.Context, w endpointWant, last map[string]proxy.Shard) (table []proxy.Shard, good map[string]proxy.Shard, problems map[string]error) {
+	good, problems = map[string]proxy.Shard{}, map[string]error{}
 	for _, m := range w.masters {
 		slots, err := proxy.ParseSlotRanges(m.slots)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("master %s: %v", m.ref.uid, err))
+			problems[m.ref.uid] = fmt.Errorf("master %s: %w", m.ref.uid, err)
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 		addr, err := a.resolveMaster(rctx, m.ref)
 		cancel()
 		if err != nil {
-			problems = append(problems, err.Error())
+			problems[m.ref.uid] = err
 			if prev, ok := last[m.slots]; ok {
 				good[m.slots] = prev
 				table = append(table, prev)

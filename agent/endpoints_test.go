@@ -1,10 +1,14 @@
 package agent_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,7 +39,7 @@ func startAgent(t *testing.T, cfg agent.Config) *agent.Agent {
 // endpointCluster starts nodes 1 and 2 on their own loopback hosts, so
 // that both can listen on a database's endpoint port, and a 2-shard
 // replicated database whose masters and endpoint are on node 1.
-func endpointCluster(t *testing.T) (l *stateLog, n1, n2 *endpointNode) {
+func endpointCluster(t *testing.T, log1 *slog.Logger) (l *stateLog, n1, n2 *endpointNode) {
 	t.Helper()
 	ca := newCA(t)
 	l = &stateLog{f: fsm.New()}
@@ -57,9 +61,13 @@ func endpointCluster(t *testing.T) (l *stateLog, n1, n2 *endpointNode) {
 	l.apply(t, &fsm.AddNode{Node: fn2})
 	l.createBDB(t, fsm.BDB{Name: "orders", MemorySize: 64 << 20, ShardsCount: 2, Replication: true,
 		DataPersistence: fsm.PersistenceDisabled}, []int{1, 2, 1, 2})
-	for _, n := range nodes {
+	for i, n := range nodes {
+		var log *slog.Logger
+		if i == 0 {
+			log = log1
+		}
 		n.run = startAgent(t, agent.Config{NodeUID: n.uid, FSM: l.f, Backend: n.b, Client: n.http,
-			APIAddr: n.addr, Resync: 100 * time.Millisecond, Endpoints: true})
+			APIAddr: n.addr, Resync: 100 * time.Millisecond, Endpoints: true, Logger: log})
 	}
 	return l, n1, n2
 }
@@ -149,7 +157,7 @@ func replicated(t *testing.T, n *endpointNode, uid, key, val string) {
 }
 
 func TestEndpointRoutesByShardFollowsFailoversAndMovesWithTheMasters(t *testing.T) {
-	l, n1, n2 := endpointCluster(t)
+	l, n1, n2 := endpointCluster(t, nil)
 	tableIs(t, n1, map[string]*endpointNode{"1": n1, "3": n1})
 	if eps := n2.run.Endpoints(); len(eps) != 0 {
 		t.Fatalf("node 2 runs endpoints %v; the state binds none there", eps)
@@ -171,10 +179,7 @@ func TestEndpointRoutesByShardFollowsFailoversAndMovesWithTheMasters(t *testing.
 
 	// Shard 1 fails over to its replica on node 2; node 1 keeps a master,
 	// so the endpoint stays, routing shard 1's slots to node 2.
-	l.apply(t, &fsm.SubmitAction{Action: fsm.Action{TaskID: "f", Action: fsm.ActionMaintenanceOn, NodeUID: 1, Deadline: 1 << 40}, By: "test"})
-	l.apply(t, &fsm.ClaimAction{TaskID: "f", Term: 3, Leader: 1})
-	l.apply(t, &fsm.PlanAction{TaskID: "f", Term: 3, Steps: []fsm.Step{
-		{Kind: fsm.StepFailover, Shard: "1"}, {Kind: fsm.StepFailover, Shard: "3"}}})
+	failOverBoth(t, l)
 	l.apply(t, &fsm.StepDone{TaskID: "f", Term: 3, Index: 0, Time: 1})
 	tableIs(t, n1, map[string]*endpointNode{"2": n2, "3": n1})
 	setThrough(t, c, n2, "2", ka, "2")
@@ -222,5 +227,83 @@ func TestFileBackendRunsNoEndpoint(t *testing.T) {
 	if nc, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(fsm.EndpointPort(1))), time.Second); err == nil {
 		nc.Close()
 		t.Errorf("something listens on the endpoint of a node without endpoint proxies")
+	}
+}
+
+// failOverBoth plans failing node 1's masters (shards 1 and 3) over to
+// their replicas; each StepDone then does one.
+func failOverBoth(t *testing.T, l *stateLog) {
+	t.Helper()
+	l.apply(t, &fsm.SubmitAction{Action: fsm.Action{TaskID: "f", Action: fsm.ActionMaintenanceOn, NodeUID: 1, Deadline: 1 << 40}, By: "test"})
+	l.apply(t, &fsm.ClaimAction{TaskID: "f", Term: 3, Leader: 1})
+	l.apply(t, &fsm.PlanAction{TaskID: "f", Term: 3, Steps: []fsm.Step{
+		{Kind: fsm.StepFailover, Shard: "1"}, {Kind: fsm.StepFailover, Shard: "3"}}})
+}
+
+// countHandler counts log records by message.
+type countHandler struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (h *countHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n[r.Message]++
+	return nil
+}
+
+func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *countHandler) count(msg string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n[msg]
+}
+
+func TestEndpointKeepsTheLastMasterOfANodeThatDoesNotAnswer(t *testing.T) {
+	logs := &countHandler{n: map[string]int{}}
+	l, n1, n2 := endpointCluster(t, slog.New(logs))
+	failOverBoth(t, l)
+	l.apply(t, &fsm.StepDone{TaskID: "f", Term: 3, Index: 0, Time: 1})
+	tableIs(t, n1, map[string]*endpointNode{"2": n2, "3": n1})
+	before := n1.run.Endpoints()["1:1"].Shards
+	const warning = "endpoint routing table not fully resolved; unresolved slots keep their last known master"
+	// Masters not started yet when the endpoint first looked were warned of.
+	warned := logs.count(warning)
+
+	// Node 2's API goes away; in its place a listener that refuses every
+	// call counts how often node 1 asks.
+	n2.srv.Close()
+	ln, err := net.Listen("tcp", n2.addr)
+	if err != nil {
+		t.Fatalf("listen in node 2's place: %v", err)
+	}
+	var asked atomic.Int64
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			asked.Add(1)
+			nc.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	eventually(t, 10*time.Second, func() error {
+		if logs.count(warning) == warned || asked.Load() < 20 {
+			return fmt.Errorf("warned %d times, node 2 asked %d times", logs.count(warning), asked.Load())
+		}
+		return nil
+	})
+	if n := logs.count(warning) - warned; n != 1 {
+		t.Errorf("warned %d times about the same unresolved master, want once", n)
+	}
+	if got := n1.run.Endpoints()["1:1"].Shards; fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("table %v, want the last resolved %v", got, before)
 	}
 }
