@@ -89,7 +89,7 @@ func (a *Agent) startEndpoints(ctx context.Context) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer a.stopEndpoints(a.eps.take(func(string) bool { return true }))
+		defer func() { a.stopEndpoints(a.eps.take(func(string) bool { return true })) }()
 		t := time.NewTicker(a.cfg.Resync)
 		defer t.Stop()
 		for {

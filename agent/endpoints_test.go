@@ -24,16 +24,16 @@ import (
 // and state that runs (reconciles and hosts endpoints) on its own.
 type endpointNode struct {
 	*peer
-	b   *agent.RedisBackend
-	run *agent.Agent
+	b    *agent.RedisBackend
+	run  *agent.Agent
+	stop func() // ends run
 }
 
-// startAgent makes an agent and runs it until the test ends.
-func startAgent(t *testing.T, cfg agent.Config) *agent.Agent {
+// startAgent makes an agent and runs it until stop or the test's end.
+func startAgent(t *testing.T, cfg agent.Config) (a *agent.Agent, stop func()) {
 	t.Helper()
-	a := agent.New(cfg)
-	runAgent(t, a)
-	return a
+	a = agent.New(cfg)
+	return a, runAgent(t, a)
 }
 
 // endpointCluster starts nodes 1 and 2 on their own loopback hosts, so
@@ -66,7 +66,7 @@ func endpointCluster(t *testing.T, log1 *slog.Logger) (l *stateLog, n1, n2 *endp
 		if i == 0 {
 			log = log1
 		}
-		n.run = startAgent(t, agent.Config{NodeUID: n.uid, FSM: l.f, Backend: n.b, Client: n.http,
+		n.run, n.stop = startAgent(t, agent.Config{NodeUID: n.uid, FSM: l.f, Backend: n.b, Client: n.http,
 			APIAddr: n.addr, Resync: 100 * time.Millisecond, Endpoints: true, Logger: log})
 	}
 	return l, n1, n2
@@ -213,7 +213,7 @@ func TestFileBackendRunsNoEndpoint(t *testing.T) {
 	b, _ := newBackend(t, nil)
 	l.createBDB(t, fsm.BDB{Name: "orders", MemorySize: 1 << 20, ShardsCount: 1,
 		DataPersistence: fsm.PersistenceDisabled}, []int{1})
-	a := startAgent(t, agent.Config{NodeUID: 1, FSM: l.f, Backend: b, Resync: 50 * time.Millisecond})
+	a, _ := startAgent(t, agent.Config{NodeUID: 1, FSM: l.f, Backend: b, Resync: 50 * time.Millisecond})
 	eventually(t, 10*time.Second, func() error {
 		if got := listShards(t, b); len(got) != 1 {
 			return fmt.Errorf("shards %v, want the database's one", got)
@@ -305,5 +305,15 @@ func TestEndpointKeepsTheLastMasterOfANodeThatDoesNotAnswer(t *testing.T) {
 	}
 	if got := n1.run.Endpoints()["1:1"].Shards; fmt.Sprint(got) != fmt.Sprint(before) {
 		t.Errorf("table %v, want the last resolved %v", got, before)
+	}
+}
+
+func TestEndpointStopsWithItsAgent(t *testing.T) {
+	_, n1, _ := endpointCluster(t, nil)
+	tableIs(t, n1, map[string]*endpointNode{"1": n1, "3": n1})
+	n1.stop()
+	if nc, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(fsm.EndpointPort(1))), time.Second); err == nil {
+		nc.Close()
+		t.Errorf("the endpoint still listens after its agent stopped")
 	}
 }
