@@ -44,7 +44,10 @@ type Config struct {
 	// node started under another node's uid must not take the state's
 	// word that its shards belong elsewhere.
 	APIAddr string
-	Logger  *slog.Logger
+	// Endpoints runs a proxy for each database endpoint the state binds
+	// to this node; it needs shards that are redis-servers.
+	Endpoints bool
+	Logger    *slog.Logger
 }
 
 // stagedTTL is how long a copy made for a migration is kept although this
@@ -78,6 +81,7 @@ type Agent struct {
 	// kept is why each local shard that is not assigned here was kept,
 	// so that a reason is logged once, not at every reconcile.
 	kept map[string]string
+	eps  endpointManager
 }
 
 type stepKey struct {
@@ -153,6 +157,9 @@ func (a *Agent) Run(ctx context.Context) {
 		done := make(chan struct{})
 		go func() { defer close(done); sup.Supervise(ctx) }()
 		defer func() { <-done }()
+	}
+	if a.cfg.Endpoints {
+		defer func(done <-chan struct{}) { <-done }(a.startEndpoints(ctx))
 	}
 	t := time.NewTicker(a.cfg.Resync)
 	defer t.Stop()

@@ -100,7 +100,7 @@ func (n *Node) newAgent() (*catchUp, error) {
 	cu.done.Store(lastAtStart == 0)
 	n.agent = agent.New(agent.Config{NodeUID: cfg.UID, APIAddr: cfg.APIAddr, FSM: n.raft.FSM(), Backend: backend, Limiter: limiter,
 		Scale: cfg.ShardFileScale, Client: n.peerHTTP, Logger: cfg.Logger, CaughtUp: cu.done.Load,
-		OpLogPath: filepath.Join(cfg.DataDir, "agent-ops.jsonl")})
+		OpLogPath: filepath.Join(cfg.DataDir, "agent-ops.jsonl"), Endpoints: cfg.ShardBackend == ShardBackendRedis})
 	return cu, nil
 }
 

@@ -47,6 +47,12 @@
 // TRYAGAIN. A master that cannot be dialled while its slot is marked (or
 // after the table moved the slot) is held for in the same way, because the
 // old master going away is part of a switch-over.
+// A write a master refuses with READONLY is held the same way until the
+// table names another master for its slots, and then sent there once: the
+// switch-over pauses the old master's writes and turns it into a replica
+// of the new one, so a write reaching it then was not applied, and the
+// agent repoints the table without marking anything. If no other master
+// is named within HoldTimeout, the client gets the READONLY.
 //
 // Multi-key commands (MGET, MSET, DEL, ...) must have all their keys on
 // one shard, not merely in one slot as Redis Cluster demands: the shards

@@ -110,6 +110,10 @@ func (p *Proxy) SetShards(shards []Shard) error {
 	return nil
 }
 
+// Shards returns a copy of the routing table in force, so that the caller
+// can tell whether its own view changed since it last set one.
+func (p *Proxy) Shards() []Shard { return p.router.table() }
+
 // MarkSwitching marks slot ranges as switching over to another master until
 // the returned Switchover's Done. Marks may overlap; a slot is free when
 // every mark on it is done.

@@ -100,6 +100,17 @@ func (r *router) masters() []string {
 	return out
 }
 
+func (r *router) table() []Shard {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]Shard, len(r.shards))
+	for i, sh := range r.shards {
+		out[i] = sh
+		out[i].Slots = append([]SlotRange(nil), sh.Slots...)
+	}
+	return out
+}
+
 func (r *router) shardSlots(id string) ([]SlotRange, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -127,7 +128,7 @@ func (s *session) handle(args [][]byte) (quit bool) {
 	for i, k := range keys {
 		slots[i] = Slot(k)
 	}
-	reply, t, err := s.routeAndSend(slots, args)
+	reply, t, err := s.routeAndSend(slots, args, spec.write)
 	if err != nil {
 		s.writeErr(err)
 		return false
@@ -143,22 +144,33 @@ func (s *session) handle(args [][]byte) (quit bool) {
 // marked. A master that cannot be reached is held for too when its slots
 // are switching or the table has moved them meanwhile, because that is
 // exactly the window in which the old master goes away; the command never
-// left the proxy, so trying again is safe.
-func (s *session) routeAndSend(slots []int, args [][]byte) ([]byte, target, error) {
+// left the proxy, so trying again is safe. A write refused with READONLY
+// was not applied either: its master has just become a replica in a
+// switch-over, so the write waits for the table to name another master and
+// goes there once; if none is named in time the client gets the READONLY.
+func (s *session) routeAndSend(slots []int, args [][]byte, write bool) ([]byte, target, error) {
 	deadline := time.Now().Add(s.p.cfg.HoldTimeout)
+	var refused *refusal
 	for {
 		t, held, changed, err := s.p.router.route(slots)
 		if err != nil {
 			return nil, t, err
 		}
-		if held {
+		if held || (refused != nil && t.addr == refused.to.addr) {
 			if err := s.hold(changed, deadline, slots[0]); err != nil {
+				if refused != nil {
+					return refused.reply, refused.to, nil
+				}
 				return nil, t, err
 			}
 			continue
 		}
 		reply, err := s.send(t.addr, args)
 		if err == nil {
+			if write && refused == nil && isReadonly(reply) {
+				refused = &refusal{to: t, reply: reply}
+				continue
+			}
 			return reply, t, nil
 		}
 		if !errors.Is(err, errDial) {
@@ -173,6 +185,15 @@ func (s *session) routeAndSend(slots []int, args [][]byte) ([]byte, target, erro
 			t.addr, t.shard, err))
 	}
 }
+
+// refusal is a master's READONLY answer to a write, kept to be passed on
+// if no other master takes the write in time.
+type refusal struct {
+	to    target
+	reply []byte
+}
+
+func isReadonly(reply []byte) bool { return bytes.HasPrefix(reply, []byte("-READONLY")) }
 
 // hold waits for the next change of table or marks, or fails the command
 // with TRYAGAIN at deadline, so a stuck switch-over cannot pile up clients.

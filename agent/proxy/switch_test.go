@@ -297,3 +297,78 @@ func TestUnreachableMasterDuringASwitchIsHeld(t *testing.T) {
 		t.Fatalf("new master has %q", got)
 	}
 }
+
+// makeReplica points rs at master and waits for the link, as the
+// switch-over does to an old master.
+func makeReplica(t *testing.T, rs, master *redisServer) {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(master.Addr)
+	if err := rs.Client.ReplicaOf(context.Background(), host, port).Err(); err != nil {
+		t.Fatalf("REPLICAOF: %v", err)
+	}
+	waitFor(t, "the replica link", func() bool {
+		info, _ := rs.Client.Info(context.Background(), "replication").Result()
+		return strings.Contains(info, "master_link_status:up")
+	})
+}
+
+// TestReadonlyWriteWaitsForTheNewMaster: the old master became a replica
+// of the new one without the proxy being told; the write it refuses must
+// land on the master the next table names, with no error to the client.
+func TestReadonlyWriteWaitsForTheNewMaster(t *testing.T) {
+	p, a, b := twoShards(t)
+	newMaster := startRedis(t)
+	c := proxyClient(t, p)
+	ctx := context.Background()
+	key := keyForSlots(t, "ro", 0, 8191)
+	makeReplica(t, a, newMaster)
+
+	done := make(chan error, 1)
+	go func() { done <- c.Set(ctx, key, "held", 0).Err() }()
+	waitFor(t, "the refused SET to be held", func() bool { return p.router.held.Load() == 1 })
+	// Reads are no switch-over matter: the replica answers them.
+	if err := proxyClient(t, p).Get(ctx, key).Err(); err != nil && err.Error() != "redis: nil" {
+		t.Fatalf("GET during the hold: %v", err)
+	}
+	if err := p.SetShards([]Shard{
+		{ID: "s0", Master: newMaster.Addr, Slots: []SlotRange{{0, 8191}}},
+		{ID: "s1", Master: b.Addr, Slots: []SlotRange{{8192, 16383}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("held SET: %v", err)
+	}
+	if got := newMaster.Client.Get(ctx, key).Val(); got != "held" {
+		t.Fatalf("new master has %q, want the held write", got)
+	}
+}
+
+// TestReadonlyIsPassedOnWhenNoNewMasterComes: without a new table the
+// client gets the master's own READONLY once the hold times out.
+func TestReadonlyIsPassedOnWhenNoNewMasterComes(t *testing.T) {
+	a, other := startRedis(t), startRedis(t)
+	p := startProxy(t, Config{HoldTimeout: 200 * time.Millisecond,
+		Shards: []Shard{{ID: "s0", Master: a.Addr, Slots: []SlotRange{{0, 16383}}}}})
+	makeReplica(t, a, other)
+	r := dialRaw(t, p)
+	start := time.Now()
+	if got := r.do("SET", "k", "v"); !strings.HasPrefix(got, "-READONLY") {
+		t.Fatalf("SET = %q, want the master's READONLY", got)
+	}
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Errorf("READONLY passed on after %s, before the hold timed out", waited)
+	}
+	// A table change that leaves the slots on the same master is no new
+	// master: the write still gets READONLY.
+	done := make(chan string, 1)
+	r2 := dialRaw(t, p)
+	go func() { done <- r2.do("SET", "k", "v") }()
+	waitFor(t, "the SET to be held", func() bool { return p.router.held.Load() == 1 })
+	if err := p.SetShards([]Shard{{ID: "s0", Master: a.Addr, Slots: []SlotRange{{0, 16383}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-done; !strings.HasPrefix(got, "-READONLY") {
+		t.Fatalf("SET = %q, want READONLY", got)
+	}
+}
