@@ -12,7 +12,13 @@
 // copied by replication (a copy of a master takes over from it with a
 // write pause, so that no acknowledged write is lost). For the redis
 // backend the agent also resolves where each replica's master listens
-// (Follower) and tells its peers where its shards listen (Info.Port).
+// (Follower) and tells its peers where its shards listen (Info.Port); a
+// failover step promotes a replica through the agent (POST
+// /shards/{uid}/promote, behind the copies' term fence) with the same
+// write-pause switch-over, and reconcile leaves the roles of a failover in
+// flight alone. With the redis backend the agent also runs each endpoint
+// on its node as a RESP proxy (package proxy), routing to its database's
+// masters as the state and their agents say.
 //
 // Its client (Client) calls other agents through peer's client, so every
 // node-to-node call shares one transport and one reading of error answers.
