@@ -49,17 +49,13 @@ type RedisBackend struct {
 }
 
 // shardMeta is what a shard's directory records about it, so that a
-// restarted agent finds (adopts) or restarts the shard as it was.
+// restarted agent finds (adopts) or restarts the shard as it was: the
+// shard as its spec says (Master: what a replica follows), and where its
+// process listens and runs.
 type shardMeta struct {
-	UID         string `json:"uid"`
-	BDB         int    `json:"bdb_uid"`
-	Role        string `json:"role"`
-	Port        int    `json:"port"`
-	PID         int    `json:"pid"`
-	Memory      int64  `json:"memory"`
-	Persistence string `json:"persistence"`
-	// Master is host:port the replica follows; empty for a master.
-	Master string `json:"master,omitempty"`
+	Spec
+	Port int `json:"port"`
+	PID  int `json:"pid"`
 }
 
 const (
@@ -171,7 +167,7 @@ func metaOf(s Spec) shardMeta {
 	if pers == "" {
 		pers = fsm.PersistenceDisabled
 	}
-	return shardMeta{UID: s.UID, BDB: s.BDB, Role: s.Role, Memory: s.Memory, Persistence: pers}
+	return shardMeta{Spec: Spec{UID: s.UID, BDB: s.BDB, Role: s.Role, Memory: s.Memory, Persistence: pers}}
 }
 
 // create makes the shard's directory and starts its process; on failure
@@ -184,7 +180,7 @@ func (b *RedisBackend) create(ctx context.Context, m *shardMeta) error {
 	// A process started just before a crash that kept its metadata from
 	// being written must not run on in a directory made anew.
 	if pid := readPID(dir); pid > 0 && pidAlive(pid) {
-		old := shardMeta{UID: m.UID, PID: pid, Port: confPort(dir)}
+		old := shardMeta{Spec: Spec{UID: m.UID}, PID: pid, Port: confPort(dir)}
 		if b.isOurs(&old) {
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
 			b.waitGone(ctx, pid)
