@@ -2,8 +2,11 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 )
 
 // Spec is a shard as the replicated state describes it for this node.
@@ -119,3 +122,19 @@ var (
 	// data cannot be streamed.
 	ErrNotStreamable = errors.New("shard data cannot be streamed from this backend")
 )
+
+// readRecord decodes the JSON record a backend keeps of shard uid at path
+// into v; a missing record means the shard is not here.
+func readRecord(path, uid string, v any) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("shard %s: %w", uid, ErrNoShard)
+	}
+	if err != nil {
+		return fmt.Errorf("read shard %s metadata: %w", uid, err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode shard %s metadata: %w", uid, err)
+	}
+	return nil
+}

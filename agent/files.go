@@ -235,15 +235,8 @@ func (b *FileBackend) loadMeta(uid string) (meta, error) {
 	if err := validUID(uid); err != nil {
 		return m, err
 	}
-	data, err := os.ReadFile(b.path(uid, ".meta"))
-	if errors.Is(err, os.ErrNotExist) {
-		return m, fmt.Errorf("shard %s: %w", uid, ErrNoShard)
-	}
-	if err != nil {
-		return m, fmt.Errorf("read shard %s metadata: %w", uid, err)
-	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		return m, fmt.Errorf("decode shard %s metadata: %w", uid, err)
+	if err := readRecord(b.path(uid, ".meta"), uid, &m); err != nil {
+		return m, err
 	}
 	if _, err := os.Stat(b.path(uid, ".data")); err != nil {
 		return m, fmt.Errorf("shard %s data: %w", uid, ErrNoShard)

@@ -110,15 +110,8 @@ func (b *RedisBackend) loadMeta(uid string) (shardMeta, error) {
 	if err := validUID(uid); err != nil {
 		return m, err
 	}
-	data, err := os.ReadFile(filepath.Join(b.shardDir(uid), metaFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return m, fmt.Errorf("shard %s: %w", uid, ErrNoShard)
-	}
-	if err != nil {
-		return m, fmt.Errorf("read shard %s metadata: %w", uid, err)
-	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		return m, fmt.Errorf("decode shard %s metadata: %w", uid, err)
+	if err := readRecord(filepath.Join(b.shardDir(uid), metaFile), uid, &m); err != nil {
+		return m, err
 	}
 	return m, nil
 }
