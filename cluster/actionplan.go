@@ -154,7 +154,7 @@ func planOn(st *fsm.State, a *fsm.Action, now time.Time) ([]fsm.Step, error) {
 	}
 	n, ok := st.Nodes[a.NodeUID]
 	if !ok {
-		return nil, fsm.Errorf(fsm.ErrNodeNotFound, "node %d does not exist", a.NodeUID)
+		return nil, fsm.NoSuchNode(a.NodeUID)
 	}
 	if err := QuorumCheck(st, a.NodeUID, a.Action); err != nil {
 		return nil, err

@@ -100,15 +100,10 @@ func (s *Service) UpdateNode(ctx context.Context, cmd *fsm.UpdateNode) error {
 	exists := false
 	s.fsm.Read(func(st *fsm.State, _ uint64) { _, exists = st.Nodes[cmd.UID] })
 	if !exists {
-		return ErrNoSuchNode(cmd.UID)
+		return fsm.NoSuchNode(cmd.UID)
 	}
 	_, err := s.Propose(ctx, cmd)
 	return err
-}
-
-// ErrNoSuchNode: the cluster has no node uid.
-func ErrNoSuchNode(uid int) *fsm.Error {
-	return fsm.Errorf(fsm.ErrNodeNotFound, "node %d does not exist", uid)
 }
 
 // DeleteSnapshot deletes one of a node's maintenance snapshots.

@@ -23,7 +23,7 @@ func (s *State) applySubmitAction(p *SubmitAction, admit Admission) (any, *Error
 	}
 	n, ok := s.Nodes[a.NodeUID]
 	if !ok {
-		return nil, Errorf(ErrNodeNotFound, "node %d does not exist", a.NodeUID)
+		return nil, NoSuchNode(a.NodeUID)
 	}
 	if cur := s.ActiveAction(a.NodeUID); cur != nil && !brokenNoConflictCheck {
 		return nil, Errorf(ErrActionInProgress, "action %s (task %s) is %s on node %d", cur.Action, cur.TaskID, cur.Status, a.NodeUID)

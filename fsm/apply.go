@@ -190,7 +190,7 @@ func (s *State) applyDeleteUser(p *DeleteUser) (any, *Error) {
 func (s *State) applySetNodeStatus(p *SetNodeStatus) (any, *Error) {
 	n, ok := s.Nodes[p.UID]
 	if !ok {
-		return nil, Errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
+		return nil, NoSuchNode(p.UID)
 	}
 	if !validNodeStatus(p.Status) {
 		return nil, Errorf(ErrInvalidParameter, "node status %q is not a status", p.Status)

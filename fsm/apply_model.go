@@ -149,7 +149,7 @@ func (s *State) applyUpdatePolicy(p *UpdatePolicy) (any, *Error) {
 func (s *State) applyUpdateNode(p *UpdateNode) (any, *Error) {
 	cur, ok := s.Nodes[p.UID]
 	if !ok {
-		return nil, Errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
+		return nil, NoSuchNode(p.UID)
 	}
 	n := *cur
 	if p.AcceptServers != nil {
@@ -174,7 +174,7 @@ func (s *State) applyUpdateNode(p *UpdateNode) (any, *Error) {
 func (s *State) applyDeleteSnapshot(p *DeleteSnapshot) (any, *Error) {
 	n, ok := s.Nodes[p.Node]
 	if !ok {
-		return nil, Errorf(ErrNodeNotFound, "node %d does not exist", p.Node)
+		return nil, NoSuchNode(p.Node)
 	}
 	list := s.Snapshots[p.Node]
 	for i, sn := range list {

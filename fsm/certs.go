@@ -35,7 +35,7 @@ func (p *RotateNodeCert) author() Actor { return p.Actor }
 func (s *State) applySetNodeCerts(p *SetNodeCerts) (any, *Error) {
 	old, ok := s.Nodes[p.UID]
 	if !ok {
-		return nil, Errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
+		return nil, NoSuchNode(p.UID)
 	}
 	if p.Add != nil && (p.Add.Serial == "" || s.CertRevoked(p.Add.Serial)) {
 		return nil, Errorf(ErrInvalidParameter, "certificate %q cannot be added", p.Add.Serial)
@@ -66,7 +66,7 @@ func (s *State) applySetNodeCerts(p *SetNodeCerts) (any, *Error) {
 func (s *State) applyRotateNodeCert(p *RotateNodeCert) (any, *Error) {
 	old, ok := s.Nodes[p.UID]
 	if !ok {
-		return nil, Errorf(ErrNodeNotFound, "node %d does not exist", p.UID)
+		return nil, NoSuchNode(p.UID)
 	}
 	n := *old
 	n.CertRotation++

@@ -154,3 +154,7 @@ func Errorf(k *Error, format string, args ...any) *Error {
 func (k *Error) With(desc string) *Error {
 	return &Error{Code: k.Code, Description: desc, status: k.status}
 }
+
+// NoSuchNode is the refusal of a request naming node uid, which the
+// cluster does not have.
+func NoSuchNode(uid int) *Error { return Errorf(ErrNodeNotFound, "node %d does not exist", uid) }

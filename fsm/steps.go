@@ -105,7 +105,7 @@ func setMaintenance(on bool) func(*State, *Action, Step) *Error {
 	return func(s *State, a *Action, _ Step) *Error {
 		n, ok := s.Nodes[a.NodeUID]
 		if !ok {
-			return Errorf(ErrNodeNotFound, "node %d does not exist", a.NodeUID)
+			return NoSuchNode(a.NodeUID)
 		}
 		c := *n
 		c.Maintenance = on

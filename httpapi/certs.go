@@ -32,7 +32,7 @@ func (s *Server) getNodeCert(w http.ResponseWriter, r *http.Request, _ principal
 		}
 	})
 	if !ok {
-		return errNodeNotFound(uid)
+		return fsm.NoSuchNode(uid)
 	}
 	writeJSON(w, http.StatusOK, v)
 	return nil

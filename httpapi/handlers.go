@@ -113,7 +113,7 @@ func (s *Server) getNode(w http.ResponseWriter, r *http.Request, _ principal) er
 	return s.showOne(w, r, "node", func(st *fsm.State, uid int) (any, error) {
 		n, ok := st.Nodes[uid]
 		if !ok {
-			return nil, errNodeNotFound(uid)
+			return nil, fsm.NoSuchNode(uid)
 		}
 		return viewNodeWith(n, st.ShardUIDsByNode()[uid], time.Now()), nil
 	})
@@ -150,10 +150,6 @@ func deleteOne(w http.ResponseWriter, r *http.Request, what string, del func(uid
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"uid": uid})
 	return nil
-}
-
-func errNodeNotFound(uid int) *fsm.Error {
-	return fsm.ErrNodeNotFound.With("node " + itoa(uid) + " does not exist")
 }
 
 type memberView struct {

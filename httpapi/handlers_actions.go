@@ -110,7 +110,7 @@ func (s *Server) listNodeActions(w http.ResponseWriter, r *http.Request, _ princ
 		}
 	})
 	if !known {
-		return errNodeNotFound(uid)
+		return fsm.NoSuchNode(uid)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -158,7 +158,7 @@ func (s *Server) getNodeAction(w http.ResponseWriter, r *http.Request, _ princip
 	})
 	switch {
 	case !known:
-		return errNodeNotFound(uid)
+		return fsm.NoSuchNode(uid)
 	case !found:
 		return errActionNotFound(uid, name)
 	}
@@ -203,7 +203,7 @@ func (s *Server) startNodeAction(w http.ResponseWriter, r *http.Request, p princ
 	var exists bool
 	s.fsm.Read(func(st *fsm.State, _ uint64) { _, exists = st.Nodes[uid] })
 	if !exists {
-		return errNodeNotFound(uid)
+		return fsm.NoSuchNode(uid)
 	}
 	var params control.ActionParams
 	if err := decodeFields(r, &params, actionFields(name)); err != nil {

@@ -362,7 +362,7 @@ func (s *Server) nodeStatus(w http.ResponseWriter, r *http.Request, _ principal)
 		}
 	})
 	if !ok {
-		return errNodeNotFound(uid)
+		return fsm.NoSuchNode(uid)
 	}
 	writeJSON(w, http.StatusOK, v)
 	return nil
@@ -383,7 +383,7 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request, _ princip
 		}
 	})
 	if !ok {
-		return errNodeNotFound(uid)
+		return fsm.NoSuchNode(uid)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -52,7 +52,7 @@ func (s *Server) renewCert(r *http.Request, _ fsm.Actor) (any, error) {
 		}
 	})
 	if !exists {
-		return nil, fsm.Errorf(fsm.ErrNodeNotFound, "node %d does not exist", uid)
+		return nil, fsm.NoSuchNode(uid)
 	}
 	for _, serial := range req.Revoke {
 		if !slices.ContainsFunc(own, func(c fsm.CertRef) bool { return c.Serial == serial }) {

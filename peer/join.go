@@ -172,7 +172,7 @@ func (s *Server) joinVoter(r *http.Request, actor fsm.Actor) (any, error) {
 		}
 	})
 	if !ok {
-		return nil, fsm.Errorf(fsm.ErrNodeNotFound, "node %d does not exist", req.UID)
+		return nil, fsm.NoSuchNode(req.UID)
 	}
 	if req.Nonvoter {
 		if err := s.Raft.AddNonvoter(r.Context(), node.UID, node.RaftAddr); err != nil {
