@@ -171,14 +171,12 @@ func (a *Agent) copyShard(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fmt.Errorf("%w: spec uid %q for shard %q, source %q", errBadRequest, req.Spec.UID, uid, req.Source))
 		return
 	}
-	if err := a.admit(req.Op); err != nil {
-		writeErr(w, err)
+	// One copy of a shard at a time; a replayed step finds it done.
+	release, ok := a.claim(w, req.Op, uid)
+	if !ok {
 		return
 	}
-	// One copy of a shard at a time; a replayed step finds it done.
-	lock := a.copying.get(uid)
-	lock.Lock()
-	defer lock.Unlock()
+	defer release()
 	if prev, ok := a.copiedFor(req.Op); ok {
 		if cur, err := a.cfg.Backend.Info(uid); err == nil && cur.Checksum == prev.Checksum {
 			writeJSON(w, http.StatusOK, cur)
@@ -245,4 +243,17 @@ func (a *Agent) setOne(w http.ResponseWriter, r *http.Request, body any, field s
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{field: *v})
+}
+
+// claim admits op under the term fence and takes shard uid's lock, which
+// copies and promotions of the shard share; when it cannot, it has written
+// the refusal and ok is false.
+func (a *Agent) claim(w http.ResponseWriter, op Op, uid string) (release func(), ok bool) {
+	if err := a.admit(op); err != nil {
+		writeErr(w, err)
+		return nil, false
+	}
+	lock := a.copying.get(uid)
+	lock.Lock()
+	return lock.Unlock, true
 }

@@ -47,14 +47,12 @@ func (a *Agent) promoteShard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	uid := mux.Vars(r)["uid"]
-	if err := a.admit(req.Op); err != nil {
-		writeErr(w, err)
+	// Not beside a copy of the same shard, which may be switching it.
+	release, ok := a.claim(w, req.Op, uid)
+	if !ok {
 		return
 	}
-	// Not beside a copy of the same shard, which may be switching it.
-	lock := a.copying.get(uid)
-	lock.Lock()
-	defer lock.Unlock()
+	defer release()
 	old := a.oldMaster(r.Context(), req)
 	before, _ := a.cfg.Backend.Info(uid)
 	err := a.underFence(req.Op, func() error { return a.promoteLocal(r.Context(), uid, old) })
