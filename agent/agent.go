@@ -143,11 +143,15 @@ func New(cfg Config) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{
+	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("component", "agent", "node_uid", cfg.NodeUID),
 		client: NewClient(cfg.Client), staged: map[string]time.Time{}, kick: make(chan struct{}, 1),
 		fence: map[string]uint64{}, copied: map[stepKey]Info{}, kept: map[string]string{},
 	}
+	if r, ok := cfg.Backend.(interface{ setPartner(partnerFunc) }); ok {
+		r.setPartner(a.replicaAddr)
+	}
+	return a
 }
 
 // Run reconciles on start, after every applied change and every Resync,

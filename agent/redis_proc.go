@@ -185,6 +185,14 @@ func (b *RedisBackend) ensureRunning(ctx context.Context, m *shardMeta) error {
 		m.PID = pid // the pidfile of a process started by an older record
 	}
 	if b.answers(ctx, *m) {
+		if m.Recovering == "" {
+			return nil
+		}
+		// The shard serves on as a replica while it copies; what needs
+		// it as a master (SwitchRole) asks for finishRecovery itself.
+		if err := b.finishRecovery(ctx, m); err != nil && !errors.Is(err, errRecovering) {
+			b.log.Warn("master shard recovery", "shard_uid", m.UID, "error", err)
+		}
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -197,12 +205,7 @@ func (b *RedisBackend) ensureRunning(ctx context.Context, m *shardMeta) error {
 		// its files.
 		return fmt.Errorf("shard %s: process %d runs but does not answer on port %d", m.UID, m.PID, m.Port)
 	}
-	b.log.Warn("shard process is not running; restarting it", "shard_uid", m.UID, "port", m.Port, "pid", m.PID)
-	err := b.start(ctx, m)
-	if errors.Is(err, errExited) {
-		err = b.startOnFreePort(ctx, m)
-	}
-	return err
+	return b.restart(ctx, m)
 }
 
 // isOurs tells whether pid is a redis-server run from this shard's
