@@ -82,6 +82,9 @@ type Agent struct {
 	// so that a reason is logged once, not at every reconcile.
 	kept map[string]string
 	eps  endpointManager
+	// replicas caches where each master's replica was last found
+	// (uid → replicaSeen), for when its agent does not answer.
+	replicas sync.Map
 }
 
 type stepKey struct {
@@ -284,6 +287,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	v := a.view()
 	if _, follows := a.cfg.Backend.(Follower); follows {
 		a.resolveMasters(ctx, &v)
+		a.findReplicas(ctx, v)
 	}
 	want, pending := v.want, v.pending
 	var errs []error

@@ -77,7 +77,36 @@ func (a *Agent) replicaAddr(ctx context.Context, uid string) (string, error) {
 	if !ok {
 		return "", nil
 	}
-	return a.resolveShard(ctx, ref)
+	addr, err := a.resolveShard(ctx, ref)
+	if err == nil {
+		a.replicas.Store(uid, replicaSeen{ref: ref, addr: addr})
+		return addr, nil
+	}
+	// Its agent is down (its cnmd killed, say), not necessarily its
+	// process, which outlives cnmd: asked directly, it says for itself.
+	if seen, found := a.replicas.Load(uid); found && seen.(replicaSeen).ref == ref {
+		return seen.(replicaSeen).addr, nil
+	}
+	return "", err
+}
+
+// findReplicas notes where the replica of each local master listens,
+// while its agent answers, for a restart of the master's process at a
+// moment it does not.
+func (a *Agent) findReplicas(ctx context.Context, v view) {
+	for uid, s := range v.want {
+		if s.Role == fsm.RoleMaster {
+			if _, err := a.replicaAddr(ctx, uid); err != nil {
+				a.log.Debug("master's replica not found", "shard_uid", uid, "error", err)
+			}
+		}
+	}
+}
+
+// replicaSeen is where a master's replica was last found.
+type replicaSeen struct {
+	ref  pairRef
+	addr string
 }
 
 // resolveMasters fills in the master address of every replica in want

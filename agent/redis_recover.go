@@ -46,10 +46,15 @@ func (b *RedisBackend) restart(ctx context.Context, m *shardMeta) error {
 			return fmt.Errorf("shard %s: its master process died and its replica, which holds its latest writes, was not reached, so it is not restarted from its own files: %w", m.UID, err)
 		}
 		if replica != "" {
-			if err := b.detach(ctx, m, replica); err != nil {
+			fresher, err := b.detach(ctx, m, replica)
+			if err != nil {
 				return err
 			}
-			m.Recovering = replica
+			if fresher {
+				m.Recovering = replica
+			}
+		}
+		if m.Recovering != "" {
 			if err := b.saveMeta(*m); err != nil {
 				return err
 			}
@@ -65,27 +70,32 @@ func (b *RedisBackend) restart(ctx context.Context, m *shardMeta) error {
 }
 
 // detach makes the replica at addr, which follows the local master m,
-// stop replicating so that m can copy from it. A replica still loading
-// its first copy holds less than m's files and is not used.
-func (b *RedisBackend) detach(ctx context.Context, m *shardMeta, replica string) error {
+// stop replicating so that m can copy from it, and reports whether it
+// did. A replica that was not linked to m since its own process started
+// holds only its own files, which are no fresher than m's: m starts from
+// its files, and the replica follows it. One still loading its first
+// copy is waited for.
+func (b *RedisBackend) detach(ctx context.Context, m *shardMeta, replica string) (fresher bool, err error) {
 	kv, err := infoAt(ctx, replica, "replication")
 	if err != nil {
-		return fmt.Errorf("shard %s: its replica at %s: %w", m.UID, replica, err)
+		return false, fmt.Errorf("shard %s: its replica at %s: %w", m.UID, replica, err)
 	}
 	switch {
 	case kv["role"] == "master":
-		return nil // detached by an earlier try
+		return true, nil // detached by an earlier try
 	case masterOf(kv) != b.addr(*m):
-		return fmt.Errorf("shard %s: its replica at %s follows %s, not this shard", m.UID, replica, masterOf(kv))
+		return false, fmt.Errorf("shard %s: its replica at %s follows %s, not this shard", m.UID, replica, masterOf(kv))
 	case kv["master_sync_in_progress"] == "1":
-		return fmt.Errorf("shard %s: its replica at %s is still loading its first copy", m.UID, replica)
+		return false, fmt.Errorf("shard %s: its replica at %s is still loading its first copy", m.UID, replica)
+	case kv["master_link_down_since_seconds"] == "-1":
+		return false, nil
 	}
 	c := dial(replica)
 	defer c.Close()
 	if err := c.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
-		return fmt.Errorf("shard %s: detach its replica at %s: %w", m.UID, replica, err)
+		return false, fmt.Errorf("shard %s: detach its replica at %s: %w", m.UID, replica, err)
 	}
-	return nil
+	return true, nil
 }
 
 // finishRecovery takes a recovering master's role back once it holds all
@@ -111,9 +121,13 @@ func (b *RedisBackend) finishRecovery(ctx context.Context, m *shardMeta) error {
 		// Its agent pointed it back at this shard before the copy was
 		// done; it never loaded this shard's data (a replica serves no
 		// copy while it is not linked to its own master), so it still
-		// holds everything.
-		if err := b.detach(ctx, m, src); err != nil {
+		// holds everything, unless its own process restarted meanwhile.
+		fresher, err := b.detach(ctx, m, src)
+		if err != nil {
 			return err
+		}
+		if !fresher {
+			return b.giveUpRecovery(ctx, m)
 		}
 		return fmt.Errorf("shard %s: %w: %s detached again", m.UID, errRecovering, src)
 	}
@@ -135,6 +149,14 @@ func (b *RedisBackend) finishRecovery(ctx context.Context, m *shardMeta) error {
 	}
 	b.log.Info("master shard recovered from its replica", "shard_uid", m.UID, "replica", src)
 	return nil
+}
+
+// giveUpRecovery makes a recovering master a master from what it holds:
+// its replica restarted too, and holds nothing fresher.
+func (b *RedisBackend) giveUpRecovery(ctx context.Context, m *shardMeta) error {
+	b.log.Warn("master shard's replica restarted before the master recovered from it; the master serves its own files", "shard_uid", m.UID, "replica", m.Recovering)
+	m.Recovering = ""
+	return b.promote(ctx, m)
 }
 
 // recoveringFrom tells whether the process at master is the local replica
