@@ -170,12 +170,23 @@ func (a *Agent) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(a.cfg.Resync)
 	defer t.Stop()
+	var last string
 	for {
 		changed := a.cfg.FSM.Changed()
+		var retry <-chan time.Time
 		if a.cfg.CaughtUp != nil && !a.cfg.CaughtUp() {
 			a.log.Debug("reconcile waits for the state to catch up")
 		} else if err := a.Reconcile(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("reconcile", "error", err)
+			// Tried again soon: a replica waiting for its master's
+			// address, say, is no replica until it has it. The same
+			// trouble is logged once.
+			retry = time.After(reconcileRetry)
+			if err.Error() != last {
+				a.log.Warn("reconcile", "error", err)
+			}
+			last = err.Error()
+		} else {
+			last = ""
 		}
 		select {
 		case <-ctx.Done():
@@ -183,9 +194,14 @@ func (a *Agent) Run(ctx context.Context) {
 		case <-changed:
 		case <-a.kick:
 		case <-t.C:
+		case <-retry:
 		}
 	}
 }
+
+// reconcileRetry is how soon a reconcile that left something undone runs
+// again.
+const reconcileRetry = 500 * time.Millisecond
 
 // view is what one read of the state says about this node's shards: read
 // apart, a move committed in between would be in neither want nor pending.
@@ -285,12 +301,17 @@ func (v *view) mayDrop(uid string, bdb int) (drop bool, why string) {
 // staged for a migration, and never shards the state does not know of).
 func (a *Agent) Reconcile(ctx context.Context) error {
 	v := a.view()
+	var errs []error
 	if _, follows := a.cfg.Backend.(Follower); follows {
 		a.resolveMasters(ctx, &v)
 		a.findReplicas(ctx, v)
+		for _, uid := range sortedKeys(v.want) {
+			if _, paired := v.pairs[uid]; paired && v.want[uid].Master == "" {
+				errs = append(errs, fmt.Errorf("replica %s: where its master %s listens is not known yet", uid, v.pairs[uid].uid))
+			}
+		}
 	}
 	want, pending := v.want, v.pending
-	var errs []error
 	for _, uid := range sortedKeys(want) {
 		s := want[uid]
 		info, err := a.cfg.Backend.Info(uid)

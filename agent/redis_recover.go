@@ -27,6 +27,10 @@ import (
 // makes it a master.
 type partnerFunc func(ctx context.Context, uid string) (string, error)
 
+// zeroReplID is the secondary replication id of a process that never was a
+// replica since it started.
+const zeroReplID = "0000000000000000000000000000000000000000"
+
 // errRecovering is why a recovering master is not back in its role yet:
 // it is still copying from its replica.
 var errRecovering = errors.New("recovering from its replica")
@@ -46,19 +50,24 @@ func (b *RedisBackend) restart(ctx context.Context, m *shardMeta) error {
 			return fmt.Errorf("shard %s: its master process died and its replica, which holds its latest writes, was not reached, so it is not restarted from its own files: %w", m.UID, err)
 		}
 		if replica != "" {
+			// Recorded first: a replica detached by a try that died half
+			// way is known for this shard's own on the next.
+			m.Recovering = replica
+			if err := b.saveMeta(*m); err != nil {
+				return err
+			}
 			fresher, err := b.detach(ctx, m, replica)
 			if err != nil {
 				return err
 			}
-			if fresher {
-				m.Recovering = replica
+			if !fresher {
+				m.Recovering = ""
+				if err := b.saveMeta(*m); err != nil {
+					return err
+				}
+			} else {
+				b.log.Warn("master shard process died; restarting it as a replica of its replica, which holds its latest writes", "shard_uid", m.UID, "replica", replica)
 			}
-		}
-		if m.Recovering != "" {
-			if err := b.saveMeta(*m); err != nil {
-				return err
-			}
-			b.log.Warn("master shard process died; restarting it as a replica of its replica, which holds its latest writes", "shard_uid", m.UID, "replica", replica)
 		}
 	}
 	b.log.Warn("shard process is not running; restarting it", "shard_uid", m.UID, "port", m.Port, "pid", m.PID, "recovering_from", m.Recovering)
@@ -81,8 +90,14 @@ func (b *RedisBackend) detach(ctx context.Context, m *shardMeta, replica string)
 		return false, fmt.Errorf("shard %s: its replica at %s: %w", m.UID, replica, err)
 	}
 	switch {
+	case kv["role"] == "master" && m.Recovering == replica && kv["master_replid2"] != "" && kv["master_replid2"] != zeroReplID:
+		// Detached by an earlier try: it was a replica (it has a former
+		// replication id), and this shard recorded it first.
+		return true, nil
 	case kv["role"] == "master":
-		return true, nil // detached by an earlier try
+		// It never followed this shard (a replica not yet pointed at its
+		// master): it holds nothing of it.
+		return false, nil
 	case masterOf(kv) != b.addr(*m):
 		return false, fmt.Errorf("shard %s: its replica at %s follows %s, not this shard", m.UID, replica, masterOf(kv))
 	case kv["master_sync_in_progress"] == "1":

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"cnm/agent"
 	"cnm/fsm"
 )
 
@@ -94,4 +95,48 @@ func infoField(info, field string) int {
 		}
 	}
 	return 0
+}
+
+// A replica that never followed its master (not yet pointed at it) holds
+// none of its data: a master whose process dies then restarts from its own
+// files rather than copying the replica's empty set.
+func TestRedisMasterKilledBeforeItsReplicaFollowedItKeepsItsOwnFiles(t *testing.T) {
+	l, p1, _, b1, b2 := redisPeers(t)
+	ctx := t.Context()
+	l.createBDB(t, fsm.BDB{Name: "orders", MemorySize: 32 << 20, ShardsCount: 1, Replication: true,
+		DataPersistence: fsm.PersistenceSnapshot}, []int{1, 2})
+	if err := p1.agent.Reconcile(ctx); err != nil && !strings.Contains(err.Error(), "not known yet") {
+		t.Fatalf("reconcile node 1: %v", err)
+	}
+	// Node 2's copy runs, but as nobody's replica yet.
+	if err := b2.Materialise(ctx, agent.Spec{UID: "2", BDB: 1, Role: fsm.RoleSlave, Memory: 32 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	master := client(t, b1, "1")
+	for i := range 50 {
+		if err := master.Set(ctx, "key-"+strconv.Itoa(i), "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b1.Persist(ctx, "1", fsm.PersistenceSnapshot); err != nil {
+		t.Fatal(err)
+	}
+	server, err := master.Info(ctx, "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(infoField(server, "process_id"), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		b1.SuperviseOnce(ctx)
+		info := redisInfo(t, b1, "1")
+		if info.Status != "active" || info.Role != fsm.RoleMaster {
+			return fmt.Errorf("master after its restart: %+v", info)
+		}
+		if n, err := client(t, b1, "1").DBSize(ctx).Result(); err != nil || n != 50 {
+			return fmt.Errorf("master holds %d keys (%v), want its own 50", n, err)
+		}
+		return nil
+	})
 }
