@@ -101,6 +101,7 @@ func (b *RedisBackend) start(ctx context.Context, m *shardMeta) error {
 	if err != nil {
 		return fmt.Errorf("open shard %s log: %w", m.UID, err)
 	}
+	closeInheritedOnExec()
 	cmd := exec.Command(b.cfg.Server, filepath.Join(dir, confFile))
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -311,6 +312,24 @@ func (b *RedisBackend) SuperviseOnce(ctx context.Context) {
 		unlock()
 		if err != nil && ctx.Err() == nil && !errors.Is(err, ErrNoShard) {
 			b.log.Warn("supervise shard", "shard_uid", uid, "error", err)
+		}
+	}
+}
+
+// closeInheritedOnExec marks every descriptor this process holds beyond
+// stdin, stdout and stderr close-on-exec. Go opens its own so, but not
+// those cnmd inherited from whatever started it, which every child would
+// inherit in turn: a shard process outlives cnmd, and one holding the
+// write end of a supervisor's pipe, or its lock, would hold it for as long
+// as it runs.
+func closeInheritedOnExec() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
 		}
 	}
 }
