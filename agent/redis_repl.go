@@ -254,7 +254,7 @@ func (b *RedisBackend) Follow(ctx context.Context, uid, master string) error {
 			}
 		}
 		if b.recoveringFrom(ctx, *m, master) {
-			return fmt.Errorf("shard %s: its master %s is recovering from it, and is followed once it is back", uid, master)
+			return fmt.Errorf("shard %s: its master %s follows it (a failover or a recovery in flight), and is followed once it leads again", uid, master)
 		}
 		b.log.Info("shard follows a new master", "shard_uid", uid, "master", master)
 		return b.follow(ctx, m, master)
