@@ -20,10 +20,13 @@ import (
 // resolved is retried soon rather than at the next resync: until then
 // clients of the unresolved slots reach an old master or none.
 const (
-	endpointRetry   = 250 * time.Millisecond
-	resolveTimeout  = 2 * time.Second
-	endpointDrain   = 5 * time.Second
-	endpointProblem = "endpoint routing table not fully resolved; unresolved slots keep their last known master"
+	endpointRetry  = 250 * time.Millisecond
+	resolveTimeout = 2 * time.Second
+	endpointDrain  = 5 * time.Second
+	// endpointHandOver bounds how long a rebound endpoint's old proxy
+	// waits for the new one.
+	endpointHandOver = 10 * time.Second
+	endpointProblem  = "endpoint routing table not fully resolved; unresolved slots keep their last known master"
 )
 
 // EndpointInfo is a running endpoint proxy: where it listens and the
@@ -42,6 +45,9 @@ type endpointManager struct {
 	// still held (say by the endpoint's previous owner on this host) is
 	// logged once, not at every retry.
 	failed map[string]string
+	// handing is the proxies serving on until their endpoint's new proxy
+	// answers (handOver).
+	handing sync.WaitGroup
 }
 
 type endpointProxy struct {
@@ -89,6 +95,7 @@ func (a *Agent) startEndpoints(ctx context.Context) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer a.eps.handing.Wait()
 		defer func() { a.stopEndpoints(a.eps.take(func(string) bool { return true })) }()
 		t := time.NewTicker(a.cfg.Resync)
 		defer t.Stop()
@@ -132,7 +139,7 @@ func (a *Agent) reconcileEndpoints(ctx context.Context) (complete bool) {
 			delete(a.eps.failed, uid)
 		}
 	}
-	a.stopEndpoints(a.eps.take(func(uid string) bool {
+	a.handOver(ctx, a.eps.take(func(uid string) bool {
 		w, ok := want[uid]
 		return !ok || w.addr != a.eps.running[uid].addr
 	}))
@@ -288,6 +295,49 @@ func (m *endpointManager) take(drop func(uid string) bool) map[string]*endpointP
 			delete(m.running, uid)
 		}
 	}
+	return out
+}
+
+// handOver stops proxies of endpoints the state no longer binds here.
+// One rebound to another node serves on until the proxy at its new
+// address answers (for at most endpointHandOver), so that clients always
+// find one of the two; the endpoint loop goes on meanwhile.
+func (a *Agent) handOver(ctx context.Context, eps map[string]*endpointProxy) {
+	if len(eps) == 0 {
+		return
+	}
+	next := a.endpointAddrs()
+	for uid, ep := range eps {
+		to := next[uid]
+		if to == "" || to == ep.addr {
+			a.stopEndpoints(map[string]*endpointProxy{uid: ep})
+			continue
+		}
+		a.eps.handing.Go(func() {
+			wctx, cancel := context.WithTimeout(ctx, endpointHandOver)
+			defer cancel()
+			if err := poll(wctx, endpointHandOver, func() (bool, error) { return pings(wctx, to), nil }); err != nil {
+				a.log.Warn("endpoint's new proxy does not answer; stopping this one anyway", "endpoint_uid", uid, "new_addr", to, "error", err)
+			}
+			a.stopEndpoints(map[string]*endpointProxy{uid: ep})
+		})
+	}
+}
+
+// endpointAddrs is where the state binds each endpoint now (host:port).
+func (a *Agent) endpointAddrs() map[string]string {
+	out := map[string]string{}
+	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
+		for _, b := range st.BDBs {
+			for _, e := range b.Endpoints {
+				if n, ok := st.Nodes[e.NodeUID]; ok {
+					if host, err := hostOf(n.APIAddr); err == nil {
+						out[e.UID] = net.JoinHostPort(host, strconv.Itoa(e.Port))
+					}
+				}
+			}
+		}
+	})
 	return out
 }
 

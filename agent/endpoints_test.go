@@ -317,3 +317,46 @@ func TestEndpointStopsWithItsAgent(t *testing.T) {
 		t.Errorf("the endpoint still listens after its agent stopped")
 	}
 }
+
+// A rebound endpoint's old proxy serves on until the proxy at its new
+// address answers, so that clients always find one of the two.
+func TestEndpointRebindKeepsTheOldProxyUntilTheNewOneAnswers(t *testing.T) {
+	l, n1, n2 := endpointCluster(t, nil)
+	tableIs(t, n1, map[string]*endpointNode{"1": n1, "3": n1})
+	oldAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(fsm.EndpointPort(1)))
+	newAddr := net.JoinHostPort("127.0.0.2", strconv.Itoa(fsm.EndpointPort(1)))
+	// Node 2 runs no endpoint loop: the proxy there cannot start.
+	n2.stop()
+	failOverBoth(t, l)
+	l.apply(t, &fsm.StepDone{TaskID: "f", Term: 3, Index: 0, Time: 1})
+	l.apply(t, &fsm.StepDone{TaskID: "f", Term: 3, Index: 1, Time: 2})
+	eventually(t, 10*time.Second, func() error {
+		if eps := n1.run.Endpoints(); len(eps) != 0 {
+			return fmt.Errorf("node 1 still counts %v as its own", eps)
+		}
+		return nil
+	})
+	old := dialAddr(t, oldAddr)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for range 15 {
+		if err := old.Ping(t.Context()).Err(); err != nil {
+			t.Fatalf("node 1's proxy stopped while no new one answers: %v", err)
+		}
+		<-tick.C
+	}
+
+	n2.run, n2.stop = startAgent(t, agent.Config{NodeUID: n2.uid, FSM: l.f, Backend: n2.b, Client: n2.http,
+		APIAddr: n2.addr, Resync: 100 * time.Millisecond, Endpoints: true})
+	eventually(t, 20*time.Second, func() error {
+		if err := dialAddr(t, newAddr).Ping(t.Context()).Err(); err != nil {
+			return fmt.Errorf("node 2's proxy: %w", err)
+		}
+		nc, err := net.DialTimeout("tcp", oldAddr, time.Second)
+		if err == nil {
+			nc.Close()
+			return errors.New("node 1 still listens on the endpoint")
+		}
+		return nil
+	})
+}
