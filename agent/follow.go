@@ -55,7 +55,7 @@ func (a *Agent) resolveShard(ctx context.Context, p pairRef) (string, error) {
 
 // replicaAddr is where the replica of the master shard uid listens, by
 // the state and the replica's agent; "" when the state makes uid no
-// master with a replica. A node that has not caught up does not answer:
+// master with a replica on this node. A node that has not caught up does not answer:
 // its state may name a replica that moved.
 func (a *Agent) replicaAddr(ctx context.Context, uid string) (string, error) {
 	if a.cfg.CaughtUp != nil && !a.cfg.CaughtUp() {
@@ -65,7 +65,9 @@ func (a *Agent) replicaAddr(ctx context.Context, uid string) (string, error) {
 	var ok bool
 	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
 		sh := st.Shards[uid]
-		if sh == nil || sh.Role != fsm.RoleMaster {
+		if sh == nil || sh.Role != fsm.RoleMaster || sh.NodeUID != a.cfg.NodeUID {
+			// Not a master here: a copy moved away, say, which is
+			// dropped, and whose pair is another node's business.
 			return
 		}
 		if p := st.PairOf(sh); p != nil && p.Role != fsm.RoleMaster {
