@@ -140,6 +140,16 @@ func (a *Agent) fixRole(ctx context.Context, s Spec, info Info) error {
 		if info.Role == s.Role {
 			return nil
 		}
+		if p, ok := a.cfg.Backend.(Promoter); ok && s.Role == fsm.RoleMaster && info.Master != "" {
+			// A failover the state made without its step's promotion: the
+			// local replica follows its pair, which it takes over from
+			// by a switch-over. Following anything else (a move's new
+			// copy of this very shard, which took over before this
+			// node's state said so), SwitchRole leaves it a replica.
+			if pair, err := a.replicaAddr(ctx, s.UID); err == nil && pair == info.Master {
+				return p.Promote(ctx, s.UID, pair)
+			}
+		}
 		return a.cfg.Backend.SwitchRole(ctx, s.UID, s.Role)
 	}
 	if s.Master == "" || (info.Role == s.Role && info.Master == s.Master) {

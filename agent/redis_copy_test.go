@@ -223,8 +223,19 @@ func TestRedisFollowAndSwitchRolePointReplicaAtItsMaster(t *testing.T) {
 		}
 		return nil
 	})
+	// While its master serves, a replica is not made a second master: a
+	// switch-over elsewhere may have made it one before the state said so.
+	if err := b.SwitchRole(ctx, "3", fsm.RoleMaster); err == nil || !strings.Contains(err.Error(), "serves as a master") {
+		t.Fatalf("SwitchRole master of a replica whose master serves: %v, want a refusal", err)
+	}
+	if info := redisInfo(t, b, "3"); info.Role != fsm.RoleSlave || info.Master != m2 {
+		t.Fatalf("after a refused SwitchRole: %+v, want still a replica of %s", info, m2)
+	}
+	if err := b.Drop(ctx, "2"); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.SwitchRole(ctx, "3", fsm.RoleMaster); err != nil {
-		t.Fatalf("SwitchRole: %v", err)
+		t.Fatalf("SwitchRole once its master is gone: %v", err)
 	}
 	if info := redisInfo(t, b, "3"); info.Role != fsm.RoleMaster || info.Master != "" {
 		t.Errorf("after SwitchRole master: %+v", info)

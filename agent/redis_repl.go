@@ -271,6 +271,13 @@ func (b *RedisBackend) SwitchRole(ctx context.Context, uid, role string) error {
 		case role == fsm.RoleMaster && m.Recovering != "":
 			return b.finishRecovery(ctx, m)
 		case role == fsm.RoleMaster:
+			if master := b.servingMaster(ctx, *m); master != "" {
+				// A switch-over elsewhere made it a replica (a move's new
+				// copy took over) before this node's state learned of it:
+				// promoting it would make two masters. A failover is
+				// promoted by its step (Promote), not by a reconcile.
+				return fmt.Errorf("shard %s: it follows %s, which serves as a master: left a replica until the state says otherwise", uid, master)
+			}
 			return b.promote(ctx, m)
 		case m.Master != "":
 			return b.follow(ctx, m, m.Master)
@@ -278,6 +285,24 @@ func (b *RedisBackend) SwitchRole(ctx context.Context, uid, role string) error {
 		m.Role = role
 		return b.saveMeta(*m)
 	})
+}
+
+// servingMaster is the master the local replica follows, if that master
+// answers as one; "" otherwise.
+func (b *RedisBackend) servingMaster(ctx context.Context, m shardMeta) string {
+	kv, err := infoAt(ctx, b.addr(m), "replication")
+	if err != nil {
+		return ""
+	}
+	master := masterOf(kv)
+	if master == "" {
+		return ""
+	}
+	mkv, err := infoAt(ctx, master, "replication")
+	if err != nil || mkv["role"] != "master" {
+		return ""
+	}
+	return master
 }
 
 // withRunning runs f on the shard's metadata, under its lock, with its
