@@ -78,6 +78,9 @@ type Agent struct {
 	fence   map[string]uint64
 	copied  map[stepKey]Info
 	copying keyedMutex
+	// placing makes a reconcile's creation of a shard and a drop of it
+	// one after the other, each with the state as it is then.
+	placing keyedMutex
 	// kept is why each local shard that is not assigned here was kept,
 	// so that a reason is logged once, not at every reconcile.
 	kept map[string]string
@@ -126,6 +129,15 @@ func (a *Agent) record(r OpRecord) {
 	if len(a.opLog) > maxOps {
 		a.opLog = a.opLog[len(a.opLog)-maxOps:]
 	}
+}
+
+// StopShards stops the processes of a backend that runs them, keeping
+// their data: for a node the cluster removed, once Run has returned.
+func (a *Agent) StopShards(ctx context.Context) error {
+	if s, ok := a.cfg.Backend.(interface{ StopAll(context.Context) error }); ok {
+		return s.StopAll(ctx)
+	}
+	return nil
 }
 
 // Ops returns a copy of the op log.
@@ -317,9 +329,10 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		info, err := a.cfg.Backend.Info(uid)
 		switch {
 		case errors.Is(err, ErrNoShard):
-			a.log.Info("materialising shard", "shard_uid", uid, "bytes", s.Size)
-			if err := a.cfg.Backend.Materialise(ctx, s); err != nil {
-				errs = append(errs, err)
+			if made, err := a.materialise(ctx, s); err != nil || !made {
+				if err != nil {
+					errs = append(errs, err)
+				}
 				continue
 			}
 			info, err = a.cfg.Backend.Info(uid)
@@ -372,6 +385,22 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// materialise creates the new, empty shard s, unless the state no longer
+// assigns it here: this pass's view may be older than a move that took it
+// away and whose source was just asked to drop it, and an empty copy made
+// now would take the writes of clients that are still routed here. The
+// check and the creation are one step for the drop handler (placing).
+func (a *Agent) materialise(ctx context.Context, s Spec) (bool, error) {
+	mu := a.placing.get(s.UID)
+	mu.Lock()
+	defer mu.Unlock()
+	if want, _ := a.assigned(); want[s.UID].UID == "" {
+		return false, nil
+	}
+	a.log.Info("materialising shard", "shard_uid", s.UID, "bytes", s.Size)
+	return true, a.cfg.Backend.Materialise(ctx, s)
 }
 
 // keep logs, once per reason, that a shard not assigned here is kept.

@@ -117,6 +117,9 @@ func (a *Agent) info(w http.ResponseWriter, r *http.Request) {
 // reconcile that follows the catch-up drops it.
 func (a *Agent) drop(w http.ResponseWriter, r *http.Request) {
 	uid := mux.Vars(r)["uid"]
+	mu := a.placing.get(uid)
+	mu.Lock()
+	defer mu.Unlock()
 	want, pending := a.assigned()
 	if _, ok := want[uid]; ok {
 		writeJSON(w, fsm.ErrShardAssigned.Status(), fsm.ErrShardAssigned.With("shard "+uid+" is assigned to this node"))

@@ -333,3 +333,31 @@ func closeInheritedOnExec() {
 		}
 	}
 }
+
+// StopAll stops every shard process and keeps the shards' directories:
+// for a node the cluster removed, which hosts no shard by then but whose
+// state may not have caught up to prove it shard by shard, and whose
+// processes would otherwise run on after cnmd, unsupervised.
+func (b *RedisBackend) StopAll(ctx context.Context) error {
+	uids, err := b.List()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, uid := range uids {
+		unlock, err := b.lockShard(ctx, uid)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m, err := b.loadMeta(uid)
+		if err == nil {
+			err = b.stop(ctx, m)
+		}
+		unlock()
+		if err != nil && !errors.Is(err, ErrNoShard) {
+			errs = append(errs, fmt.Errorf("stop shard %s: %w", uid, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -190,3 +190,34 @@ func TestRedisShardProcessInheritsNoDescriptorOfCnmd(t *testing.T) {
 		}
 	}
 }
+
+func TestRedisStopAllStopsEveryProcessAndKeepsTheShards(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shards")
+	t.Cleanup(func() { killShards(dir) })
+	b := newRedisBackend(t, redisOpts{dir: dir})
+	ctx := t.Context()
+	var pids []int
+	for _, uid := range []string{"1", "2"} {
+		if err := b.Materialise(ctx, agent.Spec{UID: uid, Role: fsm.RoleMaster, Memory: 32 << 20, Persistence: fsm.PersistenceAOF}); err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, shardPID(t, dir, uid))
+	}
+	if err := b.StopAll(ctx); err != nil {
+		t.Fatalf("StopAll: %v", err)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("shard process %d still runs after StopAll", pid)
+		}
+	}
+	uids, err := b.List()
+	if err != nil || len(uids) != 2 {
+		t.Fatalf("shards after StopAll: %v, %v; want both kept", uids, err)
+	}
+	for _, uid := range uids {
+		if info := redisInfo(t, b, uid); info.Status != agent.StatusDown {
+			t.Errorf("shard %s after StopAll: %+v, want down", uid, info)
+		}
+	}
+}

@@ -178,12 +178,20 @@ func (n *Node) wait(ctx context.Context) (again bool, err error) {
 	case <-ctx.Done():
 	case <-n.Removed():
 		// Answer 503 not_a_member for a moment so that clients see why,
-		// then leave.
+		// then leave, with the shard processes, which would otherwise
+		// run on unsupervised.
 		n.log.Info("leaving: the cluster removed this node")
 		select {
 		case <-ctx.Done():
 		case <-time.After(2 * time.Second):
 		}
+		closeCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		err := n.Close(closeCtx)
+		if serr := n.agent.StopShards(closeCtx); serr != nil {
+			n.log.Warn("shard processes of the removed node not all stopped", "error", serr)
+		}
+		return false, err
 	case err := <-n.Served():
 		n.log.Error("api server stopped", "error", err)
 	}
