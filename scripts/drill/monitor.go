@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,9 +31,42 @@ type span struct {
 type monitor struct {
 	mu    sync.Mutex
 	tasks map[string]span
+	steps map[string]*stepTrack
 }
 
-func newMonitor() *monitor { return &monitor{tasks: map[string]span{}} }
+func newMonitor() *monitor { return &monitor{tasks: map[string]span{}, steps: map[string]*stepTrack{}} }
+
+// stepTrack is what the polls saw of one action's steps: for each step the
+// last poll before it began and the first after it ended (ms), so that
+// [before, after] holds its run (to within a poll).
+type stepTrack struct {
+	text          []string
+	before, after []int64
+}
+
+// see records one poll at now (ms) of an action with steps, done of them
+// done; ended is when it ended (0 while it runs).
+func (t *stepTrack) see(steps []string, done int, now, started, ended int64) {
+	if started == 0 {
+		started = now // not started yet: no step has begun
+	}
+	for len(t.text) < len(steps) {
+		t.text = append(t.text, "")
+		t.before = append(t.before, started)
+		t.after = append(t.after, 0)
+	}
+	copy(t.text, steps)
+	for i := range t.text {
+		switch {
+		case i > done:
+			t.before[i] = now
+		case i < done && t.after[i] == 0:
+			t.after[i] = now
+		case i == done && ended > 0 && t.after[i] == 0:
+			t.after[i] = ended
+		}
+	}
+}
 
 func (m *monitor) run(ctx context.Context, c *cluster) {
 	for i := 0; ctx.Err() == nil; i++ {
@@ -60,8 +95,10 @@ func (m *monitor) poll(ctx context.Context, c *cluster, via *proc) {
 			ErrorCode  string `json:"error_code"`
 			ErrorMsg   string `json:"error_message"`
 			Additional struct {
-				StartMS int64 `json:"start_time_ms"`
-				EndMS   int64 `json:"end_time_ms"`
+				StartMS int64    `json:"start_time_ms"`
+				EndMS   int64    `json:"end_time_ms"`
+				DoneOps int      `json:"done_ops"`
+				Steps   []string `json:"steps"`
 			} `json:"additional_info"`
 		} `json:"actions"`
 	}
@@ -83,6 +120,18 @@ func (m *monitor) poll(ctx context.Context, c *cluster, via *proc) {
 			s.failure = a.ErrorCode + ": " + a.ErrorMsg
 		}
 		m.tasks[a.TaskID] = s
+		if len(a.Additional.Steps) > 0 {
+			t := m.steps[a.TaskID]
+			if t == nil {
+				t = &stepTrack{}
+				m.steps[a.TaskID] = t
+			}
+			ended := int64(0)
+			if terminal(a.Status) {
+				ended = max(a.Additional.EndMS, s.start)
+			}
+			t.see(a.Additional.Steps, a.Additional.DoneOps, now, s.start, ended)
+		}
 	}
 }
 
@@ -114,6 +163,58 @@ func (m *monitor) overlaps() []string {
 		}
 	}
 	return problems
+}
+
+// actionWindows are the runs of every action seen, from its start to its
+// terminal status, in ns.
+func (m *monitor) actionWindows() []window {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []window
+	for id, s := range m.tasks {
+		if s.start == 0 {
+			continue
+		}
+		out = append(out, window{kind: s.action, label: fmt.Sprintf("%s of node %s (task %s)", s.action, s.node, shortTask(id)),
+			from: s.start * 1e6, to: endOr(s) * 1e6})
+	}
+	return out
+}
+
+var (
+	failoverStep = regexp.MustCompile(`^fail shard (\S+) over`)
+	moveStepOf   = regexp.MustCompile(`^move shard (\S+) from`)
+	rebindStep   = regexp.MustCompile(`^rebind endpoint (\d+):`)
+)
+
+// stepWindows are the steps that switch a database's masters over
+// (failovers), move its shards (a moved master is switched over at the
+// end of its copy), or rebind its endpoint, each for the one database it
+// concerns; dbOf names the database of a shard uid.
+func (m *monitor) stepWindows(dbOf map[string]int) []window {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []window
+	for id, t := range m.steps {
+		for i, text := range t.text {
+			if t.after[i] == 0 || t.before[i] == 0 {
+				continue // never ended, or never began, as far as seen
+			}
+			w := window{label: fmt.Sprintf("%s (task %s)", text, shortTask(id)), from: t.before[i] * 1e6, to: t.after[i] * 1e6}
+			if g := failoverStep.FindStringSubmatch(text); g != nil {
+				w.kind, w.db = "failover step", dbOf[g[1]]
+			} else if g := moveStepOf.FindStringSubmatch(text); g != nil {
+				w.kind, w.db = "move step", dbOf[g[1]]
+			} else if g := rebindStep.FindStringSubmatch(text); g != nil {
+				w.kind = "endpoint rebind step"
+				w.db, _ = strconv.Atoi(g[1])
+			}
+			if w.kind != "" && w.db != 0 {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
 }
 
 func endOr(s span) int64 {
