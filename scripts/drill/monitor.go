@@ -36,36 +36,62 @@ type monitor struct {
 
 func newMonitor() *monitor { return &monitor{tasks: map[string]span{}, steps: map[string]*stepTrack{}} }
 
-// stepTrack is what the polls saw of one action's steps: for each step the
-// last poll before it began and the first after it ended (ms), so that
-// [before, after] holds its run (to within a poll).
+// stepTrack is the events of one action seen by the polls (an action
+// keeps its last 200; polls every 200 ms keep them all): each step's
+// commit is an event "step i/n: what it did", at the leader's clock.
 type stepTrack struct {
-	text          []string
-	before, after []int64
+	events map[actionEvent]bool
 }
 
-// see records one poll at now (ms) of an action with steps, done of them
-// done; ended is when it ended (0 while it runs).
-func (t *stepTrack) see(steps []string, done int, now, started, ended int64) {
-	if started == 0 {
-		started = now // not started yet: no step has begun
+type actionEvent struct {
+	Time    int64  `json:"time"`
+	Message string `json:"message"`
+}
+
+func (t *stepTrack) see(events []actionEvent) {
+	if t.events == nil {
+		t.events = map[actionEvent]bool{}
 	}
-	for len(t.text) < len(steps) {
-		t.text = append(t.text, "")
-		t.before = append(t.before, started)
-		t.after = append(t.after, 0)
+	for _, e := range events {
+		t.events[e] = true
 	}
-	copy(t.text, steps)
-	for i := range t.text {
-		switch {
-		case i > done:
-			t.before[i] = now
-		case i < done && t.after[i] == 0:
-			t.after[i] = now
-		case i == done && ended > 0 && t.after[i] == 0:
-			t.after[i] = ended
+}
+
+var (
+	stepDone    = regexp.MustCompile(`^step (\d+)/(\d+): (.*)$`)
+	actionBegan = regexp.MustCompile(`^starting on leader `)
+)
+
+// stepRun is one step an action carried out: what its commit said, and
+// from when (the action's start or the commit of the step before) to its
+// commit, in ms.
+type stepRun struct {
+	message  string
+	from, to int64
+}
+
+// steps are the steps whose commits were seen, in order.
+func (t *stepTrack) steps() []stepRun {
+	events := make([]actionEvent, 0, len(t.events))
+	for e := range t.events {
+		events = append(events, e)
+	}
+	slices.SortStableFunc(events, func(a, b actionEvent) int { return int(a.Time - b.Time) })
+	var out []stepRun
+	var from int64
+	for _, e := range events {
+		if actionBegan.MatchString(e.Message) {
+			from = e.Time
+			continue
+		}
+		if g := stepDone.FindStringSubmatch(e.Message); g != nil {
+			if from != 0 {
+				out = append(out, stepRun{message: g[3], from: from, to: e.Time})
+			}
+			from = e.Time
 		}
 	}
+	return out
 }
 
 func (m *monitor) run(ctx context.Context, c *cluster) {
@@ -95,10 +121,9 @@ func (m *monitor) poll(ctx context.Context, c *cluster, via *proc) {
 			ErrorCode  string `json:"error_code"`
 			ErrorMsg   string `json:"error_message"`
 			Additional struct {
-				StartMS int64    `json:"start_time_ms"`
-				EndMS   int64    `json:"end_time_ms"`
-				DoneOps int      `json:"done_ops"`
-				Steps   []string `json:"steps"`
+				StartMS int64         `json:"start_time_ms"`
+				EndMS   int64         `json:"end_time_ms"`
+				Events  []actionEvent `json:"events"`
 			} `json:"additional_info"`
 		} `json:"actions"`
 	}
@@ -120,18 +145,12 @@ func (m *monitor) poll(ctx context.Context, c *cluster, via *proc) {
 			s.failure = a.ErrorCode + ": " + a.ErrorMsg
 		}
 		m.tasks[a.TaskID] = s
-		if len(a.Additional.Steps) > 0 {
-			t := m.steps[a.TaskID]
-			if t == nil {
-				t = &stepTrack{}
-				m.steps[a.TaskID] = t
-			}
-			ended := int64(0)
-			if terminal(a.Status) {
-				ended = max(a.Additional.EndMS, s.start)
-			}
-			t.see(a.Additional.Steps, a.Additional.DoneOps, now, s.start, ended)
+		t := m.steps[a.TaskID]
+		if t == nil {
+			t = &stepTrack{}
+			m.steps[a.TaskID] = t
 		}
+		t.see(a.Additional.Events)
 	}
 }
 
@@ -182,30 +201,29 @@ func (m *monitor) actionWindows() []window {
 }
 
 var (
-	failoverStep = regexp.MustCompile(`^fail shard (\S+) over`)
-	moveStepOf   = regexp.MustCompile(`^move shard (\S+) from`)
-	rebindStep   = regexp.MustCompile(`^rebind endpoint (\d+):`)
+	failoverDone = regexp.MustCompile(`^shard (\S+) failed over to its replica`)
+	moveDone     = regexp.MustCompile(`^shard (\S+) moved from node`)
+	rebindDone   = regexp.MustCompile(`^endpoint (\d+):\S+ rebound to node`)
 )
 
-// stepWindows are the steps that switch a database's masters over
-// (failovers), move its shards (a moved master is switched over at the
-// end of its copy), or rebind its endpoint, each for the one database it
-// concerns; dbOf names the database of a shard uid.
+// stepWindows are the steps that switched a database's masters over
+// (failovers), moved one of its shards (a moved master is switched over
+// at the end of its copy), or rebound its endpoint, each for the one
+// database it concerns; dbOf names the database of a shard uid. A step
+// runs from the commit of the one before (or the action's start) to its
+// own, at the leader's clock.
 func (m *monitor) stepWindows(dbOf map[string]int) []window {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []window
 	for id, t := range m.steps {
-		for i, text := range t.text {
-			if t.after[i] == 0 || t.before[i] == 0 {
-				continue // never ended, or never began, as far as seen
-			}
-			w := window{label: fmt.Sprintf("%s (task %s)", text, shortTask(id)), from: t.before[i] * 1e6, to: t.after[i] * 1e6}
-			if g := failoverStep.FindStringSubmatch(text); g != nil {
+		for _, st := range t.steps() {
+			w := window{label: fmt.Sprintf("%s (task %s)", st.message, shortTask(id)), from: st.from * 1e6, to: st.to * 1e6}
+			if g := failoverDone.FindStringSubmatch(st.message); g != nil {
 				w.kind, w.db = "failover step", dbOf[g[1]]
-			} else if g := moveStepOf.FindStringSubmatch(text); g != nil {
+			} else if g := moveDone.FindStringSubmatch(st.message); g != nil {
 				w.kind, w.db = "move step", dbOf[g[1]]
-			} else if g := rebindStep.FindStringSubmatch(text); g != nil {
+			} else if g := rebindDone.FindStringSubmatch(st.message); g != nil {
 				w.kind = "endpoint rebind step"
 				w.db, _ = strconv.Atoi(g[1])
 			}
