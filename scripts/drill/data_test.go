@@ -123,18 +123,20 @@ func TestGapTable_PerKindAndDatabase(t *testing.T) {
 	}
 }
 
-func TestStepTrack_AStepRunsFromTheCommitBeforeItToItsOwn(t *testing.T) {
+func TestStepTrack_AStepRunsFromTheLastPollBeforeItToTheFirstAfter(t *testing.T) {
 	var s stepTrack
-	// Two polls see overlapping event lists, out of order here.
-	s.see([]actionEvent{{100, "submitted by admin"}, {120, "starting on leader 1 (term 2)"}, {130, "planned 3 steps"}})
-	s.see([]actionEvent{{400, "step 2/3: shard 4 failed over to its replica 9 on node 2"}, {300, "step 1/3: shard 3 moved from node 1 to node 2"},
-		{120, "starting on leader 1 (term 2)"}, {350, "step 2/3 waits: node 2 does not answer"}})
-	s.see([]actionEvent{{600, "resumed by leader 3 (term 3) at step 3 of 3"}, {700, "step 3/3: endpoint 1:1 rebound to node 3"}, {710, "completed"}})
+	s.see(3, 0, 100, 90, 0, []actionEvent{{0, "starting on leader 1 (term 2)"}}) // step 1 runs
+	s.see(3, 0, 300, 90, 0, nil)
+	s.see(3, 2, 500, 90, 0, []actionEvent{ // steps 1 and 2 done, 3 runs
+		{0, "step 2/3: shard 4 failed over to its replica 9 on node 2"}, {0, "step 1/3: shard 3 moved from node 1 to node 2"},
+		{0, "step 2/3 waits: node 2 does not answer"}})
+	s.see(3, 2, 700, 90, 0, []actionEvent{{0, "resumed by leader 3 (term 3) at step 3 of 3"}})
+	s.see(3, 3, 900, 90, 800, []actionEvent{{0, "step 3/3: endpoint 1:1 rebound to node 3"}, {0, "completed"}})
 	got := s.steps()
 	want := []stepRun{
-		{"shard 3 moved from node 1 to node 2", 120, 300},
-		{"shard 4 failed over to its replica 9 on node 2", 300, 400},
-		{"endpoint 1:1 rebound to node 3", 400, 700},
+		{"shard 3 moved from node 1 to node 2", 90, 500},
+		{"shard 4 failed over to its replica 9 on node 2", 300, 500},
+		{"endpoint 1:1 rebound to node 3", 300, 900},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("steps = %+v\nwant %+v", got, want)

@@ -36,59 +36,69 @@ type monitor struct {
 
 func newMonitor() *monitor { return &monitor{tasks: map[string]span{}, steps: map[string]*stepTrack{}} }
 
-// stepTrack is the events of one action seen by the polls (an action
-// keeps its last 200; polls every 200 ms keep them all): each step's
-// commit is an event "step i/n: what it did", at the leader's clock.
+// stepTrack is what the polls saw of one action's steps. The API times
+// steps only in whole seconds (the events "step i/n: what it did"), so
+// the polls time them: a step ran after the last poll that showed it not
+// begun and before the first that showed it done (ms), which holds its
+// run to within a poll (200 ms); the events say what each step did.
 type stepTrack struct {
-	events map[actionEvent]bool
+	before, after []int64
+	message       map[int]string // by step index
 }
 
 type actionEvent struct {
-	Time    int64  `json:"time"`
+	Time    int64  `json:"time"` // s
 	Message string `json:"message"`
 }
 
-func (t *stepTrack) see(events []actionEvent) {
-	if t.events == nil {
-		t.events = map[actionEvent]bool{}
+var stepDone = regexp.MustCompile(`^step (\d+)/\d+: (.*)$`)
+
+// see records one poll at now (ms) of an action of n steps, done of them
+// done; ended is when it ended (0 while it runs), started when it began
+// (0 before).
+func (t *stepTrack) see(n, done int, now, started, ended int64, events []actionEvent) {
+	if started == 0 {
+		started = now // not begun: no step has
+	}
+	for len(t.before) < n {
+		t.before = append(t.before, started)
+		t.after = append(t.after, 0)
+	}
+	for i := range t.before {
+		switch {
+		case i > done:
+			t.before[i] = now
+		case i < done && t.after[i] == 0:
+			t.after[i] = now
+		case i == done && ended > 0 && t.after[i] == 0:
+			t.after[i] = ended
+		}
+	}
+	if t.message == nil {
+		t.message = map[int]string{}
 	}
 	for _, e := range events {
-		t.events[e] = true
+		if g := stepDone.FindStringSubmatch(e.Message); g != nil {
+			if i, err := strconv.Atoi(g[1]); err == nil {
+				t.message[i-1] = g[2]
+			}
+		}
 	}
 }
 
-var (
-	stepDone    = regexp.MustCompile(`^step (\d+)/(\d+): (.*)$`)
-	actionBegan = regexp.MustCompile(`^starting on leader `)
-)
-
 // stepRun is one step an action carried out: what its commit said, and
-// from when (the action's start or the commit of the step before) to its
-// commit, in ms.
+// when it ran (ms).
 type stepRun struct {
 	message  string
 	from, to int64
 }
 
-// steps are the steps whose commits were seen, in order.
+// steps are the steps seen done, with what they did, in order.
 func (t *stepTrack) steps() []stepRun {
-	events := make([]actionEvent, 0, len(t.events))
-	for e := range t.events {
-		events = append(events, e)
-	}
-	slices.SortStableFunc(events, func(a, b actionEvent) int { return int(a.Time - b.Time) })
 	var out []stepRun
-	var from int64
-	for _, e := range events {
-		if actionBegan.MatchString(e.Message) {
-			from = e.Time
-			continue
-		}
-		if g := stepDone.FindStringSubmatch(e.Message); g != nil {
-			if from != 0 {
-				out = append(out, stepRun{message: g[3], from: from, to: e.Time})
-			}
-			from = e.Time
+	for i := range t.before {
+		if msg, ok := t.message[i]; ok && t.after[i] != 0 {
+			out = append(out, stepRun{message: msg, from: t.before[i], to: t.after[i]})
 		}
 	}
 	return out
@@ -123,6 +133,8 @@ func (m *monitor) poll(ctx context.Context, c *cluster, via *proc) {
 			Additional struct {
 				StartMS int64         `json:"start_time_ms"`
 				EndMS   int64         `json:"end_time_ms"`
+				DoneOps int           `json:"done_ops"`
+				Steps   []string      `json:"steps"`
 				Events  []actionEvent `json:"events"`
 			} `json:"additional_info"`
 		} `json:"actions"`
@@ -150,7 +162,11 @@ func (m *monitor) poll(ctx context.Context, c *cluster, via *proc) {
 			t = &stepTrack{}
 			m.steps[a.TaskID] = t
 		}
-		t.see(a.Additional.Events)
+		ended := int64(0)
+		if terminal(a.Status) {
+			ended = max(a.Additional.EndMS, s.start)
+		}
+		t.see(len(a.Additional.Steps), a.Additional.DoneOps, now, s.start, ended, a.Additional.Events)
 	}
 }
 
@@ -209,9 +225,7 @@ var (
 // stepWindows are the steps that switched a database's masters over
 // (failovers), moved one of its shards (a moved master is switched over
 // at the end of its copy), or rebound its endpoint, each for the one
-// database it concerns; dbOf names the database of a shard uid. A step
-// runs from the commit of the one before (or the action's start) to its
-// own, at the leader's clock.
+// database it concerns; dbOf names the database of a shard uid.
 func (m *monitor) stepWindows(dbOf map[string]int) []window {
 	m.mu.Lock()
 	defer m.mu.Unlock()
