@@ -9,6 +9,7 @@ package main
 // for one without replication the master's OK.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -78,8 +79,15 @@ func (d *dbState) kick() {
 // unknown outcome (error, timeout, WAIT 0: it may or may not be there).
 type ackLog struct {
 	acked   map[string]ackedWrite
-	times   []int64 // when each acknowledgement came, ns of the wall clock
+	acks    []ackAt // every acknowledgement, in the order recorded
 	unknown map[string]string
+}
+
+// ackAt is when an acknowledgement came (ns of the wall clock) and the
+// slot of its key, so that a shard's own gaps can be told.
+type ackAt struct {
+	at   int64
+	slot int
 }
 
 // ackedWrite is an acknowledged key's value and when it was acknowledged.
@@ -94,18 +102,18 @@ func (l *ackLog) record(key, value string, acked bool, at int64) {
 	}
 	if acked {
 		l.acked[key] = ackedWrite{value, at}
-		l.times = append(l.times, at)
+		l.acks = append(l.acks, ackAt{at, keySlot(key)})
 		return
 	}
 	l.unknown[key] = value
 }
 
-// sortedTimes are the acknowledgement times in order (writers append
+// sorted are the acknowledgements in time order (writers append
 // concurrently).
-func (l *ackLog) sortedTimes() []int64 {
-	t := slices.Clone(l.times)
-	slices.Sort(t)
-	return t
+func (l *ackLog) sorted() []ackAt {
+	a := slices.Clone(l.acks)
+	slices.SortFunc(a, func(x, y ackAt) int { return cmp.Compare(x.at, y.at) })
+	return a
 }
 
 // writeAcked decides a write's outcome from what its connection answered:

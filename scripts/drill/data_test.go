@@ -45,8 +45,8 @@ func TestAckLog_KeepsAcknowledgedAndUnknownApart(t *testing.T) {
 	if len(l.unknown) != 1 || l.unknown["k2"] != "v2" {
 		t.Errorf("unknown = %v, want k2 only", l.unknown)
 	}
-	if got := l.sortedTimes(); !slices.Equal(got, []int64{20, 30}) {
-		t.Errorf("times = %v, want the acknowledgements only, in order", got)
+	if got := l.sorted(); !slices.Equal(got, []ackAt{{20, keySlot("k3")}, {30, keySlot("k1")}}) {
+		t.Errorf("acks = %v, want the acknowledgements only, in order, with their keys' slots", got)
 	}
 }
 
@@ -96,19 +96,28 @@ func TestLongestGap(t *testing.T) {
 }
 
 func TestGapTable_PerKindAndDatabase(t *testing.T) {
-	acks := map[int][]int64{
-		1: {0, 10, 50, 60, 100},
-		2: {0, 30, 35, 100},
+	at := func(slot int, times ...int64) []ackAt {
+		var out []ackAt
+		for _, t := range times {
+			out = append(out, ackAt{t, slot})
+		}
+		return out
+	}
+	acks := map[int][]ackAt{
+		1: at(5, 0, 10, 50, 60, 100),
+		2: append(append(at(5, 0), at(7000, 30)...), at(5, 35, 100)...),
 	}
 	windows := []window{
 		{kind: "remove", label: "r1", from: 12, to: 14},            // db 1: 40, db 2: 30
 		{kind: "remove", label: "r2", from: 31, to: 33},            // db 1: 40, db 2: 5
 		{kind: "kill-leader", label: "k", from: 70, to: 80},        // db 1: 40, db 2: 65
 		{kind: "failover step", label: "f", db: 2, from: 1, to: 2}, // db 2 only: 30
+		// Only the writes to slots 0-99 of db 2: 0, 35, 100.
+		{kind: "move step", label: "m", db: 2, slots: "0-99", from: 31, to: 33},
 	}
 	rows := gapTable(windows, acks, 0, 100, []string{"kill-leader", "remove"})
-	if len(rows) != 3 || rows[0].kind != "kill-leader" || rows[1].kind != "remove" || rows[2].kind != "failover step" {
-		t.Fatalf("rows = %+v, want kill-leader, remove (the order given), then failover step", rows)
+	if len(rows) != 4 || rows[0].kind != "kill-leader" || rows[1].kind != "remove" || rows[2].kind != "failover step" || rows[3].kind != "move step" {
+		t.Fatalf("rows = %+v, want kill-leader, remove (the order given), then failover step and move step", rows)
 	}
 	rm := rows[1]
 	if rm.runs != 2 || rm.gap[1] != 40 || rm.gap[2] != 30 || rm.where[2] != "r1" {
@@ -120,6 +129,9 @@ func TestGapTable_PerKindAndDatabase(t *testing.T) {
 	f := rows[2]
 	if _, ok := f.gap[1]; ok || f.gap[2] != 30 {
 		t.Errorf("failover row = %+v, want db 2 only, 30", f)
+	}
+	if m := rows[3]; m.gap[2] != 35 {
+		t.Errorf("move row = %+v, want db 2's slots 0-99 only: 35", m)
 	}
 }
 
@@ -143,10 +155,13 @@ func TestStepTrack_AStepRunsFromTheLastPollBeforeItToTheFirstAfter(t *testing.T)
 	}
 	m := newMonitor()
 	m.steps["task-1"] = &s
-	ws := m.stepWindows(map[string]int{"3": 1, "4": 2})
+	ws := m.stepWindows(map[string]shardView{"3": {UID: "3", BDB: 1, Slots: "0-99"}, "4": {UID: "4", BDB: 2, Slots: "100-199"}})
 	kinds := map[string]int{}
 	for _, w := range ws {
 		kinds[w.kind] = w.db
+		if want := map[string]string{"move step": "0-99", "failover step": "100-199"}[w.kind]; w.slots != want {
+			t.Errorf("%s window of slots %q, want %q (its shard's, or all for an endpoint)", w.kind, w.slots, want)
+		}
 	}
 	if len(ws) != 3 || kinds["move step"] != 1 || kinds["failover step"] != 2 || kinds["endpoint rebind step"] != 1 {
 		t.Errorf("windows = %+v, want a move of db 1, a failover of db 2, a rebind of db 1", ws)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,11 +25,11 @@ const switchOverTarget = time.Second
 func (c *cluster) checkData(ctx context.Context, mon *monitor, w io.Writer) []string {
 	var problems []string
 	shards := c.shardList(ctx)
-	acks := map[int][]int64{}
+	acks := map[int][]ackAt{}
 	for _, d := range c.dbs {
 		r := c.readBack(ctx, d)
 		d.mu.Lock()
-		acks[d.uid] = d.log.sortedTimes()
+		acks[d.uid] = d.log.sorted()
 		d.mu.Unlock()
 		repl := "replicated"
 		if !d.spec.replication {
@@ -50,21 +51,32 @@ func (c *cluster) checkData(ctx context.Context, mon *monitor, w io.Writer) []st
 	lo, hi := c.data.start, c.data.stop
 	windows := []window{{kind: "whole run", label: "the whole run", from: lo, to: hi}}
 	windows = append(windows, mon.actionWindows()...)
-	windows = append(windows, c.nemesisRuns...)
-	dbOf := map[string]int{}
+	byUID := map[string]shardView{}
 	for _, s := range shards {
-		dbOf[s.UID] = s.BDB
+		byUID[s.UID] = s
 	}
-	windows = append(windows, mon.stepWindows(dbOf)...)
-	order := append([]string{"whole run"}, actionNames...)
+	windows = append(windows, mon.stepWindows(byUID)...)
+	// The same once more for those no nemesis overlapped: what the action
+	// or step itself cost.
+	for _, w := range windows {
+		if w.kind == "whole run" || slices.Contains(allNemeses, w.kind) || overlapsAny(w, c.nemesisRuns) {
+			continue
+		}
+		w.kind += quiet
+		windows = append(windows, w)
+	}
+	windows = append(windows, c.nemesisRuns...)
+	order := []string{"whole run"}
+	for _, k := range append(slices.Clone(actionNames), "failover step", "move step", "endpoint rebind step") {
+		order = append(order, k, k+quiet)
+	}
 	order = append(order, allNemeses...)
-	order = append(order, "failover step", "move step", "endpoint rebind step")
 	rows := gapTable(windows, acks, lo, hi, order)
 	fmt.Fprintf(w, "drill: data: longest time without an acknowledged write, per database, while each ran (%s of writing):\n",
 		time.Duration(hi-lo).Round(time.Second))
 	printGapTable(w, rows, c.dbs)
 	for _, r := range rows {
-		if r.kind != "failover step" {
+		if r.kind != "failover step" && r.kind != "failover step"+quiet {
 			continue
 		}
 		var worst int64
@@ -75,13 +87,25 @@ func (c *cluster) checkData(ctx context.Context, mon *monitor, w io.Writer) []st
 		if time.Duration(worst) > switchOverTarget {
 			verdict = "ABOVE"
 		}
-		fmt.Fprintf(w, "drill: data: master switch-overs (failover steps, known to a poll's 200 ms): longest gap %s, %s the %s target\n",
-			time.Duration(worst).Round(time.Millisecond), verdict, switchOverTarget)
+		fmt.Fprintf(w, "drill: data: master switch-overs (%s, %d, the writes to the shard's slots, to within a 200 ms poll): longest gap %s, %s the %s target\n",
+			r.kind, r.runs, time.Duration(worst).Round(time.Millisecond), verdict, switchOverTarget)
 	}
 	for _, n := range c.notes {
 		fmt.Fprintln(w, "drill: note:", n)
 	}
 	return problems
+}
+
+// quiet marks a row of the windows no nemesis overlapped.
+const quiet = ", no nemesis"
+
+func overlapsAny(w window, runs []window) bool {
+	for _, r := range runs {
+		if w.from < r.to && r.from < w.to {
+			return true
+		}
+	}
+	return false
 }
 
 // shardList reads the shards (empty when no node answers).

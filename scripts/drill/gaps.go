@@ -45,11 +45,13 @@ func longestGap(acks []int64, lo, hi, from, to int64) int64 {
 
 // window is something that ran from from to to (ns): an action (kind is
 // its name), a nemesis iteration, or an action's step. db is the one
-// database it concerns, 0 for all.
+// database it concerns, 0 for all; slots, when set, the one shard's slot
+// range (assigned_slots) whose writes it concerns.
 type window struct {
 	kind     string
 	label    string
 	db       int
+	slots    string
 	from, to int64
 }
 
@@ -63,8 +65,28 @@ type gapRow struct {
 }
 
 // gapTable computes a row per kind of window, in the order kinds first
-// appear in order (then any others, sorted).
-func gapTable(windows []window, acks map[int][]int64, lo, hi int64, order []string) []gapRow {
+// appear in order (then any others, sorted). acks are each database's
+// acknowledgements in time order.
+func gapTable(windows []window, acks map[int][]ackAt, lo, hi int64, order []string) []gapRow {
+	type sel struct {
+		db    int
+		slots string
+	}
+	times := map[sel][]int64{}
+	timesOf := func(db int, slots string) []int64 {
+		k := sel{db, slots}
+		if t, ok := times[k]; ok {
+			return t
+		}
+		var t []int64
+		for _, a := range acks[db] {
+			if slots == "" || slotsContain(slots, a.slot) {
+				t = append(t, a.at)
+			}
+		}
+		times[k] = t
+		return t
+	}
 	rows := map[string]*gapRow{}
 	for _, w := range windows {
 		r := rows[w.kind]
@@ -73,14 +95,14 @@ func gapTable(windows []window, acks map[int][]int64, lo, hi int64, order []stri
 			rows[w.kind] = r
 		}
 		r.runs++
-		for db, t := range acks {
+		for db := range acks {
 			if w.db != 0 && w.db != db {
 				continue
 			}
 			if _, ok := r.gap[db]; !ok {
 				r.gap[db] = -1
 			}
-			if g := longestGap(t, lo, hi, w.from, w.to); g > r.gap[db] {
+			if g := longestGap(timesOf(db, w.slots), lo, hi, w.from, w.to); g > r.gap[db] {
 				r.gap[db], r.where[db] = g, w.label
 			}
 		}
@@ -108,14 +130,14 @@ func gapTable(windows []window, acks map[int][]int64, lo, hi int64, order []stri
 // printGapTable writes the table: a line per kind, a column per database.
 func printGapTable(w io.Writer, rows []gapRow, dbs []*dbState) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "drill:   %-22s %5s", "while", "runs")
+	fmt.Fprintf(&b, "drill:   %-32s %5s", "while", "runs")
 	for _, d := range dbs {
 		fmt.Fprintf(&b, " %12s", d.spec.name)
 	}
 	fmt.Fprintln(w, b.String())
 	for _, r := range rows {
 		b.Reset()
-		fmt.Fprintf(&b, "drill:   %-22s %5d", r.kind, r.runs)
+		fmt.Fprintf(&b, "drill:   %-32s %5d", r.kind, r.runs)
 		worst, at := int64(-1), ""
 		for _, d := range dbs {
 			g, ok := r.gap[d.uid]

@@ -225,8 +225,9 @@ var (
 // stepWindows are the steps that switched a database's masters over
 // (failovers), moved one of its shards (a moved master is switched over
 // at the end of its copy), or rebound its endpoint, each for the one
-// database it concerns; dbOf names the database of a shard uid.
-func (m *monitor) stepWindows(dbOf map[string]int) []window {
+// database it concerns (a failover or a move, only the writes to the
+// shard's slots); shards are the shards by uid.
+func (m *monitor) stepWindows(shards map[string]shardView) []window {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []window
@@ -234,9 +235,9 @@ func (m *monitor) stepWindows(dbOf map[string]int) []window {
 		for _, st := range t.steps() {
 			w := window{label: fmt.Sprintf("%s (task %s)", st.message, shortTask(id)), from: st.from * 1e6, to: st.to * 1e6}
 			if g := failoverDone.FindStringSubmatch(st.message); g != nil {
-				w.kind, w.db = "failover step", dbOf[g[1]]
+				w.kind, w.db, w.slots = "failover step", shards[g[1]].BDB, shards[g[1]].Slots
 			} else if g := moveDone.FindStringSubmatch(st.message); g != nil {
-				w.kind, w.db = "move step", dbOf[g[1]]
+				w.kind, w.db, w.slots = "move step", shards[g[1]].BDB, shards[g[1]].Slots
 			} else if g := rebindDone.FindStringSubmatch(st.message); g != nil {
 				w.kind = "endpoint rebind step"
 				w.db, _ = strconv.Atoi(g[1])
