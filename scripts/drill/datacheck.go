@@ -134,7 +134,8 @@ func (c *cluster) describeLost(l lostWrite, db int, shards []shardView) string {
 		}
 	}
 	if l.at != 0 {
-		fmt.Fprintf(&b, "; acknowledged %s into the writing", time.Duration(l.at-c.data.start).Round(time.Millisecond))
+		fmt.Fprintf(&b, "; acknowledged at %s (%s into the writing)", time.Unix(0, l.at).UTC().Format("15:04:05.000"),
+			time.Duration(l.at-c.data.start).Round(time.Millisecond))
 		var after []string
 		for _, n := range c.nemesisRuns {
 			if n.to > l.at {
