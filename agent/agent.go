@@ -82,6 +82,9 @@ type Agent struct {
 	// so that a reason is logged once, not at every reconcile.
 	kept map[string]string
 	eps  endpointManager
+	// replicas caches where each master's replica was last found
+	// (uid → replicaSeen), for when its agent does not answer.
+	replicas sync.Map
 }
 
 type stepKey struct {
@@ -143,11 +146,15 @@ func New(cfg Config) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{
+	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("component", "agent", "node_uid", cfg.NodeUID),
 		client: NewClient(cfg.Client), staged: map[string]time.Time{}, kick: make(chan struct{}, 1),
 		fence: map[string]uint64{}, copied: map[stepKey]Info{}, kept: map[string]string{},
 	}
+	if r, ok := cfg.Backend.(interface{ setPartner(partnerFunc) }); ok {
+		r.setPartner(a.replicaAddr)
+	}
+	return a
 }
 
 // Run reconciles on start, after every applied change and every Resync,
@@ -163,12 +170,23 @@ func (a *Agent) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(a.cfg.Resync)
 	defer t.Stop()
+	var last string
 	for {
 		changed := a.cfg.FSM.Changed()
+		var retry <-chan time.Time
 		if a.cfg.CaughtUp != nil && !a.cfg.CaughtUp() {
 			a.log.Debug("reconcile waits for the state to catch up")
 		} else if err := a.Reconcile(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("reconcile", "error", err)
+			// Tried again soon: a replica waiting for its master's
+			// address, say, is no replica until it has it. The same
+			// trouble is logged once.
+			retry = time.After(reconcileRetry)
+			if err.Error() != last {
+				a.log.Warn("reconcile", "error", err)
+			}
+			last = err.Error()
+		} else {
+			last = ""
 		}
 		select {
 		case <-ctx.Done():
@@ -176,9 +194,14 @@ func (a *Agent) Run(ctx context.Context) {
 		case <-changed:
 		case <-a.kick:
 		case <-t.C:
+		case <-retry:
 		}
 	}
 }
+
+// reconcileRetry is how soon a reconcile that left something undone runs
+// again.
+const reconcileRetry = 500 * time.Millisecond
 
 // view is what one read of the state says about this node's shards: read
 // apart, a move committed in between would be in neither want nor pending.
@@ -278,11 +301,17 @@ func (v *view) mayDrop(uid string, bdb int) (drop bool, why string) {
 // staged for a migration, and never shards the state does not know of).
 func (a *Agent) Reconcile(ctx context.Context) error {
 	v := a.view()
+	var errs []error
 	if _, follows := a.cfg.Backend.(Follower); follows {
 		a.resolveMasters(ctx, &v)
+		a.findReplicas(ctx, v)
+		for _, uid := range sortedKeys(v.want) {
+			if _, paired := v.pairs[uid]; paired && v.want[uid].Master == "" {
+				errs = append(errs, fmt.Errorf("replica %s: where its master %s listens is not known yet", uid, v.pairs[uid].uid))
+			}
+		}
 	}
 	want, pending := v.want, v.pending
-	var errs []error
 	for _, uid := range sortedKeys(want) {
 		s := want[uid]
 		info, err := a.cfg.Backend.Info(uid)

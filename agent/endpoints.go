@@ -203,7 +203,7 @@ func (a *Agent) endpointTable(ctx context.Context, w endpointWant, last map[stri
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-		addr, err := a.resolveMaster(rctx, m.ref)
+		addr, err := a.resolveShard(rctx, m.ref)
 		cancel()
 		if err != nil {
 			problems[m.ref.uid] = err

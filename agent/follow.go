@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -32,9 +33,9 @@ func masterPair(st *fsm.State, sh *fsm.Shard) (pairRef, bool) {
 	return pairRef{uid: p.UID, node: p.NodeUID, apiAddr: n.APIAddr}, true
 }
 
-// resolveMaster is host:port of the master p: the host of its node's API
+// resolveShard is host:port of the shard p (a master, mostly): the host of its node's API
 // address, where shard processes bind, and the port its agent reports.
-func (a *Agent) resolveMaster(ctx context.Context, p pairRef) (string, error) {
+func (a *Agent) resolveShard(ctx context.Context, p pairRef) (string, error) {
 	var info Info
 	var err error
 	if p.node == a.cfg.NodeUID {
@@ -43,13 +44,69 @@ func (a *Agent) resolveMaster(ctx context.Context, p pairRef) (string, error) {
 		info, err = a.client.Info(ctx, p.apiAddr, p.uid)
 	}
 	if err != nil {
-		return "", fmt.Errorf("master %s on node %d: %w", p.uid, p.node, err)
+		return "", fmt.Errorf("shard %s on node %d: %w", p.uid, p.node, err)
 	}
 	host, _, err := net.SplitHostPort(p.apiAddr)
 	if err != nil || info.Port == 0 {
-		return "", fmt.Errorf("master %s on node %d at %q listens on no known port", p.uid, p.node, p.apiAddr)
+		return "", fmt.Errorf("shard %s on node %d at %q listens on no known port", p.uid, p.node, p.apiAddr)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(info.Port)), nil
+}
+
+// replicaAddr is where the replica of the master shard uid listens, by
+// the state and the replica's agent; "" when the state makes uid no
+// master with a replica. A node that has not caught up does not answer:
+// its state may name a replica that moved.
+func (a *Agent) replicaAddr(ctx context.Context, uid string) (string, error) {
+	if a.cfg.CaughtUp != nil && !a.cfg.CaughtUp() {
+		return "", errors.New("this node has not caught up with the cluster's state")
+	}
+	var ref pairRef
+	var ok bool
+	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
+		sh := st.Shards[uid]
+		if sh == nil || sh.Role != fsm.RoleMaster {
+			return
+		}
+		if p := st.PairOf(sh); p != nil && p.Role != fsm.RoleMaster {
+			if n, found := st.Nodes[p.NodeUID]; found {
+				ref, ok = pairRef{uid: p.UID, node: p.NodeUID, apiAddr: n.APIAddr}, true
+			}
+		}
+	})
+	if !ok {
+		return "", nil
+	}
+	addr, err := a.resolveShard(ctx, ref)
+	if err == nil {
+		a.replicas.Store(uid, replicaSeen{ref: ref, addr: addr})
+		return addr, nil
+	}
+	// Its agent is down (its cnmd killed, say), not necessarily its
+	// process, which outlives cnmd: asked directly, it says for itself.
+	if seen, found := a.replicas.Load(uid); found && seen.(replicaSeen).ref == ref {
+		return seen.(replicaSeen).addr, nil
+	}
+	return "", err
+}
+
+// findReplicas notes where the replica of each local master listens,
+// while its agent answers, for a restart of the master's process at a
+// moment it does not.
+func (a *Agent) findReplicas(ctx context.Context, v view) {
+	for uid, s := range v.want {
+		if s.Role == fsm.RoleMaster {
+			if _, err := a.replicaAddr(ctx, uid); err != nil {
+				a.log.Debug("master's replica not found", "shard_uid", uid, "error", err)
+			}
+		}
+	}
+}
+
+// replicaSeen is where a master's replica was last found.
+type replicaSeen struct {
+	ref  pairRef
+	addr string
 }
 
 // resolveMasters fills in the master address of every replica in want
@@ -61,7 +118,7 @@ func (a *Agent) resolveMasters(ctx context.Context, v *view) {
 		if !ok {
 			continue
 		}
-		master, err := a.resolveMaster(ctx, p)
+		master, err := a.resolveShard(ctx, p)
 		if err != nil {
 			a.log.Debug("replica's master not resolved", "shard_uid", uid, "error", err)
 			continue
@@ -107,7 +164,7 @@ func (a *Agent) withFacts(ctx context.Context, s Spec) Spec {
 		}
 	})
 	if paired && s.Role != fsm.RoleMaster && s.Master == "" {
-		if master, err := a.resolveMaster(ctx, pair); err == nil {
+		if master, err := a.resolveShard(ctx, pair); err == nil {
 			s.Master = master
 		}
 	}

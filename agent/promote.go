@@ -84,7 +84,7 @@ func (a *Agent) oldMaster(ctx context.Context, req PromoteRequest) string {
 	if req.OldNode == "" || req.OldShard == "" {
 		return ""
 	}
-	addr, err := a.resolveMaster(ctx, pairRef{uid: req.OldShard, node: req.OldNodeUID, apiAddr: req.OldNode})
+	addr, err := a.resolveShard(ctx, pairRef{uid: req.OldShard, node: req.OldNodeUID, apiAddr: req.OldNode})
 	if err != nil {
 		a.log.Warn("old master not resolved for a promotion", "shard_uid", req.OldShard, "node_uid", req.OldNodeUID, "error", err)
 		return ""

@@ -40,9 +40,10 @@ type RedisConfig struct {
 // detached so that it outlives cnmd; a backend opened on a directory whose
 // shards still run adopts them.
 type RedisBackend struct {
-	cfg   RedisConfig
-	log   *slog.Logger
-	locks shardLocks // one operation per shard at a time
+	cfg     RedisConfig
+	log     *slog.Logger
+	locks   shardLocks // one operation per shard at a time
+	partner partnerFunc
 	// portMu serialises port allocation, so that two shards started at
 	// once never pick the same free port.
 	portMu sync.Mutex
@@ -56,6 +57,9 @@ type shardMeta struct {
 	Spec
 	Port int `json:"port"`
 	PID  int `json:"pid"`
+	// Recovering is the replica (host:port) a master whose process died
+	// copies from before it takes its role back (redis_recover.go).
+	Recovering string `json:"recovering_from,omitempty"`
 }
 
 const (

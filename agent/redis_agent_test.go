@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,9 +39,10 @@ func TestReconcileStartsRedisReplicaFollowingItsMasterOnAnotherNode(t *testing.T
 	ctx := t.Context()
 	l.createBDB(t, fsm.BDB{Name: "orders", MemorySize: 64 << 20, ShardsCount: 1, Replication: true,
 		DataPersistence: fsm.PersistenceAOF}, []int{1, 2})
-	// The replica's node first: its master does not run yet.
-	if err := p2.agent.Reconcile(ctx); err != nil {
-		t.Fatalf("reconcile node 2: %v", err)
+	// The replica's node first: its master does not run yet, which the
+	// reconcile reports as work left, to be tried again soon.
+	if err := p2.agent.Reconcile(ctx); err == nil || !strings.Contains(err.Error(), "replica 2: where its master 1 listens is not known yet") {
+		t.Fatalf("reconcile node 2 before its master runs: %v, want the replica's master reported unknown", err)
 	}
 	if err := p1.agent.Reconcile(ctx); err != nil {
 		t.Fatalf("reconcile node 1: %v", err)

@@ -41,10 +41,17 @@ func (b *RedisBackend) redisConf(m shardMeta) string {
 		"repl-diskless-sync-delay 0",
 	}
 	lines = append(lines, persistenceConf(m.Persistence)...)
-	if m.Role != fsm.RoleMaster && m.Master != "" {
-		if host, port, err := net.SplitHostPort(m.Master); err == nil {
-			lines = append(lines, "replicaof "+host+" "+port)
-		}
+	follows := m.Master
+	if m.Role == fsm.RoleMaster {
+		follows = ""
+	}
+	if m.Recovering != "" {
+		// Neither stale reads nor writes while it copies from its replica.
+		follows = m.Recovering
+		lines = append(lines, "replica-serve-stale-data no")
+	}
+	if host, port, err := net.SplitHostPort(follows); follows != "" && err == nil {
+		lines = append(lines, "replicaof "+host+" "+port)
 	}
 	return strings.Join(lines, "\n") + "\n"
 }

@@ -98,6 +98,11 @@ func (b *RedisBackend) Info(uid string) (Info, error) {
 	if info.Role != fsm.RoleMaster && !b.caughtUp(ctx, m, info.Master, kv) {
 		info.InSync, info.Status = false, StatusSyncing
 	}
+	if m.Recovering != "" {
+		// A master copying back from its replica: its role is master, and
+		// the agent must not make it one before it holds everything.
+		info.Role, info.Master, info.InSync, info.Status = fsm.RoleMaster, "", false, StatusSyncing
+	}
 	return info, nil
 }
 

@@ -101,6 +101,7 @@ func (b *RedisBackend) start(ctx context.Context, m *shardMeta) error {
 	if err != nil {
 		return fmt.Errorf("open shard %s log: %w", m.UID, err)
 	}
+	closeInheritedOnExec()
 	cmd := exec.Command(b.cfg.Server, filepath.Join(dir, confFile))
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -185,6 +186,14 @@ func (b *RedisBackend) ensureRunning(ctx context.Context, m *shardMeta) error {
 		m.PID = pid // the pidfile of a process started by an older record
 	}
 	if b.answers(ctx, *m) {
+		if m.Recovering == "" {
+			return nil
+		}
+		// The shard serves on as a replica while it copies; what needs
+		// it as a master (SwitchRole) asks for finishRecovery itself.
+		if err := b.finishRecovery(ctx, m); err != nil && !errors.Is(err, errRecovering) {
+			b.log.Warn("master shard recovery", "shard_uid", m.UID, "error", err)
+		}
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -197,12 +206,7 @@ func (b *RedisBackend) ensureRunning(ctx context.Context, m *shardMeta) error {
 		// its files.
 		return fmt.Errorf("shard %s: process %d runs but does not answer on port %d", m.UID, m.PID, m.Port)
 	}
-	b.log.Warn("shard process is not running; restarting it", "shard_uid", m.UID, "port", m.Port, "pid", m.PID)
-	err := b.start(ctx, m)
-	if errors.Is(err, errExited) {
-		err = b.startOnFreePort(ctx, m)
-	}
-	return err
+	return b.restart(ctx, m)
 }
 
 // isOurs tells whether pid is a redis-server run from this shard's
@@ -308,6 +312,24 @@ func (b *RedisBackend) SuperviseOnce(ctx context.Context) {
 		unlock()
 		if err != nil && ctx.Err() == nil && !errors.Is(err, ErrNoShard) {
 			b.log.Warn("supervise shard", "shard_uid", uid, "error", err)
+		}
+	}
+}
+
+// closeInheritedOnExec marks every descriptor this process holds beyond
+// stdin, stdout and stderr close-on-exec. Go opens its own so, but not
+// those cnmd inherited from whatever started it, which every child would
+// inherit in turn: a shard process outlives cnmd, and one holding the
+// write end of a supervisor's pipe, or its lock, would hold it for as long
+// as it runs.
+func closeInheritedOnExec() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
 		}
 	}
 }

@@ -221,19 +221,28 @@ func (b *RedisBackend) promote(ctx context.Context, m *shardMeta) error {
 	return b.saveMeta(*m)
 }
 
-// follow points the local shard at master and records it.
+// follow points the local shard at master and records it; a master that
+// was recovering from its replica is a replica now, and recovers no more.
 func (b *RedisBackend) follow(ctx context.Context, m *shardMeta, master string) error {
+	if err := pointAt(ctx, b.addr(*m), master); err != nil {
+		return fmt.Errorf("shard %s: %w", m.UID, err)
+	}
+	m.Role, m.Master, m.Recovering = fsm.RoleSlave, master, ""
+	return b.saveMeta(*m)
+}
+
+// pointAt makes the process at addr a replica of master (host:port).
+func pointAt(ctx context.Context, addr, master string) error {
 	host, port, err := net.SplitHostPort(master)
 	if err != nil {
-		return fmt.Errorf("shard %s: master %q: %w", m.UID, master, err)
+		return fmt.Errorf("master %q: %w", master, err)
 	}
-	c := dial(b.addr(*m))
+	c := dial(addr)
 	defer c.Close()
 	if err := c.Do(ctx, "REPLICAOF", host, port).Err(); err != nil {
-		return fmt.Errorf("shard %s: replicaof %s: %w", m.UID, master, err)
+		return fmt.Errorf("replicaof %s: %w", master, err)
 	}
-	m.Role, m.Master = fsm.RoleSlave, master
-	return b.saveMeta(*m)
+	return nil
 }
 
 // Follow makes the local shard a replica of master (host:port).
@@ -243,6 +252,9 @@ func (b *RedisBackend) Follow(ctx context.Context, uid, master string) error {
 			if kv, err := infoAt(ctx, b.addr(*m), "replication"); err == nil && masterOf(kv) == master {
 				return nil
 			}
+		}
+		if b.recoveringFrom(ctx, *m, master) {
+			return fmt.Errorf("shard %s: its master %s follows it (a failover or a recovery in flight), and is followed once it leads again", uid, master)
 		}
 		b.log.Info("shard follows a new master", "shard_uid", uid, "master", master)
 		return b.follow(ctx, m, master)
@@ -256,6 +268,8 @@ func (b *RedisBackend) Follow(ctx context.Context, uid, master string) error {
 func (b *RedisBackend) SwitchRole(ctx context.Context, uid, role string) error {
 	return b.withRunning(ctx, uid, func(m *shardMeta) error {
 		switch {
+		case role == fsm.RoleMaster && m.Recovering != "":
+			return b.finishRecovery(ctx, m)
 		case role == fsm.RoleMaster:
 			return b.promote(ctx, m)
 		case m.Master != "":

@@ -159,3 +159,34 @@ func TestRedisMaterialiseOverAShardDirWithoutMetadataStopsItsProcess(t *testing.
 		t.Errorf("new shard: pid %d (old %d), want a new active one", got, pid)
 	}
 }
+
+// A shard process outlives cnmd, so it must not hold what cnmd inherited
+// (a supervisor's pipe, a lock): only its own files.
+func TestRedisShardProcessInheritsNoDescriptorOfCnmd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "inherited")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// As a parent that is not Go would hand it over: without close-on-exec.
+	fd, err := syscall.Open(path, syscall.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	dir := filepath.Join(t.TempDir(), "shards")
+	t.Cleanup(func() { killShards(dir) })
+	b := newRedisBackend(t, redisOpts{dir: dir})
+	if err := b.Materialise(t.Context(), agent.Spec{UID: "1", Role: fsm.RoleMaster, Memory: 32 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	pid := shardPID(t, dir, "1")
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); target == path {
+			t.Fatalf("shard process %d holds cnmd's inherited descriptor %s as its fd %s", pid, path, e.Name())
+		}
+	}
+}

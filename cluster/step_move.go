@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -107,12 +108,38 @@ func (e *Executor) dropStray(ctx context.Context, st fsm.Step) {
 }
 
 // dropSource: the source's agent would drop the copy on its own once it
-// sees the move; asking saves it the wait.
+// sees the move; asking saves it the wait, so that the source's process is
+// gone by the time the action ends. A source that has not applied the
+// move yet refuses (its state still assigns it the shard) and is asked
+// again for a few moments.
 func (e *Executor) dropSource(ctx context.Context, st fsm.Step) {
-	if addr := e.apiAddr(st.From); addr != "" {
-		_ = e.drop(ctx, addr, st.Shard)
+	addr := e.apiAddr(st.From)
+	if addr == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, sourceDropWait)
+	defer cancel()
+	t := time.NewTicker(sourceDropRetry)
+	defer t.Stop()
+	for {
+		err := e.drop(ctx, addr, st.Shard)
+		if err == nil || !errors.Is(err, fsm.ErrShardAssigned) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			e.Log.Debug("source still holds the moved shard", "shard", st.Shard, "node", st.From, "error", err)
+			return
+		case <-t.C:
+		}
 	}
 }
+
+// How long and how often dropSource asks a source that lags behind.
+const (
+	sourceDropWait  = 5 * time.Second
+	sourceDropRetry = 100 * time.Millisecond
+)
 
 // moveConflict: another action put the shard's pair on the target
 // meanwhile, or the target filled up or stopped taking shards. The shard

@@ -49,7 +49,8 @@ type Config struct {
 	MigrationRate  int64
 	ShardFileScale float64
 	// ShardBackend is how the node stores its shards: ShardBackendFile
-	// (a data file per shard, the default) or ShardBackendRedis (a
+	// (a data file per shard; the default of a Config, whereas cnmd's
+	// flag defaults to ShardBackendAuto) or ShardBackendRedis (a
 	// redis-server process per shard, listening on the host of APIAddr on
 	// a port of ShardPortLow-ShardPortHigh, default 30000-30999).
 	ShardBackend                string
@@ -94,6 +95,9 @@ type Config struct {
 const (
 	ShardBackendFile  = "file"
 	ShardBackendRedis = "redis"
+	// ShardBackendAuto, a value of the flag only, is redis wherever
+	// redis-server is installed, else file.
+	ShardBackendAuto = "auto"
 )
 
 // Default range of the ports of redis shards.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -105,12 +106,24 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 // shardFlags registers the shard backend flags; the func it returns reads
 // --shard-ports into c once the flags are parsed.
 func shardFlags(fs *flag.FlagSet, c *Config, env func(name, def string) string) func() error {
-	fs.StringVar(&c.ShardBackend, "shard-backend", env("CNM_SHARD_BACKEND", ShardBackendFile), "how shards are stored: file (a data file per shard) or redis (a redis-server process per shard, bound to the host of --api-addr; needs redis-server in PATH) (CNM_SHARD_BACKEND)")
+	fs.StringVar(&c.ShardBackend, "shard-backend", env("CNM_SHARD_BACKEND", ShardBackendAuto), "how shards are stored: redis (a redis-server process per shard, bound to the host of --api-addr; needs redis-server in PATH), file (a data file per shard, for control-plane tests), or auto (redis wherever redis-server is in PATH, else file) (CNM_SHARD_BACKEND)")
 	ports := fs.String("shard-ports", env("CNM_SHARD_PORTS", fmt.Sprintf("%d-%d", DefaultShardPortLow, DefaultShardPortHigh)), "LOW-HIGH: the ports redis shards listen on, within 1024-65535 (CNM_SHARD_PORTS)")
 	return func() (err error) {
+		if c.ShardBackend == ShardBackendAuto {
+			c.ShardBackend = AutoShardBackend()
+		}
 		c.ShardPortLow, c.ShardPortHigh, err = parsePortRange(*ports)
 		return err
 	}
+}
+
+// AutoShardBackend is the backend of --shard-backend auto: real redis
+// shards wherever redis-server is installed.
+func AutoShardBackend() string {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return ShardBackendFile
+	}
+	return ShardBackendRedis
 }
 
 // Run is cnmd: parse flags, start the node, serve until ctx ends (SIGTERM),

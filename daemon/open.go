@@ -172,6 +172,8 @@ func (n *Node) leaderLoop() *cluster.LeaderLoop {
 			Log: cfg.Logger.With("component", "executor", "node_uid", cfg.UID)},
 		&cluster.Checkpointer{FSM: r.FSM(), Raft: r, Interval: cfg.CheckpointInterval,
 			Log: cfg.Logger.With("component", "checkpointer")},
+		&cluster.ShardStats{FSM: r.FSM(), Agents: agent.NewClient(n.peerHTTP), Raft: r,
+			Log: cfg.Logger.With("component", "shard-stats")},
 	)
 }
 

@@ -19,7 +19,8 @@ func TestParseFlags_ShardBackendAndPorts(t *testing.T) {
 		backend   string
 		low, high int
 	}{
-		{"defaults", nil, nil, ShardBackendFile, 30000, 30999},
+		{"defaults", nil, nil, AutoShardBackend(), 30000, 30999},
+		{"auto", map[string]string{"CNM_SHARD_BACKEND": "auto"}, nil, AutoShardBackend(), 30000, 30999},
 		{"env", map[string]string{"CNM_SHARD_BACKEND": "redis", "CNM_SHARD_PORTS": "31000-31010"}, nil, ShardBackendRedis, 31000, 31010},
 		{"flags win over env", map[string]string{"CNM_SHARD_BACKEND": "redis", "CNM_SHARD_PORTS": "31000-31010"},
 			[]string{"--shard-backend", "file", "--shard-ports", "40000-40000"}, ShardBackendFile, 40000, 40000},
@@ -118,5 +119,32 @@ func TestNewBackend_IsTheConfiguredShardStore(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(n.cfg.DataDir, "shards")); err != nil {
 			t.Errorf("--shard-backend %q: no shard dir in the data dir: %v", tc.backend, err)
 		}
+	}
+}
+
+func TestParseFlags_AutoBackendIsRedisWhereRedisServerIsInstalled(t *testing.T) {
+	withRedis := t.TempDir()
+	if err := os.WriteFile(filepath.Join(withRedis, "redis-server"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, path, want string
+	}{
+		{"redis-server in PATH", withRedis, ShardBackendRedis},
+		{"no redis-server", t.TempDir(), ShardBackendFile},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("PATH", tc.path)
+			for _, args := range [][]string{nil, {"--shard-backend", "auto"}} {
+				c, _, err := ParseFlags(args, func(string) string { return "" }, io.Discard)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.ShardBackend != tc.want {
+					t.Errorf("args %q: backend %q, want %q", args, c.ShardBackend, tc.want)
+				}
+			}
+		})
 	}
 }

@@ -52,7 +52,7 @@ func (s *State) applyCreateBDB(p *CreateBDB) (any, *Error) {
 			role = RoleSlave
 		}
 		shards = append(shards, &Shard{
-			UID: strconv.Itoa(next), BDBUID: b.UID, NodeUID: node, Role: role, Status: "active",
+			UID: strconv.Itoa(next), BDBUID: b.UID, NodeUID: node, Role: role, Status: ShardActive,
 			Memory: mem, AssignedSlots: SlotRange(i/per, b.ShardsCount),
 		})
 		next++
@@ -191,4 +191,33 @@ func (s *State) applyDeleteSnapshot(p *DeleteSnapshot) (any, *Error) {
 		return nil, nil
 	}
 	return nil, Errorf(ErrSnapshotNotFound, "node %d has no snapshot %q", p.Node, p.Name)
+}
+
+// applySetShardStats records a node's report on its shards. A shard the
+// state has since moved to another node, or deleted, is left out: the
+// report is about a copy that no longer counts.
+func (s *State) applySetShardStats(p *SetShardStats) (any, *Error) {
+	if _, ok := s.Nodes[p.Node]; !ok {
+		return nil, NoSuchNode(p.Node)
+	}
+	for _, st := range p.Shards {
+		switch st.Status {
+		case ShardActive, ShardSyncing, ShardDown:
+		default:
+			return nil, Errorf(ErrInvalidParameter, "shard %s: status %q is not a shard status", st.UID, st.Status)
+		}
+		if st.UsedMemory < 0 || st.Keys < 0 {
+			return nil, Errorf(ErrInvalidParameter, "shard %s: used_memory and keys cannot be negative", st.UID)
+		}
+	}
+	for _, st := range p.Shards {
+		sh, ok := s.Shards[st.UID]
+		if !ok || sh.NodeUID != p.Node {
+			continue
+		}
+		c := *sh
+		c.Status, c.UsedMemory, c.Keys = st.Status, st.UsedMemory, st.Keys
+		s.Shards[st.UID] = &c
+	}
+	return nil, nil
 }

@@ -36,6 +36,7 @@ const (
 	CmdCheckpoint     CommandType = 20
 	CmdSetNodeCerts   CommandType = 21
 	CmdRotateNodeCert CommandType = 22
+	CmdSetShardStats  CommandType = 23
 )
 
 // commandVersion is the second byte of every entry: the payload layout of that
@@ -105,6 +106,7 @@ var commands = []command{
 	cmd(CmdCheckpoint, "checkpoint", plain((*State).applyCheckpoint)),
 	cmd(CmdSetNodeCerts, "set_node_certs", plain((*State).applySetNodeCerts)),
 	cmd(CmdRotateNodeCert, "rotate_node_cert", plain((*State).applyRotateNodeCert)),
+	cmd(CmdSetShardStats, "set_shard_stats", plain((*State).applySetShardStats)),
 }
 
 var (
@@ -173,6 +175,23 @@ type SetNodeStatus struct {
 	// StartTime, when set, is when the node's cnmd started (unix seconds,
 	// as the leader reckons it from the uptime the node reported).
 	StartTime int64 `json:"start_time,omitempty"`
+}
+
+// SetShardStats records how a node's shard processes are doing, as its
+// agent reported them to the leader, which writes it only when something
+// changed: each shard's status (ShardActive, ShardSyncing, ShardDown), its
+// memory in use and its keys.
+type SetShardStats struct {
+	Node   int         `json:"node_uid"`
+	Shards []ShardStat `json:"shards"`
+}
+
+// ShardStat is one shard of a SetShardStats.
+type ShardStat struct {
+	UID        string `json:"uid"`
+	Status     string `json:"status"`
+	UsedMemory int64  `json:"used_memory"`
+	Keys       int64  `json:"keys"`
 }
 
 // CreateBDB adds a database with its shards already placed: Placement

@@ -29,6 +29,7 @@ func TestCommandType_NumbersNeverChange(t *testing.T) {
 		{fsm.CmdUpdatePolicy, 9, "update_policy", &fsm.UpdatePolicy{}},
 		{fsm.CmdUpdateNode, 10, "update_node", &fsm.UpdateNode{}},
 		{fsm.CmdDeleteSnapshot, 11, "delete_snapshot", &fsm.DeleteSnapshot{}},
+		{fsm.CmdSetShardStats, 23, "set_shard_stats", &fsm.SetShardStats{}},
 	}
 	for _, tc := range cases {
 		if byte(tc.typ) != tc.number {

@@ -201,6 +201,12 @@ var goldenEntries = []struct {
 		Action: fsm.Action{TaskID: "7b2a9e8c-3f4d-4e5f-9a01-2c3d4e5f6071", Action: fsm.ActionEnslaveNode, NodeUID: 2,
 			CreationTime: 1735690030, Deadline: 1735690330, TimeoutMS: 300000, Params: json.RawMessage(`{"shards_only":false}`)},
 	}},
+	// Node 2's agent reports its master shard syncing again, and a shard
+	// that is not on node 2, which is left out.
+	{"23_set_shard_stats.bin", &fsm.SetShardStats{Node: 2, Shards: []fsm.ShardStat{
+		{UID: "2", Status: fsm.ShardSyncing, UsedMemory: 1048576, Keys: 12},
+		{UID: "3", Status: fsm.ShardDown},
+	}}},
 }
 
 // goldenRefused holds, by file, the error code of golden entries that Apply
@@ -232,7 +238,7 @@ func TestGolden_DecodeAndApply(t *testing.T) {
 		fsm.CmdDeleteUser, fsm.CmdSetNodeStatus, fsm.CmdCreateBDB, fsm.CmdDeleteBDB, fsm.CmdUpdatePolicy,
 		fsm.CmdUpdateNode, fsm.CmdDeleteSnapshot, fsm.CmdSubmitAction, fsm.CmdClaimAction, fsm.CmdPlanAction,
 		fsm.CmdStepDone, fsm.CmdFinishAction, fsm.CmdCancelAction, fsm.CmdRetargetStep, fsm.CmdSetWaiting,
-		fsm.CmdCheckpoint, fsm.CmdSetNodeCerts, fsm.CmdRotateNodeCert} {
+		fsm.CmdCheckpoint, fsm.CmdSetNodeCerts, fsm.CmdRotateNodeCert, fsm.CmdSetShardStats} {
 		if !seen[typ] {
 			t.Errorf("no golden file holds a %s entry", typ)
 		}

@@ -70,7 +70,19 @@ type Shard struct {
 	Status        string `json:"status"`
 	Memory        int64  `json:"memory"`
 	AssignedSlots string `json:"assigned_slots"`
+	// UsedMemory and Keys are what the shard's process last reported
+	// (SetShardStats); zero for shards whose backend runs no process.
+	UsedMemory int64 `json:"used_memory,omitempty"`
+	Keys       int64 `json:"keys,omitempty"`
 }
+
+// Shard statuses: a shard serves (active), is a replica still copying
+// from its master (syncing), or its process does not answer (down).
+const (
+	ShardActive  = "active"
+	ShardSyncing = "syncing"
+	ShardDown    = "down"
+)
 
 // NodeSnapshot records a node's shards and endpoints, taken when it enters
 // maintenance so that it can be restored.

@@ -20,11 +20,14 @@ type shardView struct {
 	Status        string `json:"status"`
 	Memory        int64  `json:"memory"`
 	AssignedSlots string `json:"assigned_slots"`
+	// What the shard's process last reported (0 with the file backend).
+	UsedMemory int64 `json:"used_memory"`
+	Keys       int64 `json:"keys"`
 }
 
 func viewShard(sh *fsm.Shard) shardView {
 	return shardView{UID: sh.UID, BDBUID: sh.BDBUID, NodeUID: strconv.Itoa(sh.NodeUID), Role: sh.Role,
-		Status: sh.Status, Memory: sh.Memory, AssignedSlots: sh.AssignedSlots}
+		Status: sh.Status, Memory: sh.Memory, AssignedSlots: sh.AssignedSlots, UsedMemory: sh.UsedMemory, Keys: sh.Keys}
 }
 
 type endpointView struct {

@@ -49,6 +49,8 @@ type shardJSON struct {
 	Status        string `json:"status"`
 	Memory        int64  `json:"memory"`
 	AssignedSlots string `json:"assigned_slots"`
+	UsedMemory    int64  `json:"used_memory"`
+	Keys          int64  `json:"keys"`
 }
 
 // policyJSON is the cluster policy of SPEC §5.1, exactly.

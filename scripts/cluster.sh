@@ -2,8 +2,10 @@
 # A local cnm cluster for development and failover drills (SPEC §1.2).
 #
 #   scripts/cluster.sh up [N]          start N nodes (default 3), wait for a leader and all N
-#                                      members, create a demo database, print endpoints
-#   scripts/cluster.sh down [--purge]  stop every node; --purge also deletes $CNM_DIR
+#                                      members, create a demo database (and, with redis
+#                                      shards, wait until its endpoint serves), print endpoints
+#   scripts/cluster.sh down [--purge]  stop every node and its shard processes (which
+#                                      outlive cnmd); --purge also deletes $CNM_DIR
 #   scripts/cluster.sh purge           same as down --purge
 #   scripts/cluster.sh status          processes, members, leader and node actions
 #   scripts/cluster.sh kill I          SIGKILL node I
@@ -426,6 +428,40 @@ create_demo_db() {
   esac
 }
 
+# redis_backend: whether the nodes run real redis shards, as cnmd's --shard-backend auto
+# decides (redis-server installed), unless CNM_SHARD_BACKEND or CNM_NODE_ARGS say file.
+redis_backend() {
+  local a=" ${CNM_NODE_ARGS:-} "
+  [[ ${CNM_SHARD_BACKEND:-auto} != file && $a != *" --shard-backend file "* && $a != *" --shard-backend=file "* ]] || return 1
+  [[ ${CNM_SHARD_BACKEND:-auto} == redis || $a == *" --shard-backend redis "* || $a == *" --shard-backend=redis "* ]] && return 0
+  command -v redis-server >/dev/null 2>&1
+}
+
+# demo_endpoint DEADLINE: print "HOST PORT" of the demo database's endpoint once every one of
+# its shards answers through it (DBSIZE is summed over them), so that the first command sent
+# there finds the database whole.
+demo_endpoint() {
+  local url ep out
+  url=$(api_url "$VIA")
+  require redis-cli
+  while :; do
+    api GET "$url/v1/bdbs"
+    ep=""
+    if [[ $API_STATUS == 200 ]]; then
+      ep=$(jq -r 'first(.[] | select(.name == "demo") | .endpoints[0] | "\(.addr[0]) \(.port)") // empty' <<<"$API_BODY" 2>/dev/null) || ep=""
+    fi
+    if [[ -n $ep ]]; then
+      out=$(timeout 2 redis-cli -h "${ep% *}" -p "${ep#* }" DBSIZE 2>/dev/null) || out=""
+      if [[ $out =~ ^[0-9]+$ ]]; then
+        printf '%s\n' "$ep"
+        return 0
+      fi
+    fi
+    before "$1" || die "the demo database's endpoint ${ep:-(none yet)} does not answer DBSIZE within ${UP_TIMEOUT}s (redis-cli said: ${out:-nothing})"
+    sleep 0.2
+  done
+}
+
 cmd_up() {
   (( $# <= 1 )) || usage
   local n i fresh deadline pw_file dir_hint=""
@@ -488,6 +524,8 @@ cmd_up() {
   done
   wait_members "$n" "$deadline"
   create_demo_db
+  local demo=""
+  if redis_backend; then demo=$(demo_endpoint "$deadline"); fi
 
   [[ $CNM_DIR == "$PWD/.cluster" ]] || dir_hint="CNM_DIR=$CNM_DIR "
   printf '\ncluster of %d nodes up (%s)\n' "$n" "$CNM_DIR"
@@ -504,6 +542,7 @@ cmd_up() {
     printf 'CA sha256: %s\n' "$(sed '/-----/d' "$(node_dir 1)/tls/ca.crt" | base64 -d | sha256sum | cut -d' ' -f1)"
   fi
   printf 'try:       curl -k -u %s:%s %s/v1/nodes\n' "$ADMIN_USER" "$PW" "$(api_url "$(( n >= 2 ? 2 : 1 ))")"
+  if [[ -n $demo ]]; then printf 'demo db:   redis-cli -h %s -p %s\n' "${demo% *}" "${demo#* }"; fi
   printf 'status:    %s%s status\n' "$dir_hint" "$0"
   printf 'stop:      %s%s down\n' "$dir_hint" "$0"
 }
@@ -542,7 +581,45 @@ cmd_down() {
   done
   for f in "$CNM_DIR"/node-*.pid; do rm -f -- "$f"; done
   (( ${#pids[@]} )) || echo "no node was running"
+  stop_shards
   if $purge; then purge_dir; fi
+}
+
+# shard_pids: the pids of the running redis-server processes that the shard records under
+# $CNM_DIR record (shards/<uid>/shard.json), one per line. A pid that now belongs to another
+# program, or a redis-server on another port, is not ours.
+shard_pids() {
+  local f pid port
+  for f in "$CNM_DIR"/node-*/shards/*/shard.json; do
+    pid=$(jq -r '.pid // 0' "$f" 2>/dev/null) || continue
+    port=$(jq -r '.port // 0' "$f" 2>/dev/null) || continue
+    [[ $pid =~ ^[1-9][0-9]*$ && $port =~ ^[1-9][0-9]*$ ]] || continue
+    [[ -r /proc/$pid/cmdline ]] || continue
+    [[ $(tr '\0' ' ' <"/proc/$pid/cmdline") == *redis-server*":$port"* ]] || continue
+    printf '%s\n' "$pid"
+  done
+}
+
+# stop_shards: stop the shard processes of the stopped nodes. They outlive cnmd on purpose
+# (a killed cnmd must not take data down), so down stops them itself, with SIGTERM, which
+# makes redis-server write its persistence first; up starts them again from their files.
+stop_shards() {
+  local pids=() pid deadline left
+  command -v jq >/dev/null 2>&1 || return 0
+  mapfile -t pids < <(shard_pids)
+  (( ${#pids[@]} )) || return 0
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  deadline=$(deadline_in "$DOWN_TIMEOUT")
+  left=0
+  for pid in "${pids[@]}"; do
+    if ! wait_gone "$pid" "$deadline"; then
+      kill -KILL "$pid" 2>/dev/null || true
+      left=$((left + 1))
+    fi
+  done
+  printf '%d shard processes stopped' "${#pids[@]}"
+  if (( left )); then printf ' (%d killed after %ds)' "$left" "$DOWN_TIMEOUT"; fi
+  printf '\n'
 }
 
 # purge_dir: delete CNM_DIR, but only if it holds nothing this script did not create.

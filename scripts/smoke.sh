@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of real cnmd processes: a 3-node cluster on the default addresses refuses a
 # copy of a node's data dir under another identity, survives the loss of its leader, takes
-# writes through every survivor, and takes the old leader back as a follower. Nodes live in
-# a temporary CNM_DIR and are always stopped on exit.
+# writes through every survivor, takes the old leader back as a follower, and keeps the
+# demo database's data through maintenance of its endpoint's node (redis shards). Nodes
+# live in a temporary CNM_DIR and are always stopped on exit.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -186,6 +187,70 @@ for action in maintenance_on maintenance_off; do
   ok "cnmctl action $old $action through node $via: $(wc -l <"$ctl_err") progress lines, completed"
 done
 
+# Real data (redis shard backend): keys written through the demo database's endpoint survive
+# maintenance_on of the endpoint's node, which leaves no shard process there, puts every moved
+# shard in its role on its new node and moves the endpoint; maintenance_off brings shards,
+# roles and the endpoint back.
+call GET "$via" /v1/bdbs/1
+[[ $status == 200 ]] || fail "GET /v1/bdbs/1: HTTP $status $body"
+ep_node=$(jq -r '.endpoints[0].node_uid' <<<"$body")
+[[ $ep_node =~ ^[1-3]$ ]] || fail "the demo database's endpoint has no node: $body"
+ep="127.0.0.$ep_node"
+for (( k = 0; k < 200; k++ )); do printf 'SET smoke:%d value-%d\n' "$k" "$k"; done |
+  redis-cli -h "$ep" -p 12001 >"$ctl_err" || fail "redis-cli SET through the endpoint $ep:12001"
+[[ $(grep -c '^OK$' "$ctl_err") == 200 ]] || fail "200 SETs through $ep:12001 answered: $(sort "$ctl_err" | uniq -c)"
+ok "200 keys written through the endpoint $ep:12001"
+
+# readback HOST: every key back through the endpoint at HOST:12001 with its value.
+readback() {
+  local got
+  got=$(for (( k = 0; k < 200; k++ )); do printf 'GET smoke:%d\n' "$k"; done | redis-cli -h "$1" -p 12001) ||
+    fail "redis-cli GET through $1:12001"
+  [[ $got == "$(for (( k = 0; k < 200; k++ )); do printf 'value-%d\n' "$k"; done | head -c -1)" ]] ||
+    fail "reading the 200 keys back through $1:12001 gave: $(head -c 300 <<<"$got")"
+}
+
+# shard_roles [NODE]: "uid role node" of every shard, sorted; NODE limits it to that node's.
+shard_roles() {
+  call GET "$via" /v1/shards
+  [[ $status == 200 ]] || fail "GET /v1/shards: HTTP $status $body"
+  jq -r --arg n "${1:-}" '.[] | select($n == "" or .node_uid == $n) | "\(.uid) \(.role) \(.node_uid)"' <<<"$body" | sort -n
+}
+
+# roles_on_processes: each shard's process, on its node, has the role the API gives it.
+roles_on_processes() {
+  local uid role node port live
+  while read -r uid role node; do
+    port=$(jq -r .port "$CNM_DIR/node-$node/shards/$uid/shard.json" 2>/dev/null) ||
+      fail "shard $uid has no record in node $node's data dir"
+    live=$(redis-cli -h "127.0.0.$node" -p "$port" INFO replication | tr -d '\r' | sed -n 's/^role://p')
+    [[ $live == "$role" ]] || fail "shard $uid on node $node (port $port) runs as '$live', the API says $role"
+  done < <(shard_roles)
+}
+
+before_roles=$(shard_roles "$ep_node")
+[[ -n $before_roles ]] || fail "node $ep_node holds no shard of the demo database"
+roles_on_processes
+out=$(CNM_PASSWORD=$pw "$CNM_BIN/cnmctl" -url "https://127.0.0.$via:9443" -progress none -o json \
+  action "$ep_node" maintenance_on '{}' 2>"$ctl_err") || fail "maintenance_on $ep_node: $(cat "$ctl_err") $out"
+if pgrep -af "redis-server $ep:" >"$ctl_err"; then fail "redis-server processes left on node $ep_node: $(cat "$ctl_err")"; fi
+[[ -z $(shard_roles "$ep_node") ]] || fail "the API still puts shards on node $ep_node: $(shard_roles "$ep_node")"
+roles_on_processes
+call GET "$via" /v1/bdbs/1
+moved=$(jq -r '.endpoints[0].addr[0]' <<<"$body")
+[[ $moved != "$ep" ]] || fail "the endpoint stayed on node $ep_node in maintenance: $body"
+readback "$moved"
+ok "maintenance_on $ep_node: no shard process left there, roles hold on the new nodes, all 200 keys read back through $moved:12001"
+
+out=$(CNM_PASSWORD=$pw "$CNM_BIN/cnmctl" -url "https://127.0.0.$via:9443" -progress none -o json \
+  action "$ep_node" maintenance_off '{}' 2>"$ctl_err") || fail "maintenance_off $ep_node: $(cat "$ctl_err") $out"
+[[ $(shard_roles "$ep_node") == "$before_roles" ]] ||
+  fail "after maintenance_off node $ep_node holds $(shard_roles "$ep_node" | tr '\n' ';'), before it held $(tr '\n' ';' <<<"$before_roles")"
+roles_on_processes
+readback "$ep"
+ok "maintenance_off $ep_node: its shards and roles are back, and all 200 keys read back through $ep:12001"
+
 "$cluster" down --purge || fail "cluster.sh down --purge"
 [[ ! -e $CNM_DIR ]] || fail "cluster.sh down --purge left $CNM_DIR"
-ok "cluster.sh down --purge"
+if pgrep -af 'redis-server 127[.]0[.]0[.][123]:' >"$ctl_err"; then fail "cluster.sh down left shard processes: $(cat "$ctl_err")"; fi
+ok "cluster.sh down --purge (no shard process left)"

@@ -9,10 +9,14 @@ import (
 	"sync"
 )
 
-// dbsize sums DBSIZE over the masters of the current table. Any master that
-// does not answer fails the whole command: a partial sum would look like
-// lost keys.
+// dbsize sums DBSIZE over the masters of the current table. A slot without
+// a master, or any master that does not answer, fails the whole command:
+// a partial sum would look like lost keys.
 func (s *session) dbsize() {
+	if err := s.p.router.whole(); err != nil {
+		s.writeErr(err)
+		return
+	}
 	var total int64
 	for _, m := range s.p.router.masters() {
 		raw, err := s.send(m, [][]byte{[]byte("DBSIZE")})

@@ -245,3 +245,23 @@ func TestABadTableIsRefusedAndTheOldOneKept(t *testing.T) {
 		t.Fatalf("SET after a refused table = %q", got)
 	}
 }
+
+// A table that does not cover every slot yet (an endpoint whose masters
+// are not all resolved) must not pass a partial count for the database's.
+func TestDBSizeRefusesWhileSlotsHaveNoMaster(t *testing.T) {
+	a := startRedis(t)
+	p := startProxy(t, Config{Shards: []Shard{{ID: "s0", Master: a.Addr, Slots: []SlotRange{{0, 8191}}}}})
+	c := proxyClient(t, p)
+	ctx := context.Background()
+	if err := c.DBSize(ctx).Err(); err == nil || !strings.Contains(err.Error(), "CLUSTERDOWN Hash slot 8192 not served") {
+		t.Fatalf("DBSIZE over half the slots: %v, want CLUSTERDOWN naming slot 8192", err)
+	}
+	b := startRedis(t)
+	if err := p.SetShards([]Shard{{ID: "s0", Master: a.Addr, Slots: []SlotRange{{0, 8191}}},
+		{ID: "s1", Master: b.Addr, Slots: []SlotRange{{8192, 16383}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.DBSize(ctx).Result(); err != nil || n != 0 {
+		t.Fatalf("DBSIZE over every slot: %d, %v", n, err)
+	}
+}

@@ -24,12 +24,14 @@ type target struct {
 // instant; every change closes and replaces changed, which wakes all held
 // commands at once to look again.
 type router struct {
-	mu      sync.RWMutex
-	owner   *[NumSlots]int32
-	shards  []Shard
-	marks   [NumSlots]uint16 // marks can overlap: a count, not a flag
-	changed chan struct{}
-	held    atomic.Int64 // commands waiting right now, for INFO and tests
+	mu     sync.RWMutex
+	owner  *[NumSlots]int32
+	shards []Shard
+	// unserved is the first slot no shard of the table owns (-1: none).
+	unserved int
+	marks    [NumSlots]uint16 // marks can overlap: a count, not a flag
+	changed  chan struct{}
+	held     atomic.Int64 // commands waiting right now, for INFO and tests
 }
 
 func newRouter(shards []Shard) (*router, error) {
@@ -37,7 +39,31 @@ func newRouter(shards []Shard) (*router, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &router{owner: owner, shards: copied, changed: make(chan struct{})}, nil
+	return &router{owner: owner, shards: copied, unserved: firstUnserved(owner), changed: make(chan struct{})}, nil
+}
+
+func firstUnserved(owner *[NumSlots]int32) int {
+	for s, idx := range owner {
+		if idx == noShard {
+			return s
+		}
+	}
+	return -1
+}
+
+// whole is nil when every slot has a master, else the CLUSTERDOWN error
+// of the first that has none.
+func (r *router) whole() error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.unserved < 0 {
+		return nil
+	}
+	return unservedSlot(r.unserved)
+}
+
+func unservedSlot(s int) error {
+	return replyError(fmt.Sprintf("CLUSTERDOWN Hash slot %d not served", s))
 }
 
 // notifyLocked wakes held commands; the caller holds mu for writing.
@@ -53,7 +79,7 @@ func (r *router) replace(shards []Shard) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.owner, r.shards = owner, copied
+	r.owner, r.shards, r.unserved = owner, copied, firstUnserved(owner)
 	r.notifyLocked()
 	return nil
 }
@@ -73,7 +99,7 @@ func (r *router) route(slots []int) (t target, held bool, changed <-chan struct{
 	for i, s := range slots {
 		idx := r.owner[s]
 		if idx == noShard {
-			return target{}, false, changed, replyError(fmt.Sprintf("CLUSTERDOWN Hash slot %d not served", s))
+			return target{}, false, changed, unservedSlot(s)
 		}
 		sh := r.shards[idx]
 		if i > 0 && sh.Master != t.addr {
