@@ -380,6 +380,14 @@ func (c *cluster) readBack(ctx context.Context, d *dbState) dbReport {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	refresh := func() {
+		if addr, err := c.resolveEndpoint(ctx, d); err == nil {
+			d.mu.Lock()
+			d.addr = addr
+			d.mu.Unlock()
+		}
+	}
+	refresh()
 	deadline := time.Now().Add(3 * time.Minute)
 	for len(keys) > 0 {
 		batch := keys[:min(500, len(keys))]
@@ -389,7 +397,9 @@ func (c *cluster) readBack(ctx context.Context, d *dbState) dbReport {
 				r.unread, r.readErr = len(keys), err
 				return r
 			}
-			d.kick()
+			// The resolver stopped with the writers: read the endpoint
+			// here.
+			refresh()
 			pauseCtx(ctx, 200*time.Millisecond)
 			continue
 		}
