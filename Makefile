@@ -13,8 +13,11 @@ PACKAGES := jq curl shellcheck gcc libc6-dev iptables redis-server redis-tools
 
 .PHONY: deps build run down test lint bench clean drill fuzz
 
-# Nemesis iterations of `make drill` (make test runs a short drill).
+# Nemesis iterations of `make drill` (make test runs a short drill), and
+# the nodes' shard backend: redis (shard processes, every acknowledged
+# write checked) or file.
 N ?= 100
+BACKEND ?= redis
 
 deps:
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
@@ -51,7 +54,11 @@ test: deps
 	scripts/smoke.sh
 	scripts/readme-walk.sh
 	$(MAKE) --no-print-directory fuzz FUZZEXECS=100000
-	$(MAKE) --no-print-directory drill N=14
+	@# Every nemesis once on redis shards (N: the drill's list of nemeses,
+	@# which scripts/drill's tests keep equal), then a short pass on file
+	@# shards.
+	$(MAKE) --no-print-directory drill N=16
+	$(MAKE) --no-print-directory drill N=6 BACKEND=file
 
 # Bounded fuzzing of command decoding, request bodies and the router.
 # The budget is a count of executions, not a duration: a duration-based
@@ -65,7 +72,7 @@ fuzz:
 
 # Failure drill on real cnmd processes (scripts/drill, docs/RELIABILITY.md).
 drill: build
-	$(GO) run ./scripts/drill -n $(N)
+	$(GO) run ./scripts/drill -n $(N) -backend $(BACKEND)
 
 lint:
 	@files=$$(git ls-files --cached --others --exclude-standard '*.go'); \

@@ -15,12 +15,10 @@ import (
 	"github.com/anishathalye/porcupine"
 )
 
-// check waits for the cluster to settle, reads every action record, and
-// checks the history and the final state. It returns the violations.
-func check(ctx context.Context, c *cluster, rec *recorder) []string {
-	var problems []string
-	// Every action must reach a terminal status.
-	err := poll(ctx, 3*time.Minute, func() error {
+// waitTerminal waits up to 3 minutes until every action has reached a
+// terminal status.
+func waitTerminal(ctx context.Context, c *cluster) error {
+	return poll(ctx, 3*time.Minute, func() error {
 		st, b, err := c.do(ctx, c.running()[0], "GET", "/v1/nodes/actions", nil)
 		if err != nil || st != 200 {
 			return fmt.Errorf("list actions: %v %d", err, st)
@@ -42,8 +40,15 @@ func check(ctx context.Context, c *cluster, rec *recorder) []string {
 		}
 		return nil
 	})
-	if err != nil {
-		problems = append(problems, "actions did not finish: "+err.Error())
+}
+
+// check reads every action record, once waitTerminal has returned
+// settled, and checks the history and the final state. It returns the
+// violations.
+func check(ctx context.Context, c *cluster, rec *recorder, settled error) []string {
+	var problems []string
+	if settled != nil {
+		problems = append(problems, "actions did not finish: "+settled.Error())
 	}
 	// Final reads join the history: an acknowledged action that vanished
 	// makes it unexplainable.
@@ -113,9 +118,11 @@ type shardView struct {
 	Slots   string `json:"assigned_slots"`
 }
 
-// checkShards: no shard lost or duplicated, one master per slot range,
-// never a master with its own replica, and each node's files are exactly
-// its shards.
+// checkShards: no shard lost or duplicated, one master per slot range of
+// each database, a replica of each replicated database's master on
+// another node, and each node's shard files (file backend) or shard
+// directories (redis backend, each with its process serving) exactly its
+// shards.
 func (c *cluster) checkShards(ctx context.Context) []string {
 	var problems []string
 	var shards []shardView
@@ -123,22 +130,33 @@ func (c *cluster) checkShards(ctx context.Context) []string {
 	if err != nil || st != 200 || json.Unmarshal(b, &shards) != nil {
 		return []string{fmt.Sprintf("read shards: %v %d", err, st)}
 	}
-	if len(shards) != 12 {
-		problems = append(problems, fmt.Sprintf("%d shards, want 12 (6 masters, 6 replicas)", len(shards)))
+	want := 0
+	for _, d := range c.dbs {
+		want += d.spec.shards * copiesOf(d.spec)
 	}
-	pairs := map[string][]shardView{}
-	for _, s := range shards {
-		pairs[s.Slots] = append(pairs[s.Slots], s)
+	if len(shards) != want {
+		problems = append(problems, fmt.Sprintf("%d shards, want %d (the masters and replicas of %d databases)", len(shards), want, len(c.dbs)))
 	}
-	for slots, p := range pairs {
-		masters := 0
-		for _, s := range p {
-			if s.Role == "master" {
-				masters++
+	for _, d := range c.dbs {
+		pairs := map[string][]shardView{}
+		for _, s := range shards {
+			if s.BDB == d.uid {
+				pairs[s.Slots] = append(pairs[s.Slots], s)
 			}
 		}
-		if len(p) != 2 || masters != 1 || p[0].NodeUID == p[1].NodeUID {
-			problems = append(problems, fmt.Sprintf("slots %s: %+v", slots, p))
+		if len(pairs) != d.spec.shards {
+			problems = append(problems, fmt.Sprintf("db %s: %d slot ranges, want %d", d.spec.name, len(pairs), d.spec.shards))
+		}
+		for slots, p := range pairs {
+			masters := 0
+			for _, s := range p {
+				if s.Role == "master" {
+					masters++
+				}
+			}
+			if len(p) != copiesOf(d.spec) || masters != 1 || (len(p) == 2 && p[0].NodeUID == p[1].NodeUID) {
+				problems = append(problems, fmt.Sprintf("db %s slots %s: %+v", d.spec.name, slots, p))
+			}
 		}
 	}
 	err = poll(ctx, 30*time.Second, func() error {
@@ -149,16 +167,28 @@ func (c *cluster) checkShards(ctx context.Context) []string {
 					want = append(want, s.UID)
 				}
 			}
-			entries, _ := os.ReadDir(filepath.Join(n.dir, "shards"))
-			for _, e := range entries {
-				if id, ok := strings.CutSuffix(e.Name(), ".data"); ok {
-					got = append(got, id)
+			if c.backend == backendRedis {
+				for _, p := range shardProcs(n.dir) {
+					got = append(got, filepath.Base(p.dir))
+					if !isRedisServer(p.pid) {
+						return fmt.Errorf("node %d: shard %s's process %d does not run", n.uid, p.uid, p.pid)
+					}
+					if err := serves(n.host, p.port); err != nil {
+						return fmt.Errorf("node %d: shard %s does not serve on port %d: %v", n.uid, p.uid, p.port, err)
+					}
+				}
+			} else {
+				entries, _ := os.ReadDir(filepath.Join(n.dir, "shards"))
+				for _, e := range entries {
+					if id, ok := strings.CutSuffix(e.Name(), ".data"); ok {
+						got = append(got, id)
+					}
 				}
 			}
 			slices.Sort(want)
 			slices.Sort(got)
 			if !slices.Equal(want, got) {
-				return fmt.Errorf("node %d holds shard files %v, the state assigns %v", n.uid, got, want)
+				return fmt.Errorf("node %d holds shards %v, the state assigns %v", n.uid, got, want)
 			}
 		}
 		return nil
@@ -167,6 +197,14 @@ func (c *cluster) checkShards(ctx context.Context) []string {
 		problems = append(problems, err.Error())
 	}
 	return problems
+}
+
+// copiesOf is how many shards each slot range of a database has.
+func copiesOf(s dbSpec) int {
+	if s.replication {
+		return 2
+	}
+	return 1
 }
 
 // checkOps reads every agent's op log: once an agent has carried out an

@@ -37,10 +37,12 @@ type config struct {
 	nemeses    []string
 	keep       bool
 	hostBase   int
+	backend    string
+	writers    int // per database, with the redis backend
 }
 
 var allNemeses = []string{"kill-leader", "kill-random", "partition-leader", "partition-minority", "rolling-restart", "full-restart", "remove-rejoin", "remove-fail",
-	"pause-leader", "pause-target", "term-restart", "term-all", "disk-full", "bitflip"}
+	"pause-leader", "pause-target", "term-restart", "term-all", "disk-full", "bitflip", "kill-cnmd-only", "kill-redis-server"}
 
 func main() {
 	var c config
@@ -54,7 +56,13 @@ func main() {
 	flag.StringVar(&nemeses, "nemeses", strings.Join(allNemeses, ","), "nemeses to cycle through")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work directory")
 	flag.IntVar(&c.hostBase, "host-base", 40, "node i listens on 127.0.0.(host-base+i)")
+	flag.StringVar(&c.backend, "backend", backendRedis, "the nodes' --shard-backend: redis (shard processes, with writers checking every acknowledged write) or file")
+	flag.IntVar(&c.writers, "writers", 3, "writers per database (with -backend redis)")
 	flag.Parse()
+	if c.backend != backendRedis && c.backend != backendFile {
+		fmt.Fprintf(os.Stderr, "drill: -backend %q: want redis or file\n", c.backend)
+		os.Exit(2)
+	}
 	c.nemeses = strings.Split(nemeses, ",")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -75,29 +83,53 @@ func run(ctx context.Context, c config) (int, error) {
 		return 0, err
 	}
 	rng := rand.New(rand.NewPCG(c.seed, c.seed^0x9e3779b97f4a7c15))
-	fmt.Printf("drill: %d nodes, %d iterations, %d clients, seed %d, dir %s\n", c.nodes, c.iterations, c.clients, c.seed, c.dir)
-	cl := newCluster(bin, c.dir, c.nodes, c.hostBase)
+	fmt.Printf("drill: %d nodes, %d iterations, %d clients, %s shards, seed %d, dir %s\n", c.nodes, c.iterations, c.clients, c.backend, c.seed, c.dir)
+	// Shard processes outlive the cnmd that started them: the drill reaps
+	// them as init would, and kills every one of them at the end.
+	if err := becomeSubreaper(); err != nil {
+		fmt.Println("drill: cannot reap orphaned shard processes:", err)
+	}
+	stopReaper := make(chan struct{})
+	go reaper(stopReaper)
+	defer close(stopReaper)
+	cl := newCluster(bin, c.dir, c.backend, c.nodes, c.hostBase)
 	cl.mountDisks()
 	var out outcome
 	defer func() { cl.tearDown(out, c.keep) }()
 	if err := cl.up(ctx); err != nil {
 		return 0, fmt.Errorf("start cluster: %w", err)
 	}
-	if err := cl.createDemo(ctx); err != nil {
-		return 0, fmt.Errorf("create demo database: %w", err)
+	if err := cl.createDBs(ctx); err != nil {
+		return 0, fmt.Errorf("create the databases: %w", err)
+	}
+	stopWriters := func() {}
+	if c.backend == backendRedis {
+		// Seeded apart from rng, so that a seed still replays the faults.
+		if stopWriters, err = cl.startWriters(ctx, c.writers, c.seed^0x5eed); err != nil {
+			out.err = fmt.Errorf("the databases take no writes: %w", err)
+			return 0, out.err
+		}
 	}
 	rec, mon, t := cl.underFaults(ctx, c, rng)
 	out.violations += t.violations
 	out.found = append(out.found, t.report...)
 	cl.heal()
 	if err := cl.restartDead(ctx); err != nil {
+		stopWriters()
 		out.err = fmt.Errorf("bring nodes back: %w", err)
 		return out.violations, out.err
 	}
-	problems := check(ctx, cl, rec)
+	// The writers go on until every action has ended, so that the gaps of
+	// the last actions are measured too.
+	settleErr := waitTerminal(ctx, cl)
+	stopWriters()
+	problems := check(ctx, cl, rec, settleErr)
 	mon.poll(ctx, cl, cl.nodes[0])
 	problems = append(problems, mon.overlaps()...)
 	problems = append(problems, mon.delayFailures()...)
+	if cl.data != nil {
+		problems = append(problems, cl.checkData(ctx, mon, os.Stdout)...)
+	}
 	out.violations += len(problems)
 	out.found = append(out.found, problems...)
 	for _, p := range problems {
@@ -126,6 +158,13 @@ func prepare(c *config) (string, error) {
 	if err := os.MkdirAll(c.dir, 0o700); err != nil {
 		return "", err
 	}
+	// Absolute, to tell the drill's shard processes by their working
+	// directory.
+	dir, err := filepath.Abs(c.dir)
+	if err != nil {
+		return "", err
+	}
+	c.dir = dir
 	return filepath.Abs(c.bin)
 }
 
@@ -148,8 +187,13 @@ func (c *cluster) underFaults(ctx context.Context, cfg config, rng *rand.Rand) (
 	go func() { rec.workload(wctx, c, cfg.clients, rng.Uint64()); done <- struct{}{} }()
 	go func() { mon.run(wctx, c); done <- struct{}{} }()
 
+	i := 0
 	t := iterate(ctx, cfg.iterations, cfg.nemeses, func(name string) error {
-		return c.nemesis(ctx, name, rng)
+		i++
+		from := time.Now().UnixNano()
+		err := c.nemesis(ctx, name, rng)
+		c.nemesisRuns = append(c.nemesisRuns, window{kind: name, label: fmt.Sprintf("iteration %d %s", i, name), from: from, to: time.Now().UnixNano()})
+		return err
 	}, os.Stdout)
 	stopWork()
 	<-done
@@ -164,6 +208,11 @@ func (c *cluster) tearDown(out outcome, keep bool) {
 	failed := out.violations > 0 || out.err != nil
 	c.heal()
 	c.stopAll()
+	// After the nodes, which would start them again, and before the
+	// disks are let go, which their open files would keep busy.
+	if err := c.stopShards(); err != nil {
+		fmt.Println("drill:", err)
+	}
 	c.unmountDisks(failed || keep)
 	if !failed {
 		if !keep {

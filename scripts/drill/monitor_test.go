@@ -25,7 +25,7 @@ func TestMonitor_DelayFailures(t *testing.T) {
 }
 
 func TestCheckOps_AnOlderTermAfterANewerIsAViolation(t *testing.T) {
-	c := newCluster("cnmd", t.TempDir(), 2, 40)
+	c := newCluster("cnmd", t.TempDir(), backendFile, 2, 40)
 	write := func(n *proc, lines ...string) {
 		if err := os.MkdirAll(n.dir, 0o700); err != nil {
 			t.Fatal(err)

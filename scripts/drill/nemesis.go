@@ -48,6 +48,8 @@ var nemesisByName = map[string]func(f *fault) error{
 	"disk-full":          (*fault).fullDisk,
 	"bitflip":            func(f *fault) error { return f.c.bitFlip(f.ctx, f.rng, f.randomFollower()) },
 	"full-restart":       func(f *fault) error { return f.c.restartAll(f.ctx, false) },
+	"kill-cnmd-only":     (*fault).killCnmdOnly,
+	"kill-redis-server":  (*fault).killRedisServer,
 }
 
 // nemesis applies one fault and repairs it; an error is a violation of the

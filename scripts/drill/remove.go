@@ -18,14 +18,31 @@ import (
 	"time"
 )
 
-// submitRemove submits a remove of a random node through another running
-// node, recorded in the history like any client operation. The workload
-// keeps nodes busy or in maintenance, so it tries a few victims; when none
-// was accepted it returns an error wrapping errSkipped.
+// submitRemove submits a remove through another running node, recorded
+// in the history like any client operation: of the leader and of a
+// random follower in turn (counted over both remove nemeses), since
+// removing the leader also hands leadership over. The workload keeps
+// nodes busy or in maintenance, so it tries a few times; when none was
+// accepted it returns an error wrapping errSkipped.
 func (c *cluster) submitRemove(ctx context.Context, rng *rand.Rand, pause func(time.Duration)) (victim, via *proc, err error) {
 	var out Output
+	wantLeader := c.removes%2 == 0
+	what := "a follower"
+	if wantLeader {
+		what = "the leader"
+	}
 	for attempt := 0; attempt < 30; attempt++ {
 		victim = c.nodes[rng.IntN(len(c.nodes))]
+		leader, lerr := c.leader(ctx, 10*time.Second)
+		switch {
+		case lerr != nil:
+			pause(250 * time.Millisecond)
+			continue
+		case wantLeader:
+			victim = leader
+		case victim == leader:
+			victim = othersThan(c.nodes, leader)[rng.IntN(len(c.nodes)-1)]
+		}
 		via = nil
 		for _, n := range c.running() {
 			if n != victim {
@@ -35,11 +52,14 @@ func (c *cluster) submitRemove(ctx context.Context, rng *rand.Rand, pause func(t
 		}
 		out = c.rec.exec(ctx, c, 999, via, Input{Kind: "submit", Node: victim.uid, Action: "remove"})
 		if out.Code == 200 || out.Unknown {
+			c.removes++
+			fmt.Printf("drill:   remove of %s, node %d, submitted\n", what, victim.uid)
+			c.note(fmt.Sprintf("remove of %s (node %d) submitted", what, victim.uid))
 			return victim, via, nil
 		}
 		pause(250 * time.Millisecond)
 	}
-	return nil, nil, fmt.Errorf("no remove accepted (last answer %d): %w", out.Code, errSkipped)
+	return nil, nil, fmt.Errorf("no remove of %s accepted (last answer %d): %w", what, out.Code, errSkipped)
 }
 
 // removeStatus waits up to timeout until the remove of victim ends and
@@ -215,6 +235,14 @@ func (c *cluster) afterRemove(ctx context.Context, victim, via *proc, status str
 	old, err := readOldCert(victim.dir)
 	if err != nil {
 		return err
+	}
+	// Shard processes outlive their cnmd: any the removed node left would
+	// run on, unowned, in a dir about to go.
+	if left := strayRedis([]string{victim.dir}, victim.dir); len(left) > 0 {
+		c.note(fmt.Sprintf("removed node %d left %d shard processes running (pids %v); the drill killed them", victim.uid, len(left), left))
+		if err := killRedis(left); err != nil {
+			return err
+		}
 	}
 	if err := os.RemoveAll(victim.dir); err != nil {
 		return err
