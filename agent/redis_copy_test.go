@@ -272,3 +272,42 @@ func TestRedisDropDuringACopyEndsWithItsCallerAndLeavesTheCopy(t *testing.T) {
 		t.Errorf("the copy after a drop that gave up: %+v", info)
 	}
 }
+
+// A copy of a master whose source runs as a replica for now (a failover
+// switched it without being committed) takes over from the master the
+// source follows, which holds the slots' data, instead of refusing.
+func TestRedisCopyOfMasterWhoseSourceRunsAsAReplicaTakesOverFromItsMaster(t *testing.T) {
+	src, dst := newRedisBackend(t, redisOpts{}), newRedisBackend(t, redisOpts{})
+	ctx := t.Context()
+	if err := src.Materialise(ctx, agent.Spec{UID: "4", Role: fsm.RoleMaster, Memory: 32 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	live := shardAddr(t, src, "4")
+	if err := src.Materialise(ctx, agent.Spec{UID: "3", Role: fsm.RoleSlave, Memory: 32 << 20, Master: live}); err != nil {
+		t.Fatal(err)
+	}
+	if err := client(t, src, "4").Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	replicatedTo(t, src, "3", "k", "v")
+	if err := dst.CopyFrom(ctx, agent.Spec{UID: "3", Role: fsm.RoleMaster, Memory: 32 << 20}, endpointSource{shardAddr(t, src, "3")}, nil); err != nil {
+		t.Fatalf("CopyFrom: %v", err)
+	}
+	if err := masterAndReplica(t, dst, "3", src, "4"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := client(t, dst, "3").Get(ctx, "k").Result(); err != nil || got != "v" {
+		t.Errorf("the copy's key: %q, %v", got, err)
+	}
+}
+
+// replicatedTo waits until the replica uid of b has key = val.
+func replicatedTo(t *testing.T, b *agent.RedisBackend, uid, key, val string) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() error {
+		if got, _ := client(t, b, uid).Get(t.Context(), key).Result(); got != val {
+			return fmt.Errorf("replica %s has %s=%q", uid, key, got)
+		}
+		return nil
+	})
+}

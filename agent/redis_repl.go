@@ -42,6 +42,16 @@ func (b *RedisBackend) CopyFrom(ctx context.Context, s Spec, src Source, commit 
 	if err != nil {
 		return fmt.Errorf("copy shard %s: %w", s.UID, err)
 	}
+	if live := masterOf(srcKV); s.Role == fsm.RoleMaster && live != "" {
+		// The state's master runs as a replica for now (a failover that
+		// switched it was not committed, or a stray copy took over):
+		// what its slots hold is at the master it follows, which the
+		// copy takes over from.
+		if lkv, err := infoAt(ctx, live, "replication"); err == nil && lkv["role"] == "master" {
+			b.log.Info("copy of a master whose source runs as a replica: taking over from the master it follows", "shard_uid", s.UID, "source", from, "master", live)
+			from, srcKV = live, lkv
+		}
+	}
 	master, err := copyMaster(s, from, srcKV)
 	if err != nil {
 		return err
