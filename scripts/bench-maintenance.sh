@@ -275,8 +275,8 @@ cnmd_time() {
 # went, from the logs of the nodes the shards moved to; sets the phase_* figures.
 declare -A phase
 move_phases() {
-  local name=$1 rec=$2 uid node slots role st dir rlog clog start conn synced copied list
-  local first_start="" last_end="" prev_end="" spawn=0 sync=0 switch=0 gaps=0 moves=0
+  local name=$1 rec=$2 uid node slots role st dir rlog clog start conn loading synced copied list
+  local first_start="" last_end="" prev_end="" spawn=0 sync=0 load=0 switch=0 gaps=0 moves=0
   local -a per_move=()
   list=$(bench_shards)
   while read -r uid node slots role st; do
@@ -286,17 +286,19 @@ move_phases() {
     [[ -f $rlog ]] || die "$name: no redis log of shard $uid on node $node ($rlog)"
     start=$(redis_time "$rlog" 'Redis is starting')
     conn=$(redis_time "$rlog" 'Connecting to MASTER')
+    loading=$(redis_time "$rlog" 'MASTER <-> REPLICA sync: Loading DB in memory')
     synced=$(redis_time "$rlog" 'MASTER <-> REPLICA sync: Finished with success')
     copied=$(cnmd_time "$clog" "copied shard" "$uid")
     [[ -n $start && -n $conn && -n $synced && -n $copied ]] ||
       die "$name: the logs of shard $uid on node $node lack a step of its copy (start '$start', connect '$conn', synced '$synced', copied '$copied')"
-    per_move+=("$start $conn $synced $copied $uid $node")
+    per_move+=("$start $conn ${loading:--} $synced $copied $uid $node")
   done <<<"$list"
   # In the order the moves ran.
-  while read -r start conn synced copied uid node; do
+  while read -r start conn loading synced copied uid node; do
     moves=$((moves + 1))
     spawn=$((spawn + conn - start))
     sync=$((sync + synced - conn))
+    if [[ $loading == - || $load == - ]]; then load=-; else load=$((load + synced - loading)); fi
     switch=$((switch + copied - synced))
     if [[ -n $prev_end ]]; then
       gaps=$((gaps + start - prev_end))
@@ -307,8 +309,9 @@ move_phases() {
     [[ -n $first_start ]] || first_start=$start
     prev_end=$copied
     last_end=$copied
-    printf '%s: %s: shard %s to node %s: replica start %d ms, full sync %d ms, switch-over %d ms\n' \
-      "$PROG" "$name" "$uid" "$node" "$((conn - start))" "$((synced - conn))" "$((copied - synced))" >&2
+    printf '%s: %s: shard %s to node %s: replica start %d ms, full sync %d ms (loading %s ms), switch-over %d ms\n' \
+      "$PROG" "$name" "$uid" "$node" "$((conn - start))" "$((synced - conn))" \
+      "$(if [[ $loading == - ]]; then echo "?"; else echo "$((synced - loading))"; fi)" "$((copied - synced))" >&2
   done < <(printf '%s\n' "${per_move[@]}" | sort -n)
   local a_start a_end
   a_start=$(jq -r '.additional_info.start_time_ms // empty' "$rec")
@@ -321,6 +324,7 @@ move_phases() {
   phase[$name.after]=$((a_end - last_end))
   phase[$name.spawn]=$spawn
   phase[$name.sync]=$sync
+  phase[$name.load]=$load
   phase[$name.switch]=$switch
   phase[$name.gaps]=$gaps
   # The move steps as the action record has them: the event of each committed step has its
@@ -379,7 +383,10 @@ machine_info() {
   m_go=$(go version 2>/dev/null || echo "go: not found")
   m_kernel=$(uname -sr)
   m_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-  if [[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]]; then m_commit+=" (with local changes)"; fi
+  # Changes to documents do not change the figures.
+  if [[ -n $(git status --porcelain --untracked-files=no -- . ':!docs' ':!*.md' 2>/dev/null) ]]; then
+    m_commit+=" (with local changes)"
+  fi
 }
 
 # ---------------------------------------------------------------------------------------
@@ -510,9 +517,10 @@ rows() {
 breakdown() {
   local a
   for a in maintenance_on maintenance_off; do
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "\`$a\`" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "\`$a\`" \
       "$(secs "${phase[$a.total]}" 2)" "$(secs "${phase[$a.before]}" 2)" \
-      "$(secs "${phase[$a.spawn]}" 2)" "$(secs "${phase[$a.sync]}" 2)" "$(secs "${phase[$a.switch]}" 2)" \
+      "$(secs "${phase[$a.spawn]}" 2)" "$(secs "${phase[$a.sync]}" 2)" "$(secs "${phase[$a.load]}" 2)" \
+      "$(secs "${phase[$a.switch]}" 2)" \
       "$(secs "${phase[$a.gaps]}" 2)" "$(secs "${phase[$a.after]}" 2)"
   done
 }
@@ -555,11 +563,13 @@ $(rows)
 
 Where the action's time went, from the logs of cnmd and of the shards' \`redis-server\`
 (moves run one at a time; a move's replica start-up is its process's start to
-\`Connecting to MASTER\`, its switch-over from the end of the sync to cnmd's \`copied shard\`;
+\`Connecting to MASTER\`, the load of the full sync from \`Loading DB in memory\` to its end
+(the replica keeps the received RDB on disk, then loads it; \`--rdb\` only writes the
+file), its switch-over from the end of the sync to cnmd's \`copied shard\`;
 between moves are the step's commit, the drop of the source and the next move's checks):
 
-| action | action time | before the first move | replica start-up | full sync | sync end to switched over | between moves | after the last move |
-|---|---|---|---|---|---|---|---|
+| action | action time | before the first move | replica start-up | full sync | of which the replica's load | sync end to switched over | between moves | after the last move |
+|---|---|---|---|---|---|---|---|---|
 $(breakdown)
 
 Steps: maintenance_on ${phase[maintenance_on.steps]}; maintenance_off ${phase[maintenance_off.steps]}.
