@@ -64,7 +64,7 @@ cleanup() {
   trap - EXIT INT TERM
   if [[ -n $child ]]; then kill -TERM "$child" 2>/dev/null || true; fi
   if [[ -n $work && -d $work ]]; then
-    if (( rc != 0 )); then
+    if (( rc != 0 && rc != 130 && rc != 143 )); then # a failure, not an interrupt
       for f in "$CNM_DIR"/node-*.log; do
         printf -- '--- last 20 lines of %s ---\n' "$f" >&2
         tail -n 20 "$f" >&2
@@ -80,11 +80,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# in_bg CMD...: run CMD and wait for it, interruptibly (a trapped signal ends the wait at
-# once, and cleanup stops CMD).
+# in_bg OUT ERR CMD...: run CMD, its output to the files OUT and ERR (which may be the
+# same), and wait for it, interruptibly: a trapped signal ends the wait at once, and cleanup
+# stops CMD. The redirections are CMD's alone, so that cleanup still reports to stderr.
 in_bg() {
-  local rc=0
-  "$@" &
+  local out=$1 err=$2 rc=0
+  shift 2
+  if [[ $err == "$out" ]]; then "$@" >"$out" 2>&1 & else "$@" >"$out" 2>"$err" & fi
   child=$!
   wait "$child" || rc=$?
   child=""
@@ -346,9 +348,9 @@ run_action() {
   local action=$1 t0 t1 rc=0 st
   log "$action of node $NODE ..."
   t0=$(now_ms)
-  in_bg timeout "$ACTION_TIMEOUT" "$CNM_BIN/cnmctl" \
+  in_bg "$work/$action.json" "$work/$action.err" timeout "$ACTION_TIMEOUT" "$CNM_BIN/cnmctl" \
     -url "https://127.0.0.1:9443,https://127.0.0.3:9443" -progress none -o json \
-    action "$NODE" "$action" '{}' >"$work/$action.json" 2>"$work/$action.err" || rc=$?
+    action "$NODE" "$action" '{}' || rc=$?
   t1=$(now_ms)
   st=$(jq -r '.status // empty' "$work/$action.json" 2>/dev/null) || st=""
   if (( rc != 0 )) || [[ $st != completed ]]; then
@@ -411,7 +413,7 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 wait_addresses_free
 log "starting a 3-node cluster in $CNM_DIR"
-in_bg env CNM_UP_TIMEOUT="${CNM_UP_TIMEOUT:-60}" "$cluster" up 3 >"$work/up.log" 2>&1 ||
+in_bg "$work/up.log" "$work/up.log" env CNM_UP_TIMEOUT="${CNM_UP_TIMEOUT:-60}" "$cluster" up 3 ||
   die "cluster.sh up 3: $(tail -n 20 "$work/up.log")"
 pw=$(<"$CNM_DIR/admin-password")
 export CNM_PASSWORD=$pw # for cnmctl: a command line is readable by every local user
@@ -478,7 +480,7 @@ while read -r uid node slots role st; do
   port=$(shard_port "$node" "$uid")
   f=$work/rdb/shard-$uid.rdb
   t0=$(now_ms)
-  in_bg timeout 600 redis-cli -h "127.0.0.$node" -p "$port" --rdb "$f" >"$work/rdb.out" 2>&1 ||
+  in_bg "$work/rdb.out" "$work/rdb.out" timeout 600 redis-cli -h "127.0.0.$node" -p "$port" --rdb "$f" ||
     die "redis-cli --rdb of shard $uid: $(tail -n 3 "$work/rdb.out")"
   t=$(( $(now_ms) - t0 ))
   size=$(stat -c %s "$f")
