@@ -82,8 +82,12 @@ lint:
 	$(GO) tool staticcheck ./...
 	shellcheck scripts/*.sh .ci/run
 
-bench:
+# Go benchmarks, then maintenance_on of a node holding 10 shards of 100 MiB of real data
+# against redis-cli --rdb of the same data (scripts/bench-maintenance.sh, which writes
+# docs/BENCHMARKS.md). Not part of make test: it wants the machine to itself.
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	scripts/bench-maintenance.sh
 
 clean:
 	@if [ -d .cluster ]; then CNM_DIR=.cluster scripts/cluster.sh down; fi
