@@ -15,8 +15,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"cnm/fsm"
 )
 
 // diskSize is the size of each node's tmpfs: room for its shard files
@@ -97,7 +95,7 @@ func (c *cluster) diskFull(ctx context.Context, victim *proc, hold time.Duration
 			return err
 		}
 		last = fmt.Sprintf("%d %s", st, bytes.TrimSpace(b))
-		if st != 507 || !bytes.Contains(b, []byte(strconv.Quote(fsm.ErrInsufficientStorage.Code))) {
+		if st != 507 || !bytes.Contains(b, []byte(strconv.Quote("insufficient_storage"))) {
 			return fmt.Errorf("node %d with a full disk answers ping with %s", victim.uid, last)
 		}
 		return nil

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"cnm/fsm"
 )
 
 // span is when an action ran, as its record says.
@@ -262,7 +260,7 @@ func endOr(s span) int64 {
 // that was full. The faults the drill makes pass; an action must wait them
 // out, never fail for them (SPEC §6).
 var delayWords = []string{"does not answer", "did not answer", "i/o timeout", "connection refused", "context deadline exceeded",
-	"deadline passed", fsm.ErrInsufficientStorage.Code, fsm.ErrStorageFault.Code, "EOF", fsm.ErrNoQuorum.Code, "leadership lost"}
+	"deadline passed", "insufficient_storage", "storage_fault", "EOF", "no_quorum", "leadership lost"}
 
 // delayFailures reports the actions that failed for a delay.
 func (m *monitor) delayFailures() []string {
