@@ -39,6 +39,9 @@ func (b *RedisBackend) redisConf(m shardMeta) string {
 		// A migration's replica syncs at once; Redis would wait 5 s for
 		// more replicas to share the transfer.
 		"repl-diskless-sync-delay 0",
+		// A new copy is empty: it loads its master's stream as it comes
+		// rather than writing it to disk first and loading it after.
+		"repl-diskless-load on-empty-db",
 	}
 	lines = append(lines, persistenceConf(m.Persistence)...)
 	follows := m.Master

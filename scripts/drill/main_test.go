@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/parser"
+	"go/token"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -37,5 +40,26 @@ func TestIterate_CountsSkippedIterationsApart(t *testing.T) {
 	}
 	if len(got.report) != 1 || !strings.Contains(got.report[0], "iteration 4 d") {
 		t.Errorf("report = %q, want the one violation of iteration 4", got.report)
+	}
+}
+
+// The drill checks the product from outside: a check that shared the
+// product's code would share its bugs.
+func TestDrillImportsNoPackageOfCnm(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no Go files here: %v", err)
+	}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		parsed, err := parser.ParseFile(fset, f, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range parsed.Imports {
+			if path := strings.Trim(imp.Path.Value, `"`); path == "cnm" || strings.HasPrefix(path, "cnm/") {
+				t.Errorf("%s imports %s", f, path)
+			}
+		}
 	}
 }
