@@ -287,3 +287,39 @@ func waitGone(ctx context.Context, t *testing.T, ag *copyingAgents, addr, uid st
 		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
 	}
 }
+
+// A node is never removed while the state puts a shard on it, even when
+// the shard came there after the removal's plan was made: the shard would
+// go with the node, or come back empty should the uid join again.
+func TestExecutor_RemoveRefusesANodeThatStillHostsShards(t *testing.T) {
+	st := adminState(modelState(3, [][2]int{{3, 1}}, fsm.PersistenceDisabled))
+	for uid, n := range st.Nodes {
+		n.APIAddr = "node" + string(rune('0'+uid))
+	}
+	st.Voters = []int{1, 2, 3}
+	f := admittingFSM(t, st)
+	r := &localRaft{f: f}
+	for _, cmd := range []any{submit("task", fsm.ActionRemove, 3),
+		&fsm.ClaimAction{TaskID: "task", Term: 1, Leader: 1},
+		// A plan that does not know of the shard on node 3.
+		&fsm.PlanAction{TaskID: "task", Term: 1, Steps: []fsm.Step{{Kind: fsm.StepRemoveMember, From: 3}}}} {
+		if res := applyTo(t, f, cmd); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Executor{FSM: f, Raft: r, Agents: &copyingAgents{have: map[string]bool{}}, Log: slog.New(slog.DiscardHandler)}
+	done := make(chan struct{})
+	go func() { e.Run(ctx, 1); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	a := waitAction(t, f, "task", func(a *fsm.Action) bool { return fsm.Terminal(a.Status) })
+	if a.Status != fsm.StatusFailed || a.ErrorCode != "insufficient_resources" || !strings.Contains(a.ErrorMessage, "node 3 still hosts shard 1") {
+		t.Fatalf("action ended %s (%s: %s), want failed: node 3 still hosts shard 1", a.Status, a.ErrorCode, a.ErrorMessage)
+	}
+	f.Read(func(s *fsm.State, _ uint64) {
+		if _, ok := s.Nodes[3]; !ok {
+			t.Error("node 3 left the node table with a shard on it")
+		}
+	})
+}

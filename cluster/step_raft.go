@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"cnm/fsm"
 )
@@ -61,6 +63,12 @@ func (e *Executor) removeMember(ctx context.Context, t *turn, st fsm.Step) (stri
 		if err != nil || !member {
 			return err
 		}
+		// The plan moved every shard the node held when it was made; one
+		// that is there now would lose its only copy on this node with
+		// the node, or be materialised empty should the uid join again.
+		if left := shardsOn(e.FSM, st.From); len(left) > 0 {
+			return fsm.Errorf(fsm.ErrInsufficientResources, "node %d still hosts shard %s, which came there after the removal was planned: the node is not removed (it accepts no shards; remove it again to move them off)", st.From, strings.Join(left, ", "))
+		}
 		// A node that went down during the action would leave the
 		// remaining voters without a majority, and the configuration
 		// change would block every write until it came back: wait.
@@ -85,6 +93,20 @@ func (e *Executor) removeMember(ctx context.Context, t *turn, st fsm.Step) (stri
 		return "", err
 	}
 	return fmt.Sprintf("node %d left the cluster", st.From), nil
+}
+
+// shardsOn lists the shards the state puts on node, by uid.
+func shardsOn(f *fsm.FSM, node int) []string {
+	var out []string
+	f.Read(func(s *fsm.State, _ uint64) {
+		for uid, sh := range s.Shards {
+			if sh.NodeUID == node {
+				out = append(out, uid)
+			}
+		}
+	})
+	slices.Sort(out)
+	return out
 }
 
 // leftRaft reports whether the node that st takes out of raft is already out.
