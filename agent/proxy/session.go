@@ -169,6 +169,17 @@ func (s *session) routeAndSend(slots []int, args [][]byte, write bool) ([]byte, 
 		if err == nil {
 			if write && refused == nil && isReadonly(reply) {
 				refused = &refusal{to: t, reply: reply}
+				if next := s.promoted(t.addr); next != "" {
+					// The refusing master is a replica of the master that
+					// took over from it: the write goes there at once
+					// rather than waiting for the table to say so.
+					if reply, err := s.send(next, args); err == nil && !isReadonly(reply) {
+						return reply, target{shard: t.shard, addr: next}, nil
+					} else if err != nil && !errors.Is(err, errDial) {
+						return nil, t, replyError(fmt.Sprintf("ERR cnm proxy: master %s of shard %s failed "+
+							"during the command, which may or may not have run: %v", next, t.shard, err))
+					}
+				}
 				continue
 			}
 			return reply, t, nil
@@ -184,6 +195,39 @@ func (s *session) routeAndSend(slots []int, args [][]byte, write bool) ([]byte, 
 		return nil, t, replyError(fmt.Sprintf("ERR cnm proxy: master %s of shard %s is unreachable: %v",
 			t.addr, t.shard, err))
 	}
+}
+
+// promoted is the master that the process at addr, which has just refused
+// a write as a replica, follows, if that one answers as a master: the copy
+// a switch-over promoted in its place. "" otherwise.
+func (s *session) promoted(addr string) string {
+	next := replicationOf(s.send(addr, [][]byte{[]byte("INFO"), []byte("replication")}))
+	if next["role"] != "slave" || next["master_host"] == "" {
+		return ""
+	}
+	to := net.JoinHostPort(next["master_host"], next["master_port"])
+	if to == addr || replicationOf(s.send(to, [][]byte{[]byte("INFO"), []byte("replication")}))["role"] != "master" {
+		return ""
+	}
+	return to
+}
+
+// replicationOf reads the fields of an INFO replication answer.
+func replicationOf(raw []byte, err error) map[string]string {
+	out := map[string]string{}
+	if err != nil {
+		return out
+	}
+	body, err := bulkReply(raw)
+	if err != nil {
+		return out
+	}
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // refusal is a master's READONLY answer to a write, kept to be passed on

@@ -317,11 +317,14 @@ func makeReplica(t *testing.T, rs, master *redisServer) {
 // land on the master the next table names, with no error to the client.
 func TestReadonlyWriteWaitsForTheNewMaster(t *testing.T) {
 	p, a, b := twoShards(t)
-	newMaster := startRedis(t)
+	newMaster, mid := startRedis(t), startRedis(t)
 	c := proxyClient(t, p)
 	ctx := context.Background()
 	key := keyForSlots(t, "ro", 0, 8191)
-	makeReplica(t, a, newMaster)
+	// The old master follows a copy that is no master yet: nothing to
+	// send the write to but what the table will name.
+	makeReplica(t, mid, newMaster)
+	makeReplica(t, a, mid)
 
 	done := make(chan error, 1)
 	go func() { done <- c.Set(ctx, key, "held", 0).Err() }()
@@ -347,10 +350,11 @@ func TestReadonlyWriteWaitsForTheNewMaster(t *testing.T) {
 // TestReadonlyIsPassedOnWhenNoNewMasterComes: without a new table the
 // client gets the master's own READONLY once the hold times out.
 func TestReadonlyIsPassedOnWhenNoNewMasterComes(t *testing.T) {
-	a, other := startRedis(t), startRedis(t)
+	a, mid, other := startRedis(t), startRedis(t), startRedis(t)
 	p := startProxy(t, Config{HoldTimeout: 200 * time.Millisecond,
 		Shards: []Shard{{ID: "s0", Master: a.Addr, Slots: []SlotRange{{0, 16383}}}}})
-	makeReplica(t, a, other)
+	makeReplica(t, mid, other)
+	makeReplica(t, a, mid)
 	r := dialRaw(t, p)
 	start := time.Now()
 	if got := r.do("SET", "k", "v"); !strings.HasPrefix(got, "-READONLY") {
@@ -370,5 +374,35 @@ func TestReadonlyIsPassedOnWhenNoNewMasterComes(t *testing.T) {
 	}
 	if got := <-done; !strings.HasPrefix(got, "-READONLY") {
 		t.Fatalf("SET = %q, want READONLY", got)
+	}
+}
+
+// TestReadonlyWriteFollowsThePromotedMaster: the old master is a replica of
+// the master a switch-over promoted in its place, before the table says
+// so; the write goes there at once, and WAIT counts that master's replicas.
+func TestReadonlyWriteFollowsThePromotedMaster(t *testing.T) {
+	p, a, _ := twoShards(t)
+	newMaster := startRedis(t)
+	makeReplica(t, a, newMaster)
+	c := proxyClient(t, p)
+	ctx := context.Background()
+	key := keyForSlots(t, "ro", 0, 8191)
+	if err := c.Set(ctx, key, "moved", 0).Err(); err != nil {
+		t.Fatalf("SET refused by the old master: %v", err)
+	}
+	if got := newMaster.Client.Get(ctx, key).Val(); got != "moved" {
+		t.Fatalf("the promoted master has %q, want the write", got)
+	}
+	if n := p.router.held.Load(); n != 0 {
+		t.Errorf("%d commands held, want none", n)
+	}
+	// One session: WAIT goes to the master that took the write.
+	conn := c.Conn()
+	defer conn.Close()
+	if err := conn.Set(ctx, key, "again", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := conn.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n != 1 {
+		t.Errorf("WAIT 1 after the write: %d, %v; want the old master, now a replica, counted", n, err)
 	}
 }
