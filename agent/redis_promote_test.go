@@ -200,3 +200,62 @@ func TestPromoteOfTheOldRedisMasterSwitchesAFailoverBack(t *testing.T) {
 		t.Errorf("a write acknowledged by the promoted replica: %q, %v", got, err)
 	}
 }
+
+// A replica made before its master's address was known runs as an empty
+// master; promoted in its master's place (a failover right after the
+// database was created), it copies from the old master first and takes
+// over from it, rather than refusing until the action's deadline.
+func TestPromoteOfARedisReplicaThatNeverFollowedCopiesFromTheOldMasterFirst(t *testing.T) {
+	src, dst := newRedisBackend(t, redisOpts{}), newRedisBackend(t, redisOpts{})
+	ctx := t.Context()
+	if err := src.Materialise(ctx, agent.Spec{UID: "7", Role: fsm.RoleMaster, Memory: 32 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := client(t, src, "7").Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Materialise(ctx, agent.Spec{UID: "8", Role: fsm.RoleSlave, Memory: 32 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Promote(ctx, "8", shardAddr(t, src, "7")); err != nil {
+		t.Fatalf("Promote: %v", err)
+	}
+	if err := masterAndReplica(t, dst, "8", src, "7"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := client(t, dst, "8").Get(ctx, "k").Result(); err != nil || got != "v" {
+		t.Errorf("promoted shard's key: %q, %v; want the old master's", got, err)
+	}
+}
+
+// A switch-over never takes over from a copy that another switch-over has
+// made a replica meanwhile: that would make a second master.
+func TestPromoteRefusesToTakeOverFromACopyThatIsNoMasterAnyMore(t *testing.T) {
+	a, b := newRedisBackend(t, redisOpts{}), newRedisBackend(t, redisOpts{})
+	ctx := t.Context()
+	if err := a.Materialise(ctx, agent.Spec{UID: "1", Role: fsm.RoleMaster, Memory: 32 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	master := shardAddr(t, a, "1")
+	// The old master of the promotion, demoted by another switch-over.
+	if err := a.Materialise(ctx, agent.Spec{UID: "2", Role: fsm.RoleSlave, Memory: 32 << 20, Master: master}); err != nil {
+		t.Fatal(err)
+	}
+	old := shardAddr(t, a, "2")
+	if err := b.Materialise(ctx, agent.Spec{UID: "3", Role: fsm.RoleSlave, Memory: 32 << 20, Master: old}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() error {
+		if info := redisInfo(t, b, "3"); !info.InSync {
+			return fmt.Errorf("replica 3: %+v", info)
+		}
+		return nil
+	})
+	err := b.Promote(ctx, "3", old)
+	if err == nil || !strings.Contains(err.Error(), "no master any more") {
+		t.Fatalf("Promote from a replica: %v, want a refusal", err)
+	}
+	if info := redisInfo(t, b, "3"); info.Role != fsm.RoleSlave {
+		t.Errorf("shard 3 after the refused promotion: %+v, want still a replica", info)
+	}
+}

@@ -159,6 +159,10 @@ func (b *RedisBackend) waitSynced(ctx context.Context, m shardMeta, master strin
 	})
 }
 
+// errNotMaster: the master a switch-over would take over from was made a
+// replica by another one meanwhile.
+var errNotMaster = errors.New("another switch-over took its role")
+
 // switchOver makes the local replica the master in place of old without
 // losing an acknowledged write: old stops taking writes (a bounded pause,
 // which expires by itself if this fails half-way), the replica catches up
@@ -179,6 +183,12 @@ func (b *RedisBackend) switchOver(ctx context.Context, m *shardMeta, old string)
 			okv, err := infoAt(ctx, old, "replication")
 			if err != nil {
 				return false, err
+			}
+			if okv["role"] != "master" {
+				// Another switch-over took old's role meanwhile (a
+				// failover of its pair by another action): promoting
+				// this copy would make a second master.
+				return false, fmt.Errorf("%s is no master any more: %w", old, errNotMaster)
 			}
 			kv, err := infoAt(ctx, b.addr(*m), "replication")
 			if err != nil {
@@ -352,9 +362,21 @@ func (b *RedisBackend) Promote(ctx context.Context, uid, old string) error {
 		case kv["role"] == "master" && m.Role == fsm.RoleMaster:
 			return nil
 		case kv["role"] == "master":
-			// Not one this backend promoted (it records a promotion):
-			// a replica that never followed may hold none of the data.
-			return fmt.Errorf("promote shard %s: it runs as a master that was never promoted", uid)
+			// Not one this backend promoted (it records a promotion): a
+			// replica made before its master's address was known, which
+			// holds none of the data. It follows the old master first,
+			// then takes over from it.
+			if old == "" || !pings(ctx, old) {
+				return fmt.Errorf("promote shard %s: it runs as a master that was never promoted, and its old master does not answer", uid)
+			}
+			b.log.Info("promoting a replica that never followed its master: it copies from it first", "shard_uid", uid, "old", old)
+			if err := b.follow(ctx, m, old); err != nil {
+				return err
+			}
+			if err := b.waitSynced(ctx, *m, old); err != nil {
+				return fmt.Errorf("promote shard %s: copy from %s: %w", uid, old, err)
+			}
+			return b.switchOver(ctx, m, old)
 		case old == "":
 			old = following
 		case following != "" && following != old:
