@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"cnm/agent"
@@ -49,6 +50,29 @@ type Executor struct {
 	// CallTimeout caps each small agent call (Info, Drop); zero means
 	// DefaultCallTimeout. Copies are bounded by the action's budget only.
 	CallTimeout time.Duration
+
+	// pairs serialises the role switches of one slot range of a database
+	// (pairLock): two actions switching a master over at once, a move and
+	// a failover of its pair, would each promote a copy.
+	pairs sync.Map
+}
+
+// pairLock holds the slot range of shard uid's database (its master and
+// replica) against other switch-overs of this leader until the returned
+// func is called, or ctx ends first.
+func (e *Executor) pairLock(ctx context.Context, view *fsm.State, uid string) (unlock func(), err error) {
+	sh, ok := view.Shards[uid]
+	if !ok {
+		return func() {}, nil
+	}
+	ch, _ := e.pairs.LoadOrStore(fmt.Sprintf("%d/%s", sh.BDBUID, sh.AssignedSlots), make(chan struct{}, 1))
+	sem := ch.(chan struct{})
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for another switch-over of shard %s's slots: %w", uid, ctx.Err())
+	}
 }
 
 // DefaultCallTimeout caps an agent call that moves no shard data.

@@ -64,7 +64,13 @@ func (e *Executor) failover(ctx context.Context, t *turn, st fsm.Step) (string, 
 		return "", err
 	}
 	if master {
-		if err := e.promote(ctx, a, st.Shard, oldNode, pairUID, pairNode); err != nil {
+		unlock, err := e.pairLock(ctx, t.view, st.Shard)
+		if err != nil {
+			return "", err
+		}
+		err = e.promote(ctx, a, st.Shard, oldNode, pairUID, pairNode)
+		unlock()
+		if err != nil {
 			return "", err
 		}
 	}
@@ -84,6 +90,13 @@ func (e *Executor) promote(ctx context.Context, a *fsm.Action, old string, oldNo
 		}
 		// An old node that left, or does not answer, is no reason to wait:
 		// the agent then promotes without pausing it (nothing reaches it).
+		// The old master is looked up again at each try: another action
+		// may have moved it meanwhile.
+		e.FSM.Read(func(s *fsm.State, _ uint64) {
+			if sh := s.Shards[old]; sh != nil {
+				oldNode = sh.NodeUID
+			}
+		})
 		req := agent.PromoteRequest{OldNode: e.apiAddr(oldNode), OldNodeUID: oldNode, OldShard: old,
 			Op: agent.Op{TaskID: a.TaskID, Step: a.Done, Term: a.Term}}
 		sctx, cancel := e.small(ctx)
