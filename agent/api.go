@@ -40,6 +40,7 @@ func (a *Agent) Handler() http.Handler {
 	r.HandleFunc("/shards/{uid}/promote", a.promoteShard).Methods("POST")
 	r.HandleFunc("/shards/{uid}/role", a.role).Methods("POST")
 	r.HandleFunc("/shards/{uid}/persist", a.persist).Methods("POST")
+	r.HandleFunc("/endpoints/{uid}", a.endpointUp).Methods("GET")
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		a.inflight.Add(1)
 		defer a.inflight.Done()
@@ -259,4 +260,24 @@ func (a *Agent) claim(w http.ResponseWriter, op Op, uid string) (release func(),
 	lock := a.copying.get(uid)
 	lock.Lock()
 	return lock.Unlock, true
+}
+
+// EndpointWait bounds how long GET /endpoints/{uid} waits for the proxy.
+const EndpointWait = 5 * time.Second
+
+// endpointUp answers once the proxy of the endpoint runs on this node, so
+// that an action that rebinds an endpoint ends with its new address
+// serving; after EndpointWait it answers all the same, saying so. A node
+// that runs no proxies (a file backend) answers at once.
+func (a *Agent) endpointUp(w http.ResponseWriter, r *http.Request) {
+	uid := mux.Vars(r)["uid"]
+	if !a.cfg.Endpoints {
+		writeJSON(w, http.StatusOK, map[string]any{"uid": uid, "proxy": false})
+		return
+	}
+	err := poll(r.Context(), EndpointWait, func() (bool, error) {
+		_, ok := a.Endpoints()[uid]
+		return ok, nil
+	})
+	writeJSON(w, http.StatusOK, map[string]any{"uid": uid, "proxy": true, "running": err == nil})
 }

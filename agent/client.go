@@ -124,6 +124,16 @@ func (c *Client) Info(ctx context.Context, addr, uid string) (Info, error) {
 	return info, err
 }
 
+// WaitEndpoint asks the agent at addr to answer once the proxy of
+// endpoint uid runs there (for at most EndpointWait), or at once when it
+// runs no proxies (a file backend).
+func (c *Client) WaitEndpoint(ctx context.Context, addr, uid string) error {
+	ctx, cancel := context.WithTimeout(ctx, EndpointWait+DefaultCallTimeout)
+	defer cancel()
+	var out map[string]any
+	return c.call(ctx, http.MethodGet, addr, "/endpoints/"+uid, nil, &out)
+}
+
 // List asks the agent at addr for all its shards.
 func (c *Client) List(ctx context.Context, addr string) ([]Info, error) {
 	ctx, cancel := c.small(ctx)

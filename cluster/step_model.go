@@ -25,6 +25,27 @@ var rebindRunner = runner{
 	describe: func(st fsm.Step) string {
 		return fmt.Sprintf("rebind endpoint %s to node %d", st.Endpoint, st.To)
 	},
+	committed: (*Executor).waitEndpoint,
+}
+
+// EndpointWaiter is an Agents that can wait for an endpoint's proxy.
+type EndpointWaiter interface {
+	WaitEndpoint(ctx context.Context, addr, uid string) error
+}
+
+// waitEndpoint lets the rebound endpoint's new node start its proxy
+// before the action goes on, so that an action ends with the endpoint
+// serving at the address GET /v1/bdbs shows. Best effort: a node slow to
+// start it delays the action by a few seconds at most.
+func (e *Executor) waitEndpoint(ctx context.Context, st fsm.Step) {
+	w, ok := e.Agents.(EndpointWaiter)
+	addr := e.apiAddr(st.To)
+	if !ok || addr == "" {
+		return
+	}
+	if err := w.WaitEndpoint(ctx, addr, st.Endpoint); err != nil {
+		e.Log.Debug("rebound endpoint's proxy not confirmed", "endpoint", st.Endpoint, "node", st.To, "error", err)
+	}
 }
 
 var snapshotRunner = runner{run: modelOnly, describe: func(st fsm.Step) string { return "record snapshot " + st.Snapshot }}
