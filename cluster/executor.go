@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"cnm/agent"
@@ -50,42 +49,7 @@ type Executor struct {
 	// CallTimeout caps each small agent call (Info, Drop); zero means
 	// DefaultCallTimeout. Copies are bounded by the action's budget only.
 	CallTimeout time.Duration
-
-	// pairs serialises the role switches of one slot range of a database
-	// (pairLock): two actions switching a master over at once, a move and
-	// a failover of its pair, would each promote a copy.
-	pairs sync.Map
 }
-
-// pairLock holds the slot range of shard uid's database (its master and
-// replica) against other switch-overs of this leader until the returned
-// func is called, or ctx ends first. A holder may be a copy that syncs
-// for long (a big shard, a slow node); after pairWait the call goes on
-// without the lock rather than stall its action, and the agents' own
-// check (a switch-over refuses an old master that is one no more) is the
-// guard left.
-func (e *Executor) pairLock(ctx context.Context, view *fsm.State, uid string) (unlock func(), err error) {
-	sh, ok := view.Shards[uid]
-	if !ok {
-		return func() {}, nil
-	}
-	ch, _ := e.pairs.LoadOrStore(fmt.Sprintf("%d/%s", sh.BDBUID, sh.AssignedSlots), make(chan struct{}, 1))
-	sem := ch.(chan struct{})
-	wait := time.NewTimer(pairWait)
-	defer wait.Stop()
-	select {
-	case sem <- struct{}{}:
-		return func() { <-sem }, nil
-	case <-wait.C:
-		e.Log.Info("another switch-over of the same slots runs long; going on without waiting for it", "shard", uid)
-		return func() {}, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("wait for another switch-over of shard %s's slots: %w", uid, ctx.Err())
-	}
-}
-
-// pairWait bounds how long a switch-over waits for another of its slots.
-const pairWait = 10 * time.Second
 
 // DefaultCallTimeout caps an agent call that moves no shard data.
 const DefaultCallTimeout = 5 * time.Second

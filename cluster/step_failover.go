@@ -64,13 +64,7 @@ func (e *Executor) failover(ctx context.Context, t *turn, st fsm.Step) (string, 
 		return "", err
 	}
 	if master {
-		unlock, err := e.pairLock(ctx, t.view, st.Shard)
-		if err != nil {
-			return "", err
-		}
-		err = e.promote(ctx, a, st.Shard, oldNode, pairUID, pairNode)
-		unlock()
-		if err != nil {
+		if err := e.promote(ctx, a, st.Shard, oldNode, pairUID, pairNode); err != nil {
 			return "", err
 		}
 	}

@@ -81,13 +81,7 @@ func (e *Executor) move(ctx context.Context, t *turn, st fsm.Step) (string, erro
 		if ferr != nil {
 			return fmt.Errorf("node %d: %w", st.From, ferr)
 		}
-		unlock, err := e.pairLock(ctx, t.view, st.Shard)
-		if err != nil {
-			return err
-		}
-		_, err = e.Agents.Copy(ctx, dst, m.spec, src, agent.Op{TaskID: a.TaskID, Step: a.Done, Term: a.Term})
-		unlock()
-		if err != nil {
+		if _, err := e.Agents.Copy(ctx, dst, m.spec, src, agent.Op{TaskID: a.TaskID, Step: a.Done, Term: a.Term}); err != nil {
 			return fmt.Errorf("node %d: %w", st.To, err)
 		}
 		copied = true
