@@ -150,14 +150,27 @@ func (b *RedisBackend) replicaOf(ctx context.Context, s Spec, master string, src
 // waitSynced polls until the replica's link to master is up and it has
 // at least the offset master had when looked at.
 func (b *RedisBackend) waitSynced(ctx context.Context, m shardMeta, master string) error {
+	seen := time.Now()
 	return poll(ctx, maxSync, func() (bool, error) {
 		kv, err := infoAt(ctx, b.addr(m), "replication")
 		if err != nil {
 			return false, err
 		}
+		// A master gone for good (dropped, its node down) would keep the
+		// copy waiting until the caller's deadline: the caller tries
+		// again, with where the shard's data is then.
+		if mkv, err := infoAt(ctx, master, "replication"); err == nil && mkv["role"] == "master" {
+			seen = time.Now()
+		} else if time.Since(seen) > masterGone {
+			return false, fmt.Errorf("copy from %s: it has not answered as a master for %s", master, masterGone)
+		}
 		return masterOf(kv) == master && b.caughtUp(ctx, m, master, kv), nil
 	})
 }
+
+// masterGone is how long a copy waits for a master that does not answer
+// as one before it gives up.
+const masterGone = 5 * time.Second
 
 // errNotMaster: the master a switch-over would take over from was made a
 // replica by another one meanwhile.
