@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cnm/fsm"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,11 +48,12 @@ type Info struct {
 	Memory int64 `json:"memory,omitempty"`
 }
 
-// Shard statuses a backend running real processes reports.
+// Shard statuses a backend running real processes reports: the state's
+// own, since the leader records them as they are (SetShardStats).
 const (
-	StatusActive  = "active"
-	StatusSyncing = "syncing"
-	StatusDown    = "down"
+	StatusActive  = fsm.ShardActive
+	StatusSyncing = fsm.ShardSyncing
+	StatusDown    = fsm.ShardDown
 )
 
 // Source streams a shard's data from another node.
