@@ -202,13 +202,36 @@ func (r *actionRun) step(ctx context.Context, t *turn) bool {
 	if d := r.left(a); d > 0 {
 		stepCtx, cancel = context.WithTimeout(ctx, d)
 	}
-	msg, err := runnerOf(st.Kind).run(r.e, stepCtx, t, st)
+	err := r.begin(stepCtx, a, st)
+	var msg string
+	if err == nil {
+		msg, err = runnerOf(st.Kind).run(r.e, stepCtx, t, st)
+	}
 	timedOut := stepCtx.Err() != nil && ctx.Err() == nil
 	cancel()
 	if err == nil && ctx.Err() == nil {
 		return r.commit(ctx, t, st, msg)
 	}
 	return r.stopped(ctx, a, st, err, timedOut)
+}
+
+// begin takes the slots a step switches (fsm.BeginStep) before its work
+// begins, waiting while another action's step holds them: two actions
+// switching one master and replica at once would each act on a state the
+// other changes. A step begun already (resumed by a new leader) holds them.
+func (r *actionRun) begin(ctx context.Context, a *fsm.Action, st fsm.Step) error {
+	if !fsm.HoldsSlots(st.Kind) || a.Begun > a.Done {
+		return nil
+	}
+	return r.e.retry(ctx, a, "wait for another action's step on the same shards", func(ctx context.Context) error {
+		_, err := r.e.apply(ctx, &fsm.BeginStep{TaskID: r.id, Term: r.term, Index: a.Done})
+		var fe *fsm.Error
+		if errors.As(err, &fe) && errors.Is(err, fsm.ErrStepBusy) {
+			// Not a domain error to fail on: the holder commits or ends.
+			return errors.New(fe.Description)
+		}
+		return err
+	})
 }
 
 // stopped ends or resumes an action whose step's work did not succeed.

@@ -323,3 +323,43 @@ func TestExecutor_RemoveRefusesANodeThatStillHostsShards(t *testing.T) {
 		}
 	})
 }
+
+// TestExecutor_StepWaitsWhileAnotherActionSwitchesTheSamePair: another
+// action's failover of shard 1 has begun (its leader is elsewhere, at a
+// newer term). maintenance_on of node 2 must not switch the same pair
+// meanwhile: it waits, naming the other action, touches no agent, and goes
+// on once the other action ends.
+func TestExecutor_StepWaitsWhileAnotherActionSwitchesTheSamePair(t *testing.T) {
+	f, r, ag := executorCluster(t, "node1/2", "node2/1")
+	for _, p := range []any{
+		submit("other", fsm.ActionEnslaveNode, 3),
+		&fsm.ClaimAction{TaskID: "other", Term: 5, Leader: 3},
+		&fsm.PlanAction{TaskID: "other", Term: 5, Steps: []fsm.Step{{Kind: fsm.StepFailover, Shard: "1"}}},
+		&fsm.BeginStep{TaskID: "other", Term: 5, Index: 0},
+	} {
+		if res := applyTo(t, f, p); res.Err != nil {
+			t.Fatalf("%T: %v", p, res.Err)
+		}
+	}
+	ctx := runExecutor(t, f, r, ag, fsm.ActionMaintenanceOn, 2)
+
+	a := waitAction(t, f, "task", func(a *fsm.Action) bool { return a.Waiting != "" || fsm.Terminal(a.Status) })
+	if fsm.Terminal(a.Status) || !strings.Contains(a.Waiting, "enslave_node other") {
+		t.Fatalf("action %s, waiting %q; want it waiting for the other action's step", a.Status, a.Waiting)
+	}
+	ag.mu.Lock()
+	copies := len(ag.have)
+	ag.mu.Unlock()
+	f.Read(func(st *fsm.State, _ uint64) {
+		if sh := st.Shards["1"]; sh.Role != fsm.RoleMaster || sh.NodeUID != 2 || copies != 2 {
+			t.Errorf("while waiting: shard 1 %s on node %d, %d copies; want it untouched", sh.Role, sh.NodeUID, copies)
+		}
+	})
+	if _, err := r.Apply(ctx, mustEncode(t, &fsm.FinishAction{TaskID: "other", Term: 5, Status: fsm.StatusFailed, ErrorCode: "internal_error"})); err != nil {
+		t.Fatal(err)
+	}
+	a = waitAction(t, f, "task", func(a *fsm.Action) bool { return fsm.Terminal(a.Status) })
+	if a.Status != fsm.StatusCompleted {
+		t.Fatalf("action ended %s (%s: %s), want completed once the pair was free", a.Status, a.ErrorCode, a.ErrorMessage)
+	}
+}

@@ -75,6 +75,10 @@ type Action struct {
 	// effect is committed.
 	Steps []Step `json:"steps,omitempty"`
 	Done  int    `json:"done"`
+	// Begun is Done+1 while the work of the step at Done has begun and the
+	// step holds its shard's slot range (BeginStep); it is released when
+	// the step commits or the action ends.
+	Begun int `json:"begun,omitempty"`
 	// Reserved are the steps admission planned for a queued action: until
 	// the action plans its own, they are what it will move, and other
 	// actions' admission counts them against the nodes' capacity.
@@ -193,6 +197,21 @@ type SetWaiting struct {
 	Index  int    `json:"index"`
 	Reason string `json:"reason"`
 	Time   int64  `json:"time"`
+}
+
+// BeginStep marks the work of an action's next step begun, before any
+// agent hears of it. A step that switches a shard's copies (a move, a
+// failover: HoldsSlots) holds the slot range of the shard's database, its
+// master and replica both, until it commits or its action ends; another
+// action's step on the same slots is refused with ErrStepBusy until then.
+// Two actions switching one pair at once would each act on a state the
+// other changes: each could promote a copy, or one could move a copy whose
+// role the other switched. A step that holds already is begun again
+// without a refusal (a new leader resuming it).
+type BeginStep struct {
+	TaskID string `json:"task_id"`
+	Term   uint64 `json:"term"`
+	Index  int    `json:"index"`
 }
 
 // FinishAction ends an action with Status (completed, failed, aborted, or

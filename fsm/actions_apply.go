@@ -146,6 +146,54 @@ func (s *State) applyStepDone(p *StepDone) (any, *Error) {
 	return *a, nil
 }
 
+func (s *State) applyBeginStep(p *BeginStep) (any, *Error) {
+	a, err := s.ownedAction(p.TaskID, p.Term)
+	if err != nil {
+		return nil, err
+	}
+	if (a.Status != StatusRunning && a.Status != StatusCancelling) || p.Index != a.Done || p.Index >= len(a.Steps) {
+		return nil, Errorf(ErrStaleTerm, "action %s (%s) is at step %d, not %d", p.TaskID, a.Status, a.Done, p.Index)
+	}
+	if a.Begun > a.Done {
+		return *a, nil
+	}
+	if slots, ok := s.stepSlots(a.Steps[a.Done]); ok {
+		for _, o := range s.AllActions() {
+			if held, ok := s.heldSlots(o); ok && o.TaskID != a.TaskID && held == slots {
+				return nil, Errorf(ErrStepBusy, "shard %s's slots %s of database %d are being switched by step %d of %s %s on node %d",
+					a.Steps[a.Done].Shard, slots.slots, slots.bdb, o.Done+1, o.Action, o.TaskID, o.NodeUID)
+			}
+		}
+	}
+	a.Begun = a.Done + 1
+	s.putAction(a)
+	return *a, nil
+}
+
+// slotRange is one slot range of one database: a master and its replica.
+type slotRange struct {
+	bdb   int
+	slots string
+}
+
+// stepSlots is the slot range a step switches, if its kind holds one and
+// its shard still exists.
+func (s *State) stepSlots(st Step) (slotRange, bool) {
+	sh := s.Shards[st.Shard]
+	if !HoldsSlots(st.Kind) || sh == nil {
+		return slotRange{}, false
+	}
+	return slotRange{sh.BDBUID, sh.AssignedSlots}, true
+}
+
+// heldSlots is the slot range a's step in flight holds, if it holds one.
+func (s *State) heldSlots(a *Action) (slotRange, bool) {
+	if Terminal(a.Status) || a.Begun <= a.Done || a.Done >= len(a.Steps) {
+		return slotRange{}, false
+	}
+	return s.stepSlots(a.Steps[a.Done])
+}
+
 func (s *State) applyRetargetStep(p *RetargetStep) (any, *Error) {
 	a, err := s.ownedAction(p.TaskID, p.Term)
 	if err != nil {

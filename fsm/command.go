@@ -37,6 +37,7 @@ const (
 	CmdSetNodeCerts   CommandType = 21
 	CmdRotateNodeCert CommandType = 22
 	CmdSetShardStats  CommandType = 23
+	CmdBeginStep      CommandType = 24
 )
 
 // commandVersion is the second byte of every entry: the payload layout of that
@@ -107,6 +108,7 @@ var commands = []command{
 	cmd(CmdSetNodeCerts, "set_node_certs", plain((*State).applySetNodeCerts)),
 	cmd(CmdRotateNodeCert, "rotate_node_cert", plain((*State).applyRotateNodeCert)),
 	cmd(CmdSetShardStats, "set_shard_stats", plain((*State).applySetShardStats)),
+	cmd(CmdBeginStep, "begin_step", plain((*State).applyBeginStep)),
 }
 
 var (

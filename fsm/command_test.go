@@ -30,6 +30,7 @@ func TestCommandType_NumbersNeverChange(t *testing.T) {
 		{fsm.CmdUpdateNode, 10, "update_node", &fsm.UpdateNode{}},
 		{fsm.CmdDeleteSnapshot, 11, "delete_snapshot", &fsm.DeleteSnapshot{}},
 		{fsm.CmdSetShardStats, 23, "set_shard_stats", &fsm.SetShardStats{}},
+		{fsm.CmdBeginStep, 24, "begin_step", &fsm.BeginStep{}},
 	}
 	for _, tc := range cases {
 		if byte(tc.typ) != tc.number {

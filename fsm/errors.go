@@ -100,6 +100,9 @@ var (
 	// ErrStaleTerm: an executor write from a leader that no longer owns
 	// the action (or about a step already done); it changes nothing.
 	ErrStaleTerm = kind("stale_term", http.StatusConflict)
+	// ErrStepBusy: another action's step holds the slots a step would
+	// switch (BeginStep); the step waits.
+	ErrStepBusy = kind("step_busy", http.StatusConflict)
 	// ErrInternal: a fault of cnm itself, not of the request.
 	ErrInternal = kind("internal_error", http.StatusInternalServerError)
 )

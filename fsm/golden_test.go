@@ -188,6 +188,8 @@ var goldenEntries = []struct {
 		{Kind: fsm.StepDeleteSnapshot, Snapshot: "maintenance_mode_2025-01-01_00-06-40"},
 	}}},
 	{"18_retarget_step.bin", &fsm.RetargetStep{TaskID: "6a1f8d7b-2e3c-4d4e-8f90-1b2c3d4e5f60", Term: 3, Index: 0, To: 2, Time: 1735690013}},
+	// The move's work begins, holding its shard's slots until it commits.
+	{"18_then_begin_step.bin", &fsm.BeginStep{TaskID: "6a1f8d7b-2e3c-4d4e-8f90-1b2c3d4e5f60", Term: 3, Index: 0}},
 	{"19_set_waiting.bin", &fsm.SetWaiting{TaskID: "6a1f8d7b-2e3c-4d4e-8f90-1b2c3d4e5f60", Term: 3, Index: 0, Reason: "copy shard 2 from node 1: node 1 does not answer", Time: 1735690014}},
 	{"20_checkpoint.bin", &fsm.Checkpoint{}},
 	{"21_set_node_certs.bin", &fsm.SetNodeCerts{UID: 2, Add: &fsm.CertRef{Serial: "5e1a", NotAfter: 1743465600}, Time: 1735690015}},
@@ -238,7 +240,7 @@ func TestGolden_DecodeAndApply(t *testing.T) {
 		fsm.CmdDeleteUser, fsm.CmdSetNodeStatus, fsm.CmdCreateBDB, fsm.CmdDeleteBDB, fsm.CmdUpdatePolicy,
 		fsm.CmdUpdateNode, fsm.CmdDeleteSnapshot, fsm.CmdSubmitAction, fsm.CmdClaimAction, fsm.CmdPlanAction,
 		fsm.CmdStepDone, fsm.CmdFinishAction, fsm.CmdCancelAction, fsm.CmdRetargetStep, fsm.CmdSetWaiting,
-		fsm.CmdCheckpoint, fsm.CmdSetNodeCerts, fsm.CmdRotateNodeCert, fsm.CmdSetShardStats} {
+		fsm.CmdCheckpoint, fsm.CmdSetNodeCerts, fsm.CmdRotateNodeCert, fsm.CmdSetShardStats, fsm.CmdBeginStep} {
 		if !seen[typ] {
 			t.Errorf("no golden file holds a %s entry", typ)
 		}

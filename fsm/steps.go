@@ -46,6 +46,10 @@ type stepKind struct {
 	// retargetable: the step has a target node that RetargetStep may change
 	// before it is done, because the planned one can no longer take it.
 	retargetable bool
+	// holdsSlots: the step switches the roles or the place of its shard's
+	// copies, so its work begins only once it holds the shard's slot range
+	// (BeginStep).
+	holdsSlots bool
 }
 
 var stepKinds = map[string]stepKind{
@@ -53,14 +57,18 @@ var stepKinds = map[string]stepKind{
 	StepMaintenance:     {effect: setMaintenance(true)},
 	StepEndMaintenance:  {effect: setMaintenance(false)},
 	StepDeleteSnapshot:  {effect: (*State).deleteSnapshot},
-	StepFailover:        {effect: (*State).failover},
-	StepMove:            {effect: (*State).moveShard, retargetable: true},
+	StepFailover:        {effect: (*State).failover, holdsSlots: true},
+	StepMove:            {effect: (*State).moveShard, retargetable: true, holdsSlots: true},
 	StepRebind:          {effect: (*State).rebindEndpoint},
 	StepRemoveMember:    {effect: (*State).removeMember},
 	StepWaitPersistence: {effect: noEffect},
 	StepTransferLeader:  {effect: noEffect},
 	StepFail:            {effect: noEffect},
 }
+
+// HoldsSlots reports whether a step of kind must begin (BeginStep) before
+// its work does.
+func HoldsSlots(kind string) bool { return stepKinds[kind].holdsSlots }
 
 // StepKinds returns the name of every step kind the state machine knows,
 // sorted: the executor must be able to run each of them.
