@@ -18,8 +18,14 @@ import (
 // would (an interval still open when the writers stopped counts up to
 // then). A window outside [lo, hi] is not measured: -1.
 func longestGap(acks []int64, lo, hi, from, to int64) int64 {
+	g, _ := longestGapAt(acks, lo, hi, from, to)
+	return g
+}
+
+// longestGapAt is longestGap and when that gap began (ns).
+func longestGapAt(acks []int64, lo, hi, from, to int64) (gap, start int64) {
 	if to < lo || from > hi || to < from {
-		return -1
+		return -1, 0
 	}
 	from, to = max(from, lo), min(to, hi)
 	// The first interval that ends after from: (acks[i-1], acks[i]).
@@ -28,15 +34,17 @@ func longestGap(acks []int64, lo, hi, from, to int64) int64 {
 	if i > 0 {
 		prev = acks[i-1]
 	}
-	var best int64
+	var best, began int64
 	for {
 		next := hi
 		if i < len(acks) {
 			next = acks[i]
 		}
-		best = max(best, next-prev)
+		if next-prev > best {
+			best, began = next-prev, prev
+		}
 		if next >= to || i >= len(acks) {
-			return best
+			return best, began
 		}
 		prev = next
 		i++
@@ -62,6 +70,7 @@ type gapRow struct {
 	runs  int
 	gap   map[int]int64 // db uid → longest gap, ns (-1: none measured)
 	where map[int]string
+	began map[int]int64 // when the longest gap began, ns: to find it in the nodes' logs
 }
 
 // gapTable computes a row per kind of window, in the order kinds first
@@ -91,7 +100,7 @@ func gapTable(windows []window, acks map[int][]ackAt, lo, hi int64, order []stri
 	for _, w := range windows {
 		r := rows[w.kind]
 		if r == nil {
-			r = &gapRow{kind: w.kind, gap: map[int]int64{}, where: map[int]string{}}
+			r = &gapRow{kind: w.kind, gap: map[int]int64{}, where: map[int]string{}, began: map[int]int64{}}
 			rows[w.kind] = r
 		}
 		r.runs++
@@ -102,8 +111,8 @@ func gapTable(windows []window, acks map[int][]ackAt, lo, hi int64, order []stri
 			if _, ok := r.gap[db]; !ok {
 				r.gap[db] = -1
 			}
-			if g := longestGap(timesOf(db, w.slots), lo, hi, w.from, w.to); g > r.gap[db] {
-				r.gap[db], r.where[db] = g, w.label
+			if g, began := longestGapAt(timesOf(db, w.slots), lo, hi, w.from, w.to); g > r.gap[db] {
+				r.gap[db], r.where[db], r.began[db] = g, w.label, began
 			}
 		}
 	}
@@ -147,7 +156,7 @@ func printGapTable(w io.Writer, rows []gapRow, dbs []*dbState) {
 			}
 			fmt.Fprintf(&b, " %12s", time.Duration(g).Round(time.Millisecond))
 			if g > worst {
-				worst, at = g, d.spec.name+": "+r.where[d.uid]
+				worst, at = g, fmt.Sprintf("%s: %s, from %s", d.spec.name, r.where[d.uid], time.Unix(0, r.began[d.uid]).UTC().Format("15:04:05.000"))
 			}
 		}
 		if at != "" {
