@@ -277,7 +277,7 @@ func (a *Agent) view() view {
 			if b, ok := st.BDBs[sh.BDBUID]; ok {
 				pers = b.DataPersistence
 			}
-			v.want[sh.UID] = Spec{UID: sh.UID, BDB: sh.BDBUID, Role: sh.Role,
+			v.want[sh.UID] = Spec{UID: sh.UID, BDB: sh.BDBUID, Slots: sh.AssignedSlots, Role: sh.Role,
 				Size: int64(float64(sh.Memory) * a.cfg.Scale), Persistence: pers, Memory: sh.Memory}
 			if p, ok := masterPair(st, sh); ok {
 				v.pairs[sh.UID] = p

@@ -12,8 +12,11 @@ import (
 
 // Spec is a shard as the replicated state describes it for this node.
 type Spec struct {
-	UID         string `json:"uid"`
-	BDB         int    `json:"bdb_uid"`
+	UID string `json:"uid"`
+	BDB int    `json:"bdb_uid"`
+	// Slots is the shard's slot range (assigned_slots), which its master
+	// and replica share: with BDB it names the pair (ReplicationUser).
+	Slots       string `json:"slots,omitempty"`
 	Role        string `json:"role"`
 	Size        int64  `json:"size"`
 	Persistence string `json:"persistence"` // disabled, snapshot or aof

@@ -164,7 +164,7 @@ func metaOf(s Spec) shardMeta {
 	if pers == "" {
 		pers = fsm.PersistenceDisabled
 	}
-	return shardMeta{Spec: Spec{UID: s.UID, BDB: s.BDB, Role: s.Role, Memory: s.Memory, Persistence: pers}}
+	return shardMeta{Spec: Spec{UID: s.UID, BDB: s.BDB, Slots: s.Slots, Role: s.Role, Memory: s.Memory, Persistence: pers}}
 }
 
 // create makes the shard's directory and starts its process; on failure

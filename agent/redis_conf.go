@@ -42,6 +42,16 @@ func (b *RedisBackend) redisConf(m shardMeta) string {
 		// A new copy is empty: it loads its master's stream as it comes
 		// rather than writing it to disk first and loading it after.
 		"repl-diskless-load on-empty-db",
+		// Replicas authenticate as their pair's user, which only the
+		// pair's processes have: one pointed at another shard's process
+		// (a port a dropped copy freed and another shard took) is refused
+		// at the handshake and keeps its data, instead of replacing it
+		// with another shard's. Clients use the default user.
+		"user default on nopass ~* &* +@all",
+		"user " + ReplicationUser(m.Spec) + " on nopass +psync +sync +replconf +ping",
+		"masteruser " + ReplicationUser(m.Spec),
+		// Any password opens a nopass user; the user's name is the check.
+		"masterauth pair",
 	}
 	lines = append(lines, persistenceConf(m.Persistence)...)
 	follows := m.Master
@@ -57,6 +67,16 @@ func (b *RedisBackend) redisConf(m shardMeta) string {
 		lines = append(lines, "replicaof "+host+" "+port)
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// ReplicationUser is the ACL user the processes of one database's slot
+// range (a master and its replica) replicate as.
+func ReplicationUser(s Spec) string {
+	u := "cnm-pair-" + strconv.Itoa(s.BDB)
+	if s.Slots != "" {
+		u += "-" + strings.NewReplacer(",", "_", " ", "").Replace(s.Slots)
+	}
+	return u
 }
 
 // persistenceConf is what a persistence mode sets; also applied with

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -192,5 +193,66 @@ func TestRedisPersistWritesTheFileOfItsMode(t *testing.T) {
 				t.Errorf("Persist of an unknown mode: %v", err)
 			}
 		})
+	}
+}
+
+// A replica pointed at a process of another pair (another database, or
+// another slot range of its own: a port a dropped copy freed and another
+// shard took) is refused at the handshake and keeps its own data.
+func TestRedisReplicaRefusesToSyncFromAnotherPairsProcess(t *testing.T) {
+	cases := []struct {
+		name          string
+		master, other agent.Spec
+	}{
+		{name: "another database", master: agent.Spec{BDB: 1, Slots: "0-16383"}, other: agent.Spec{BDB: 2, Slots: "0-16383"}},
+		{name: "another slot range", master: agent.Spec{BDB: 1, Slots: "0-8191"}, other: agent.Spec{BDB: 1, Slots: "8192-16383"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "shards")
+			t.Cleanup(func() { killShards(dir) })
+			b := newRedisBackend(t, redisOpts{dir: dir})
+			ctx := t.Context()
+			c.master.UID, c.master.Role, c.master.Memory = "1", fsm.RoleMaster, 32<<20
+			if err := b.Materialise(ctx, c.master); err != nil {
+				t.Fatal(err)
+			}
+			c.other.UID, c.other.Role, c.other.Memory = "2", fsm.RoleMaster, 32<<20
+			if err := b.Materialise(ctx, c.other); err != nil {
+				t.Fatal(err)
+			}
+			if err := client(t, b, "1").Set(ctx, "theirs", "x", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := client(t, b, "2").Set(ctx, "mine", "y", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Follow(ctx, "2", shardAddr(t, b, "1")); err != nil {
+				t.Fatalf("Follow: %v", err)
+			}
+			log := filepath.Join(dir, "2", "redis.log")
+			eventually(t, 10*time.Second, func() error {
+				data, _ := os.ReadFile(log)
+				if !strings.Contains(string(data), "AUTH") {
+					return errors.New("the replica has not tried to authenticate yet")
+				}
+				return nil
+			})
+			rc := client(t, b, "2")
+			if got, err := rc.Get(ctx, "mine").Result(); err != nil || got != "y" {
+				t.Errorf("the replica's own key: %q, %v; want it kept", got, err)
+			}
+			if n, _ := rc.Exists(ctx, "theirs").Result(); n != 0 {
+				t.Errorf("the other pair's key reached the replica")
+			}
+			if kv := replication(t, rc); kv["master_link_status"] == "up" {
+				t.Errorf("the replica's link to the other pair's process is up")
+			}
+		})
+	}
+	// The pair's own user opens the handshake (TestRedisReplicaMaterialised...
+	// replicates with the same configuration).
+	if agent.ReplicationUser(agent.Spec{BDB: 3, Slots: "0-16383"}) == agent.ReplicationUser(agent.Spec{BDB: 3, Slots: "0-8191"}) {
+		t.Error("two slot ranges of one database replicate as the same user")
 	}
 }

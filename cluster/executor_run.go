@@ -202,14 +202,23 @@ func (r *actionRun) step(ctx context.Context, t *turn) bool {
 	if d := r.left(a); d > 0 {
 		stepCtx, cancel = context.WithTimeout(ctx, d)
 	}
-	err := r.begin(stepCtx, a, st)
 	var msg string
-	if err == nil {
+	var err error
+	begin := fsm.HoldsSlots(st.Kind) && a.Begun <= a.Done
+	if begin {
+		err = r.begin(stepCtx, a)
+	} else {
 		msg, err = runnerOf(st.Kind).run(r.e, stepCtx, t, st)
 	}
 	timedOut := stepCtx.Err() != nil && ctx.Err() == nil
 	cancel()
-	if err == nil && ctx.Err() == nil {
+	switch {
+	case err == nil && ctx.Err() == nil && begin:
+		// The work runs in the next turn, on the state as it is once the
+		// step holds its slots: the action that held them may have moved
+		// the shard or its pair meanwhile.
+		return true
+	case err == nil && ctx.Err() == nil:
 		return r.commit(ctx, t, st, msg)
 	}
 	return r.stopped(ctx, a, st, err, timedOut)
@@ -219,10 +228,7 @@ func (r *actionRun) step(ctx context.Context, t *turn) bool {
 // begins, waiting while another action's step holds them: two actions
 // switching one master and replica at once would each act on a state the
 // other changes. A step begun already (resumed by a new leader) holds them.
-func (r *actionRun) begin(ctx context.Context, a *fsm.Action, st fsm.Step) error {
-	if !fsm.HoldsSlots(st.Kind) || a.Begun > a.Done {
-		return nil
-	}
+func (r *actionRun) begin(ctx context.Context, a *fsm.Action) error {
 	return r.e.retry(ctx, a, "wait for another action's step on the same shards", func(ctx context.Context) error {
 		_, err := r.e.apply(ctx, &fsm.BeginStep{TaskID: r.id, Term: r.term, Index: a.Done})
 		var fe *fsm.Error

@@ -45,7 +45,7 @@ func moveSourceIn(s *fsm.State, st fsm.Step) moveSource {
 	if sh.NodeUID != st.From && sh.NodeUID != st.To {
 		m.elsewhere = sh.NodeUID
 	}
-	m.spec = agent.Spec{UID: sh.UID, BDB: sh.BDBUID, Role: sh.Role, Persistence: fsm.PersistenceDisabled}
+	m.spec = agent.Spec{UID: sh.UID, BDB: sh.BDBUID, Slots: sh.AssignedSlots, Role: sh.Role, Persistence: fsm.PersistenceDisabled}
 	if b := s.BDBs[sh.BDBUID]; b != nil {
 		m.spec.Persistence = b.DataPersistence
 	}
