@@ -57,7 +57,7 @@ test: deps
 	@# Every nemesis once on redis shards (N: the drill's list of nemeses,
 	@# which scripts/drill's tests keep equal), then a short pass on file
 	@# shards.
-	$(MAKE) --no-print-directory drill N=16
+	$(MAKE) --no-print-directory drill N=17
 	$(MAKE) --no-print-directory drill N=6 BACKEND=file
 
 # Bounded fuzzing of command decoding, request bodies and the router.

@@ -33,11 +33,15 @@ func (e *Executor) Run(ctx context.Context, term uint64) {
 	defer tick.Stop()
 	for {
 		changed := e.FSM.Changed()
-		var todo []string
+		var todo, held []string
 		e.FSM.Read(func(st *fsm.State, _ uint64) {
 			for _, a := range st.AllActions() {
-				if !fsm.Terminal(a.Status) && !running[a.TaskID] {
+				switch {
+				case running[a.TaskID]:
+				case !fsm.Terminal(a.Status):
 					todo = append(todo, a.TaskID)
+				case a.Holds():
+					held = append(held, a.TaskID)
 				}
 			}
 		})
@@ -45,6 +49,13 @@ func (e *Executor) Run(ctx context.Context, term uint64) {
 			running[id] = true
 			go func() {
 				e.run(ctx, term, id)
+				done <- id
+			}()
+		}
+		for _, id := range held {
+			running[id] = true
+			go func() {
+				e.release(ctx, term, id)
 				done <- id
 			}()
 		}
@@ -59,6 +70,29 @@ func (e *Executor) Run(ctx context.Context, term uint64) {
 		case <-changed:
 		case <-tick.C:
 		}
+	}
+}
+
+// release ends the hold of an ended action's step on its slots, once
+// what the step left behind is taken back: its own run has taken it back
+// already, or a deposed leader's may have not, and taking back again
+// finds nothing to do.
+func (e *Executor) release(ctx context.Context, term uint64, id string) {
+	var st fsm.Step
+	var ok bool
+	e.FSM.Read(func(s *fsm.State, _ uint64) {
+		if a := s.ActionByTask(id); a != nil && fsm.Terminal(a.Status) && a.Holds() {
+			st, ok = a.Steps[a.Done], true
+		}
+	})
+	if !ok {
+		return
+	}
+	e.takeBack(ctx, st)
+	if _, err := e.apply(ctx, &fsm.ReleaseStep{TaskID: id, Term: term}); err != nil {
+		e.Log.Warn("release an ended action's step", "task_id", id, "error", err)
+		// Tried again at the next change or tick.
+		_ = e.pause(ctx, time.Second)
 	}
 }
 

@@ -269,6 +269,39 @@ func TestExecutor_CancelAfterARefusedCommitTakesTheCopyBack(t *testing.T) {
 		}
 	})
 	waitGone(ctx, t, ag, "node3", "1")
+	waitAction(t, f, "task", func(a *fsm.Action) bool { return !a.Holds() })
+}
+
+// TestExecutor_ReleasesTheHoldADeposedLeaderLeft: an action's failover
+// had begun when its leader (term 5) ended it failed and died before it
+// took the step back and released the pair. The next leader takes the
+// step back and releases it, and another action's step on the pair then
+// runs.
+func TestExecutor_ReleasesTheHoldADeposedLeaderLeft(t *testing.T) {
+	f, r, ag := executorCluster(t, "node1/2", "node2/1")
+	for _, p := range []any{
+		submit("other", fsm.ActionEnslaveNode, 3),
+		&fsm.ClaimAction{TaskID: "other", Term: 5, Leader: 3},
+		&fsm.PlanAction{TaskID: "other", Term: 5, Steps: []fsm.Step{{Kind: fsm.StepFailover, Shard: "1"}}},
+		&fsm.BeginStep{TaskID: "other", Term: 5, Index: 0},
+		&fsm.FinishAction{TaskID: "other", Term: 5, Status: fsm.StatusFailed, ErrorCode: "internal_error"},
+		submit("task", fsm.ActionMaintenanceOn, 2),
+	} {
+		if res := applyTo(t, f, p); res.Err != nil {
+			t.Fatalf("%T: %v", p, res.Err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Executor{FSM: f, Raft: r, Agents: ag, Log: slog.New(slog.DiscardHandler)}
+	done := make(chan struct{})
+	go func() { e.Run(ctx, 7); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	waitAction(t, f, "other", func(a *fsm.Action) bool { return !a.Holds() })
+	a := waitAction(t, f, "task", func(a *fsm.Action) bool { return fsm.Terminal(a.Status) })
+	if a.Status != fsm.StatusCompleted {
+		t.Fatalf("action ended %s (%s: %s), want completed once the pair was released", a.Status, a.ErrorCode, a.ErrorMessage)
+	}
 }
 
 // waitGone polls until the agent at addr no longer holds shard uid: the

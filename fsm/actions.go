@@ -76,8 +76,9 @@ type Action struct {
 	Steps []Step `json:"steps,omitempty"`
 	Done  int    `json:"done"`
 	// Begun is Done+1 while the work of the step at Done has begun and the
-	// step holds its shard's slot range (BeginStep); it is released when
-	// the step commits or the action ends.
+	// step holds its shard's slot range (BeginStep). The hold ends when the
+	// step commits, or after the action ended, once what the step left
+	// behind was taken back (ReleaseStep).
 	Begun int `json:"begun,omitempty"`
 	// Reserved are the steps admission planned for a queued action: until
 	// the action plans its own, they are what it will move, and other
@@ -213,6 +214,18 @@ type BeginStep struct {
 	Term   uint64 `json:"term"`
 	Index  int    `json:"index"`
 }
+
+// ReleaseStep ends the hold of an ended action's step on its slots
+// (BeginStep), once the executor of Term took back what the step left
+// behind: a copy made, roles switched. Until then another action's step
+// on those slots would meet the half-done switch.
+type ReleaseStep struct {
+	TaskID string `json:"task_id"`
+	Term   uint64 `json:"term"`
+}
+
+// Holds reports whether the action's step at Done holds its slots.
+func (a *Action) Holds() bool { return a.Begun > a.Done && a.Done < len(a.Steps) }
 
 // FinishAction ends an action with Status (completed, failed, aborted, or
 // cancelled for one that was cancelling).

@@ -186,12 +186,29 @@ func (s *State) stepSlots(st Step) (slotRange, bool) {
 	return slotRange{sh.BDBUID, sh.AssignedSlots}, true
 }
 
-// heldSlots is the slot range a's step in flight holds, if it holds one.
+// heldSlots is the slot range a's step holds, if it holds one.
 func (s *State) heldSlots(a *Action) (slotRange, bool) {
-	if Terminal(a.Status) || a.Begun <= a.Done || a.Done >= len(a.Steps) {
+	if !a.Holds() {
 		return slotRange{}, false
 	}
 	return s.stepSlots(a.Steps[a.Done])
+}
+
+func (s *State) applyReleaseStep(p *ReleaseStep) (any, *Error) {
+	cur := s.ActionByTask(p.TaskID)
+	if cur == nil {
+		return nil, Errorf(ErrActionNotFound, "no action with task id %s", p.TaskID)
+	}
+	if !Terminal(cur.Status) || p.Term < cur.Term {
+		return nil, Errorf(ErrStaleTerm, "action %s is %s, ended by term %d; release of term %d refused", p.TaskID, cur.Status, cur.Term, p.Term)
+	}
+	if !cur.Holds() {
+		return *cur, nil
+	}
+	a := cloneAction(cur)
+	a.Begun = 0
+	s.putAction(a)
+	return *a, nil
 }
 
 func (s *State) applyRetargetStep(p *RetargetStep) (any, *Error) {

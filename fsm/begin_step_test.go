@@ -45,9 +45,18 @@ func TestBeginStep_OneStepAtATimePerSlotRange(t *testing.T) {
 			prepare: func(t *testing.T, apply func(any) *fsm.Result) {
 				mustOK(t, apply(&fsm.StepDone{TaskID: "a", Term: 3, Index: 0}))
 			}},
-		{name: "once the holder ended, the pair is free", b: fsm.Step{Kind: fsm.StepMove, Shard: "2", From: 2, To: 3},
+		{name: "an ended holder holds until its step is taken back", b: fsm.Step{Kind: fsm.StepMove, Shard: "2", From: 2, To: 3},
 			prepare: func(t *testing.T, apply func(any) *fsm.Result) {
 				mustOK(t, apply(&fsm.FinishAction{TaskID: "a", Term: 3, Status: fsm.StatusFailed, ErrorCode: "internal_error"}))
+			}, wantErr: fsm.ErrStepBusy},
+		{name: "once the holder ended and released, the pair is free", b: fsm.Step{Kind: fsm.StepMove, Shard: "2", From: 2, To: 3},
+			prepare: func(t *testing.T, apply func(any) *fsm.Result) {
+				mustOK(t, apply(&fsm.FinishAction{TaskID: "a", Term: 3, Status: fsm.StatusFailed, ErrorCode: "internal_error"}))
+				if r := apply(&fsm.ReleaseStep{TaskID: "a", Term: 2}); r.Err == nil {
+					t.Error("a release by an older term than the one that ended the action was accepted")
+				}
+				// A newer leader releases what a deposed one left held.
+				mustOK(t, apply(&fsm.ReleaseStep{TaskID: "a", Term: 4}))
 			}},
 	}
 	for _, c := range cases {
@@ -98,6 +107,9 @@ func TestBeginStep_RefusesAStaleWrite(t *testing.T) {
 		if r := apply(p); r.Err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	if r := apply(&fsm.ReleaseStep{TaskID: "a", Term: 3}); r.Err == nil {
+		t.Error("a release of a running action's hold was accepted")
 	}
 }
 

@@ -38,6 +38,7 @@ const (
 	CmdRotateNodeCert CommandType = 22
 	CmdSetShardStats  CommandType = 23
 	CmdBeginStep      CommandType = 24
+	CmdReleaseStep    CommandType = 25
 )
 
 // commandVersion is the second byte of every entry: the payload layout of that
@@ -109,6 +110,7 @@ var commands = []command{
 	cmd(CmdRotateNodeCert, "rotate_node_cert", plain((*State).applyRotateNodeCert)),
 	cmd(CmdSetShardStats, "set_shard_stats", plain((*State).applySetShardStats)),
 	cmd(CmdBeginStep, "begin_step", plain((*State).applyBeginStep)),
+	cmd(CmdReleaseStep, "release_step", plain((*State).applyReleaseStep)),
 }
 
 var (

@@ -31,6 +31,7 @@ func TestCommandType_NumbersNeverChange(t *testing.T) {
 		{fsm.CmdDeleteSnapshot, 11, "delete_snapshot", &fsm.DeleteSnapshot{}},
 		{fsm.CmdSetShardStats, 23, "set_shard_stats", &fsm.SetShardStats{}},
 		{fsm.CmdBeginStep, 24, "begin_step", &fsm.BeginStep{}},
+		{fsm.CmdReleaseStep, 25, "release_step", &fsm.ReleaseStep{}},
 	}
 	for _, tc := range cases {
 		if byte(tc.typ) != tc.number {

@@ -209,6 +209,9 @@ var goldenEntries = []struct {
 		{UID: "2", Status: fsm.ShardSyncing, UsedMemory: 1048576, Keys: 12},
 		{UID: "3", Status: fsm.ShardDown},
 	}}},
+	// The maintenance_off is still running: its step's hold is its own
+	// until it ends, so a release is refused.
+	{"25_release_step.bin", &fsm.ReleaseStep{TaskID: "6a1f8d7b-2e3c-4d4e-8f90-1b2c3d4e5f60", Term: 3}},
 }
 
 // goldenRefused holds, by file, the error code of golden entries that Apply
@@ -216,6 +219,7 @@ var goldenEntries = []struct {
 // code: a refusal is part of where the log leads as much as a change is.
 var goldenRefused = map[string]string{
 	"11_delete_snapshot.bin": "snapshot_not_found",
+	"25_release_step.bin":    "stale_term",
 }
 
 // goldenState is the layout of state.json.
@@ -240,7 +244,7 @@ func TestGolden_DecodeAndApply(t *testing.T) {
 		fsm.CmdDeleteUser, fsm.CmdSetNodeStatus, fsm.CmdCreateBDB, fsm.CmdDeleteBDB, fsm.CmdUpdatePolicy,
 		fsm.CmdUpdateNode, fsm.CmdDeleteSnapshot, fsm.CmdSubmitAction, fsm.CmdClaimAction, fsm.CmdPlanAction,
 		fsm.CmdStepDone, fsm.CmdFinishAction, fsm.CmdCancelAction, fsm.CmdRetargetStep, fsm.CmdSetWaiting,
-		fsm.CmdCheckpoint, fsm.CmdSetNodeCerts, fsm.CmdRotateNodeCert, fsm.CmdSetShardStats, fsm.CmdBeginStep} {
+		fsm.CmdCheckpoint, fsm.CmdSetNodeCerts, fsm.CmdRotateNodeCert, fsm.CmdSetShardStats, fsm.CmdBeginStep, fsm.CmdReleaseStep} {
 		if !seen[typ] {
 			t.Errorf("no golden file holds a %s entry", typ)
 		}

@@ -56,10 +56,16 @@ func (c *cluster) checkData(ctx context.Context, mon *monitor, w io.Writer) []st
 		byUID[s.UID] = s
 	}
 	windows = append(windows, mon.stepWindows(byUID)...)
-	// The same once more for those no nemesis overlapped: what the action
+	// The same once more for those no fault overlapped: what the action
 	// or step itself cost.
+	var faults []window
+	for _, r := range c.nemesisRuns {
+		if r.kind != calm {
+			faults = append(faults, r)
+		}
+	}
 	for _, w := range windows {
-		if w.kind == "whole run" || slices.Contains(allNemeses, w.kind) || overlapsAny(w, c.nemesisRuns) {
+		if w.kind == "whole run" || slices.Contains(allNemeses, w.kind) || overlapsAny(w, faults) {
 			continue
 		}
 		w.kind += quiet
@@ -96,7 +102,7 @@ func (c *cluster) checkData(ctx context.Context, mon *monitor, w io.Writer) []st
 	return problems
 }
 
-// quiet marks a row of the windows no nemesis overlapped.
+// quiet marks a row of the windows no fault overlapped.
 const quiet = ", no nemesis"
 
 func overlapsAny(w window, runs []window) bool {

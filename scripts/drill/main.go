@@ -42,7 +42,7 @@ type config struct {
 }
 
 var allNemeses = []string{"kill-leader", "kill-random", "partition-leader", "partition-minority", "rolling-restart", "full-restart", "remove-rejoin", "remove-fail",
-	"pause-leader", "pause-target", "term-restart", "term-all", "disk-full", "bitflip", "kill-cnmd-only", "kill-redis-server"}
+	"pause-leader", "pause-target", "term-restart", "term-all", "disk-full", "bitflip", "kill-cnmd-only", "kill-redis-server", calm}
 
 func main() {
 	var c config

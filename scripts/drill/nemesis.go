@@ -50,7 +50,13 @@ var nemesisByName = map[string]func(f *fault) error{
 	"full-restart":       func(f *fault) error { return f.c.restartAll(f.ctx, false) },
 	"kill-cnmd-only":     (*fault).killCnmdOnly,
 	"kill-redis-server":  (*fault).killRedisServer,
+	calm:                 func(f *fault) error { f.pause(5 * time.Second); return nil },
 }
+
+// calm is the nemesis of no fault: for 5 to 10 s the clients' actions run
+// alone, so that what they cost by themselves (a switch-over's write gap)
+// is measured apart from what the faults cost.
+const calm = "calm"
 
 // nemesis applies one fault and repairs it; an error is a violation of the
 // cluster's promises (no new leader in time, a node that does not recover).
