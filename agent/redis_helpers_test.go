@@ -21,7 +21,7 @@ import (
 )
 
 // needRedis skips a test when redis-server is not installed.
-func needRedis(t *testing.T) {
+func needRedis(t testing.TB) {
 	t.Helper()
 	// A failure, not a skip: a missing install must not pass for green
 	// (make test runs make deps, which installs it).
@@ -33,7 +33,7 @@ func needRedis(t *testing.T) {
 // testPorts is a range of 40 ports for one test, starting at a port the
 // system just handed out: another test's range, or a long-lived listener,
 // is unlikely to be there, and the backend skips ports in use anyway.
-func testPorts(t *testing.T) (low, high int) {
+func testPorts(t testing.TB) (low, high int) {
 	t.Helper()
 	// Below the kernel's ephemeral range (32768 and up), so that no
 	// outgoing connection of another test takes a port of the range
@@ -69,7 +69,7 @@ type redisOpts struct {
 
 // newRedisBackend returns a RedisBackend whose shard processes are all
 // killed when the test ends, also when it fails.
-func newRedisBackend(t *testing.T, o redisOpts) *agent.RedisBackend {
+func newRedisBackend(t testing.TB, o redisOpts) *agent.RedisBackend {
 	t.Helper()
 	needRedis(t)
 	if o.dir == "" {
@@ -136,7 +136,7 @@ func shardPID(t *testing.T, dir, uid string) int {
 	return pids[len(pids)-1]
 }
 
-func redisInfo(t *testing.T, b *agent.RedisBackend, uid string) agent.Info {
+func redisInfo(t testing.TB, b *agent.RedisBackend, uid string) agent.Info {
 	t.Helper()
 	info, err := b.Info(uid)
 	if err != nil {
@@ -151,7 +151,7 @@ func client(t *testing.T, b *agent.RedisBackend, uid string) *redis.Client {
 	return dialAddr(t, shardAddr(t, b, uid))
 }
 
-func shardAddr(t *testing.T, b *agent.RedisBackend, uid string) string {
+func shardAddr(t testing.TB, b *agent.RedisBackend, uid string) string {
 	t.Helper()
 	info := redisInfo(t, b, uid)
 	if info.Port == 0 {
