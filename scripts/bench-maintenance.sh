@@ -566,8 +566,8 @@ $(rows)
 Where the action's time went, from the logs of cnmd and of the shards' \`redis-server\`
 (moves run one at a time; a move's replica start-up is its process's start to
 \`Connecting to MASTER\`, the load of the full sync from \`Loading DB in memory\` to its end
-(the replica keeps the received RDB on disk, then loads it; \`--rdb\` only writes the
-file), its switch-over from the end of the sync to cnmd's \`copied shard\`;
+(a new replica is empty and loads the stream as it arrives, \`repl-diskless-load
+on-empty-db\`, so the load spans most of the sync; \`--rdb\` only writes the file), its switch-over from the end of the sync to cnmd's \`copied shard\`;
 between moves are the step's commit, the drop of the source and the next move's checks):
 
 | action | action time | before the first move | replica start-up | full sync | of which the replica's load | sync end to switched over | between moves | after the last move |
