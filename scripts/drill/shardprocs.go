@@ -461,5 +461,45 @@ func (f *fault) killRedisServer() error {
 		return nil
 	}
 	fmt.Printf("drill:   shard %s back as pid %d after %s\n", v.p.uid, back.pid, time.Since(killed).Round(time.Millisecond))
+	if v.p.role != "master" {
+		return nil
+	}
+	// A killed master comes back as a replica of its replica and copies
+	// everything back before it takes its role again: the nemesis lasts
+	// until then, so that the write gap of its recovery is its own, not
+	// that of the actions after it. Another action may switch the pair
+	// meanwhile: a master that does not lead again within the bound is
+	// only reported.
+	if err := poll(f.ctx, recoverBound, func() error { return leads(v.n.host, back.port) }); err != nil {
+		fmt.Printf("drill:   shard %s did not lead again within %s: %v\n", v.p.uid, recoverBound, err)
+		return nil
+	}
+	fmt.Printf("drill:   shard %s leads again after %s\n", v.p.uid, time.Since(killed).Round(time.Millisecond))
+	return nil
+}
+
+// recoverBound is how long a killed master's recovery is waited for.
+const recoverBound = 30 * time.Second
+
+// leads is nil once the process at host:port answers INFO replication as a
+// master.
+func leads(host string, port int) error {
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(port)), time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := conn.Write([]byte("INFO replication\r\n")); err != nil {
+		return err
+	}
+	buf := make([]byte, 4096)
+	n, err := conn.Read(buf)
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(buf[:n], []byte("role:master")) {
+		return errors.New("it answers as a replica")
+	}
 	return nil
 }
