@@ -71,7 +71,7 @@ func follow(ctx context.Context, c *client, t target, v view) ([]byte, error) {
 			return nil, err
 		}
 		if resp.status != http.StatusOK {
-			return resp.body, fmt.Errorf("start %s on node %s: HTTP %d %s", t.action, t.node, resp.status, http.StatusText(resp.status))
+			return resp.body, fmt.Errorf("start %s on node %s: %w", t.action, t.node, httpError(http.MethodPost, base, resp))
 		}
 		var a actionState
 		if err := json.Unmarshal(resp.body, &a); err != nil || a.TaskID == "" {
@@ -129,9 +129,9 @@ func follow(ctx context.Context, c *client, t target, v view) ([]byte, error) {
 				return last, nil
 			}
 			if a.ErrorCode != "" {
-				return last, fmt.Errorf("%s of node %s %s: %s: %s", t.action, t.node, a.Status, a.ErrorCode, a.ErrorMessage)
+				return last, actionEnded{fmt.Errorf("%s of node %s %s: %s: %s", t.action, t.node, a.Status, a.ErrorCode, a.ErrorMessage)}
 			}
-			return last, fmt.Errorf("%s of node %s %s", t.action, t.node, a.Status)
+			return last, actionEnded{fmt.Errorf("%s of node %s %s", t.action, t.node, a.Status)}
 		}
 		if i := resp.header.Get("X-Cnm-Index"); i != "" {
 			index = i
@@ -160,7 +160,7 @@ func newView(mode string, w io.Writer) (view, error) {
 	case "none":
 		return noView{}, nil
 	}
-	return nil, fmt.Errorf("-progress must be auto, bar, lines or none, got %q", mode)
+	return nil, fmt.Errorf("--progress must be auto, bar, lines or none, got %q", mode)
 }
 
 // barView redraws one progress bar in place: for terminals. The bar counts

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,7 +133,8 @@ func TestFollow_ShowsProgressUntilTheActionEnds(t *testing.T) {
 			defer srv.Close()
 			var out, errs bytes.Buffer
 			env := map[string]string{"CNM_URL": srv.URL, "CNM_PASSWORD": "pw"}
-			err := run(t.Context(), tc.args, func(k string) string { return env[k] }, &out, &errs)
+			// JSON: the last action object itself (a table is the default).
+			err := run(t.Context(), append(slices.Clone(tc.args), "-o", "json"), func(k string) string { return env[k] }, &out, &errs)
 			if tc.wantErr == "" && err != nil {
 				t.Fatalf("run: %v", err)
 			}
