@@ -80,6 +80,8 @@ func peerHandler(pr peer.Route) handler {
 func (s *Server) routeTable() []route {
 	rs := []route{
 		mk("GET", "/v1/ping", "", public, s.ping),
+		// The API's description is no secret.
+		mk("GET", "/v1/openapi.json", "", public, s.openAPI),
 		mk("GET", "/metrics", PermViewClusterInfo, local, s.serveMetrics),
 		// Clients poll the setup without credentials, before and after it
 		// completes; it shows nothing secret.

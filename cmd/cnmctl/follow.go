@@ -196,15 +196,25 @@ func (b *barView) done() {
 	_, _ = io.WriteString(b.w, "\n")
 }
 
-// lineView prints a line whenever the status, progress or last event
-// changes: for logs and pipes, where a redrawn bar would be noise.
+// lineView prints a line for every new event of the action (every step
+// done, also those that landed between two reads), and one whenever the
+// status or progress changes: for logs and pipes, where a redrawn bar
+// would be noise.
 type lineView struct {
 	w    io.Writer
 	last string
+	seen int // events printed
 }
 
 func (l *lineView) update(a actionState) {
-	line := fmt.Sprintf("%-10s %5.1f%%  %s", a.Status, a.Progress, a.lastEvent())
+	evs := a.AdditionalInfo.Events
+	for ; l.seen < len(evs); l.seen++ {
+		l.print(fmt.Sprintf("%-10s %5.1f%%  %s", a.Status, a.Progress, evs[l.seen].Message))
+	}
+	l.print(fmt.Sprintf("%-10s %5.1f%%  %s", a.Status, a.Progress, a.lastEvent()))
+}
+
+func (l *lineView) print(line string) {
 	if line != l.last {
 		l.last = line
 		fmt.Fprintln(l.w, line)

@@ -61,6 +61,17 @@ func (s *actionServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// actEvents is an action whose events so far are events.
+func actEvents(task, status string, progress float64, events ...string) scripted {
+	sc := act(task, status, progress, "")
+	var evs []map[string]any
+	for _, e := range events {
+		evs = append(evs, map[string]any{"time": 1, "message": e})
+	}
+	sc.action["additional_info"] = map[string]any{"events": evs}
+	return sc
+}
+
 func act(task, status string, progress float64, event string) scripted {
 	a := map[string]any{"task_id": task, "status": status, "progress": progress,
 		"additional_info": map[string]any{"events": []map[string]any{{"time": 1, "message": event}}}}
@@ -118,6 +129,20 @@ func TestFollow_ShowsProgressUntilTheActionEnds(t *testing.T) {
 			wantErr:   "was removed from the cluster",
 			wantLines: []string{"running     50.0%  moving"},
 			wantGets:  2,
+		},
+		{
+			// Two steps landed between two reads: both are printed.
+			name: "every step is printed, also those done between two reads",
+			args: []string{"-progress", "lines", "watch", "2", "maintenance_on"},
+			script: []scripted{
+				actEvents("t4", "running", 25, "planned 4 steps", "step 1/4: snapshot"),
+				actEvents("t4", "running", 75, "planned 4 steps", "step 1/4: snapshot", "step 2/4: stop accepting shards", "step 3/4: shard 2 moved"),
+				actEvents("t4", "completed", 100, "planned 4 steps", "step 1/4: snapshot", "step 2/4: stop accepting shards", "step 3/4: shard 2 moved", "step 4/4: shard 4 moved", "completed"),
+			},
+			wantLines: []string{"running     25.0%  planned 4 steps", "running     25.0%  step 1/4: snapshot",
+				"running     75.0%  step 2/4: stop accepting shards", "running     75.0%  step 3/4: shard 2 moved",
+				"completed  100.0%  step 4/4: shard 4 moved", "completed  100.0%  completed"},
+			wantGets: 3,
 		},
 		{
 			name:    "a refused start is an error, and nothing is followed",
