@@ -49,6 +49,9 @@ type Executor struct {
 	// CallTimeout caps each small agent call (Info, Drop); zero means
 	// DefaultCallTimeout. Copies are bounded by the action's budget only.
 	CallTimeout time.Duration
+	// Metrics, if set, record each committed step's time and the bytes
+	// each move copied.
+	Metrics *StepMetrics
 }
 
 // DefaultCallTimeout caps an agent call that moves no shard data.

@@ -309,6 +309,7 @@ func (r *actionRun) commit(ctx context.Context, t *turn, st fsm.Step, msg string
 	if _, err := e.apply(ctx, &fsm.StepDone{TaskID: r.id, Term: r.term, Index: a.Done, Time: e.Now().Unix(), Message: msg, ElapsedMS: elapsed.Milliseconds()}); err != nil {
 		return r.refused(ctx, a, st, err)
 	}
+	e.Metrics.stepDone(st.Kind, elapsed)
 	// The next step is measured from here; what is left of this one's
 	// measure below a millisecond stays with the next.
 	r.stepStart = r.stepStart.Add(time.Duration(elapsed.Milliseconds()) * time.Millisecond)

@@ -81,9 +81,11 @@ func (e *Executor) move(ctx context.Context, t *turn, st fsm.Step) (string, erro
 		if ferr != nil {
 			return fmt.Errorf("node %d: %w", st.From, ferr)
 		}
-		if _, err := e.Agents.Copy(ctx, dst, m.spec, src, agent.Op{TaskID: a.TaskID, Step: a.Done, Term: a.Term}); err != nil {
+		info, err := e.Agents.Copy(ctx, dst, m.spec, src, agent.Op{TaskID: a.TaskID, Step: a.Done, Term: a.Term})
+		if err != nil {
 			return fmt.Errorf("node %d: %w", st.To, err)
 		}
+		e.Metrics.moved(info.Size)
 		copied = true
 		return nil
 	})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"cnm/agent"
+	"cnm/cluster"
 	"cnm/httpapi"
 	"cnm/peer"
 	"cnm/pki"
@@ -37,6 +38,8 @@ type Node struct {
 	agent *agent.Agent
 	gate  *agentGate
 	id    *pki.Identity
+	// steps are the executor's metrics, served with the API's.
+	steps *cluster.StepMetrics
 	// peerHTTP carries every node-to-node call (peers and agents).
 	peerHTTP *http.Client
 	srv      *http.Server
@@ -88,7 +91,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, served: make(chan error, 1), removed: make(chan struct{}),
+	n := &Node{cfg: cfg, log: log, served: make(chan error, 1), removed: make(chan struct{}), steps: cluster.NewStepMetrics(),
 		restart: make(chan struct{}), started: time.Now()}
 	if err := n.open(mat); err != nil {
 		return nil, err

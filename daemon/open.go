@@ -75,7 +75,7 @@ func (n *Node) openAPI() (*catchUp, error) {
 		Raft: n.raft, Peers: n.peers, Hold: cfg.Hold, BcryptCost: cfg.BcryptCost,
 		Version: Version, APIAddr: cfg.APIAddr, RaftAddr: cfg.RaftAddr, Logger: cfg.Logger,
 		Agent: n.gate.wrap(n.agent.Handler()), AgentPrefix: agent.Prefix,
-		PeerCheck: n.id.VerifiedPeer, CertLifetime: cfg.CertLifetime,
+		PeerCheck: n.id.VerifiedPeer, CertLifetime: cfg.CertLifetime, Collectors: n.steps.Collectors(),
 	})
 	return cu, n.serveAPI(apiTLS)
 }
@@ -168,7 +168,7 @@ func (n *Node) leaderLoop() *cluster.LeaderLoop {
 			Self: cfg.UID, FSM: r.FSM(), Probe: n.peers, Raft: r, Started: n.started,
 			Interval: cfg.DownAfter / 6, DownAfter: cfg.DownAfter, Log: cfg.Logger.With("component", "liveness"),
 		},
-		&cluster.Executor{FSM: r.FSM(), Raft: r, Agents: agent.NewClient(n.peerHTTP),
+		&cluster.Executor{FSM: r.FSM(), Raft: r, Agents: agent.NewClient(n.peerHTTP), Metrics: n.steps,
 			Log: cfg.Logger.With("component", "executor", "node_uid", cfg.UID)},
 		&cluster.Checkpointer{FSM: r.FSM(), Raft: r, Interval: cfg.CheckpointInterval,
 			Log: cfg.Logger.With("component", "checkpointer")},

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
 	"cnm/control"
@@ -31,8 +32,11 @@ type Raft interface {
 
 // Config configures a Server.
 type Config struct {
-	Raft  Raft
-	Peers *peer.Client
+	Raft Raft
+	// Collectors are more metrics of this node for GET /metrics (the
+	// executor's).
+	Collectors []prometheus.Collector
+	Peers      *peer.Client
 	// Hold is how long a request waits for a leader before 503 no_quorum.
 	Hold time.Duration
 	// BcryptCost for new password hashes (tests lower it).
@@ -69,6 +73,7 @@ const (
 
 // Server is the REST API of one node.
 type Server struct {
+	collectors []prometheus.Collector
 	raft       Raft
 	fsm        *fsm.FSM
 	peers      *peer.Client
@@ -137,7 +142,7 @@ func New(cfg Config) *Server {
 		version: cfg.Version, apiAddr: cfg.APIAddr, raftAddr: cfg.RaftAddr, started: time.Now(),
 		log:   cfg.Logger.With("component", "api", "node_uid", cfg.Raft.ID()),
 		agent: cfg.Agent, agentPrefix: cfg.AgentPrefix, stopping: make(chan struct{}),
-		checker: peer.Checker{Check: cfg.PeerCheck},
+		checker: peer.Checker{Check: cfg.PeerCheck}, collectors: cfg.Collectors,
 	}
 	s.metrics = newMetrics(s)
 	s.ctl = control.New(cfg.Raft, s.fsm, cfg.BcryptCost, func(d time.Duration) { s.metrics.apply.Observe(d.Seconds()) })
