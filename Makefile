@@ -8,8 +8,8 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || ! command -v sudo >/dev/null 2>&1 || ec
 # Wait (up to 5 min) for another apt or dpkg process to let go of its lock instead of failing.
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300
 # Commands the scripts and the race detector need, and the Debian packages that bring them.
-TOOLS := jq curl shellcheck gcc iptables redis-server redis-cli
-PACKAGES := jq curl shellcheck gcc libc6-dev iptables redis-server redis-tools
+TOOLS := jq curl shellcheck gcc iptables redis-server redis-cli chromium
+PACKAGES := jq curl shellcheck gcc libc6-dev iptables redis-server redis-tools chromium
 
 .PHONY: deps build run down test lint bench clean drill fuzz
 

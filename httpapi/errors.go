@@ -19,6 +19,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		fe = errInternal
 	}
+	if fe.Status() == http.StatusUnauthorized && r.Header.Get("X-Requested-With") == "XMLHttpRequest" {
+		// A script's request (the web view's sign-in): a Basic challenge
+		// would make the browser prompt for credentials itself.
+		writeJSON(w, http.StatusUnauthorized, fe)
+		return
+	}
 	writeAPIError(w, fe, s.hold)
 }
 

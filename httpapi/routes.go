@@ -151,6 +151,9 @@ func (s *Server) routes() {
 			m.Handle(rt.path, s.metrics.instrument(rt.path, s.serve(rt))).Methods(rt.method)
 		}
 	}
+	// The web view's files; /ui goes to /ui/.
+	m.Handle("/ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
+	m.PathPrefix("/ui/").Handler(s.metrics.instrument("/ui/", uiHandler()))
 	if s.agent != nil {
 		m.PathPrefix(s.agentPrefix + "/").Handler(s.metrics.instrument(s.agentPrefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !s.checker.Allows(r) {
