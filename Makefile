@@ -38,8 +38,11 @@ deps:
 	fi
 	$(GO) mod download
 
+# cnmctl --version says which tree it was built from.
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+
 build:
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -ldflags "-X main.buildVersion=$(VERSION)" -o bin/ ./cmd/...
 
 run: deps build
 	scripts/cluster.sh up 3

@@ -279,18 +279,9 @@ func TestExecutor_CancelAfterARefusedCommitTakesTheCopyBack(t *testing.T) {
 // runs.
 func TestExecutor_ReleasesTheHoldADeposedLeaderLeft(t *testing.T) {
 	f, r, ag := executorCluster(t, "node1/2", "node2/1")
-	for _, p := range []any{
-		submit("other", fsm.ActionEnslaveNode, 3),
-		&fsm.ClaimAction{TaskID: "other", Term: 5, Leader: 3},
-		&fsm.PlanAction{TaskID: "other", Term: 5, Steps: []fsm.Step{{Kind: fsm.StepFailover, Shard: "1"}}},
-		&fsm.BeginStep{TaskID: "other", Term: 5, Index: 0},
+	otherHoldsShard1(t, f,
 		&fsm.FinishAction{TaskID: "other", Term: 5, Status: fsm.StatusFailed, ErrorCode: "internal_error"},
-		submit("task", fsm.ActionMaintenanceOn, 2),
-	} {
-		if res := applyTo(t, f, p); res.Err != nil {
-			t.Fatalf("%T: %v", p, res.Err)
-		}
-	}
+		submit("task", fsm.ActionMaintenanceOn, 2))
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Executor{FSM: f, Raft: r, Agents: ag, Log: slog.New(slog.DiscardHandler)}
 	done := make(chan struct{})
@@ -364,16 +355,7 @@ func TestExecutor_RemoveRefusesANodeThatStillHostsShards(t *testing.T) {
 // on once the other action ends.
 func TestExecutor_StepWaitsWhileAnotherActionSwitchesTheSamePair(t *testing.T) {
 	f, r, ag := executorCluster(t, "node1/2", "node2/1")
-	for _, p := range []any{
-		submit("other", fsm.ActionEnslaveNode, 3),
-		&fsm.ClaimAction{TaskID: "other", Term: 5, Leader: 3},
-		&fsm.PlanAction{TaskID: "other", Term: 5, Steps: []fsm.Step{{Kind: fsm.StepFailover, Shard: "1"}}},
-		&fsm.BeginStep{TaskID: "other", Term: 5, Index: 0},
-	} {
-		if res := applyTo(t, f, p); res.Err != nil {
-			t.Fatalf("%T: %v", p, res.Err)
-		}
-	}
+	otherHoldsShard1(t, f)
 	ctx := runExecutor(t, f, r, ag, fsm.ActionMaintenanceOn, 2)
 
 	a := waitAction(t, f, "task", func(a *fsm.Action) bool { return a.Waiting != "" || fsm.Terminal(a.Status) })
@@ -416,4 +398,20 @@ func TestExecutor_StepWaitsWhileAnotherActionSwitchesTheSamePair(t *testing.T) {
 			t.Errorf("%d masters of the pair, want 1", masters)
 		}
 	})
+}
+
+// otherHoldsShard1 puts into f an enslave_node of node 3, led at term 5
+// elsewhere, whose failover of shard 1 has begun, then the entries then.
+func otherHoldsShard1(t *testing.T, f *fsm.FSM, then ...any) {
+	t.Helper()
+	for _, p := range append([]any{
+		submit("other", fsm.ActionEnslaveNode, 3),
+		&fsm.ClaimAction{TaskID: "other", Term: 5, Leader: 3},
+		&fsm.PlanAction{TaskID: "other", Term: 5, Steps: []fsm.Step{{Kind: fsm.StepFailover, Shard: "1"}}},
+		&fsm.BeginStep{TaskID: "other", Term: 5, Index: 0},
+	}, then...) {
+		if res := applyTo(t, f, p); res.Err != nil {
+			t.Fatalf("%T: %v", p, res.Err)
+		}
+	}
 }

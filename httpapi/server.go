@@ -171,6 +171,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.badPath.ServeHTTP(hw, r)
 		return
 	}
+	if s.crossNode(hw, r) {
+		return
+	}
 	if s.removed.Load() && r.URL.Path != "/v1/ping" {
 		s.writeError(hw, r, fsm.ErrNotAMember.With("this node was removed from the cluster"))
 		return

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -47,6 +48,46 @@ func TestUI_ServesTheViewAndNoChallengeToItsScript(t *testing.T) {
 			}
 			if c.status == 200 && !strings.Contains(w.Header().Get("Content-Security-Policy"), "default-src 'self'") {
 				t.Errorf("no content security policy: %q", w.Header().Get("Content-Security-Policy"))
+			}
+		})
+	}
+}
+
+// A page of a node's origin may call any node (the web view carrying on
+// through another node); no other origin gets CORS headers.
+func TestCrossNode_OnlyTheNodesOwnOriginsMayCall(t *testing.T) {
+	e := newEnv(t)
+	var nodes []struct {
+		APIAddr string `json:"api_addr"`
+	}
+	if err := json.Unmarshal(e.call("admin", "GET", "/v1/nodes", "").Body.Bytes(), &nodes); err != nil || len(nodes) == 0 {
+		t.Fatalf("nodes: %v", err)
+	}
+	node := "https://" + nodes[0].APIAddr
+	cases := []struct {
+		name, method, origin, preflight string
+		status                          int
+		allowed                         bool
+	}{
+		{name: "a node's page", method: "GET", origin: node, status: 200, allowed: true},
+		{name: "a node's page's preflight", method: "OPTIONS", origin: node, preflight: "POST", status: 204, allowed: true},
+		{name: "another site", method: "GET", origin: "https://evil.example", status: 200},
+		{name: "another site's preflight", method: "OPTIONS", origin: "https://evil.example", preflight: "POST", status: 405},
+		{name: "a node's address over http", method: "GET", origin: "http://" + nodes[0].APIAddr, status: 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.request("admin", c.method, "/v1/nodes", "")
+			r.Header.Set("Origin", c.origin)
+			if c.preflight != "" {
+				r.Header.Set("Access-Control-Request-Method", c.preflight)
+			}
+			w := e.serve(r)
+			if w.Code != c.status {
+				t.Errorf("status %d, want %d", w.Code, c.status)
+			}
+			if got := w.Header().Get("Access-Control-Allow-Origin") == c.origin; got != c.allowed {
+				t.Errorf("allowed: %v (%q), want %v", got, w.Header().Get("Access-Control-Allow-Origin"), c.allowed)
 			}
 		})
 	}

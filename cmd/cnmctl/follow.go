@@ -22,21 +22,7 @@ type target struct {
 	params string
 }
 
-// actionState is the part of an action object (SPEC §3.1) cnmctl shows.
-type actionState struct {
-	TaskID         string  `json:"task_id"`
-	Status         string  `json:"status"`
-	Progress       float64 `json:"progress"`
-	ErrorCode      string  `json:"error_code"`
-	ErrorMessage   string  `json:"error_message"`
-	AdditionalInfo struct {
-		Events []struct {
-			Message string `json:"message"`
-		} `json:"events"`
-	} `json:"additional_info"`
-}
-
-func (a *actionState) lastEvent() string {
+func (a *actionObj) lastEvent() string {
 	if ev := a.AdditionalInfo.Events; len(ev) > 0 {
 		return ev[len(ev)-1].Message
 	}
@@ -73,7 +59,7 @@ func follow(ctx context.Context, c *client, t target, v view) ([]byte, error) {
 		if resp.status != http.StatusOK {
 			return resp.body, fmt.Errorf("start %s on node %s: %w", t.action, t.node, httpError(http.MethodPost, base, resp))
 		}
-		var a actionState
+		var a actionObj
 		if err := json.Unmarshal(resp.body, &a); err != nil || a.TaskID == "" {
 			return resp.body, fmt.Errorf("start %s on node %s: the answer names no task", t.action, t.node)
 		}
@@ -114,7 +100,7 @@ func follow(ctx context.Context, c *client, t target, v view) ([]byte, error) {
 			continue
 		}
 		last = resp.body
-		var a actionState
+		var a actionObj
 		if err := json.Unmarshal(resp.body, &a); err != nil {
 			return last, fmt.Errorf("read %s of node %s: %w", t.action, t.node, err)
 		}
@@ -141,7 +127,7 @@ func follow(ctx context.Context, c *client, t target, v view) ([]byte, error) {
 
 // view shows an action's progress while it is followed.
 type view interface {
-	update(a actionState)
+	update(a actionObj)
 	done()
 }
 
@@ -181,7 +167,7 @@ func newBarView(w io.Writer) *barView {
 	)}
 }
 
-func (b *barView) update(a actionState) {
+func (b *barView) update(a actionObj) {
 	desc := a.Status
 	if e := a.lastEvent(); e != "" {
 		desc += ": " + e
@@ -206,7 +192,7 @@ type lineView struct {
 	seen int // events printed
 }
 
-func (l *lineView) update(a actionState) {
+func (l *lineView) update(a actionObj) {
 	evs := a.AdditionalInfo.Events
 	for ; l.seen < len(evs); l.seen++ {
 		l.print(fmt.Sprintf("%-10s %5.1f%%  %s", a.Status, a.Progress, evs[l.seen].Message))
@@ -225,8 +211,8 @@ func (*lineView) done() {}
 
 type noView struct{}
 
-func (noView) update(actionState) {}
-func (noView) done()              {}
+func (noView) update(actionObj) {}
+func (noView) done()            {}
 
 // errorCode is the error_code of an API error body, or "".
 func errorCode(body []byte) string {

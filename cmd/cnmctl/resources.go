@@ -59,6 +59,8 @@ type (
 		Name  string `json:"name"`
 		Role  string `json:"role"`
 	}
+	// actionObj is the part of an action object (docs/API.md §5.1) cnmctl
+	// shows and follows.
 	actionObj struct {
 		Action         string  `json:"action"`
 		NodeUID        string  `json:"node_uid"`

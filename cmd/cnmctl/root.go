@@ -78,9 +78,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return root.ExecuteContext(ctx)
 }
 
-// version is the build's module version and VCS revision, as go build
-// stamped them.
+// buildVersion is what make build stamps (-ldflags -X): git describe of
+// the tree it built.
+var buildVersion string
+
+// version is the stamped version, else the module version and VCS
+// revision go build recorded.
 func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"

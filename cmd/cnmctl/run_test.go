@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recorder answers every request as a cluster would, just enough for the
@@ -273,3 +276,70 @@ func TestRun_OutputFormats(t *testing.T) {
 		}
 	}
 }
+
+// completion scripts for the shells, and the version, need no cluster.
+func TestRun_CompletionAndVersion(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"completion", "bash"}, "__start_cnmctl"},
+		{[]string{"completion", "zsh"}, "#compdef cnmctl"},
+		{[]string{"completion", "fish"}, "complete -c cnmctl"},
+		{[]string{"--version"}, "cnmctl version "},
+		{[]string{"help", "exit-codes"}, "3  the followed action ended failed, aborted or cancelled"},
+		{[]string{"node", "maintenance", "on", "--help"}, "cnmctl node NODE maintenance on [flags]"},
+	}
+	for _, c := range cases {
+		var out, errs bytes.Buffer
+		if err := run(t.Context(), c.args, func(string) string { return "" }, &out, &errs); err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if !strings.Contains(out.String(), c.want) {
+			t.Errorf("%v printed %.200q, want it to hold %q", c.args, out.String(), c.want)
+		}
+	}
+}
+
+// Ctrl-C while following stops the watching only, and says how to watch
+// again and how to cancel the action.
+func TestRun_InterruptStopsWatchingAndSaysHowToCancel(t *testing.T) {
+	url, _ := scriptedServer(t, map[string]string{
+		"GET /v1/nodes/2/actions/remove": `{"task_id":"t1","status":"running","progress":40}`,
+	})
+	env := map[string]string{"CNM_URL": url, "CNM_PASSWORD": "pw", "HOME": t.TempDir()}
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, errs syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--progress", "lines", "watch", "2", "remove"}, func(k string) string { return env[k] }, &out, &errs)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(errs.String(), "running") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress shown: %q", errs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	err := <-done
+	if !errors.Is(err, context.Canceled) || exitCode(err) != exitError {
+		t.Fatalf("run: %v (exit %d), want context.Canceled, exit %d", err, exitCode(err), exitError)
+	}
+	if !strings.Contains(errs.String(), "cancel it: cnmctl action cancel 2 remove") {
+		t.Errorf("stderr %q does not say how to cancel", errs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

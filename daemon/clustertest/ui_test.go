@@ -190,4 +190,15 @@ func TestUI_MaintenanceOnThroughTheWebViewCarriesOnThroughALeaderKill(t *testing
 		chromedp.WaitVisible(fmt.Sprintf(`#nodes .node[data-node="%d"] .badge.maintenance`, target)),
 		chromedp.WaitVisible(`#nodes .badge.leader`))
 	screenshot(t, ctx, "in-maintenance")
+
+	// The node that served the page dies: the page reads another node,
+	// and shows the dead one down.
+	c.Kill(page)
+	within(t, ctx, 60*time.Second, "the page carries on through another node",
+		chromedp.WaitVisible(fmt.Sprintf(`#nodes .node.down[data-node="%d"]`, page)))
+	via := value(t, ctx, 5*time.Second, "read which node the page reads", chromedp.Text("#via"))
+	if !strings.HasPrefix(via, "via https://") || strings.Contains(via, c.Member(page).Cfg.APIAddr) {
+		t.Errorf("the page says %q, want another node's address", via)
+	}
+	screenshot(t, ctx, "served-by-another-node")
 }

@@ -9,6 +9,10 @@ const ui = {
   role: "",
   pending: null, // {node, action} the confirm dialog is about
   timer: 0,
+  index: "", // X-Cnm-Index of the last state drawn
+  base: "", // the node the page reads: "" for the one that served it
+  bases: [], // every node's API, to move on to when that one does not answer
+  watching: 0, // which refresh loop is current (a sign-out or sign-in starts another)
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -24,16 +28,37 @@ function el(tag, attrs, ...kids) {
   return e;
 }
 
-// api sends one request; an error answer throws with its description.
+// api sends one request; an error answer throws with its description. A
+// read that finds its node not answering (the node that served the page
+// died) goes to the next node, which the page then keeps to; a write is
+// not sent twice.
 async function api(method, path, body) {
-  const r = await fetch(path, {
-    method,
-    // X-Requested-With: a refused sign-in answers without the Basic
-    // challenge that would make the browser prompt by itself.
-    headers: { Authorization: "Basic " + ui.auth, "Content-Type": "application/json", "X-Requested-With": "XMLHttpRequest" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  const tries = method === "GET" ? [ui.base, ...ui.bases.filter((b) => b !== ui.base)] : [ui.base];
+  let r = null;
+  let lost = null;
+  for (const base of tries) {
+    try {
+      r = await fetch(base + path, {
+        method,
+        // X-Requested-With: a refused sign-in answers without the Basic
+        // challenge that would make the browser prompt by itself.
+        headers: { Authorization: "Basic " + ui.auth, "Content-Type": "application/json", "X-Requested-With": "XMLHttpRequest" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      lost = e;
+      continue;
+    }
+    if (base !== ui.base) {
+      ui.base = base;
+      $("#via").textContent = "via " + (base || "this node");
+    }
+    break;
+  }
+  if (!r) throw new Error("no node answers (" + (lost && lost.message) + ")");
   const text = await r.text();
+  const index = r.headers.get("X-Cnm-Index");
+  if (index) ui.lastIndex = index;
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
   if (!r.ok) {
@@ -70,6 +95,8 @@ async function loadPermissions() {
 function signOut() {
   sessionStorage.removeItem("cnm-auth");
   ui.auth = "";
+  ui.index = "";
+  ui.watching++;
   clearTimeout(ui.timer);
   $("#app").hidden = true;
   $("#who").replaceChildren();
@@ -88,31 +115,40 @@ function start() {
   refresh();
 }
 
-// refresh reads the cluster and draws it, then again soon. A read that
-// fails (no leader for a moment, a node down) is shown and tried again:
-// the page carries on through a leader change without a reload.
+// refresh reads the cluster and draws it, then waits with a blocking read
+// (?index=N&wait=...) until the cluster state moves on, and draws it
+// again: progress shows as it is made, without polling. A read that fails
+// (no leader for a moment, a node down) is shown and tried again, so the
+// page carries on through a leader change without a reload.
 async function refresh() {
   clearTimeout(ui.timer);
-  if (!ui.auth) return; // signed out meanwhile
-  try {
-    const [cluster, nodes, status, bdbs, shards, actions] = await Promise.all([
-      api("GET", "/v1/cluster"), api("GET", "/v1/nodes"), api("GET", "/v1/nodes/status"),
-      api("GET", "/v1/bdbs"), api("GET", "/v1/shards"), api("GET", "/v1/nodes/actions"),
-    ]);
-    if (!ui.auth) return;
-    draw(cluster, nodes, status, bdbs, shards, actions.actions);
-    $("#banner").hidden = true;
-  } catch (e) {
-    if (e.status === 401) return signOut();
-    $("#banner").textContent = "Waiting for the cluster: " + e.message;
-    $("#banner").hidden = false;
+  const loop = ++ui.watching;
+  while (ui.auth && loop === ui.watching) {
+    try {
+      if (ui.index) await api("GET", `/v1/nodes/actions?index=${ui.index}&wait=20s`);
+      if (loop !== ui.watching) return;
+      const [cluster, nodes, status, bdbs, shards, actions] = await Promise.all([
+        api("GET", "/v1/cluster"), api("GET", "/v1/nodes"), api("GET", "/v1/nodes/status"),
+        api("GET", "/v1/bdbs"), api("GET", "/v1/shards"), api("GET", "/v1/nodes/actions"),
+      ]);
+      if (!ui.auth || loop !== ui.watching) return;
+      ui.index = ui.lastIndex || "";
+      draw(cluster, nodes, status, bdbs, shards, actions.actions);
+      $("#banner").hidden = true;
+    } catch (e) {
+      if (e.status === 401) return signOut();
+      ui.index = "";
+      $("#banner").textContent = "Waiting for the cluster: " + e.message;
+      $("#banner").hidden = false;
+      await new Promise((ok) => { ui.timer = setTimeout(ok, 1000); });
+    }
   }
-  ui.timer = setTimeout(refresh, 700);
 }
 
 const hue = (bdb) => (bdb * 137) % 360;
 
 function draw(cluster, nodes, status, bdbs, shards, actions) {
+  ui.bases = nodes.map((n) => "https://" + n.api_addr).filter((b) => b !== location.origin);
   $("#cluster-name").textContent = cluster.name + (cluster.leader ? `, leader node ${cluster.leader}` : ", no leader");
   const running = {};
   for (const a of actions) if (!terminal(a.status)) running[a.node_uid] = a;
@@ -120,7 +156,7 @@ function draw(cluster, nodes, status, bdbs, shards, actions) {
     shards.filter((s) => s.node_uid === String(n.uid)), running[String(n.uid)]));
   $("#nodes").replaceChildren(...cards);
 
-  const rows = actions.sort((a, b) => (b.creation_time - a.creation_time) || (a.node_uid < b.node_uid ? -1 : 1)).map(actionRow);
+  const rows = actions.sort((a, b) => (b.creation_time - a.creation_time) || (a.node_uid < b.node_uid ? -1 : 1)).flatMap(actionRows);
   $("#actions tbody").replaceChildren(...rows);
   $("#no-actions").hidden = rows.length > 0;
 
@@ -154,6 +190,13 @@ function nodeCard(n, st, leader, shards, running) {
     el("div", { class: "facts" }, `${n.status} · ${n.api_addr} · ${gib(n.total_memory)} · ${shards.length}/${n.max_redis_servers} shards` +
       (n.accept_servers ? "" : " · accepts no shards")),
     grid, buttons);
+}
+
+// actionRows are an action's row and, below it, its latest events.
+function actionRows(a) {
+  const events = ((a.additional_info || {}).events || []).slice(-8);
+  return [actionRow(a), el("tr", { class: "events", "data-task": a.task_id },
+    el("td", { colSpan: 7 }, el("ol", {}, ...events.map((ev) => el("li", {}, ev.message)))))];
 }
 
 function actionRow(a) {

@@ -118,24 +118,34 @@ func gone(pid int) bool {
 
 // serves reports whether a shard answers PING where its record says.
 func serves(host string, port int) error {
-	conn, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(port)), time.Second)
+	reply, err := ask(host, port, "PING")
 	if err != nil {
 		return err
+	}
+	if !bytes.HasPrefix(reply, []byte("+PONG")) {
+		return fmt.Errorf("PING answered %q", bytes.TrimSpace(reply))
+	}
+	return nil
+}
+
+// ask sends one inline command to the process at host:port and returns
+// the start of its reply (what one read brings, up to 4 KiB).
+func ask(host string, port int, cmd string) ([]byte, error) {
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(port)), time.Second)
+	if err != nil {
+		return nil, err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return err
+	if _, err := conn.Write([]byte(cmd + "\r\n")); err != nil {
+		return nil, err
 	}
-	buf := make([]byte, 64)
+	buf := make([]byte, 4096)
 	n, err := conn.Read(buf)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if !bytes.HasPrefix(buf[:n], []byte("+PONG")) {
-		return fmt.Errorf("PING answered %q", bytes.TrimSpace(buf[:n]))
-	}
-	return nil
+	return buf[:n], nil
 }
 
 // becomeSubreaper makes the drill the reaper of its descendants' orphans,
@@ -484,21 +494,11 @@ const recoverBound = 30 * time.Second
 // leads is nil once the process at host:port answers INFO replication as a
 // master.
 func leads(host string, port int) error {
-	conn, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(port)), time.Second)
+	reply, err := ask(host, port, "INFO replication")
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := conn.Write([]byte("INFO replication\r\n")); err != nil {
-		return err
-	}
-	buf := make([]byte, 4096)
-	n, err := conn.Read(buf)
-	if err != nil {
-		return err
-	}
-	if !bytes.Contains(buf[:n], []byte("role:master")) {
+	if !bytes.Contains(reply, []byte("role:master")) {
 		return errors.New("it answers as a replica")
 	}
 	return nil
