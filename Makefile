@@ -51,7 +51,8 @@ down:
 	scripts/cluster.sh down
 
 test: deps
-	$(GO) test -race -count=1 -timeout 30m ./...
+	@# The browser test's screenshots stay in .test-output/ui.
+	CNM_UI_SHOTS=$(CURDIR)/.test-output/ui $(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory lint
 	scripts/cluster-test.sh
 	scripts/smoke.sh
@@ -94,4 +95,4 @@ bench: build
 
 clean:
 	@if [ -d .cluster ]; then CNM_DIR=.cluster scripts/cluster.sh down; fi
-	rm -rf bin/ .cluster/
+	rm -rf bin/ .cluster/ .test-output/

@@ -67,12 +67,22 @@ func value[T any](t *testing.T, ctx context.Context, d time.Duration, what strin
 }
 
 // screenshot saves the page under the test's artifacts (go test
-// -artifacts), and as docs/ui.png when CNM_UI_SCREENSHOT names it.
+// -artifacts), in CNM_UI_SHOTS when it names a directory (make test's
+// .test-output/ui), and as docs/ui.png when CNM_UI_SCREENSHOT names it.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	png := value(t, ctx, 10*time.Second, "screenshot "+name, chromedp.FullScreenshot(100))
-	if err := os.WriteFile(filepath.Join(t.ArtifactDir(), name+".png"), png, 0o644); err != nil {
-		t.Fatal(err)
+	dirs := []string{t.ArtifactDir()}
+	if d := os.Getenv("CNM_UI_SHOTS"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		if err := os.WriteFile(filepath.Join(d, name+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if p := os.Getenv("CNM_UI_SCREENSHOT"); p != "" && name == "in-maintenance" {
 		if err := os.WriteFile(p, png, 0o644); err != nil {
@@ -190,6 +200,18 @@ func TestUI_MaintenanceOnThroughTheWebViewCarriesOnThroughALeaderKill(t *testing
 		chromedp.WaitVisible(fmt.Sprintf(`#nodes .node[data-node="%d"] .badge.maintenance`, target)),
 		chromedp.WaitVisible(`#nodes .badge.leader`))
 	screenshot(t, ctx, "in-maintenance")
+
+	// maintenance_off, cancelled from the page while it moves the shards
+	// back: the row ends cancelled, and its button goes.
+	within(t, ctx, 20*time.Second, "start maintenance_off",
+		chromedp.Click(fmt.Sprintf(`#nodes button[data-node="%d"][data-action="maintenance_off"]`, target)),
+		chromedp.WaitVisible("#plan li"),
+		chromedp.Click("#confirm-go"),
+		chromedp.WaitVisible(`#actions tr[data-status="running"] button.cancel`))
+	within(t, ctx, 60*time.Second, "cancel it",
+		chromedp.Click(`#actions tr[data-status="running"] button.cancel`),
+		chromedp.WaitVisible(`#actions tr[data-status="cancelled"]`),
+		chromedp.WaitNotPresent(`#actions button.cancel`))
 
 	// The node that served the page dies: the page reads another node,
 	// and shows the dead one down.

@@ -44,6 +44,8 @@ async function api(method, path, body) {
         // challenge that would make the browser prompt by itself.
         headers: { Authorization: "Basic " + ui.auth, "Content-Type": "application/json", "X-Requested-With": "XMLHttpRequest" },
         body: body === undefined ? undefined : JSON.stringify(body),
+        // A node that is frozen rather than dead would hold the page.
+        signal: AbortSignal.timeout(path.includes("wait=") ? 25000 : 10000),
       });
     } catch (e) {
       lost = e;
