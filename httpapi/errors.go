@@ -19,27 +19,24 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		fe = errInternal
 	}
-	if fe.Status() == http.StatusUnauthorized && r.Header.Get("X-Requested-With") == "XMLHttpRequest" {
-		// A script's request (the web view's sign-in): a Basic challenge
-		// would make the browser prompt for credentials itself.
-		writeJSON(w, http.StatusUnauthorized, fe)
-		return
-	}
-	writeAPIError(w, fe, s.hold)
+	// A script's request (the web view's sign-in) gets no Basic challenge:
+	// the browser would prompt for credentials itself.
+	writeAPIError(w, fe, s.hold, r.Header.Get("X-Requested-With") != "XMLHttpRequest")
 }
 
 // errInternal hides the details of a fault from the client; the node's log
 // has them.
 var errInternal = fsm.ErrInternal.With("an internal error occurred; see the node's log")
 
-// writeAPIError writes fe with the headers its status calls for; a 503
-// asks the client to retry after hold.
-func writeAPIError(w http.ResponseWriter, fe *fsm.Error, hold time.Duration) {
+// writeAPIError writes fe with the headers its status calls for: a 401
+// challenges for Basic credentials if challenge, a 503 asks the client to
+// retry after hold.
+func writeAPIError(w http.ResponseWriter, fe *fsm.Error, hold time.Duration, challenge bool) {
 	status := fe.Status()
-	switch status {
-	case http.StatusUnauthorized:
+	switch {
+	case status == http.StatusUnauthorized && challenge:
 		w.Header().Set("WWW-Authenticate", `Basic realm="cnm"`)
-	case http.StatusServiceUnavailable:
+	case status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(hold.Seconds()))))
 	}
 	if fe.RetryAfter > 0 {

@@ -82,7 +82,7 @@ func NewSetupHandler(cfg SetupConfig) http.Handler {
 			},
 		})
 	}
-	fail := func(w http.ResponseWriter, err *fsm.Error) { writeAPIError(w, err, setupHold) }
+	fail := func(w http.ResponseWriter, err *fsm.Error) { writeAPIError(w, err, setupHold, true) }
 	m := mux.NewRouter().SkipClean(true) // canonical paths are checked below
 	m.HandleFunc("/v1/ping", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_uid": cfg.UID, "leader": 0})

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -98,7 +97,7 @@ func (a *app) start(ctx context.Context, t target, wait bool) error {
 	if wait {
 		return a.follow(ctx, t)
 	}
-	path := "/v1/nodes/" + url.PathEscape(t.node) + "/actions/" + url.PathEscape(t.action)
+	path := actionPath(t.node, t.action)
 	out, err := a.call(ctx, http.MethodPost, path, t.params)
 	if err != nil {
 		if out != nil && a.output != "table" {
@@ -144,7 +143,7 @@ func (a *app) follow(ctx context.Context, t target) error {
 
 // dryRun prints the plan of an action.
 func (a *app) dryRun(ctx context.Context, node, action, body string) error {
-	path := "/v1/nodes/" + url.PathEscape(node) + "/actions/" + url.PathEscape(action) + "?dry_run=true"
+	path := actionPath(node, action) + "?dry_run=true"
 	return a.show(ctx, http.MethodPost, path, body, planTable)
 }
 
@@ -266,7 +265,7 @@ form of cnmctl's first releases; "cnmctl node NODE ..." has a flag per field).`,
 				if err != nil {
 					return err
 				}
-				return a.show(c.Context(), http.MethodGet, "/v1/nodes/"+uid+"/actions/"+url.PathEscape(args[1]), "", actionTable(oneOf[actionObj]))
+				return a.show(c.Context(), http.MethodGet, actionPath(uid, args[1]), "", actionTable(oneOf[actionObj]))
 			}},
 		&cobra.Command{Use: "cancel NODE ACTION", Short: "Cancel a node's action (or forget its ended record)", Args: exactArgs(2, "a node uid and an action name"),
 			RunE: func(c *cobra.Command, args []string) error {
@@ -274,7 +273,7 @@ form of cnmctl's first releases; "cnmctl node NODE ..." has a flag per field).`,
 				if err != nil {
 					return err
 				}
-				if _, err := a.call(c.Context(), http.MethodDelete, "/v1/nodes/"+uid+"/actions/"+url.PathEscape(args[1]), ""); err != nil {
+				if _, err := a.call(c.Context(), http.MethodDelete, actionPath(uid, args[1]), ""); err != nil {
 					return err
 				}
 				fmt.Fprintf(a.stdout, "%s of node %s: cancel asked; it ends cancelled once its step in flight ends\n", args[1], uid)

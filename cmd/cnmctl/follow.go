@@ -37,6 +37,11 @@ func terminal(status string) bool {
 	return false
 }
 
+// actionPath is the API path of a node's action of one kind.
+func actionPath(node, action string) string {
+	return "/v1/nodes/" + url.PathEscape(node) + "/actions/" + url.PathEscape(action)
+}
+
 // Following rides out a node restart or an election: requests that find no
 // node or no quorum are retried for this long before cnmctl gives up.
 const (
@@ -49,7 +54,7 @@ const (
 // (each returns as soon as the cluster state moves) until it ends. It
 // returns the last action object read and an error unless it completed.
 func follow(ctx context.Context, c *client, t target, v view) ([]byte, error) {
-	base := "/v1/nodes/" + url.PathEscape(t.node) + "/actions/" + url.PathEscape(t.action)
+	base := actionPath(t.node, t.action)
 	taskID := ""
 	if t.start {
 		resp, err := c.do(ctx, http.MethodPost, base, t.params)

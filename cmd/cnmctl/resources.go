@@ -274,14 +274,7 @@ func (a *app) dbCmd() *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error {
 			return a.show(c.Context(), http.MethodGet, "/v1/bdbs", "", bdbTable(listOf[bdbObj]))
 		}})
-	db.AddCommand(&cobra.Command{Use: "get DB", Short: "Show one database", Args: exactArgs(1, "a database uid"),
-		RunE: func(c *cobra.Command, args []string) error {
-			uid, err := uidArg("DB", args[0])
-			if err != nil {
-				return err
-			}
-			return a.show(c.Context(), http.MethodGet, "/v1/bdbs/"+uid, "", bdbTable(oneOf[bdbObj]))
-		}})
+	db.AddCommand(a.getOne("DB", "database", "/v1/bdbs/", bdbTable(oneOf[bdbObj])))
 	var size, persistence string
 	var shards int
 	var replication bool
@@ -302,23 +295,40 @@ func (a *app) dbCmd() *cobra.Command {
 	create.Flags().StringVar(&persistence, "persistence", "disabled", "disabled, snapshot or aof")
 	_ = create.MarkFlagRequired("memory-size")
 	db.AddCommand(create)
-	db.AddCommand(&cobra.Command{Use: "delete DB", Short: "Delete a database", Args: exactArgs(1, "a database uid"),
-		RunE: func(c *cobra.Command, args []string) error {
-			uid, err := uidArg("DB", args[0])
-			if err != nil {
-				return err
-			}
-			_, err = a.call(c.Context(), http.MethodDelete, "/v1/bdbs/"+uid, "")
-			if err == nil {
-				fmt.Fprintf(a.stdout, "database %s deleted\n", uid)
-			}
-			return err
-		}})
+	db.AddCommand(a.deleteOne("DB", "database", "/v1/bdbs/"))
 	db.AddCommand(&cobra.Command{Use: "shards", Short: "List every shard of the cluster", Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return a.show(c.Context(), http.MethodGet, "/v1/shards", "", shardTable)
 		}})
 	return db
+}
+
+// getOne is "get ARG": shows the object at path+uid, what naming it.
+func (a *app) getOne(arg, what, path string, table tabler) *cobra.Command {
+	return &cobra.Command{Use: "get " + arg, Short: "Show one " + what, Args: exactArgs(1, "a "+what+" uid"),
+		RunE: func(c *cobra.Command, args []string) error {
+			uid, err := uidArg(arg, args[0])
+			if err != nil {
+				return err
+			}
+			return a.show(c.Context(), http.MethodGet, path+uid, "", table)
+		}}
+}
+
+// deleteOne is "delete ARG": deletes the object at path+uid.
+func (a *app) deleteOne(arg, what, path string) *cobra.Command {
+	return &cobra.Command{Use: "delete " + arg, Short: "Delete a " + what, Args: exactArgs(1, "a "+what+" uid"),
+		RunE: func(c *cobra.Command, args []string) error {
+			uid, err := uidArg(arg, args[0])
+			if err != nil {
+				return err
+			}
+			if _, err := a.call(c.Context(), http.MethodDelete, path+uid, ""); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "%s %s deleted\n", what, uid)
+			return nil
+		}}
 }
 
 // parseSize reads "268435456", "256MiB", "1GiB", "512KiB".
@@ -348,14 +358,7 @@ func (a *app) userCmd() *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error {
 			return a.show(c.Context(), http.MethodGet, "/v1/users", "", userTable(listOf[userObj]))
 		}})
-	user.AddCommand(&cobra.Command{Use: "get USER", Short: "Show one user", Args: exactArgs(1, "a user uid"),
-		RunE: func(c *cobra.Command, args []string) error {
-			uid, err := uidArg("USER", args[0])
-			if err != nil {
-				return err
-			}
-			return a.show(c.Context(), http.MethodGet, "/v1/users/"+uid, "", userTable(oneOf[userObj]))
-		}})
+	user.AddCommand(a.getOne("USER", "user", "/v1/users/", userTable(oneOf[userObj])))
 	var role, name string
 	create := &cobra.Command{Use: "create EMAIL", Short: "Create a user; the password is read from CNM_NEW_PASSWORD", Args: exactArgs(1, "an email"),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -370,18 +373,7 @@ func (a *app) userCmd() *cobra.Command {
 	create.Flags().StringVar(&name, "name", "", "the user's name")
 	_ = create.MarkFlagRequired("role")
 	user.AddCommand(create)
-	user.AddCommand(&cobra.Command{Use: "delete USER", Short: "Delete a user", Args: exactArgs(1, "a user uid"),
-		RunE: func(c *cobra.Command, args []string) error {
-			uid, err := uidArg("USER", args[0])
-			if err != nil {
-				return err
-			}
-			_, err = a.call(c.Context(), http.MethodDelete, "/v1/users/"+uid, "")
-			if err == nil {
-				fmt.Fprintf(a.stdout, "user %s deleted\n", uid)
-			}
-			return err
-		}})
+	user.AddCommand(a.deleteOne("USER", "user", "/v1/users/"))
 	return user
 }
 

@@ -45,10 +45,9 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &ae):
 		return exitActionFailed
-	// cobra's own refusals of a command line carry no type of theirs.
-	case strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "unknown flag"),
-		strings.HasPrefix(err.Error(), "unknown shorthand flag"), strings.Contains(err.Error(), "flag needs an argument"),
-		strings.HasPrefix(err.Error(), "required flag"), strings.HasPrefix(err.Error(), "invalid argument"):
+	// Flag errors come wrapped (SetFlagErrorFunc); these two refusals of
+	// cobra's carry no type of theirs.
+	case strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "required flag"):
 		return exitUsage
 	}
 	return exitError

@@ -2,6 +2,7 @@ package clustertest_test
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"regexp"
 	"strconv"
@@ -47,7 +48,7 @@ func TestDashboard_EveryMetricItShowsIsServed(t *testing.T) {
 		}
 		metrics = string(r.Body)
 		if !strings.Contains(metrics, "cnm_shard_move_bytes_total ") || !strings.Contains(metrics, `cnm_action_step_duration_seconds_count{kind="move_shard"}`) {
-			return errTry("the leader's executor has committed no move yet")
+			return errors.New("the leader's executor has committed no move yet")
 		}
 		return nil
 	})
@@ -67,7 +68,3 @@ func TestDashboard_EveryMetricItShowsIsServed(t *testing.T) {
 		}
 	}
 }
-
-type errTry string
-
-func (e errTry) Error() string { return string(e) }
