@@ -54,6 +54,20 @@ func within(t *testing.T, ctx context.Context, d time.Duration, what string, ste
 	}
 }
 
+// press clicks the element sel finds, once it is there, within one task
+// of the page: the view redraws its cards and rows whenever the cluster
+// state moves, and an element found by one step may be gone by the next.
+func press(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(chromedp.WaitVisible(sel),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			ok, err := chromedp.Evaluate[bool](fmt.Sprintf(`(() => { const b = document.querySelector(%q); if (b) b.click(); return !!b })()`, sel))(ctx, tg)
+			if err == nil && !ok {
+				err = fmt.Errorf("no %s to press", sel)
+			}
+			return err
+		}))
+}
+
 // value runs one action that returns a value, with a deadline.
 func value[T any](t *testing.T, ctx context.Context, d time.Duration, what string, a chromedp.Action[T]) T {
 	t.Helper()
@@ -158,7 +172,7 @@ func TestUI_MaintenanceOnThroughTheWebViewCarriesOnThroughALeaderKill(t *testing
 
 	// The plan first, then the start.
 	btn := fmt.Sprintf(`#nodes button[data-node="%d"][data-action="maintenance_on"]`, target)
-	within(t, ctx, 20*time.Second, "see the plan", chromedp.Click(btn), chromedp.WaitVisible("#plan li"))
+	within(t, ctx, 20*time.Second, "see the plan", press(btn), chromedp.WaitVisible("#plan li"))
 	steps := value(t, ctx, 5*time.Second, "count the plan's steps", chromedp.Evaluate[int](`document.querySelectorAll("#plan li").length`))
 	if steps < 3 {
 		t.Fatalf("the plan shows %d steps, want the snapshot, maintenance and the moves", steps)
@@ -204,12 +218,12 @@ func TestUI_MaintenanceOnThroughTheWebViewCarriesOnThroughALeaderKill(t *testing
 	// maintenance_off, cancelled from the page while it moves the shards
 	// back: the row ends cancelled, and its button goes.
 	within(t, ctx, 20*time.Second, "start maintenance_off",
-		chromedp.Click(fmt.Sprintf(`#nodes button[data-node="%d"][data-action="maintenance_off"]`, target)),
+		press(fmt.Sprintf(`#nodes button[data-node="%d"][data-action="maintenance_off"]`, target)),
 		chromedp.WaitVisible("#plan li"),
 		chromedp.Click("#confirm-go"),
 		chromedp.WaitVisible(`#actions tr[data-status="running"] button.cancel`))
 	within(t, ctx, 60*time.Second, "cancel it",
-		chromedp.Click(`#actions tr[data-status="running"] button.cancel`),
+		press(`#actions tr[data-status="running"] button.cancel`),
 		chromedp.WaitVisible(`#actions tr[data-status="cancelled"]`),
 		chromedp.WaitNotPresent(`#actions button.cancel`))
 
