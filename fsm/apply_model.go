@@ -73,6 +73,7 @@ func (s *State) applyCreateBDB(p *CreateBDB) (any, *Error) {
 	for _, sh := range shards {
 		s.Shards[sh.UID] = sh
 	}
+	s.dropIndex()
 	s.NextBDBUID++
 	s.NextShardUID = next
 	return b, nil
@@ -122,6 +123,7 @@ func (s *State) applyDeleteBDB(p *DeleteBDB) (any, *Error) {
 			delete(s.Shards, id)
 		}
 	}
+	s.dropIndex()
 	return nil, nil
 }
 

@@ -119,19 +119,14 @@ func (s *State) Usage() map[int]Usage {
 }
 
 // ShardUIDs returns shard uids in numeric order.
-func (s *State) ShardUIDs() []string {
-	ids := slices.Collect(maps.Keys(s.Shards))
-	slices.SortFunc(ids, compareUID)
-	return ids
-}
+func (s *State) ShardUIDs() []string { return slices.Clone(s.shardIndex().sorted) }
 
 // ShardsOf returns the shards of a database in uid order.
 func (s *State) ShardsOf(bdb int) []*Shard {
-	var out []*Shard
-	for _, id := range s.ShardUIDs() {
-		if sh := s.Shards[id]; sh.BDBUID == bdb {
-			out = append(out, sh)
-		}
+	ids := s.shardIndex().byBDB[bdb]
+	out := make([]*Shard, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, s.Shards[id])
 	}
 	return out
 }
@@ -139,7 +134,7 @@ func (s *State) ShardsOf(bdb int) []*Shard {
 // ShardsOn returns the shards hosted by a node in uid order.
 func (s *State) ShardsOn(node int) []*Shard {
 	var out []*Shard
-	for _, id := range s.ShardUIDs() {
+	for _, id := range s.shardIndex().sorted {
 		if sh := s.Shards[id]; sh.NodeUID == node {
 			out = append(out, sh)
 		}
@@ -149,8 +144,8 @@ func (s *State) ShardsOn(node int) []*Shard {
 
 // ShardUIDsByNode returns, per node uid, the uids of its shards in order.
 func (s *State) ShardUIDsByNode() map[int][]string {
-	out := map[int][]string{}
-	for _, id := range s.ShardUIDs() {
+	out := make(map[int][]string, len(s.Nodes))
+	for _, id := range s.shardIndex().sorted {
 		n := s.Shards[id].NodeUID
 		out[n] = append(out[n], id)
 	}
@@ -160,8 +155,8 @@ func (s *State) ShardUIDsByNode() map[int][]string {
 // PairOf returns the shard that shares sh's slots in its database with the
 // other role (its replica or master), or nil.
 func (s *State) PairOf(sh *Shard) *Shard {
-	for _, o := range s.Shards {
-		if o.BDBUID == sh.BDBUID && o.UID != sh.UID && o.AssignedSlots == sh.AssignedSlots {
+	for _, id := range s.shardIndex().pairs[pairKey{sh.BDBUID, sh.AssignedSlots}] {
+		if o := s.Shards[id]; o != nil && id != sh.UID {
 			return o
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // Node statuses (SPEC §5).
@@ -56,6 +57,10 @@ type State struct {
 	// doors (their node was removed, or rotated them), kept until they
 	// expire.
 	Revoked []CertRef `json:"revoked,omitempty"`
+
+	// index is derived from Shards (see shardIndex); not replicated, and
+	// a Clone starts without one.
+	index atomic.Pointer[shardIndex]
 }
 
 // ClusterInfo is set once, by the bootstrap command.

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 	"golang.org/x/crypto/bcrypt"
 
+	"cnm/cluster"
 	"cnm/fsm"
 	"cnm/httpapi"
 	"cnm/pki"
@@ -196,6 +197,7 @@ type envConfig struct {
 	serverCost   int
 	noRoleUsers  bool
 	notBootstrap bool
+	admission    bool
 	logins       httpapi.LoginLimits
 }
 
@@ -212,6 +214,9 @@ func withServerCost(cost int) envOption { return func(c *envConfig) { c.serverCo
 // withLoginLimits sets the server's failed-login limits.
 func withLoginLimits(l httpapi.LoginLimits) envOption { return func(c *envConfig) { c.logins = l } }
 
+// withAdmission makes the FSM decide action admission as a node's does.
+func withAdmission() envOption { return func(c *envConfig) { c.admission = true } }
+
 func withoutRoleUsers() envOption { return func(c *envConfig) { c.noRoleUsers = true } }
 
 // withoutCluster leaves the FSM empty, as on a node before any cluster exists.
@@ -226,7 +231,11 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	f := fsm.New()
+	var fopts []fsm.Option
+	if cfg.admission {
+		fopts = append(fopts, fsm.WithAdmission(cluster.Admit))
+	}
+	f := fsm.New(fopts...)
 	e := &env{t: t, raft: newFakeRaft(f), fsm: f, users: map[string]testUser{}}
 	if !cfg.notBootstrap {
 		bootstrap(t, f, cfg.adminCost)
