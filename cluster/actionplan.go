@@ -29,11 +29,11 @@ func newSim(st *fsm.State) *sim {
 	return s
 }
 
+// pairOf finds sh's pair through the state's index: the copy holds the
+// same shards, and pairs are fixed when a database is created.
 func (s *sim) pairOf(sh *fsm.Shard) *fsm.Shard {
-	for _, o := range s.shards {
-		if o.BDBUID == sh.BDBUID && o.UID != sh.UID && o.AssignedSlots == sh.AssignedSlots {
-			return o
-		}
+	if id := s.st.PairUID(sh); id != "" {
+		return s.shards[id]
 	}
 	return nil
 }

@@ -108,12 +108,31 @@ type Usage struct {
 
 // Usage returns, per node uid, how many shards it hosts and their memory.
 func (s *State) Usage() map[int]Usage {
+	// Counted in a slice by node uid where uids are small (they are
+	// handed out from 1 up): a map write per shard was most of the cost
+	// of creating a database in a large model.
+	maxUID := 0
+	for uid := range s.Nodes {
+		maxUID = max(maxUID, uid)
+	}
+	dense := make([]Usage, min(maxUID, 1<<16)+1)
 	u := make(map[int]Usage, len(s.Nodes))
 	for _, sh := range s.Shards {
-		x := u[sh.NodeUID]
-		x.Shards++
-		x.Memory = satAdd(x.Memory, sh.Memory)
-		u[sh.NodeUID] = x
+		n := sh.NodeUID
+		if n < 0 || n >= len(dense) {
+			x := u[n]
+			x.Shards++
+			x.Memory = satAdd(x.Memory, sh.Memory)
+			u[n] = x
+			continue
+		}
+		dense[n].Shards++
+		dense[n].Memory = satAdd(dense[n].Memory, sh.Memory)
+	}
+	for n, x := range dense {
+		if x.Shards > 0 {
+			u[n] = x
+		}
 	}
 	return u
 }
@@ -155,12 +174,21 @@ func (s *State) ShardUIDsByNode() map[int][]string {
 // PairOf returns the shard that shares sh's slots in its database with the
 // other role (its replica or master), or nil.
 func (s *State) PairOf(sh *Shard) *Shard {
-	for _, id := range s.shardIndex().pairs[pairKey{sh.BDBUID, sh.AssignedSlots}] {
-		if o := s.Shards[id]; o != nil && id != sh.UID {
-			return o
-		}
+	if id := s.PairUID(sh); id != "" {
+		return s.Shards[id]
 	}
 	return nil
+}
+
+// PairUID is the uid of PairOf(sh), or "": a copy of the shard table
+// (the planner's) finds the pair in its own copy by it.
+func (s *State) PairUID(sh *Shard) string {
+	for _, id := range s.shardIndex().pairs[pairKey{sh.BDBUID, sh.AssignedSlots}] {
+		if id != sh.UID && s.Shards[id] != nil {
+			return id
+		}
+	}
+	return ""
 }
 
 // BDBUIDs returns database uids in ascending order.
