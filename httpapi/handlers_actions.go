@@ -76,13 +76,19 @@ type actionsView struct {
 }
 
 func (s *Server) listAllActions(w http.ResponseWriter, _ *http.Request, _ principal) error {
-	out := actionsView{Actions: []actionView{}}
-	s.fsm.Read(func(st *fsm.State, _ uint64) {
-		for _, a := range st.AllActions() {
-			out.Actions = append(out.Actions, viewAction(a))
-		}
-	})
-	writeJSON(w, http.StatusOK, out)
+	var recs []*fsm.Action
+	s.fsm.Read(func(st *fsm.State, _ uint64) { recs = st.AllActions() })
+	return s.writeActions(w, recs)
+}
+
+// writeActions answers {"actions": [...]}, as actionsView encodes, through
+// the cache of encoded records.
+func (s *Server) writeActions(w http.ResponseWriter, recs []*fsm.Action) error {
+	parts, err := s.actionJSON.list(recs)
+	if err != nil {
+		return err
+	}
+	writeList(w, `{"actions":`, parts, "}")
 	return nil
 }
 
@@ -98,19 +104,25 @@ func (s *Server) listNodeActions(w http.ResponseWriter, r *http.Request, _ princ
 	if err != nil {
 		return err
 	}
-	out := actionsView{Actions: []actionView{}}
+	var recs []*fsm.Action
 	var known bool
 	s.fsm.Read(func(st *fsm.State, _ uint64) {
 		if known = nodeOrRecords(st, uid); known {
 			for _, a := range st.AllActions() {
 				if a.NodeUID == uid {
-					out.Actions = append(out.Actions, viewAction(a))
+					recs = append(recs, a)
 				}
 			}
 		}
 	})
 	if !known {
 		return fsm.NoSuchNode(uid)
+	}
+	// At most one record per action name: encoded as it is, without
+	// displacing the whole list from the cache.
+	out := actionsView{Actions: []actionView{}}
+	for _, a := range recs {
+		out.Actions = append(out.Actions, viewAction(a))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

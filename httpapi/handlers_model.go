@@ -167,13 +167,19 @@ func (s *Server) deleteBDB(w http.ResponseWriter, r *http.Request, p principal) 
 }
 
 func (s *Server) listShards(w http.ResponseWriter, _ *http.Request, _ principal) error {
-	out := []shardView{}
+	var recs []*fsm.Shard
 	s.fsm.Read(func(st *fsm.State, _ uint64) {
-		for _, id := range st.ShardUIDs() {
-			out = append(out, viewShard(st.Shards[id]))
+		ids := st.ShardUIDs()
+		recs = make([]*fsm.Shard, len(ids))
+		for i, id := range ids {
+			recs[i] = st.Shards[id]
 		}
 	})
-	writeJSON(w, http.StatusOK, out)
+	parts, err := s.shardJSON.list(recs)
+	if err != nil {
+		return err
+	}
+	writeList(w, "", parts, "")
 	return nil
 }
 

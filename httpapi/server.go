@@ -100,6 +100,10 @@ type Server struct {
 	removed       atomic.Bool
 	fault         atomic.Pointer[fsm.Error]
 	metrics       *metrics
+	// The JSON of the records GET /v1/shards and GET /v1/nodes/actions
+	// list, by record.
+	shardJSON  *recordCache[fsm.Shard]
+	actionJSON *recordCache[fsm.Action]
 	// stopping ends blocking reads when the node shuts down.
 	stopping     chan struct{}
 	stoppingOnce sync.Once
@@ -137,7 +141,9 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{
 		raft: cfg.Raft, fsm: cfg.Raft.FSM(), peers: cfg.Peers, hold: cfg.Hold,
-		bcryptCost: cfg.BcryptCost, auth: newAuthCache(cfg.AuthCacheTTL, 8192), dummyHash: dummy,
+		bcryptCost: cfg.BcryptCost, auth: newAuthCache(cfg.AuthCacheTTL, 8192),
+		shardJSON:  newRecordCache(func(sh *fsm.Shard) any { return viewShard(sh) }),
+		actionJSON: newRecordCache(func(a *fsm.Action) any { return viewAction(a) }), dummyHash: dummy,
 		logins: newLoginLimiter(cfg.FailedLogins), checkPassword: bcrypt.CompareHashAndPassword,
 		version: cfg.Version, apiAddr: cfg.APIAddr, raftAddr: cfg.RaftAddr, started: time.Now(),
 		log:   cfg.Logger.With("component", "api", "node_uid", cfg.Raft.ID()),
