@@ -86,11 +86,17 @@ lint:
 	$(GO) tool staticcheck ./...
 	shellcheck scripts/*.sh .ci/run
 
-# Go benchmarks, then maintenance_on of a node holding 10 shards of 100 MiB of real data
-# against redis-cli --rdb of the same data (scripts/bench-maintenance.sh, which writes
-# docs/BENCHMARKS.md). Not part of make test: it wants the machine to itself.
+# Go benchmarks (one package at a time: the cnm and raw raft figures are
+# compared as ratios and must not share the machine with each other), the
+# report they make in docs/BENCHMARKS.md with its plots in docs/bench, then
+# maintenance_on of a node holding 10 shards of 100 MiB of real data against
+# redis-cli --rdb of the same data (scripts/bench-maintenance.sh, which also
+# writes docs/BENCHMARKS.md). Not part of make test: it wants the machine to
+# itself.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@mkdir -p .test-output/bench
+	$(GO) test -p 1 -run '^$$' -bench . -benchmem -count 1 ./... | tee .test-output/bench/go.txt
+	$(GO) run ./scripts/benchreport -in .test-output/bench/go.txt -md docs/BENCHMARKS.md -plots docs/bench -commit "$(VERSION)"
 	scripts/bench-maintenance.sh
 
 clean:

@@ -1,0 +1,131 @@
+package clustertest_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cnm/daemon/clustertest"
+	"cnm/raftnode"
+)
+
+// BenchmarkAPI is cnm's side of the comparison with raftnode's
+// BenchmarkRawRaft (docs/BENCHMARKS.md): three in-process nodes with the
+// product's raft timing, HTTPS with keep-alive clients, PUT
+// /v1/cluster/policy as the cheapest write (one raft entry) and GET
+// /v1/nodes/actions as the read.
+func BenchmarkAPI(b *testing.B) {
+	c := clustertest.Start(b, 3, clustertest.Options{
+		Raft: raftnode.Config{HeartbeatTimeout: raftnode.DefaultHeartbeatTimeout, ElectionTimeout: raftnode.DefaultElectionTimeout,
+			LeaderLeaseTimeout: raftnode.DefaultLeaderLeaseTimeout},
+		CheckpointInterval: 10 * time.Second, ConsistencyInterval: 5 * time.Second,
+	})
+	leader := c.Leader(30 * time.Second)
+	follower := 1
+	for _, uid := range c.UIDs() {
+		if uid != leader {
+			follower = uid
+			break
+		}
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // benchmark client, like curl -k
+		MaxIdleConnsPerHost: 64,
+	}}
+	var flip atomic.Uint64
+	call := func(uid int, method, path string, write bool) error {
+		var body io.Reader
+		if write {
+			body = bytes.NewReader(fmt.Appendf(nil, `{"rack_aware":%t}`, flip.Add(1)%2 == 0))
+		}
+		req, err := http.NewRequest(method, "https://"+c.Member(uid).Cfg.APIAddr+path, body)
+		if err != nil {
+			return err
+		}
+		req.SetBasicAuth(clustertest.AdminUser, clustertest.AdminPassword)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s %s on node %d: %d", method, path, uid, resp.StatusCode)
+		}
+		return nil
+	}
+	write := func(uid int) func() error {
+		return func() error { return call(uid, "PUT", "/v1/cluster/policy", true) }
+	}
+	read := func(uid int, query string) func() error {
+		return func() error { return call(uid, "GET", "/v1/nodes/actions"+query, false) }
+	}
+	seq := func(op func() error) func(b *testing.B) {
+		return func(b *testing.B) {
+			if err := op(); err != nil { // the connection is open before timing starts
+				b.Fatal(err)
+			}
+			ds := make([]time.Duration, 0, b.N)
+			for b.Loop() {
+				t := time.Now()
+				if err := op(); err != nil {
+					b.Fatal(err)
+				}
+				ds = append(ds, time.Since(t))
+			}
+			reportLatency(b, ds)
+		}
+	}
+	par := func(op func() error) func(b *testing.B) {
+		return func(b *testing.B) { parallel(b, 16, op) }
+	}
+	b.Run("write_seq_leader", seq(write(leader)))
+	b.Run("write_seq_follower", seq(write(follower)))
+	b.Run("write_16_leader", par(write(leader)))
+	b.Run("read_seq_leader", seq(read(leader, "")))
+	b.Run("read_16_stale_leader", par(read(leader, "?stale=true")))
+	b.Run("read_16_leader", par(read(leader, "")))
+	b.Run("read_16_follower", par(read(follower, "")))
+}
+
+func reportLatency(b *testing.B, ds []time.Duration) {
+	if len(ds) == 0 {
+		return
+	}
+	slices.Sort(ds)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(ds[len(ds)/2]), "p50-ms")
+	b.ReportMetric(ms(ds[len(ds)*99/100]), "p99-ms")
+}
+
+// parallel runs b.N calls of op from workers goroutines and reports ops/s.
+func parallel(b *testing.B, workers int, op func() error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	start := time.Now()
+	for range workers {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				if err := op(); err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+}

@@ -1,0 +1,160 @@
+package raftnode
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// The yardstick of docs/BENCHMARKS.md: hashicorp/raft by itself, with the
+// configuration and stores a cnm node runs (raftConfig over the LAN
+// defaults, raft-boltdb/v2, file snapshots), three members in this process
+// over TCP loopback, and 200-byte commands into an FSM that only counts.
+// Every cnm figure of the write-up is a ratio against these, measured in
+// the same run.
+
+type countFSM struct{ n atomic.Uint64 }
+
+func (f *countFSM) Apply(*raft.Log) any { return f.n.Add(1) }
+func (f *countFSM) Snapshot() (raft.FSMSnapshot, error) {
+	return countSnap{}, nil
+}
+func (f *countFSM) Restore(rc io.ReadCloser) error { return rc.Close() }
+
+type countSnap struct{}
+
+func (countSnap) Persist(s raft.SnapshotSink) error { return s.Close() }
+func (countSnap) Release()                          {}
+
+// rawCluster starts three raft members and returns the leader.
+func rawCluster(b *testing.B) (*raft.Raft, []*raft.Raft) {
+	b.Helper()
+	dir := b.TempDir()
+	var rafts []*raft.Raft
+	var servers []raft.Server
+	type member struct {
+		cfg   *raft.Config
+		logs  *raftboltdb.BoltStore
+		snaps raft.SnapshotStore
+		trans *raft.NetworkTransport
+	}
+	var ms []member
+	for i := 1; i <= 3; i++ {
+		cfg := Config{ID: i, Dir: filepath.Join(dir, fmt.Sprint(i))}
+		cfg.withDefaults()
+		rc := raftConfig(cfg, hclog.NewNullLogger(), nil)
+		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+			b.Fatal(err)
+		}
+		logs, err := raftboltdb.NewBoltStore(filepath.Join(cfg.Dir, "raft.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		snaps, err := raft.NewFileSnapshotStore(cfg.Dir, 2, io.Discard)
+		if err != nil {
+			b.Fatal(err)
+		}
+		trans, err := raft.NewTCPTransport(fmt.Sprintf("127.0.0.%d:0", 40+i), nil, 3, 10*time.Second, io.Discard)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ms = append(ms, member{rc, logs, snaps, trans})
+		servers = append(servers, raft.Server{ID: rc.LocalID, Address: trans.LocalAddr()})
+	}
+	for i, m := range ms {
+		r, err := raft.NewRaft(m.cfg, &countFSM{}, m.logs, m.logs, m.snaps, m.trans)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i == 0 {
+			if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		rafts = append(rafts, r)
+	}
+	b.Cleanup(func() {
+		for i, r := range rafts {
+			_ = r.Shutdown().Error()
+			_ = ms[i].trans.Close()
+			_ = ms[i].logs.Close()
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, r := range rafts {
+			if r.State() == raft.Leader && r.Barrier(time.Second).Error() == nil {
+				return r, rafts
+			}
+		}
+		time.Sleep(10 * time.Millisecond) // polling for an election, not synchronising
+	}
+	b.Fatal("no leader in 10 s")
+	return nil, nil
+}
+
+// reportLatency reports the median and 99th percentile of ds.
+func reportLatency(b *testing.B, ds []time.Duration) {
+	slices.Sort(ds)
+	if len(ds) == 0 {
+		return
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(ds[len(ds)/2]), "p50-ms")
+	b.ReportMetric(ms(ds[len(ds)*99/100]), "p99-ms")
+}
+
+// parallel runs b.N calls of op from workers goroutines and reports ops/s.
+func parallel(b *testing.B, workers int, op func() error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	start := time.Now()
+	for range workers {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				if err := op(); err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+}
+
+func BenchmarkRawRaft(b *testing.B) {
+	leader, _ := rawCluster(b)
+	cmd := make([]byte, 200)
+	b.Run("apply_seq", func(b *testing.B) {
+		ds := make([]time.Duration, 0, b.N)
+		for b.Loop() {
+			t := time.Now()
+			if err := leader.Apply(cmd, 5*time.Second).Error(); err != nil {
+				b.Fatal(err)
+			}
+			ds = append(ds, time.Since(t))
+		}
+		reportLatency(b, ds)
+	})
+	b.Run("apply_16", func(b *testing.B) {
+		parallel(b, 16, func() error { return leader.Apply(cmd, 5*time.Second).Error() })
+	})
+	b.Run("verify_leader_16", func(b *testing.B) {
+		parallel(b, 16, func() error { return leader.VerifyLeader().Error() })
+	})
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+const (
+	startMarker = "<!-- bench-report:start -->"
+	endMarker   = "<!-- bench-report:end -->"
+	rawApply    = "BenchmarkRawRaft/apply_seq"
+)
+
+// scaleSizes and scaleOps are what httpapi's BenchmarkScale measures.
+var scaleSizes = []int{1_000, 10_000, 100_000}
+
+type scaleOp struct {
+	op, label string
+	target    float64 // ms at 10k shards; 0: none
+}
+
+var scaleOps = []scaleOp{
+	{"get_shards", "`GET /v1/shards`", 5},
+	{"get_nodes", "`GET /v1/nodes` (100 nodes)", 5},
+	{"get_node", "`GET /v1/nodes/2`", 5},
+	{"get_bdbs", "`GET /v1/bdbs`", 5},
+	{"get_actions", "`GET /v1/nodes/actions` (400 records)", 5},
+	{"plan_maintenance_on", "`maintenance_on` plan of a whole node (`?dry_run`)", 50},
+	{"plan_enslave_node", "`enslave_node` plan (`?dry_run`)", 50},
+	{"snapshot_restore", "FSM snapshot + restore", 1000},
+	{"log_replay", "replay of the log that built the model", 0},
+}
+
+func scaleName(n int, op string) string { return fmt.Sprintf("BenchmarkScale/shards=%d/%s", n, op) }
+
+func ms(ns float64) float64 { return ns / 1e6 }
+
+// fmtMS prints a duration in ms with three significant figures.
+func fmtMS(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f ms", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f ms", v)
+	case v >= 1:
+		return fmt.Sprintf("%.2f ms", v)
+	}
+	return fmt.Sprintf("%.3f ms", v)
+}
+
+type row struct{ cells []string }
+
+func table(b *bytes.Buffer, head []string, rows []row) {
+	fmt.Fprintf(b, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
+	for _, r := range rows {
+		fmt.Fprintf(b, "| %s |\n", strings.Join(r.cells, " | "))
+	}
+	b.WriteString("\n")
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**not met**"
+}
+
+func report(r results, mach, commit, plots, md string) (string, error) {
+	var b bytes.Buffer
+	b.WriteString(startMarker + "\n## Measured by `make bench`\n\n")
+	fmt.Fprintf(&b, "Written by `scripts/benchreport` from one run of the Go benchmarks, %s", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	if commit != "" {
+		fmt.Fprintf(&b, ", commit %s", commit)
+	}
+	b.WriteString(". " + mach + "\n\n")
+	b.WriteString("Every figure is set against raw hashicorp/raft measured in the same run " +
+		"(`raftnode` `BenchmarkRawRaft`: three members in one process over TCP loopback, cnm's raft " +
+		"configuration and stores, 200-byte commands): compare the ratios, not the milliseconds, " +
+		"as this machine is shared and its speed moves from run to run.\n\n")
+
+	raw, ok := r.get(rawApply, "p50-ms")
+	if !ok {
+		return "", fmt.Errorf("the run has no %s p50", rawApply)
+	}
+	b.WriteString("### Writes and reads\n\n")
+	b.WriteString("cnm: `daemon/clustertest` `BenchmarkAPI`, three in-process nodes with the product's raft " +
+		"timing, HTTPS with keep-alive clients, `PUT /v1/cluster/policy` as the write (one raft entry), " +
+		"`GET /v1/nodes/actions` as the read; 16 clients where it says so.\n\n")
+	var rows []row
+	get := func(name, unit string) float64 { v, _ := r.get(name, unit); return v }
+	lead, fol := get("BenchmarkAPI/write_seq_leader", "p50-ms"), get("BenchmarkAPI/write_seq_follower", "p50-ms")
+	rows = append(rows,
+		row{[]string{"sequential write p50, via the leader", fmtMS(lead), fmtMS(raw) + " (Apply)", fmt.Sprintf("%.2f×", lead/raw), "≤ 1.3×", verdict(lead/raw <= 1.3)}},
+		row{[]string{"extra latency of a write via a follower", fmt.Sprintf("%+.2f ms", fol-lead), "—", fmt.Sprintf("%+.2f× Apply", (fol-lead)/raw), "≤ +0.25 ms", verdict(fol-lead <= 0.25)}})
+	w16, a16 := get("BenchmarkAPI/write_16_leader", "ops/s"), get("BenchmarkRawRaft/apply_16", "ops/s")
+	rows = append(rows, row{[]string{"16 clients, writes/s", fmt.Sprintf("%.0f", w16), fmt.Sprintf("%.0f", a16), fmt.Sprintf("%.2f×", w16/a16), "≥ 0.9×", verdict(w16/a16 >= 0.9)}})
+	stale, vl := get("BenchmarkAPI/read_16_stale_leader", "ops/s"), get("BenchmarkRawRaft/verify_leader_16", "ops/s")
+	rows = append(rows, row{[]string{"16 clients, `?stale=true` reads/s on the leader", fmt.Sprintf("%.0f", stale), fmt.Sprintf("%.0f Apply/s", a16), fmt.Sprintf("%.1f× raft writes/s", stale/a16), "—", "—"}})
+	rl, rf := get("BenchmarkAPI/read_16_leader", "ops/s"), get("BenchmarkAPI/read_16_follower", "ops/s")
+	rows = append(rows,
+		row{[]string{"16 clients, linearizable reads/s on the leader", fmt.Sprintf("%.0f", rl), fmt.Sprintf("%.0f VerifyLeader/s", vl), fmt.Sprintf("%.2f×", rl/vl), "—", "—"}},
+		row{[]string{"16 clients, linearizable reads/s via a follower", fmt.Sprintf("%.0f", rf), fmt.Sprintf("%.0f on the leader", rl), fmt.Sprintf("%.2f×", rf/rl), "≥ 0.8× of the leader", verdict(rf/rl >= 0.8)}})
+	table(&b, []string{"measurement", "cnm", "raw raft", "ratio", "target", ""}, rows)
+
+	b.WriteString("### Scale\n\n")
+	b.WriteString("`httpapi` `BenchmarkScale`: a model of 100 nodes (one serving the API, 99 registered as a join " +
+		"registers them, with no process behind them), replicated databases of 50 shards, and the action " +
+		"table full: four finished records per node (400 in all, the most 100 nodes can hold) of 100 steps " +
+		"and 200 events each. Reads as admin, answers written to a counting writer; plans are `?dry_run` " +
+		"POSTs of node 2, which holds 1% of the shards. \"× Apply\" is the figure at 10k shards over raw " +
+		"raft's sequential Apply p50.\n\n")
+	head := []string{"at N shards"}
+	for _, n := range scaleSizes {
+		head = append(head, fmt.Sprintf("%dk", n/1000))
+	}
+	head = append(head, "× Apply (10k)", "target (10k)", "")
+	rows = nil
+	for _, op := range scaleOps {
+		cells := []string{op.label}
+		for _, n := range scaleSizes {
+			if v, ok := r.get(scaleName(n, op.op), "ns/op"); ok {
+				cells = append(cells, fmtMS(ms(v)))
+			} else {
+				cells = append(cells, "—")
+			}
+		}
+		v10, ok := r.get(scaleName(10_000, op.op), "ns/op")
+		switch {
+		case !ok:
+			cells = append(cells, "—", "—", "")
+		case op.target == 0:
+			cells = append(cells, fmt.Sprintf("%.1f×", ms(v10)/raw), "—", "")
+		default:
+			cells = append(cells, fmt.Sprintf("%.1f×", ms(v10)/raw), "< "+fmtMS(op.target), verdict(ms(v10) < op.target))
+		}
+		rows = append(rows, row{cells})
+	}
+	for _, m := range []struct{ unit, label string }{{"model-MiB", "heap the model holds"}, {"rss-MiB", "RSS of the process holding it"}} {
+		cells := []string{m.label}
+		for _, n := range scaleSizes {
+			if v, ok := r.get(scaleName(n, "memory"), m.unit); ok {
+				cells = append(cells, fmt.Sprintf("%.0f MiB", v))
+			} else {
+				cells = append(cells, "—")
+			}
+		}
+		v10, _ := r.get(scaleName(10_000, "memory"), m.unit)
+		cells = append(cells, "—", "< 100 MiB", verdict(v10 < 100))
+		rows = append(rows, row{cells})
+	}
+	table(&b, head, rows)
+	rel, err := filepath.Rel(filepath.Dir(md), plots)
+	if err != nil {
+		return "", fmt.Errorf("plots path: %w", err)
+	}
+	for _, p := range plotFiles {
+		fmt.Fprintf(&b, "![%s](%s)\n\n", p.title, filepath.ToSlash(filepath.Join(rel, p.file)))
+	}
+	b.WriteString(endMarker + "\n")
+	return b.String(), nil
+}
+
+// machine describes where the run happened.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	kernel := "unknown kernel"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	load := ""
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			load = fmt.Sprintf(", load average %s %s %s when the report was written", f[0], f[1], f[2])
+		}
+	}
+	return fmt.Sprintf("Machine: %d CPUs (%s), %s, %s%s.", runtime.NumCPU(), model, kernel, runtime.Version(), load)
+}
+
+// splice replaces the report section of md (or appends it).
+func splice(md, section string) error {
+	old, err := os.ReadFile(md)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", md, err)
+	}
+	doc := string(old)
+	i, j := strings.Index(doc, startMarker), strings.Index(doc, endMarker)
+	switch {
+	case i >= 0 && j > i:
+		doc = doc[:i] + section + strings.TrimPrefix(doc[j+len(endMarker):], "\n")
+	default:
+		doc = strings.TrimRight(doc, "\n") + "\n\n" + section
+	}
+	if err := os.WriteFile(md, []byte(doc), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", md, err)
+	}
+	return nil
+}

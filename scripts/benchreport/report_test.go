@@ -1,0 +1,106 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A run's output as go test prints it, cut down to what the report reads.
+const fixture = `goos: linux
+BenchmarkRawRaft/apply_seq-2         	    2000	   1340060 ns/op	         1.000 p50-ms	         3.846 p99-ms
+BenchmarkRawRaft/apply_16-2          	    2000	    345783 ns/op	      4000 ops/s
+BenchmarkRawRaft/verify_leader_16-2  	    2000	      6526 ns/op	    150000 ops/s
+BenchmarkAPI/write_seq_leader-2      	    1000	   1717891 ns/op	         1.500 p50-ms	         3.670 p99-ms
+BenchmarkAPI/write_seq_follower-2    	    1000	   1704393 ns/op	         1.600 p50-ms	         3.727 p99-ms
+BenchmarkAPI/write_16_leader-2       	    1000	    463546 ns/op	      3800 ops/s
+BenchmarkAPI/read_16_stale_leader-2  	    1000	     68599 ns/op	     14000 ops/s
+BenchmarkAPI/read_16_leader-2        	    1000	     91402 ns/op	     10000 ops/s
+BenchmarkAPI/read_16_follower-2      	    1000	    182838 ns/op	      9000 ops/s
+BenchmarkScale/shards=1000/get_shards-2 	20	 700000 ns/op	 139.29 MB/s
+BenchmarkScale/shards=10000/get_shards-2 	20	 7000000 ns/op	 139.29 MB/s
+BenchmarkScale/shards=100000/get_shards-2 	20	 70000000 ns/op	 139.29 MB/s
+BenchmarkScale/shards=10000/plan_maintenance_on-2 	20	 60000000 ns/op
+BenchmarkScale/shards=10000/memory-2 	20	 18.05 ns/op	 15.75 model-MiB	 56.90 rss-MiB
+PASS
+`
+
+func TestParse(t *testing.T) {
+	r := parse(fixture)
+	for _, tc := range []struct {
+		name, unit string
+		want       float64
+	}{
+		{"BenchmarkRawRaft/apply_seq", "p50-ms", 1},
+		{"BenchmarkRawRaft/apply_seq", "ns/op", 1340060},
+		{"BenchmarkAPI/write_16_leader", "ops/s", 3800},
+		{"BenchmarkScale/shards=10000/memory", "rss-MiB", 56.90},
+	} {
+		if got, ok := r.get(tc.name, tc.unit); !ok || got != tc.want {
+			t.Errorf("%s %s = %v (%v), want %v", tc.name, tc.unit, got, ok, tc.want)
+		}
+	}
+	if _, ok := r.get("goos: linux", "ns/op"); ok || len(r) != 14 {
+		t.Errorf("parsed %d benchmarks, want the 14 lines that are benchmarks", len(r))
+	}
+}
+
+// The report says, for each target, whether this run met it, and the
+// section replaces the previous one without touching the rest.
+func TestRun_WritesSectionAndPlots(t *testing.T) {
+	dir := t.TempDir()
+	in, md, plots := filepath.Join(dir, "bench.txt"), filepath.Join(dir, "BENCHMARKS.md"), filepath.Join(dir, "bench")
+	if err := os.WriteFile(in, []byte(fixture), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const before, after = "# Benchmarks\n\nwritten by hand\n\n", "\n## Also by hand\n"
+	if err := os.WriteFile(md, []byte(before+startMarker+"\nold figures\n"+endMarker+"\n"+after), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(in, md, plots, "abc1234"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for _, want := range []string{
+		before, after, "commit abc1234",
+		"| sequential write p50, via the leader | 1.50 ms | 1.00 ms (Apply) | 1.50× | ≤ 1.3× | **not met** |",
+		"| 16 clients, writes/s | 3800 | 4000 | 0.95× | ≥ 0.9× | met |",
+		"| 16 clients, linearizable reads/s via a follower | 9000 | 10000 on the leader | 0.90× | ≥ 0.8× of the leader | met |",
+		"| `GET /v1/shards` | 0.700 ms | 7.00 ms | 70.0 ms | 7.0× | < 5.00 ms | **not met** |",
+		"| `maintenance_on` plan of a whole node (`?dry_run`) | — | 60.0 ms | — | 60.0× | < 50.0 ms | **not met** |",
+		"![GET latency against the number of shards](bench/scale-reads.png)",
+	} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("report lacks %q:\n%s", want, doc)
+		}
+	}
+	if strings.Contains(doc, "old figures") || strings.Count(doc, startMarker) != 1 {
+		t.Errorf("the old section is still there:\n%s", doc)
+	}
+	for _, p := range plotFiles {
+		st, err := os.Stat(filepath.Join(plots, p.file))
+		if err != nil || st.Size() == 0 {
+			t.Errorf("plot %s: %v", p.file, err)
+		}
+	}
+}
+
+func TestRun_RefusesARunWithoutTheYardstick(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "bench.txt")
+	if err := os.WriteFile(in, []byte("BenchmarkScale/shards=1000/get_shards-2 20 700000 ns/op\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	md := filepath.Join(dir, "B.md")
+	if err := os.WriteFile(md, []byte("# B\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(in, md, filepath.Join(dir, "p"), ""); err == nil || !strings.Contains(err.Error(), "apply_seq") {
+		t.Fatalf("run = %v, want an error naming the missing raw raft figure", err)
+	}
+}
