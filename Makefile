@@ -93,7 +93,7 @@ lint:
 # redis-cli --rdb of the same data (scripts/bench-maintenance.sh, which also
 # writes docs/BENCHMARKS.md). Not part of make test: it wants the machine to
 # itself.
-bench: build
+bench: deps build
 	@mkdir -p .test-output/bench
 	$(GO) test -p 1 -run '^$$' -bench . -benchmem -count 1 ./... | tee .test-output/bench/go.txt
 	$(GO) run ./scripts/benchreport -in .test-output/bench/go.txt -md docs/BENCHMARKS.md -plots docs/bench -commit "$(VERSION)"
