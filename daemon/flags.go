@@ -19,6 +19,9 @@ import (
 type Options struct {
 	LogFormat string
 	LogLevel  slog.Level
+	// PprofAddr, if set, is the loopback address net/http/pprof is served
+	// on (ServeProfiles).
+	PprofAddr string
 }
 
 // ParseFlags reads cnmd's flags (SPEC §1.1), falling back to the CNM_*
@@ -69,6 +72,7 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	readPorts := shardFlags(fs, &c, env)
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&o.PprofAddr, "pprof-addr", "", "loopback host:port to serve Go profiles on (net/http/pprof), such as 127.0.0.1:6060; empty: none")
 	fs.DurationVar(&c.Raft.HeartbeatTimeout, "raft-heartbeat-timeout", 0, "raft heartbeat timeout (default 200ms)")
 	fs.DurationVar(&c.Raft.ElectionTimeout, "raft-election-timeout", 0, "raft election timeout (default 200ms)")
 	fs.DurationVar(&c.Raft.LeaderLeaseTimeout, "raft-lease-timeout", 0, "raft leader lease (default 100ms)")
@@ -89,6 +93,11 @@ func ParseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		return c, o, fmt.Errorf("--log-format must be text or json, got %q", o.LogFormat)
+	}
+	if o.PprofAddr != "" {
+		if err := checkLoopback(o.PprofAddr); err != nil {
+			return c, o, err
+		}
 	}
 	c.API.HandshakeTimeout, c.Raft.HandshakeTimeout = *handshake, *handshake
 	if c.API.MaxConns <= 0 || c.Raft.MaxHandshakes <= 0 || c.Raft.MaxConns <= 0 || *handshake <= 0 {
@@ -142,6 +151,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		h = slog.NewJSONHandler(stderr, hopts)
 	}
 	cfg.Logger = slog.New(h)
+	if opts.PprofAddr != "" {
+		_, stop, err := ServeProfiles(opts.PprofAddr, cfg.Logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	n, err := Start(ctx, cfg)
 	if errors.Is(err, ErrNoClusterState) {
 		// Neither --bootstrap nor --join, and nothing to resume: wait to be

@@ -71,6 +71,9 @@ func TestParseFlags_RefusesBadInput(t *testing.T) {
 		{"--uid", "x"},
 		{"--api-max-conns", "0"},
 		{"--handshake-timeout", "-1s"},
+		{"--pprof-addr", "0.0.0.0:6060"},
+		{"--pprof-addr", ":6060"},
+		{"--pprof-addr", "127.0.0.1"},
 		{"stray"},
 	} {
 		if _, _, err := ParseFlags(args, func(string) string { return "" }, io.Discard); err == nil {

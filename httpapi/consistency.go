@@ -99,7 +99,7 @@ func (s *Server) linearize(ctx context.Context) error {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	for {
-		idx, err := s.readIndexFromLeader(ctx)
+		idx, err := s.readIndex.get(ctx)
 		if err == nil {
 			if err := s.raft.WaitApplied(ctx, idx); err != nil {
 				return s.noQuorum(ctx, "this node could not catch up with the leader in time")
@@ -113,11 +113,11 @@ func (s *Server) linearize(ctx context.Context) error {
 	}
 }
 
+// readIndexFromLeader fetches one read index; linearize shares each
+// fetch among the reads that wait for it (readIndexBatch).
 func (s *Server) readIndexFromLeader(ctx context.Context) (uint64, error) {
 	if s.raft.IsLeader() {
-		actx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		return s.raft.ReadIndex(actx)
+		return s.raft.ReadIndex(ctx)
 	}
 	addr, err := s.peer.LeaderAddr()
 	if err != nil {

@@ -104,6 +104,8 @@ type Server struct {
 	// list, by record.
 	shardJSON  *recordCache[fsm.Shard]
 	actionJSON *recordCache[fsm.Action]
+	// readIndex shares read-index round trips among concurrent reads.
+	readIndex *readIndexBatch
 	// stopping ends blocking reads when the node shuts down.
 	stopping     chan struct{}
 	stoppingOnce sync.Once
@@ -151,6 +153,7 @@ func New(cfg Config) *Server {
 		checker: peer.Checker{Check: cfg.PeerCheck}, collectors: cfg.Collectors,
 	}
 	s.metrics = newMetrics(s)
+	s.readIndex = newReadIndexBatch(s.readIndexFromLeader, 2*time.Second)
 	s.ctl = control.New(cfg.Raft, s.fsm, cfg.BcryptCost, func(d time.Duration) { s.metrics.apply.Observe(d.Seconds()) })
 	s.peer = &peer.Server{Raft: cfg.Raft, FSM: s.fsm, Client: cfg.Peers, Propose: s.ctl.Propose, Decode: decodeBody,
 		NodeView: func(n *fsm.Node) any { return viewNode(n, time.Now()) }, CertLifetime: cfg.CertLifetime, Log: s.log}
