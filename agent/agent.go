@@ -84,7 +84,17 @@ type Agent struct {
 	// kept is why each local shard that is not assigned here was kept,
 	// so that a reason is logged once, not at every reconcile.
 	kept map[string]string
-	eps  endpointManager
+	// settled is, per shard, the spec a pass last brought it to without
+	// an error: a pass after a state change leaves a shard whose spec has
+	// not changed since alone, so that one applied entry costs the agent
+	// what it changed, not a look at every local shard. Full passes (on
+	// start, every Resync, on a kick or a retry) look at every shard and
+	// repair what changed outside the state; anything the shard API
+	// changes drops the shard from settled.
+	settled map[string]Spec
+	// wanted is what the state assigned here at the last pass.
+	wanted map[string]bool
+	eps    endpointManager
 	// replicas caches where each master's replica was last found
 	// (uid → replicaSeen), for when its agent does not answer.
 	replicas sync.Map
@@ -161,7 +171,7 @@ func New(cfg Config) *Agent {
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("component", "agent", "node_uid", cfg.NodeUID),
 		client: NewClient(cfg.Client), staged: map[string]time.Time{}, kick: make(chan struct{}, 1),
-		fence: map[string]uint64{}, copied: map[stepKey]Info{}, kept: map[string]string{},
+		fence: map[string]uint64{}, copied: map[stepKey]Info{}, kept: map[string]string{}, settled: map[string]Spec{},
 	}
 	if r, ok := cfg.Backend.(interface{ setPartner(partnerFunc) }); ok {
 		r.setPartner(a.replicaAddr)
@@ -183,12 +193,13 @@ func (a *Agent) Run(ctx context.Context) {
 	t := time.NewTicker(a.cfg.Resync)
 	defer t.Stop()
 	var last string
+	full := true
 	for {
 		changed := a.cfg.FSM.Changed()
 		var retry <-chan time.Time
 		if a.cfg.CaughtUp != nil && !a.cfg.CaughtUp() {
 			a.log.Debug("reconcile waits for the state to catch up")
-		} else if err := a.Reconcile(ctx); err != nil && ctx.Err() == nil {
+		} else if err := a.reconcile(ctx, full); err != nil && ctx.Err() == nil {
 			// Tried again soon: a replica waiting for its master's
 			// address, say, is no replica until it has it. The same
 			// trouble is logged once.
@@ -200,10 +211,12 @@ func (a *Agent) Run(ctx context.Context) {
 		} else {
 			last = ""
 		}
+		full = true
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
+			full = false
 		case <-a.kick:
 		case <-t.C:
 		case <-retry:
@@ -242,9 +255,22 @@ func (a *Agent) assigned() (want map[string]Spec, pending map[string]bool) {
 	return v.want, v.pending
 }
 
-func (a *Agent) view() view {
-	v := view{want: map[string]Spec{}, pending: map[string]bool{}, owner: map[string]int{}, bdbs: map[int]bool{}, pairs: map[string]pairRef{}}
+// assignedHere reports whether the state assigns shard uid to this node.
+func (a *Agent) assignedHere(uid string) bool {
+	var here bool
 	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
+		sh, ok := st.Shards[uid]
+		here = ok && sh.NodeUID == a.cfg.NodeUID
+	})
+	return here
+}
+
+func (a *Agent) view() view {
+	v := view{want: map[string]Spec{}, pending: map[string]bool{}, bdbs: map[int]bool{}, pairs: map[string]pairRef{}}
+	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
+		// Sized at once: growing a map of every shard was a tenth of a
+		// pass in a large cluster.
+		v.owner = make(map[string]int, len(st.Shards))
 		switch n, ok := st.Nodes[a.cfg.NodeUID]; {
 		case !ok:
 			v.identity = fmt.Sprintf("the state has no node %d", a.cfg.NodeUID)
@@ -311,7 +337,11 @@ func (v *view) mayDrop(uid string, bdb int) (drop bool, why string) {
 // fixes roles, writes persistence files, and drops shards that a caught-up
 // state assigns to another node or whose database it deleted (never copies
 // staged for a migration, and never shards the state does not know of).
-func (a *Agent) Reconcile(ctx context.Context) error {
+func (a *Agent) Reconcile(ctx context.Context) error { return a.reconcile(ctx, true) }
+
+// reconcile is Reconcile; unless full, it skips the shards that are
+// settled at the spec the state gives them now.
+func (a *Agent) reconcile(ctx context.Context, full bool) error {
 	v := a.view()
 	var errs []error
 	if _, follows := a.cfg.Backend.(Follower); follows {
@@ -323,45 +353,94 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 			}
 		}
 	}
-	want, pending := v.want, v.pending
+	want := v.want
+	a.forgetSettledBut(want)
 	for _, uid := range sortedKeys(want) {
 		s := want[uid]
-		info, err := a.cfg.Backend.Info(uid)
-		switch {
-		case errors.Is(err, ErrNoShard):
-			if made, err := a.materialise(ctx, s); err != nil || !made {
-				if err != nil {
-					errs = append(errs, err)
-				}
-				continue
-			}
-			info, err = a.cfg.Backend.Info(uid)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		case err != nil:
-			errs = append(errs, err)
+		if !full && !v.switching[uid] && a.isSettled(uid, s) {
 			continue
 		}
-		a.unstage(uid)
-		if v.switching[uid] && info.Role != s.Role {
-			a.log.Debug("role left to the failover in flight", "shard_uid", uid, "role", info.Role)
-		} else if err := a.fixRole(ctx, s, info); err != nil {
-			errs = append(errs, err)
-		}
-		if err := a.fixPersistence(ctx, s, info); err != nil {
-			errs = append(errs, err)
-		}
+		before := len(errs)
+		made := a.reconcileShard(ctx, &v, s, &errs)
+		a.settle(uid, s, made && len(errs) == before && !v.switching[uid])
 	}
-	if a.cfg.CaughtUp != nil && !a.cfg.CaughtUp() {
-		// An old snapshot may not know of shards assigned here since.
-		a.log.Debug("drops wait for the state to catch up")
-		return errors.Join(errs...)
+	// After a change, only the shards that left this node since the last
+	// pass can have become strays; a full pass lists every local shard.
+	left := a.swapWanted(want)
+	if !full {
+		return a.dropStrays(ctx, &v, left, errs)
 	}
 	local, err := a.cfg.Backend.List()
 	if err != nil {
 		return errors.Join(append(errs, err)...)
+	}
+	return a.dropStrays(ctx, &v, local, errs)
+}
+
+// swapWanted records the shards wanted here now and returns those wanted
+// by the pass before that are not any more.
+func (a *Agent) swapWanted(want map[string]Spec) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var left []string
+	for uid := range a.wanted {
+		if _, ok := want[uid]; !ok {
+			left = append(left, uid)
+		}
+	}
+	slices.Sort(left)
+	a.wanted = make(map[string]bool, len(want))
+	for uid := range want {
+		a.wanted[uid] = true
+	}
+	return left
+}
+
+// reconcileShard brings one shard assigned here to s, adding what went
+// wrong to errs; false if the shard was left unmade because the state no
+// longer assigns it here.
+func (a *Agent) reconcileShard(ctx context.Context, v *view, s Spec, errs *[]error) bool {
+	uid := s.UID
+	info, err := a.cfg.Backend.Info(uid)
+	switch {
+	case errors.Is(err, ErrNoShard):
+		made, err := a.materialise(ctx, s)
+		if err != nil {
+			*errs = append(*errs, err)
+			return false
+		}
+		if !made {
+			return false
+		}
+		if info, err = a.cfg.Backend.Info(uid); err != nil {
+			*errs = append(*errs, err)
+			return false
+		}
+	case err != nil:
+		*errs = append(*errs, err)
+		return false
+	}
+	a.unstage(uid)
+	if v.switching[uid] && info.Role != s.Role {
+		a.log.Debug("role left to the failover in flight", "shard_uid", uid, "role", info.Role)
+	} else if err := a.fixRole(ctx, s, info); err != nil {
+		*errs = append(*errs, err)
+	}
+	if err := a.fixPersistence(ctx, s, info); err != nil {
+		*errs = append(*errs, err)
+	}
+	return true
+}
+
+// dropStrays drops those of the local shards local (uids) that a
+// caught-up state proves belong elsewhere, and returns errs with what went
+// wrong added.
+func (a *Agent) dropStrays(ctx context.Context, v *view, local []string, errs []error) error {
+	want, pending := v.want, v.pending
+	if a.cfg.CaughtUp != nil && !a.cfg.CaughtUp() {
+		// An old snapshot may not know of shards assigned here since.
+		a.log.Debug("drops wait for the state to catch up")
+		return errors.Join(errs...)
 	}
 	for _, uid := range local {
 		if _, ok := want[uid]; ok || pending[uid] || a.isStaged(uid) {
@@ -369,6 +448,9 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 			continue
 		}
 		info, err := a.cfg.Backend.Info(uid)
+		if errors.Is(err, ErrNoShard) {
+			continue // left before it was ever made here
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -396,7 +478,7 @@ func (a *Agent) materialise(ctx context.Context, s Spec) (bool, error) {
 	mu := a.placing.get(s.UID)
 	mu.Lock()
 	defer mu.Unlock()
-	if want, _ := a.assigned(); want[s.UID].UID == "" {
+	if !a.assignedHere(s.UID) {
 		return false, nil
 	}
 	a.log.Info("materialising shard", "shard_uid", s.UID, "bytes", s.Size)
@@ -412,6 +494,43 @@ func (a *Agent) keep(uid, why string) {
 	}
 	a.kept[uid] = why
 	a.log.Warn("keeping shard not assigned here", "shard_uid", uid, "reason", why)
+}
+
+func (a *Agent) isSettled(uid string, s Spec) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	prev, ok := a.settled[uid]
+	return ok && prev == s
+}
+
+// settle records that uid is at s (ok), or that it needs another look.
+func (a *Agent) settle(uid string, s Spec, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ok {
+		a.settled[uid] = s
+	} else {
+		delete(a.settled, uid)
+	}
+}
+
+// unsettle makes the next pass look at uid again.
+func (a *Agent) unsettle(uid string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.settled, uid)
+}
+
+// forgetSettledBut forgets the shards no longer assigned here: one that
+// comes back is looked at afresh.
+func (a *Agent) forgetSettledBut(want map[string]Spec) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for uid := range a.settled {
+		if _, ok := want[uid]; !ok {
+			delete(a.settled, uid)
+		}
+	}
 }
 
 func (a *Agent) forgetKept(uid string) {

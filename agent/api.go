@@ -41,6 +41,18 @@ func (a *Agent) Handler() http.Handler {
 	r.HandleFunc("/shards/{uid}/role", a.role).Methods("POST")
 	r.HandleFunc("/shards/{uid}/persist", a.persist).Methods("POST")
 	r.HandleFunc("/endpoints/{uid}", a.endpointUp).Methods("GET")
+	// A call that may change a shard makes the next reconcile look at it,
+	// whatever the state says.
+	r.Use(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.Method != http.MethodGet {
+				if uid := mux.Vars(req)["uid"]; uid != "" {
+					defer a.unsettle(uid)
+				}
+			}
+			next.ServeHTTP(w, req)
+		})
+	})
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		a.inflight.Add(1)
 		defer a.inflight.Done()

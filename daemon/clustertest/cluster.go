@@ -75,6 +75,10 @@ type Options struct {
 	// CertLifetime, CheckpointInterval and ConsistencyInterval are the
 	// nodes' (zero: the product's defaults).
 	CertLifetime, CheckpointInterval, ConsistencyInterval time.Duration
+	// MaxShards and Memory are every node's --max-shards and --memory
+	// (zero: the product's defaults).
+	MaxShards int
+	Memory    int64
 	// Idle starts every node with neither --bootstrap nor --join: each
 	// serves the setup API until the test sets it up over REST, and
 	// AwaitSetup then adopts it.
@@ -168,6 +172,7 @@ func (c *Cluster) memberConfig(uid int, host, base string, opts Options) daemon.
 		AdminUser: AdminUser, AdminPassword: AdminPassword,
 		Raft: opts.Raft, Hold: opts.Hold, BcryptCost: bcrypt.MinCost, DownAfter: opts.DownAfter,
 		ShardFileScale: opts.ShardFileScale, MigrationRate: opts.MigrationRate,
+		MaxShards: opts.MaxShards, Memory: opts.Memory,
 		Listen: c.Net.Listen, Dial: c.Net.Dial,
 		TLSCertFile: opts.TLSCertFile, TLSKeyFile: opts.TLSKeyFile,
 		CertLifetime: opts.CertLifetime, CheckpointInterval: opts.CheckpointInterval,
