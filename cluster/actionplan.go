@@ -101,7 +101,7 @@ func outlook(st *fsm.State, task string) *fsm.State {
 	if len(others) == 0 {
 		return st
 	}
-	v := st.Clone()
+	v := st.View()
 	for _, b := range others {
 		if n, ok := v.Nodes[b.NodeUID]; ok {
 			switch b.Action {

@@ -139,7 +139,7 @@ func (r *actionRun) read() (*turn, bool) {
 	var t *turn
 	r.e.FSM.Read(func(st *fsm.State, _ uint64) {
 		if p := st.ActionByTask(r.id); p != nil && !fsm.Terminal(p.Status) && p.Term == r.term {
-			view := st.Clone()
+			view := st.View()
 			t = &turn{a: *view.ActionByTask(r.id), view: view}
 		}
 	})

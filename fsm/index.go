@@ -17,7 +17,9 @@ type shardIndex struct {
 	count, next int
 	sorted      []string         // every shard uid, in numeric order
 	byBDB       map[int][]string // shard uids of each database, in order
-	pairs       map[pairKey][]string
+	// pair is, for each shard with one, the uid of the shard that shares
+	// its database and slots.
+	pair map[string]string
 }
 
 type pairKey struct {
@@ -57,13 +59,19 @@ func buildShardIndex(s *State) *shardIndex {
 		return compareUID(a.id, b.id)
 	})
 	x := &shardIndex{count: len(s.Shards), next: s.NextShardUID, sorted: make([]string, len(keys)),
-		byBDB: make(map[int][]string, len(s.BDBs)), pairs: make(map[pairKey][]string, len(keys)/2+1)}
+		byBDB: make(map[int][]string, len(s.BDBs)), pair: make(map[string]string, len(keys))}
+	bySlots := make(map[pairKey]string, len(keys)/2+1)
 	for i, k := range keys {
 		x.sorted[i] = k.id
 		sh := s.Shards[k.id]
 		x.byBDB[sh.BDBUID] = append(x.byBDB[sh.BDBUID], k.id)
 		pk := pairKey{sh.BDBUID, sh.AssignedSlots}
-		x.pairs[pk] = append(x.pairs[pk], k.id)
+		if other, ok := bySlots[pk]; ok {
+			// A master and its replica; the model never holds a third.
+			x.pair[k.id], x.pair[other] = other, k.id
+			continue
+		}
+		bySlots[pk] = k.id
 	}
 	return x
 }

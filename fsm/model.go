@@ -183,10 +183,9 @@ func (s *State) PairOf(sh *Shard) *Shard {
 // PairUID is the uid of PairOf(sh), or "": a copy of the shard table
 // (the planner's) finds the pair in its own copy by it.
 func (s *State) PairUID(sh *Shard) string {
-	for _, id := range s.shardIndex().pairs[pairKey{sh.BDBUID, sh.AssignedSlots}] {
-		if id != sh.UID && s.Shards[id] != nil {
-			return id
-		}
+	id := s.shardIndex().pair[sh.UID]
+	if o := s.Shards[id]; o != nil && o.BDBUID == sh.BDBUID && o.AssignedSlots == sh.AssignedSlots {
+		return id
 	}
 	return ""
 }

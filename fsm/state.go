@@ -58,8 +58,7 @@ type State struct {
 	// expire.
 	Revoked []CertRef `json:"revoked,omitempty"`
 
-	// index is derived from Shards (see shardIndex); not replicated, and
-	// a Clone starts without one.
+	// index is derived from Shards (see shardIndex); not replicated.
 	index atomic.Pointer[shardIndex]
 }
 
@@ -199,6 +198,16 @@ func (s *State) Clone() *State {
 		u := *v
 		c.Users[k] = &u
 	}
+	return c
+}
+
+// View is a Clone that shares s's shard index: for copies read, or changed
+// only by moves and failovers (the planner's and executor's what-ifs), of
+// which the executor makes one per step. A Clone starts without an index,
+// so that it compares equal to the state it copies.
+func (s *State) View() *State {
+	c := s.Clone()
+	c.index.Store(s.shardIndex())
 	return c
 }
 
