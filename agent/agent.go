@@ -233,7 +233,8 @@ const reconcileRetry = 500 * time.Millisecond
 type view struct {
 	want    map[string]Spec // assigned to this node
 	pending map[string]bool // a running action still has to move here
-	// owner is the node the state assigns each shard to.
+	// owner is the node the state assigns each shard to, of those the
+	// view was asked about (viewWith).
 	owner map[string]int
 	// issued is the state's next shard uid: every lower uid was handed
 	// out, so a shard below it that the state lacks was deleted.
@@ -265,12 +266,25 @@ func (a *Agent) assignedHere(uid string) bool {
 	return here
 }
 
-func (a *Agent) view() view {
-	v := view{want: map[string]Spec{}, pending: map[string]bool{}, bdbs: map[int]bool{}, pairs: map[string]pairRef{}}
+func (a *Agent) view() view { return a.viewWith(nil) }
+
+// viewWith is view, with the owner of each of candidates (uids) that the
+// state holds: what deciding about a stray needs, without a map of every
+// shard of the cluster on each pass.
+func (a *Agent) viewWith(candidates []string) view {
+	// Sized as the last pass found them: growing maps of thousands of
+	// shards was a third of a pass's cost.
+	a.mu.Lock()
+	hint := len(a.wanted)
+	a.mu.Unlock()
+	v := view{want: make(map[string]Spec, hint), pending: map[string]bool{}, bdbs: map[int]bool{}, pairs: make(map[string]pairRef, hint/2)}
 	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
-		// Sized at once: growing a map of every shard was a tenth of a
-		// pass in a large cluster.
-		v.owner = make(map[string]int, len(st.Shards))
+		v.owner = make(map[string]int, len(candidates))
+		for _, uid := range candidates {
+			if sh, ok := st.Shards[uid]; ok {
+				v.owner[uid] = sh.NodeUID
+			}
+		}
 		switch n, ok := st.Nodes[a.cfg.NodeUID]; {
 		case !ok:
 			v.identity = fmt.Sprintf("the state has no node %d", a.cfg.NodeUID)
@@ -295,7 +309,6 @@ func (a *Agent) view() view {
 			}
 		}
 		for _, sh := range st.Shards {
-			v.owner[sh.UID] = sh.NodeUID
 			if sh.NodeUID != a.cfg.NodeUID {
 				continue
 			}
@@ -342,7 +355,20 @@ func (a *Agent) Reconcile(ctx context.Context) error { return a.reconcile(ctx, t
 // reconcile is Reconcile; unless full, it skips the shards that are
 // settled at the spec the state gives them now.
 func (a *Agent) reconcile(ctx context.Context, full bool) error {
-	v := a.view()
+	// The local shards that may be strays, whose owner the view must
+	// tell: after a change, those wanted here at the last pass (only they
+	// can have left); on a full pass, every local shard.
+	var candidates []string
+	if full {
+		local, err := a.cfg.Backend.List()
+		if err != nil {
+			return fmt.Errorf("list local shards: %w", err)
+		}
+		candidates = local
+	} else {
+		candidates = a.lastWanted()
+	}
+	v := a.viewWith(candidates)
 	var errs []error
 	if _, follows := a.cfg.Backend.(Follower); follows {
 		a.resolveMasters(ctx, &v)
@@ -364,36 +390,29 @@ func (a *Agent) reconcile(ctx context.Context, full bool) error {
 		made := a.reconcileShard(ctx, &v, s, &errs)
 		a.settle(uid, s, made && len(errs) == before && !v.switching[uid])
 	}
-	// After a change, only the shards that left this node since the last
-	// pass can have become strays; a full pass lists every local shard.
-	left := a.swapWanted(want)
-	if !full {
-		return a.dropStrays(ctx, &v, left, errs)
-	}
-	local, err := a.cfg.Backend.List()
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	return a.dropStrays(ctx, &v, local, errs)
+	a.setWanted(want)
+	return a.dropStrays(ctx, &v, candidates, errs)
 }
 
-// swapWanted records the shards wanted here now and returns those wanted
-// by the pass before that are not any more.
-func (a *Agent) swapWanted(want map[string]Spec) []string {
+// lastWanted is what the state assigned here at the last pass, in order.
+func (a *Agent) lastWanted() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var left []string
+	out := make([]string, 0, len(a.wanted))
 	for uid := range a.wanted {
-		if _, ok := want[uid]; !ok {
-			left = append(left, uid)
-		}
+		out = append(out, uid)
 	}
-	slices.Sort(left)
+	slices.Sort(out)
+	return out
+}
+
+func (a *Agent) setWanted(want map[string]Spec) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.wanted = make(map[string]bool, len(want))
 	for uid := range want {
 		a.wanted[uid] = true
 	}
-	return left
 }
 
 // reconcileShard brings one shard assigned here to s, adding what went
