@@ -107,6 +107,17 @@ func report(r results, mach, commit, plots, md string) (string, error) {
 		row{[]string{"16 clients, linearizable reads/s via a follower", fmt.Sprintf("%.0f", rf), fmt.Sprintf("%.0f on the leader", rl), fmt.Sprintf("%.2f×", rf/rl), "≥ 0.8× of the leader", verdict(rf/rl >= 0.8)}})
 	table(&b, []string{"measurement", "cnm", "raw raft", "ratio", "target", ""}, rows)
 
+	if step, ok := r.get("BenchmarkEnslaveAtScale", "ms/step"); ok {
+		steps, _ := r.get("BenchmarkEnslaveAtScale", "steps")
+		b.WriteString("### An action at scale\n\n")
+		b.WriteString("`daemon/clustertest` `BenchmarkEnslaveAtScale`: three in-process nodes (file backend) holding " +
+			"100 replicated databases of 50 shards (10,000 shards, placed sparse), and `enslave_node` of the " +
+			"node with the most masters, from the POST to `completed`.\n\n")
+		table(&b, []string{"measurement", "cnm", "raw raft", "ratio", "target", ""}, []row{{[]string{
+			fmt.Sprintf("`enslave_node`, %.0f failovers: time per step", steps), fmtMS(step), fmtMS(raw) + " (Apply)",
+			fmt.Sprintf("%.1f×", step/raw), "≤ 2× one write", verdict(step/raw <= 2)}}})
+	}
+
 	b.WriteString("### Scale\n\n")
 	b.WriteString("`httpapi` `BenchmarkScale`: a model of 100 nodes (one serving the API, 99 registered as a join " +
 		"registers them, with no process behind them), replicated databases of 50 shards, and the action " +
