@@ -121,6 +121,14 @@ func (c *Config) withDefaults() {
 
 // raftConfig is the raft.Config of this member; raft's own defaults stand
 // for everything Config does not set.
+// RaftConfig is the raft configuration a node configured by cfg runs (the
+// LAN defaults filled in), without its logger and leadership channel: what
+// a benchmark of raft itself needs to compare like with like.
+func RaftConfig(cfg Config) *raft.Config {
+	cfg.withDefaults()
+	return raftConfig(cfg, hclog.NewNullLogger(), nil)
+}
+
 func raftConfig(cfg Config, hlog hclog.Logger, notify chan bool) *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(strconv.Itoa(cfg.ID))

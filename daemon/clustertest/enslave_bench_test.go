@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"cnm/daemon/clustertest"
-	"cnm/raftnode"
 )
 
 // BenchmarkEnslaveAtScale carries out enslave_node on a 3-node cluster
@@ -16,12 +15,9 @@ import (
 // backend) and reports the time per step, which docs/BENCHMARKS.md sets
 // against one raw raft write.
 func BenchmarkEnslaveAtScale(b *testing.B) {
-	c := clustertest.Start(b, 3, clustertest.Options{
-		Raft: raftnode.Config{HeartbeatTimeout: raftnode.DefaultHeartbeatTimeout, ElectionTimeout: raftnode.DefaultElectionTimeout,
-			LeaderLeaseTimeout: raftnode.DefaultLeaderLeaseTimeout},
-		CheckpointInterval: 10 * time.Second, ConsistencyInterval: 5 * time.Second,
-		MaxShards: 5000, Memory: 1 << 40,
-	})
+	opts := benchOptions()
+	opts.MaxShards, opts.Memory = 5000, 1<<40
+	c := clustertest.Start(b, 3, opts)
 	leader := c.Leader(30 * time.Second)
 	// Sparse: masters on every node, so that a node other than the leader
 	// has masters to hand over.

@@ -1,6 +1,6 @@
 // Command benchreport turns the output of make bench's Go benchmarks into
 // the measured part of docs/BENCHMARKS.md: cnm against raw hashicorp/raft
-// (raftnode's BenchmarkRawRaft, daemon/clustertest's BenchmarkAPI), the
+// (daemon/clustertest's BenchmarkRawRaft and BenchmarkAPI), the
 // scale curves of httpapi's BenchmarkScale as tables and PNG plots, and the
 // machine they ran on.
 package main

@@ -79,7 +79,7 @@ func report(r results, mach, commit, plots, md string) (string, error) {
 	}
 	b.WriteString(". " + mach + "\n\n")
 	b.WriteString("Every figure is set against raw hashicorp/raft measured in the same run " +
-		"(`raftnode` `BenchmarkRawRaft`: three members in one process over TCP loopback, cnm's raft " +
+		"(`daemon/clustertest` `BenchmarkRawRaft`: three members in one process over TCP loopback, cnm's raft " +
 		"configuration and stores, 200-byte commands): compare the ratios, not the milliseconds, " +
 		"as this machine is shared and its speed moves from run to run.\n\n")
 

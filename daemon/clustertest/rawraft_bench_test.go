@@ -1,23 +1,22 @@
-package raftnode
+package clustertest_test
 
 import (
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"cnm/raftnode"
 )
 
 // The yardstick of docs/BENCHMARKS.md: hashicorp/raft by itself, with the
-// configuration and stores a cnm node runs (raftConfig over the LAN
+// configuration and stores a cnm node runs (raftnode.RaftConfig: the LAN
 // defaults, raft-boltdb/v2, file snapshots), three members in this process
 // over TCP loopback, and 200-byte commands into an FSM that only counts.
 // Every cnm figure of the write-up is a ratio against these, measured in
@@ -50,9 +49,8 @@ func rawCluster(b *testing.B) (*raft.Raft, []*raft.Raft) {
 	}
 	var ms []member
 	for i := 1; i <= 3; i++ {
-		cfg := Config{ID: i, Dir: filepath.Join(dir, fmt.Sprint(i))}
-		cfg.withDefaults()
-		rc := raftConfig(cfg, hclog.NewNullLogger(), nil)
+		cfg := raftnode.Config{ID: i, Dir: filepath.Join(dir, fmt.Sprint(i))}
+		rc := raftnode.RaftConfig(cfg)
 		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 			b.Fatal(err)
 		}
@@ -101,40 +99,6 @@ func rawCluster(b *testing.B) (*raft.Raft, []*raft.Raft) {
 	}
 	b.Fatal("no leader in 10 s")
 	return nil, nil
-}
-
-// reportLatency reports the median and 99th percentile of ds.
-func reportLatency(b *testing.B, ds []time.Duration) {
-	slices.Sort(ds)
-	if len(ds) == 0 {
-		return
-	}
-	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	b.ReportMetric(ms(ds[len(ds)/2]), "p50-ms")
-	b.ReportMetric(ms(ds[len(ds)*99/100]), "p99-ms")
-}
-
-// parallel runs b.N calls of op from workers goroutines and reports ops/s.
-func parallel(b *testing.B, workers int, op func() error) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
-	start := time.Now()
-	for range workers {
-		wg.Go(func() {
-			for next.Add(1) <= int64(b.N) {
-				if err := op(); err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := failed.Load(); err != nil {
-		b.Fatal(*err)
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
 }
 
 func BenchmarkRawRaft(b *testing.B) {
