@@ -122,3 +122,31 @@ func BenchmarkRawRaft(b *testing.B) {
 		parallel(b, 16, func() error { return leader.VerifyLeader().Error() })
 	})
 }
+
+// BenchmarkRawRaftFailover times, from the leader's shutdown (no
+// leadership transfer), until another member has accepted a command: what
+// "first write after the leader dies" costs raft itself.
+func BenchmarkRawRaftFailover(b *testing.B) {
+	cmd := make([]byte, 200)
+	for b.Loop() {
+		b.StopTimer()
+		leader, rafts := rawCluster(b)
+		b.StartTimer()
+		if err := leader.Shutdown().Error(); err != nil {
+			b.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+	wait:
+		for {
+			for _, r := range rafts {
+				if r != leader && r.State() == raft.Leader && r.Apply(cmd, time.Second).Error() == nil {
+					break wait
+				}
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("no member took a command within 30 s of the leader's end")
+			}
+			time.Sleep(time.Millisecond) // polling for the election, with a deadline
+		}
+	}
+}

@@ -90,7 +90,10 @@ func report(r results, mach, commit, plots, md string) (string, error) {
 	b.WriteString("### Writes and reads\n\n")
 	b.WriteString("cnm: `daemon/clustertest` `BenchmarkAPI`, three in-process nodes with the product's raft " +
 		"timing, HTTPS with keep-alive clients, `PUT /v1/cluster/policy` as the write (one raft entry), " +
-		"`GET /v1/nodes/actions` as the read; 16 clients where it says so.\n\n")
+		"`GET /v1/nodes/actions` as the read; 16 clients where it says so. The failover rows are " +
+		"`BenchmarkFailover`: the leader killed (no leadership transfer) while a `maintenance_on` runs on " +
+		"another node, against `BenchmarkRawRaftFailover`: raft's leader shut down until another member " +
+		"has applied a command.\n\n")
 	var rows []row
 	get := func(name, unit string) float64 { v, _ := r.get(name, unit); return v }
 	lead, fol := get("BenchmarkAPI/write_seq_leader", "p50-ms"), get("BenchmarkAPI/write_seq_follower", "p50-ms")
@@ -105,6 +108,16 @@ func report(r results, mach, commit, plots, md string) (string, error) {
 	rows = append(rows,
 		row{[]string{"16 clients, linearizable reads/s on the leader", fmt.Sprintf("%.0f", rl), fmt.Sprintf("%.0f VerifyLeader/s", vl), fmt.Sprintf("%.2f×", rl/vl), "—", "—"}},
 		row{[]string{"16 clients, linearizable reads/s via a follower", fmt.Sprintf("%.0f", rf), fmt.Sprintf("%.0f on the leader", rl), fmt.Sprintf("%.2f×", rf/rl), "≥ 0.8× of the leader", verdict(rf/rl >= 0.8)}})
+	if w, ok := r.get("BenchmarkFailover", "write-ms"); ok {
+		rf, _ := r.get("BenchmarkRawRaftFailover", "ns/op")
+		rfm := ms(rf)
+		claim, _ := r.get("BenchmarkFailover", "claim-ms")
+		step, _ := r.get("BenchmarkFailover", "step-ms")
+		rows = append(rows,
+			row{[]string{"leader killed → first write accepted via a survivor", fmtMS(w), fmtMS(rfm) + " (to a new leader's Apply)", fmt.Sprintf("%.2f×", w/rfm), "hold (≤ 1.2×)", verdict(w/rfm <= 1.2)}},
+			row{[]string{"leader killed → the running action claimed by the new leader", fmtMS(claim), "—", fmt.Sprintf("%.2f× raft's failover", claim/rfm), "≤ 800 ms", verdict(claim <= 800)}},
+			row{[]string{"leader killed → the action's next step committed (a shard move of ~1 s was in flight)", fmtMS(step), "—", "—", "—", "—"}})
+	}
 	table(&b, []string{"measurement", "cnm", "raw raft", "ratio", "target", ""}, rows)
 
 	if step, ok := r.get("BenchmarkEnslaveAtScale", "ms/step"); ok {
