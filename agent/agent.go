@@ -179,8 +179,9 @@ func New(cfg Config) *Agent {
 	return a
 }
 
-// Run reconciles on start, after every applied change and every Resync,
-// until ctx ends.
+// Run reconciles until ctx ends: every shard on start, every Resync, on a
+// kick and after a pass that left something undone; after an applied
+// change, the shards the change touched (settled).
 func (a *Agent) Run(ctx context.Context) {
 	if sup, ok := a.cfg.Backend.(Supervisor); ok {
 		done := make(chan struct{})
