@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 )
 
@@ -55,13 +56,19 @@ func (c *recordCache[T]) list(recs []*T) ([][]byte, error) {
 	return parts, nil
 }
 
+// listWriters gathers the many small parts of a list into fewer writes,
+// without a new buffer per request.
+var listWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+
 // writeList answers 200 with prefix, the JSON array of parts, and suffix,
 // as writeJSON would have written the document: the parts go out as they
 // are, with no copy of the whole answer made first.
 func writeList(w http.ResponseWriter, prefix string, parts [][]byte, suffix string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 64<<10)
+	bw := listWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() { bw.Reset(nil); listWriters.Put(bw) }()
 	bw.WriteString(prefix)
 	bw.WriteByte('[')
 	for i, p := range parts {
