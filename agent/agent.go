@@ -381,7 +381,6 @@ func (a *Agent) reconcile(ctx context.Context, full bool) error {
 		}
 	}
 	want := v.want
-	a.forgetSettledBut(want)
 	for _, uid := range sortedKeys(want) {
 		s := want[uid]
 		if !full && !v.switching[uid] && a.isSettled(uid, s) {
@@ -391,7 +390,7 @@ func (a *Agent) reconcile(ctx context.Context, full bool) error {
 		made := a.reconcileShard(ctx, &v, s, &errs)
 		a.settle(uid, s, made && len(errs) == before && !v.switching[uid])
 	}
-	a.setWanted(want)
+	a.rememberWanted(want)
 	return a.dropStrays(ctx, &v, candidates, errs)
 }
 
@@ -407,12 +406,20 @@ func (a *Agent) lastWanted() []string {
 	return out
 }
 
-func (a *Agent) setWanted(want map[string]Spec) {
+// rememberWanted records what the state assigns here now, and forgets
+// the settled shards it no longer does: one that comes back is looked at
+// afresh.
+func (a *Agent) rememberWanted(want map[string]Spec) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.wanted = make(map[string]bool, len(want))
 	for uid := range want {
 		a.wanted[uid] = true
+	}
+	for uid := range a.settled {
+		if !a.wanted[uid] {
+			delete(a.settled, uid)
+		}
 	}
 }
 
@@ -539,18 +546,6 @@ func (a *Agent) unsettle(uid string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.settled, uid)
-}
-
-// forgetSettledBut forgets the shards no longer assigned here: one that
-// comes back is looked at afresh.
-func (a *Agent) forgetSettledBut(want map[string]Spec) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for uid := range a.settled {
-		if _, ok := want[uid]; !ok {
-			delete(a.settled, uid)
-		}
-	}
 }
 
 func (a *Agent) forgetKept(uid string) {
