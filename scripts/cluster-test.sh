@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tests of scripts/cluster.sh and of the repository's hygiene (make test runs it):
 #   - status shows an action's progress with one decimal;
+#   - start_node waits for the last exec of the started process;
 #   - make deps waits for another apt process instead of failing on the dpkg lock;
 #   - no built binary is committed, and the build outputs are ignored;
 #   - no cnmd command line holds the admin password;
@@ -59,6 +60,20 @@ got=$(
 )
 [[ $got == '66.7|0.0|100.0|12.5|33.3|0.0|-|' ]] || fail "format_progress gives '$got'"
 ok "status formats progress with one decimal (66.66666666666667 -> 66.7)"
+
+# start_node returns only once the started process is the binary itself: before, node_pid
+# could read the empty command line of a process between two execs and call it exited.
+got=$(
+  # shellcheck source=/dev/null
+  source "$cluster"
+  bash -c 'sleep 0.3; exec /bin/sleep 5' </dev/null >/dev/null 2>&1 &
+  pid=$!
+  wait_exec 0 "$pid" /bin/sleep
+  tr '\0' ' ' <"/proc/$pid/cmdline"
+  kill "$pid"
+)
+[[ $got == '/bin/sleep 5 ' ]] || fail "wait_exec returned while the process was '$got'"
+ok "start_node waits until the process has become cnmd"
 
 # Every apt-get that make deps would run waits for the dpkg lock. TOOLS names a missing
 # command so that the install branch is shown.

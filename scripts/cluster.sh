@@ -234,7 +234,25 @@ start_node() {
   else
     env "${env[@]}" nohup "$bin" "${args[@]}" >>"$log" 2>&1 </dev/null &
   fi
-  printf '%s\n' "$!" >"$(pid_file "$i")"
+  pid=$!
+  printf '%s\n' "$pid" >"$(pid_file "$i")"
+  wait_exec "$i" "$pid" "$bin"
+}
+
+# wait_exec I PID BIN: wait until PID has become BIN. The started process passes through
+# env, setsid and nohup first, and while the kernel swaps one program for the next its
+# command line reads empty: node_pid would take that moment for an exited node.
+wait_exec() {
+  local i=$1 pid=$2 bin=$3 deadline argv0
+  deadline=$(deadline_in 10)
+  while before "$deadline"; do
+    kill -0 "$pid" 2>/dev/null || return 0
+    [[ -r /proc/$pid/cmdline ]] || return 0
+    argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" | head -n 1) || true
+    [[ $argv0 != "$bin" ]] || return 0
+    sleep 0.01
+  done
+  fail_node "$i" "node $i did not start $bin within 10 s"
 }
 
 # live_member [EXCEPT]: find a running node other than EXCEPT whose /v1/nodes answers 200
