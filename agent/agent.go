@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -68,6 +69,7 @@ type Agent struct {
 	mu     sync.Mutex
 	staged map[string]time.Time // copies received ahead of their assignment
 	kick   chan struct{}
+	nudged chan struct{}
 	opLog  []OpRecord
 	// fence is the highest leader term seen per task: a request of an older
 	// term comes from a deposed leader and is refused, when it arrives and
@@ -92,9 +94,13 @@ type Agent struct {
 	// repair what changed outside the state; anything the shard API
 	// changes drops the shard from settled.
 	settled map[string]Spec
-	// wanted is what the state assigned here at the last pass.
-	wanted map[string]bool
-	eps    endpointManager
+	// recheck is the shards assigned here that the last look at left
+	// unsettled, or that the shard API changed since: an incremental
+	// pass looks at them again.
+	recheck map[string]bool
+	// pass is what the last reconcile pass read of the state.
+	pass passView
+	eps  endpointManager
 	// replicas caches where each master's replica was last found
 	// (uid → replicaSeen), for when its agent does not answer.
 	replicas sync.Map
@@ -170,8 +176,8 @@ func New(cfg Config) *Agent {
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("component", "agent", "node_uid", cfg.NodeUID),
-		client: NewClient(cfg.Client), staged: map[string]time.Time{}, kick: make(chan struct{}, 1),
-		fence: map[string]uint64{}, copied: map[stepKey]Info{}, kept: map[string]string{}, settled: map[string]Spec{},
+		client: NewClient(cfg.Client), staged: map[string]time.Time{}, kick: make(chan struct{}, 1), nudged: make(chan struct{}, 1),
+		fence: map[string]uint64{}, copied: map[stepKey]Info{}, kept: map[string]string{}, settled: map[string]Spec{}, recheck: map[string]bool{},
 	}
 	if r, ok := cfg.Backend.(interface{ setPartner(partnerFunc) }); ok {
 		r.setPartner(a.replicaAddr)
@@ -181,7 +187,8 @@ func New(cfg Config) *Agent {
 
 // Run reconciles until ctx ends: every shard on start, every Resync, on a
 // kick and after a pass that left something undone; after an applied
-// change, the shards the change touched (settled).
+// change or a shard API call, the shards the state wrote since and those
+// left unsettled (see passView and settled).
 func (a *Agent) Run(ctx context.Context) {
 	if sup, ok := a.cfg.Backend.(Supervisor); ok {
 		done := make(chan struct{})
@@ -218,6 +225,8 @@ func (a *Agent) Run(ctx context.Context) {
 			return
 		case <-changed:
 			full = false
+		case <-a.nudged:
+			full = false
 		case <-a.kick:
 		case <-t.C:
 		case <-retry:
@@ -235,7 +244,7 @@ type view struct {
 	want    map[string]Spec // assigned to this node
 	pending map[string]bool // a running action still has to move here
 	// owner is the node the state assigns each shard to, of those the
-	// view was asked about (viewWith).
+	// view was asked about (a pass's candidates).
 	owner map[string]int
 	// issued is the state's next shard uid: every lower uid was handed
 	// out, so a shard below it that the state lacks was deleted.
@@ -267,64 +276,76 @@ func (a *Agent) assignedHere(uid string) bool {
 	return here
 }
 
-func (a *Agent) view() view { return a.viewWith(nil) }
-
-// viewWith is view, with the owner of each of candidates (uids) that the
-// state holds: what deciding about a stray needs, without a map of every
-// shard of the cluster on each pass.
-func (a *Agent) viewWith(candidates []string) view {
-	// Sized as the last pass found them: growing maps of thousands of
-	// shards was a third of a pass's cost.
-	a.mu.Lock()
-	hint := len(a.wanted)
-	a.mu.Unlock()
-	v := view{want: make(map[string]Spec, hint), pending: map[string]bool{}, bdbs: map[int]bool{}, pairs: make(map[string]pairRef, hint/2)}
+func (a *Agent) view() view {
+	var v view
 	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
-		v.owner = make(map[string]int, len(candidates))
-		for _, uid := range candidates {
-			if sh, ok := st.Shards[uid]; ok {
-				v.owner[uid] = sh.NodeUID
-			}
-		}
-		switch n, ok := st.Nodes[a.cfg.NodeUID]; {
-		case !ok:
-			v.identity = fmt.Sprintf("the state has no node %d", a.cfg.NodeUID)
-		case a.cfg.APIAddr != "" && n.APIAddr != a.cfg.APIAddr:
-			v.identity = fmt.Sprintf("the state's node %d is at %s, not at this node's %s", a.cfg.NodeUID, n.APIAddr, a.cfg.APIAddr)
-		}
-		v.issued = st.NextShardUID
-		v.switching = switchingIn(st)
-		for uid := range st.BDBs {
-			v.bdbs[uid] = true
-		}
-		for _, byName := range st.Actions {
-			for _, act := range byName {
-				if fsm.Terminal(act.Status) {
-					continue
-				}
-				for _, step := range act.Steps[min(act.Done, len(act.Steps)):] {
-					if step.Kind == fsm.StepMove && step.To == a.cfg.NodeUID {
-						v.pending[step.Shard] = true
-					}
-				}
-			}
-		}
-		for _, sh := range st.Shards {
-			if sh.NodeUID != a.cfg.NodeUID {
-				continue
-			}
-			pers := fsm.PersistenceDisabled
-			if b, ok := st.BDBs[sh.BDBUID]; ok {
-				pers = b.DataPersistence
-			}
-			v.want[sh.UID] = Spec{UID: sh.UID, BDB: sh.BDBUID, Slots: sh.AssignedSlots, Role: sh.Role,
-				Size: int64(float64(sh.Memory) * a.cfg.Scale), Persistence: pers, Memory: sh.Memory}
-			if p, ok := masterPair(st, sh); ok {
-				v.pairs[sh.UID] = p
-			}
-		}
+		v.want, v.pairs = a.scan(st, 0)
+		a.facts(st, &v, nil)
 	})
 	return v
+}
+
+// passView is the view of one reconcile pass. On a full pass it reads
+// every shard, and candidates, the local shards that may be strays, are
+// local; otherwise it reads what the state wrote since the last pass, and
+// the candidates are the shards that left this node since. looks is the
+// shards whose spec changed, when the pass read only what changed
+// (incremental); a full pass looks at every shard.
+func (a *Agent) passView(full bool, local []string) (v view, candidates, looks []string, incremental bool) {
+	a.pass.mu.Lock()
+	defer a.pass.mu.Unlock()
+	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
+		var left []string
+		left, looks, incremental = a.pass.update(a, st, full)
+		candidates = left
+		if full {
+			candidates = local
+		}
+		a.facts(st, &v, candidates)
+	})
+	v.want, v.pairs = a.pass.want, a.pass.pairs
+	if _, follows := a.cfg.Backend.(Follower); follows {
+		// The pass fills in where each replica's master listens.
+		v.want, v.pairs = maps.Clone(v.want), maps.Clone(v.pairs)
+	}
+	return v, candidates, looks, incremental
+}
+
+// facts fills in what a view needs besides the shards assigned here: the
+// owner of each of candidates (uids) that the state holds, which deciding
+// about a stray needs, the node's identity, and what actions have in
+// flight.
+func (a *Agent) facts(st *fsm.State, v *view, candidates []string) {
+	v.pending, v.bdbs = map[string]bool{}, make(map[int]bool, len(st.BDBs))
+	v.owner = make(map[string]int, len(candidates))
+	for _, uid := range candidates {
+		if sh, ok := st.Shards[uid]; ok {
+			v.owner[uid] = sh.NodeUID
+		}
+	}
+	switch n, ok := st.Nodes[a.cfg.NodeUID]; {
+	case !ok:
+		v.identity = fmt.Sprintf("the state has no node %d", a.cfg.NodeUID)
+	case a.cfg.APIAddr != "" && n.APIAddr != a.cfg.APIAddr:
+		v.identity = fmt.Sprintf("the state's node %d is at %s, not at this node's %s", a.cfg.NodeUID, n.APIAddr, a.cfg.APIAddr)
+	}
+	v.issued = st.NextShardUID
+	v.switching = switchingIn(st)
+	for uid := range st.BDBs {
+		v.bdbs[uid] = true
+	}
+	for _, byName := range st.Actions {
+		for _, act := range byName {
+			if fsm.Terminal(act.Status) {
+				continue
+			}
+			for _, step := range act.Steps[min(act.Done, len(act.Steps)):] {
+				if step.Kind == fsm.StepMove && step.To == a.cfg.NodeUID {
+					v.pending[step.Shard] = true
+				}
+			}
+		}
+	}
 }
 
 // mayDrop decides about a local shard that is neither assigned here nor
@@ -356,22 +377,17 @@ func (a *Agent) Reconcile(ctx context.Context) error { return a.reconcile(ctx, t
 // reconcile is Reconcile; unless full, it skips the shards that are
 // settled at the spec the state gives them now.
 func (a *Agent) reconcile(ctx context.Context, full bool) error {
-	// The local shards that may be strays, whose owner the view must
-	// tell: after a change, those wanted here at the last pass (only they
-	// can have left); on a full pass, every local shard.
-	var candidates []string
+	var local []string
 	if full {
-		local, err := a.cfg.Backend.List()
-		if err != nil {
+		var err error
+		if local, err = a.cfg.Backend.List(); err != nil {
 			return fmt.Errorf("list local shards: %w", err)
 		}
-		candidates = local
-	} else {
-		candidates = a.lastWanted()
 	}
-	v := a.viewWith(candidates)
+	v, candidates, looks, incremental := a.passView(full, local)
 	var errs []error
-	if _, follows := a.cfg.Backend.(Follower); follows {
+	_, follows := a.cfg.Backend.(Follower)
+	if follows {
 		a.resolveMasters(ctx, &v)
 		a.findReplicas(ctx, v)
 		for _, uid := range sortedKeys(v.want) {
@@ -381,7 +397,15 @@ func (a *Agent) reconcile(ctx context.Context, full bool) error {
 		}
 	}
 	want := v.want
-	for _, uid := range sortedKeys(want) {
+	// A backend whose replicas follow a process is looked at whole: where
+	// a master listens can change without the state.
+	var uids []string
+	if incremental && !follows {
+		uids = a.toLook(want, looks, v.switching)
+	} else {
+		uids = sortedKeys(want)
+	}
+	for _, uid := range uids {
 		s := want[uid]
 		if !full && !v.switching[uid] && a.isSettled(uid, s) {
 			continue
@@ -390,35 +414,52 @@ func (a *Agent) reconcile(ctx context.Context, full bool) error {
 		made := a.reconcileShard(ctx, &v, s, &errs)
 		a.settle(uid, s, made && len(errs) == before && !v.switching[uid])
 	}
-	a.rememberWanted(want)
+	a.forget(want, candidates, full)
 	return a.dropStrays(ctx, &v, candidates, errs)
 }
 
-// lastWanted is what the state assigned here at the last pass, in order.
-func (a *Agent) lastWanted() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make([]string, 0, len(a.wanted))
-	for uid := range a.wanted {
-		out = append(out, uid)
+// toLook is what an incremental pass looks at, in order: the shards
+// assigned here whose spec changed, those a failover in flight switches,
+// and those the last look left unsettled.
+func (a *Agent) toLook(want map[string]Spec, looks []string, switching map[string]bool) []string {
+	out := slices.Clone(looks)
+	for uid := range switching {
+		if _, ok := want[uid]; ok {
+			out = append(out, uid)
+		}
 	}
+	a.mu.Lock()
+	for uid := range a.recheck {
+		if _, ok := want[uid]; ok {
+			out = append(out, uid)
+		}
+	}
+	a.mu.Unlock()
 	slices.Sort(out)
-	return out
+	return slices.Compact(out)
 }
 
-// rememberWanted records what the state assigns here now, and forgets
-// the settled shards it no longer does: one that comes back is looked at
-// afresh.
-func (a *Agent) rememberWanted(want map[string]Spec) {
+// forget drops what is recorded of the shards no longer assigned here:
+// one that comes back is looked at afresh. After a full pass that is every
+// shard not in want, else those that left (candidates).
+func (a *Agent) forget(want map[string]Spec, left []string, full bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.wanted = make(map[string]bool, len(want))
-	for uid := range want {
-		a.wanted[uid] = true
+	if !full {
+		for _, uid := range left {
+			delete(a.settled, uid)
+			delete(a.recheck, uid)
+		}
+		return
 	}
 	for uid := range a.settled {
-		if !a.wanted[uid] {
+		if _, ok := want[uid]; !ok {
 			delete(a.settled, uid)
+		}
+	}
+	for uid := range a.recheck {
+		if _, ok := want[uid]; !ok {
+			delete(a.recheck, uid)
 		}
 	}
 }
@@ -536,8 +577,10 @@ func (a *Agent) settle(uid string, s Spec, ok bool) {
 	defer a.mu.Unlock()
 	if ok {
 		a.settled[uid] = s
+		delete(a.recheck, uid)
 	} else {
 		delete(a.settled, uid)
+		a.recheck[uid] = true
 	}
 }
 
@@ -546,6 +589,7 @@ func (a *Agent) unsettle(uid string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.settled, uid)
+	a.recheck[uid] = true
 }
 
 func (a *Agent) forgetKept(uid string) {
@@ -577,10 +621,20 @@ func (a *Agent) isStaged(uid string) bool {
 	return ok
 }
 
-// Kick asks for a reconcile soon.
+// Kick asks for a full reconcile soon.
 func (a *Agent) Kick() {
 	select {
 	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// nudge asks for a pass soon that looks at what changed and at the
+// shards left unsettled: a full pass reads every local shard, which is
+// too much for each shard a step switches.
+func (a *Agent) nudge() {
+	select {
+	case a.nudged <- struct{}{}:
 	default:
 	}
 }

@@ -41,12 +41,14 @@ func (a *Agent) Handler() http.Handler {
 	r.HandleFunc("/shards/{uid}/role", a.role).Methods("POST")
 	r.HandleFunc("/shards/{uid}/persist", a.persist).Methods("POST")
 	r.HandleFunc("/endpoints/{uid}", a.endpointUp).Methods("GET")
-	// A call that may change a shard makes the next reconcile look at it,
-	// whatever the state says.
+	// A call that may change a shard makes a reconcile look at it soon,
+	// whatever the state says: a replica whose backend follows a process
+	// learns its master there.
 	r.Use(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			if req.Method != http.MethodGet {
 				if uid := mux.Vars(req)["uid"]; uid != "" {
+					defer a.nudge()
 					defer a.unsettle(uid)
 				}
 			}
@@ -235,9 +237,6 @@ func (a *Agent) role(w http.ResponseWriter, r *http.Request) {
 		Role string `json:"role"`
 	}
 	a.setOne(w, r, &req, "role", &req.Role, a.cfg.Backend.SwitchRole)
-	// A replica of a backend whose replicas follow a process learns its
-	// master at a reconcile.
-	a.Kick()
 }
 
 func (a *Agent) persist(w http.ResponseWriter, r *http.Request) {

@@ -72,6 +72,7 @@ func (s *State) applyCreateBDB(p *CreateBDB) (any, *Error) {
 	s.BDBs[b.UID] = &b
 	for _, sh := range shards {
 		s.Shards[sh.UID] = sh
+		s.wrote(sh.UID)
 	}
 	s.dropIndex()
 	s.NextBDBUID++
@@ -121,6 +122,7 @@ func (s *State) applyDeleteBDB(p *DeleteBDB) (any, *Error) {
 	for id, sh := range s.Shards {
 		if sh.BDBUID == p.UID {
 			delete(s.Shards, id)
+			s.wrote(id)
 		}
 	}
 	s.dropIndex()
@@ -220,6 +222,7 @@ func (s *State) applySetShardStats(p *SetShardStats) (any, *Error) {
 		c := *sh
 		c.Status, c.UsedMemory, c.Keys = st.Status, st.UsedMemory, st.Keys
 		s.Shards[st.UID] = &c
+		s.wrote(st.UID)
 	}
 	return nil, nil
 }

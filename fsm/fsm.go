@@ -53,6 +53,7 @@ func WithAdmission(fn Admission) Option { return func(f *FSM) { f.admit = fn } }
 // New returns an FSM holding an empty state.
 func New(opts ...Option) *FSM {
 	f := &FSM{state: NewState(), changed: make(chan struct{})}
+	f.state.keepLog(nil)
 	for _, o := range opts {
 		o(f)
 	}
@@ -172,6 +173,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	doc.State.fillMaps()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	doc.State.keepLog(f.state.log)
 	f.state = doc.State
 	f.applied = doc.Applied
 	close(f.changed)

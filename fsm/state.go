@@ -60,6 +60,9 @@ type State struct {
 
 	// index is derived from Shards (see shardIndex); not replicated.
 	index atomic.Pointer[shardIndex]
+	// log lists the shards Apply wrote (see shardLog); only the FSM's
+	// live state keeps one.
+	log *shardLog
 }
 
 // ClusterInfo is set once, by the bootstrap command.
@@ -207,6 +210,27 @@ func (s *State) Clone() *State {
 // so that it compares equal to the state it copies.
 func (s *State) View() *State {
 	c := s.Clone()
+	c.index.Store(s.shardIndex())
+	return c
+}
+
+// ReadView is a copy of s's tables that shares their records and the
+// shard index: the FSM replaces a stored record rather than change it, so
+// the copy stays as s was while s goes on, at the cost of copying the
+// tables' pointers, not the records. Nothing may change a record reached
+// through it (View is the copy to change).
+func (s *State) ReadView() *State {
+	c := &State{Cluster: s.Cluster, NextUserUID: s.NextUserUID, Policy: s.Policy,
+		NextBDBUID: s.NextBDBUID, NextShardUID: s.NextShardUID,
+		Nodes: maps.Clone(s.Nodes), Users: maps.Clone(s.Users), BDBs: maps.Clone(s.BDBs),
+		Shards: maps.Clone(s.Shards), Snapshots: maps.Clone(s.Snapshots),
+		Voters: slices.Clone(s.Voters), Revoked: slices.Clone(s.Revoked)}
+	if s.Actions != nil {
+		c.Actions = make(map[int]map[string]*Action, len(s.Actions))
+		for node, byName := range s.Actions {
+			c.Actions[node] = maps.Clone(byName)
+		}
+	}
 	c.index.Store(s.shardIndex())
 	return c
 }

@@ -153,6 +153,8 @@ func (s *State) failover(a *Action, st Step) *Error {
 		m, r := *sh, *pair
 		m.Role, r.Role = RoleSlave, RoleMaster
 		s.Shards[m.UID], s.Shards[r.UID] = &m, &r
+		s.wrote(m.UID)
+		s.wrote(r.UID)
 		s.moveEndpointsOff(sh.BDBUID, sh.NodeUID, pair.NodeUID)
 	}
 	return nil
@@ -190,6 +192,7 @@ func (s *State) moveShard(_ *Action, st Step) *Error {
 	c := *sh
 	c.NodeUID = st.To
 	s.Shards[c.UID] = &c
+	s.wrote(c.UID)
 	return nil
 }
 
