@@ -139,7 +139,13 @@ func (r *actionRun) read() (*turn, bool) {
 	var t *turn
 	r.e.FSM.Read(func(st *fsm.State, _ uint64) {
 		if p := st.ActionByTask(r.id); p != nil && !fsm.Terminal(p.Status) && p.Term == r.term {
-			view := st.View()
+			// A step only reads its view, and copying every shard for
+			// each of thousands of steps cost more than the step; the
+			// planner makes what-ifs on its own copy.
+			view := st.ReadView()
+			if p.Status == fsm.StatusStarting {
+				view = st.View()
+			}
 			t = &turn{a: *view.ActionByTask(r.id), view: view}
 		}
 	})
@@ -306,7 +312,8 @@ func (r *actionRun) stopped(ctx context.Context, a *fsm.Action, st fsm.Step, err
 func (r *actionRun) commit(ctx context.Context, t *turn, st fsm.Step, msg string) bool {
 	e, a := r.e, &t.a
 	elapsed := time.Since(r.stepStart)
-	if _, err := e.apply(ctx, &fsm.StepDone{TaskID: r.id, Term: r.term, Index: a.Done, Time: e.Now().Unix(), Message: msg, ElapsedMS: elapsed.Milliseconds()}); err != nil {
+	// The next step is begun by the same entry where its slots are free.
+	if _, err := e.apply(ctx, &fsm.StepDone{TaskID: r.id, Term: r.term, Index: a.Done, Time: e.Now().Unix(), Message: msg, ElapsedMS: elapsed.Milliseconds(), BeginNext: true}); err != nil {
 		return r.refused(ctx, a, st, err)
 	}
 	e.Metrics.stepDone(st.Kind, elapsed)

@@ -168,7 +168,10 @@ type PlanAction struct {
 // StepDone commits step Index of an action and its effect on the state.
 // ElapsedMS is how long the step took, measured by the committing leader
 // on its monotonic clock from when it took the step up; it is added to the
-// action's UsedMS.
+// action's UsedMS. With BeginNext, the same entry begins the next step
+// (as BeginStep would) if it holds slots and they are free: one commit a
+// step rather than two. If they are not free the next step is left
+// unbegun, for a BeginStep that waits.
 type StepDone struct {
 	TaskID    string `json:"task_id"`
 	Term      uint64 `json:"term"`
@@ -176,6 +179,7 @@ type StepDone struct {
 	Time      int64  `json:"time"`
 	Message   string `json:"message"`
 	ElapsedMS int64  `json:"elapsed_ms,omitempty"`
+	BeginNext bool   `json:"begin_next,omitempty"`
 }
 
 // RetargetStep sends the move at step Index (not yet done) to another
@@ -293,10 +297,13 @@ func (a *Action) event(t int64, format string, args ...any) {
 	}
 }
 
+// cloneAction is the copy of a that an Apply changes. The steps are
+// shared: once planned they are never changed in place (RetargetStep
+// changes a copy of its own), and an action of thousands of steps would
+// otherwise be copied by each of its thousands of commits.
 func cloneAction(a *Action) *Action {
 	c := *a
 	c.Params = slices.Clone(a.Params)
-	c.Steps = slices.Clone(a.Steps)
 	c.Reserved = slices.Clone(a.Reserved)
 	c.Events = slices.Clone(a.Events)
 	return &c

@@ -76,6 +76,11 @@ func (s *State) ownedAction(task string, term uint64) (*Action, *Error) {
 	return cloneAction(cur), nil
 }
 
+// The commands of the leader's executor (claim, plan, begin, step done,
+// release, retarget, waiting, finish) answer no value: the executor reads
+// the state, and encoding an action of thousands of steps at each of its
+// commits, on every node, made a step's cost grow with the plan.
+
 func (s *State) applyClaimAction(p *ClaimAction) (any, *Error) {
 	cur := s.ActionByTask(p.TaskID)
 	if cur == nil {
@@ -85,7 +90,7 @@ func (s *State) applyClaimAction(p *ClaimAction) (any, *Error) {
 		return nil, Errorf(ErrStaleTerm, "action %s is %s and owned by term %d; claim of term %d refused", p.TaskID, cur.Status, cur.Term, p.Term)
 	}
 	if p.Term == cur.Term {
-		return *cur, nil
+		return nil, nil
 	}
 	a := cloneAction(cur)
 	resumed := a.Status != StatusQueued
@@ -99,7 +104,7 @@ func (s *State) applyClaimAction(p *ClaimAction) (any, *Error) {
 		a.event(p.Time, "resumed by leader %d (term %d) at step %d of %d", p.Leader, p.Term, a.Done+1, len(a.Steps))
 	}
 	s.putAction(a)
-	return *a, nil
+	return nil, nil
 }
 
 func (s *State) applyPlanAction(p *PlanAction) (any, *Error) {
@@ -119,7 +124,7 @@ func (s *State) applyPlanAction(p *PlanAction) (any, *Error) {
 		a.event(p.Time, "planned %d steps", len(p.Steps))
 	}
 	s.putAction(a)
-	return *a, nil
+	return nil, nil
 }
 
 func (s *State) applyStepDone(p *StepDone) (any, *Error) {
@@ -142,8 +147,11 @@ func (s *State) applyStepDone(p *StepDone) (any, *Error) {
 	if p.Message != "" {
 		a.event(p.Time, "step %d/%d: %s", a.Done, len(a.Steps), p.Message)
 	}
+	if p.BeginNext && a.Status == StatusRunning && a.Done < len(a.Steps) && HoldsSlots(a.Steps[a.Done].Kind) && s.slotsBusy(a) == nil {
+		a.Begun = a.Done + 1
+	}
 	s.putAction(a)
-	return *a, nil
+	return nil, nil
 }
 
 func (s *State) applyBeginStep(p *BeginStep) (any, *Error) {
@@ -155,19 +163,30 @@ func (s *State) applyBeginStep(p *BeginStep) (any, *Error) {
 		return nil, Errorf(ErrStaleTerm, "action %s (%s) is at step %d, not %d", p.TaskID, a.Status, a.Done, p.Index)
 	}
 	if a.Begun > a.Done {
-		return *a, nil
+		return nil, nil
 	}
-	if slots, ok := s.stepSlots(a.Steps[a.Done]); ok {
-		for _, o := range s.AllActions() {
-			if held, ok := s.heldSlots(o); ok && o.TaskID != a.TaskID && held == slots {
-				return nil, Errorf(ErrStepBusy, "shard %s's slots %s of database %d are being switched by step %d of %s %s on node %d",
-					a.Steps[a.Done].Shard, slots.slots, slots.bdb, o.Done+1, o.Action, o.TaskID, o.NodeUID)
-			}
-		}
+	if err := s.slotsBusy(a); err != nil {
+		return nil, err
 	}
 	a.Begun = a.Done + 1
 	s.putAction(a)
-	return *a, nil
+	return nil, nil
+}
+
+// slotsBusy is the refusal of a's next step when another action's step
+// holds its slots, or nil.
+func (s *State) slotsBusy(a *Action) *Error {
+	slots, ok := s.stepSlots(a.Steps[a.Done])
+	if !ok {
+		return nil
+	}
+	for _, o := range s.AllActions() {
+		if held, ok := s.heldSlots(o); ok && o.TaskID != a.TaskID && held == slots {
+			return Errorf(ErrStepBusy, "shard %s's slots %s of database %d are being switched by step %d of %s %s on node %d",
+				a.Steps[a.Done].Shard, slots.slots, slots.bdb, o.Done+1, o.Action, o.TaskID, o.NodeUID)
+		}
+	}
+	return nil
 }
 
 // slotRange is one slot range of one database: a master and its replica.
@@ -203,12 +222,12 @@ func (s *State) applyReleaseStep(p *ReleaseStep) (any, *Error) {
 		return nil, Errorf(ErrStaleTerm, "action %s is %s, ended by term %d; release of term %d refused", p.TaskID, cur.Status, cur.Term, p.Term)
 	}
 	if !cur.Holds() {
-		return *cur, nil
+		return nil, nil
 	}
 	a := cloneAction(cur)
 	a.Begun = 0
 	s.putAction(a)
-	return *a, nil
+	return nil, nil
 }
 
 func (s *State) applyRetargetStep(p *RetargetStep) (any, *Error) {
@@ -223,6 +242,7 @@ func (s *State) applyRetargetStep(p *RetargetStep) (any, *Error) {
 		return nil, Errorf(ErrPlacementConflict, "node %d does not accept shards", p.To)
 	}
 	old := a.Steps[p.Index]
+	a.Steps = slices.Clone(a.Steps) // shared with the stored action
 	for i := p.Index; i < len(a.Steps); i++ {
 		if st := &a.Steps[i]; st.Shard == old.Shard && st.To == old.To {
 			st.To = p.To
@@ -230,7 +250,7 @@ func (s *State) applyRetargetStep(p *RetargetStep) (any, *Error) {
 	}
 	a.event(p.Time, "step %d: node %d cannot take shard %s; moving it to node %d instead", p.Index+1, old.To, old.Shard, p.To)
 	s.putAction(a)
-	return *a, nil
+	return nil, nil
 }
 
 func (s *State) applySetWaiting(p *SetWaiting) (any, *Error) {
@@ -242,7 +262,7 @@ func (s *State) applySetWaiting(p *SetWaiting) (any, *Error) {
 		return nil, Errorf(ErrStaleTerm, "action %s is at step %d, not %d", p.TaskID, a.Done, p.Index)
 	}
 	if a.Waiting == p.Reason {
-		return *a, nil
+		return nil, nil
 	}
 	if p.Reason == "" {
 		a.event(p.Time, "step %d/%d goes on", a.Done+1, len(a.Steps))
@@ -251,7 +271,7 @@ func (s *State) applySetWaiting(p *SetWaiting) (any, *Error) {
 	}
 	a.Waiting = p.Reason
 	s.putAction(a)
-	return *a, nil
+	return nil, nil
 }
 
 func (s *State) applyFinishAction(p *FinishAction) (any, *Error) {
@@ -275,7 +295,7 @@ func (s *State) applyFinishAction(p *FinishAction) (any, *Error) {
 		a.event(p.Time, "%s", p.Status)
 	}
 	s.putAction(a)
-	return *a, nil
+	return nil, nil
 }
 
 func (s *State) applyCancelAction(p *CancelAction) (any, *Error) {

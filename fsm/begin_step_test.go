@@ -124,3 +124,46 @@ func jsonEqual(t *testing.T, a, b *fsm.State) bool {
 	t.Helper()
 	return string(mustJSON(t, a)) == string(mustJSON(t, b))
 }
+
+// A step's commit begins the next step in the same entry where that step
+// holds slots and they are free: one raft entry a step, not two. Where
+// they are not free the next step stays unbegun for a BeginStep that waits.
+func TestStepDone_BeginsTheNextStep(t *testing.T) {
+	failover := fsm.Step{Kind: fsm.StepFailover, Shard: "1"}
+	cases := []struct {
+		name      string
+		next      []fsm.Step // a's steps after its first (set_maintenance)
+		beginNext bool
+		prepare   func(t *testing.T, apply func(any) *fsm.Result)
+		wantBegun int
+	}{
+		{name: "a free failover is begun", next: []fsm.Step{failover}, beginNext: true, wantBegun: 2},
+		{name: "not asked, nothing is begun", next: []fsm.Step{failover}, wantBegun: 0},
+		{name: "a step that holds no slots is not begun", next: []fsm.Step{{Kind: fsm.StepRebind, BDB: 1}}, beginNext: true, wantBegun: 0},
+		{name: "after the last step nothing is begun", beginNext: true, wantBegun: 0},
+		{name: "slots held by another action's step stay its own", next: []fsm.Step{failover}, beginNext: true, wantBegun: 0,
+			prepare: func(t *testing.T, apply func(any) *fsm.Result) {
+				startAction(t, apply, "b", fsm.ActionEnslaveNode, 2, []fsm.Step{{Kind: fsm.StepFailover, Shard: "2"}})
+				mustOK(t, apply(&fsm.BeginStep{TaskID: "b", Term: 3, Index: 0}))
+			}},
+		{name: "a cancelling action begins nothing more", next: []fsm.Step{failover}, beginNext: true, wantBegun: 0,
+			prepare: func(t *testing.T, apply func(any) *fsm.Result) {
+				mustOK(t, apply(&fsm.CancelAction{Node: 1, Action: fsm.ActionEnslaveNode, By: "test"}))
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f, apply := actionFSM(t)
+			startAction(t, apply, "a", fsm.ActionEnslaveNode, 1, append([]fsm.Step{{Kind: fsm.StepMaintenance}}, c.next...))
+			if c.prepare != nil {
+				c.prepare(t, apply)
+			}
+			mustOK(t, apply(&fsm.StepDone{TaskID: "a", Term: 3, Index: 0, BeginNext: c.beginNext}))
+			f.Read(func(s *fsm.State, _ uint64) {
+				if a := s.ActionByTask("a"); a.Done != 1 || a.Begun != c.wantBegun {
+					t.Errorf("done %d, begun %d; want done 1, begun %d", a.Done, a.Begun, c.wantBegun)
+				}
+			})
+		})
+	}
+}
