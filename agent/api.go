@@ -84,6 +84,8 @@ func writeErr(w http.ResponseWriter, err error) {
 		kind = fsm.ErrChecksumMismatch
 	case errors.Is(err, ErrStaleTerm):
 		kind = fsm.ErrStaleTerm
+	case errors.Is(err, ErrNotInSync):
+		kind = fsm.ErrNotInSync
 	case errors.Is(err, ErrBadPersistence), errors.Is(err, errBadRequest):
 		kind = fsm.ErrInvalidParameter
 	}

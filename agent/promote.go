@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -24,7 +25,16 @@ type PromoteRequest struct {
 	OldShard   string `json:"old_shard,omitempty"`
 	// Op names the failover step; a newer term owning its task refuses it.
 	Op Op `json:"op"`
+	// InSync promotes only a replica that is in sync, and refuses one
+	// that is not with replica_not_in_sync: a replica far behind would
+	// hold the old master's writes back while it caught up. The check
+	// and the promotion are one call, not two round trips a failover.
+	InSync bool `json:"in_sync,omitempty"`
 }
+
+// ErrNotInSync refuses a promotion that asked for a replica in sync
+// (PromoteRequest.InSync) of one that is not yet.
+var ErrNotInSync = errors.New("replica not in sync")
 
 // Promoter is a backend that takes care itself of making a replica the
 // master in place of another process: it holds the old master's writes
@@ -53,8 +63,18 @@ func (a *Agent) promoteShard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	before, berr := a.cfg.Backend.Info(uid)
+	if req.InSync {
+		switch {
+		case berr != nil:
+			writeErr(w, berr)
+			return
+		case before.Role != fsm.RoleMaster && !before.InSync:
+			writeErr(w, fmt.Errorf("replica %s: %w", uid, ErrNotInSync))
+			return
+		}
+	}
 	old := a.oldMaster(r.Context(), req)
-	before, _ := a.cfg.Backend.Info(uid)
 	err := a.underFence(req.Op, func() error { return a.promoteLocal(r.Context(), uid, old) })
 	if err != nil {
 		writeErr(w, err)

@@ -74,7 +74,7 @@ func TestExecutor_FailoverPromotesTheReplicaBeforeItsCommit(t *testing.T) {
 					step = i
 				}
 			}
-			want := agent.PromoteRequest{OldNode: "node2", OldNodeUID: 2, OldShard: "1", Op: agent.Op{TaskID: "task", Step: step, Term: 1}}
+			want := agent.PromoteRequest{OldNode: "node2", OldNodeUID: 2, OldShard: "1", Op: agent.Op{TaskID: "task", Step: step, Term: 1}, InSync: true}
 			for _, c := range calls {
 				if c.addr != "node1" || c.uid != "2" || c.req != want || c.oldRole != fsm.RoleMaster {
 					t.Errorf("promotion %+v, want of replica 2 on node1 with %+v while the state names shard 1 master", c, want)

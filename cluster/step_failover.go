@@ -49,7 +49,14 @@ func (e *Executor) failover(ctx context.Context, t *turn, st fsm.Step) (string, 
 		// was planned: never fail a master over onto it.
 		return "", fsm.Errorf(fsm.ErrInsufficientResources, "shard %s cannot fail over: its replica %s is on node %d, which another action is emptying", st.Shard, pairUID, pairNode)
 	}
-	// The replica must be there and in sync before it takes over.
+	if master {
+		// The replica must be there and in sync before it takes over:
+		// the promotion checks, in the same call.
+		if err := e.promote(ctx, a, st.Shard, oldNode, pairUID, pairNode); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("shard %s failed over to its replica %s on node %d", st.Shard, pairUID, pairNode), nil
+	}
 	err := e.retry(ctx, a, fmt.Sprintf("replica %s on node %d", pairUID, pairNode), func(ctx context.Context) error {
 		info, err := e.info(ctx, e.apiAddr(pairNode), pairUID)
 		if err != nil {
@@ -62,11 +69,6 @@ func (e *Executor) failover(ctx context.Context, t *turn, st fsm.Step) (string, 
 	})
 	if err != nil {
 		return "", err
-	}
-	if master {
-		if err := e.promote(ctx, a, st.Shard, oldNode, pairUID, pairNode); err != nil {
-			return "", err
-		}
 	}
 	return fmt.Sprintf("shard %s failed over to its replica %s on node %d", st.Shard, pairUID, pairNode), nil
 }
@@ -92,7 +94,7 @@ func (e *Executor) promote(ctx context.Context, a *fsm.Action, old string, oldNo
 			}
 		})
 		req := agent.PromoteRequest{OldNode: e.apiAddr(oldNode), OldNodeUID: oldNode, OldShard: old,
-			Op: agent.Op{TaskID: a.TaskID, Step: a.Done, Term: a.Term}}
+			Op: agent.Op{TaskID: a.TaskID, Step: a.Done, Term: a.Term}, InSync: true}
 		sctx, cancel := e.small(ctx)
 		defer cancel()
 		if _, err := e.Agents.Promote(sctx, addr, uid, req); err != nil {

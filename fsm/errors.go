@@ -103,6 +103,9 @@ var (
 	// ErrStepBusy: another action's step holds the slots a step would
 	// switch (BeginStep); the step waits.
 	ErrStepBusy = kind("step_busy", http.StatusConflict)
+	// ErrNotInSync: an agent asked to promote only a replica in sync
+	// has one that is not yet; the failover waits.
+	ErrNotInSync = kind("replica_not_in_sync", http.StatusConflict)
 	// ErrInternal: a fault of cnm itself, not of the request.
 	ErrInternal = kind("internal_error", http.StatusInternalServerError)
 )
