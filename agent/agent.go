@@ -100,7 +100,10 @@ type Agent struct {
 	recheck map[string]bool
 	// pass is what the last reconcile pass read of the state.
 	pass passView
-	eps  endpointManager
+	// promoted is the step each local shard was last promoted for, until
+	// this node's state has that step committed (notePromoted).
+	promoted map[string]Op
+	eps      endpointManager
 	// replicas caches where each master's replica was last found
 	// (uid → replicaSeen), for when its agent does not answer.
 	replicas sync.Map
@@ -178,6 +181,7 @@ func New(cfg Config) *Agent {
 		cfg: cfg, log: cfg.Logger.With("component", "agent", "node_uid", cfg.NodeUID),
 		client: NewClient(cfg.Client), staged: map[string]time.Time{}, kick: make(chan struct{}, 1), nudged: make(chan struct{}, 1),
 		fence: map[string]uint64{}, copied: map[stepKey]Info{}, kept: map[string]string{}, settled: map[string]Spec{}, recheck: map[string]bool{},
+		promoted: map[string]Op{},
 	}
 	if r, ok := cfg.Backend.(interface{ setPartner(partnerFunc) }); ok {
 		r.setPartner(a.replicaAddr)
@@ -278,9 +282,11 @@ func (a *Agent) assignedHere(uid string) bool {
 
 func (a *Agent) view() view {
 	var v view
+	promoted := a.promotions()
 	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
 		v.want, v.pairs = a.scan(st, 0)
 		a.facts(st, &v, nil)
+		stillSwitching(st, promoted, v.switching)
 	})
 	return v
 }
@@ -294,6 +300,8 @@ func (a *Agent) view() view {
 func (a *Agent) passView(full bool, local []string) (v view, candidates, looks []string, incremental bool) {
 	a.pass.mu.Lock()
 	defer a.pass.mu.Unlock()
+	promoted := a.promotions()
+	var done []string
 	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
 		var left []string
 		left, looks, incremental = a.pass.update(a, st, full)
@@ -302,7 +310,9 @@ func (a *Agent) passView(full bool, local []string) (v view, candidates, looks [
 			candidates = local
 		}
 		a.facts(st, &v, candidates)
+		done = stillSwitching(st, promoted, v.switching)
 	})
+	a.forgetPromoted(promoted, done)
 	v.want, v.pairs = a.pass.want, a.pass.pairs
 	if _, follows := a.cfg.Backend.(Follower); follows {
 		// The pass fills in where each replica's master listens.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"time"
 
@@ -85,6 +86,7 @@ func (a *Agent) promoteShard(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
+	a.notePromoted(uid, req.Op)
 	// The op log records what was carried out: a retry, or a new leader's
 	// rerun of a step whose promotion already happened, changes nothing.
 	if before.Role != fsm.RoleMaster {
@@ -126,6 +128,59 @@ func (a *Agent) promoteLocal(ctx context.Context, uid, old string) error {
 		return nil
 	}
 	return a.cfg.Backend.SwitchRole(ctx, uid, fsm.RoleMaster)
+}
+
+// notePromoted remembers that uid was promoted for op's step: until this
+// node's state has that step committed, the state still names the old
+// roles, and a reconcile must leave uid as the promotion made it. The
+// step's own action says so once this node has applied its begin, but
+// the promotion can arrive first (a follower learns of a commit with the
+// leader's next message), and a pass then would switch the new master
+// back before the step could commit.
+func (a *Agent) notePromoted(uid string, op Op) {
+	if op.TaskID == "" {
+		return // a switch back, which no step commits
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.promoted[uid] = op
+}
+
+// promotions is a copy of what notePromoted holds.
+func (a *Agent) promotions() map[string]Op {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.promoted)
+}
+
+// stillSwitching adds to switching the shards of promoted whose step st
+// does not have committed yet, and returns those whose step it has, or
+// whose action is over, which need no protection any more.
+func stillSwitching(st *fsm.State, promoted map[string]Op, switching map[string]bool) (done []string) {
+	for uid, op := range promoted {
+		act := st.ActionByTask(op.TaskID)
+		// A newer leader that resumes the step promotes the same copy
+		// again (nothing to do), or ends the action and takes it back:
+		// either way the copy stays as it is until then.
+		if act != nil && !fsm.Terminal(act.Status) && act.Done <= op.Step {
+			switching[uid] = true
+			continue
+		}
+		done = append(done, uid)
+	}
+	return done
+}
+
+// forgetPromoted drops the promotions stillSwitching found done, unless
+// another promotion replaced them since.
+func (a *Agent) forgetPromoted(seen map[string]Op, done []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, uid := range done {
+		if a.promoted[uid] == seen[uid] {
+			delete(a.promoted, uid)
+		}
+	}
 }
 
 // switchingIn is the shards whose roles a failover step in flight is

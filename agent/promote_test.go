@@ -63,3 +63,71 @@ func TestPromoteOfAFileShardSwitchesItsRole(t *testing.T) {
 		t.Errorf("op log %+v, want the one promotion of term 3", ops)
 	}
 }
+
+// A promotion can reach the replica's node before that node has applied
+// the commit that began the promotion's step (a follower learns of a
+// commit with the leader's next message). Until this node's state has the
+// step committed, or its action over, its passes leave the promoted copy
+// the master; once the action ended without the commit, the state's role
+// comes back.
+func TestPromotedCopyIsLeftAloneUntilItsStepCommits(t *testing.T) {
+	cases := []struct {
+		name     string
+		end      func(l *stateLog)
+		wantRole string
+	}{
+		{name: "the step commits", wantRole: fsm.RoleMaster, end: func(l *stateLog) {
+			l.apply(t, &fsm.StepDone{TaskID: "t", Term: 3, Index: 1})
+		}},
+		{name: "the action fails first", wantRole: fsm.RoleSlave, end: func(l *stateLog) {
+			l.apply(t, &fsm.FinishAction{TaskID: "t", Term: 3, Status: fsm.StatusFailed, ErrorCode: "internal_error"})
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l := newClusterState(t)
+			// Shard 1, the master, on node 2; shard 2, its replica, here.
+			l.createBDB(t, fsm.BDB{Name: "pair", MemorySize: 4 << 20, ShardsCount: 1, Replication: true,
+				DataPersistence: fsm.PersistenceDisabled}, []int{2, 1})
+			p := startPeer(t, newCA(t), 1, "127.0.0.1", peerOpts{fsm: l.f})
+			role := func(what string) string {
+				t.Helper()
+				if err := p.agent.Reconcile(t.Context()); err != nil {
+					t.Fatalf("reconcile %s: %v", what, err)
+				}
+				info, err := p.backend.Info("2")
+				if err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				return info.Role
+			}
+			if r := role("at the start"); r != fsm.RoleSlave {
+				t.Fatalf("shard 2 is %s at the start, want slave", r)
+			}
+			for _, cmd := range []any{
+				&fsm.SubmitAction{Action: fsm.Action{TaskID: "t", Action: fsm.ActionEnslaveNode, NodeUID: 2, Deadline: 1 << 40}, By: "test"},
+				&fsm.ClaimAction{TaskID: "t", Term: 3, Leader: 2},
+				&fsm.PlanAction{TaskID: "t", Term: 3, Steps: []fsm.Step{{Kind: fsm.StepMaintenance}, {Kind: fsm.StepFailover, Shard: "1"}}},
+			} {
+				l.apply(t, cmd)
+			}
+			// The leader has committed step 0 with step 1 begun; this
+			// node has not applied it yet when the promotion arrives.
+			req := agent.PromoteRequest{OldNode: "127.0.0.1:1", OldNodeUID: 2, OldShard: "1", Op: agent.Op{TaskID: "t", Step: 1, Term: 3}, InSync: true}
+			if _, err := p.client.Promote(t.Context(), p.addr, "2", req); err != nil {
+				t.Fatal(err)
+			}
+			if r := role("before this node has the step begun"); r != fsm.RoleMaster {
+				t.Fatalf("a pass switched the promoted shard 2 back to %s before its step was begun here", r)
+			}
+			l.apply(t, &fsm.StepDone{TaskID: "t", Term: 3, Index: 0, BeginNext: true})
+			if r := role("with the step begun"); r != fsm.RoleMaster {
+				t.Fatalf("a pass switched the promoted shard 2 back to %s while its step runs", r)
+			}
+			c.end(l)
+			if r := role("at the end"); r != c.wantRole {
+				t.Errorf("shard 2 is %s at the end, want %s", r, c.wantRole)
+			}
+		})
+	}
+}
