@@ -123,6 +123,42 @@ func TestFileBackendSwitchRolePersistsAcrossReopen(t *testing.T) {
 	if err := reopened.SwitchRole(t.Context(), "missing", fsm.RoleMaster); !errors.Is(err, agent.ErrNoShard) {
 		t.Errorf("SwitchRole of missing shard: %v, want ErrNoShard", err)
 	}
+	// Switched back and forth, the latest role holds; an unknown one is
+	// refused and changes nothing.
+	for _, role := range []string{fsm.RoleMaster, fsm.RoleSlave, fsm.RoleSlave, fsm.RoleMaster} {
+		if err := reopened.SwitchRole(t.Context(), "1", role); err != nil {
+			t.Fatal(err)
+		}
+		if info, err := reopened.Info("1"); err != nil || info.Role != role {
+			t.Fatalf("after switching to %s: %+v, %v", role, info, err)
+		}
+	}
+	if err := reopened.SwitchRole(t.Context(), "1", "primary"); err == nil {
+		t.Error("a switch to role \"primary\" was accepted")
+	}
+	// A new copy's metadata holds its own role, whatever was switched
+	// before it.
+	materialise(t, reopened, agent.Spec{UID: "1", BDB: 2, Role: fsm.RoleSlave, Size: 2048})
+	if info, err := reopened.Info("1"); err != nil || info.Role != fsm.RoleSlave {
+		t.Errorf("a copy made as a replica after a switch to master: %+v, %v", info, err)
+	}
+	// A role file cut short is no role: the metadata's stands (a
+	// reconcile then switches the shard to the state's role).
+	if err := reopened.SwitchRole(t.Context(), "1", fsm.RoleMaster); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "1.role"), []byte("master\nslave \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := reopened.Info("1"); err != nil || info.Role != fsm.RoleSlave {
+		t.Errorf("with a torn role file: %+v, %v; want the metadata's role, slave", info, err)
+	}
+	if err := reopened.SwitchRole(t.Context(), "1", fsm.RoleMaster); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := reopened.Info("1"); err != nil || info.Role != fsm.RoleMaster {
+		t.Errorf("switched to master over a torn role file: %+v, %v", info, err)
+	}
 }
 
 func TestFileBackendPersistWritesFileOfMode(t *testing.T) {
@@ -191,8 +227,11 @@ func TestFileBackendDropRemovesEveryFileAndIsIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := shardFiles(t, dir, "1"); len(got) != 4 {
-		t.Fatalf("shard 1 files before Drop: %v, want data, meta, rdb, aof", got)
+	if err := b.SwitchRole(t.Context(), "1", fsm.RoleSlave); err != nil {
+		t.Fatal(err)
+	}
+	if got := shardFiles(t, dir, "1"); len(got) != 5 {
+		t.Fatalf("shard 1 files before Drop: %v, want data, meta, role, rdb, aof", got)
 	}
 	for i := range 2 {
 		if err := b.Drop(t.Context(), "1"); err != nil {
