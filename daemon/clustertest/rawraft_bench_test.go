@@ -1,8 +1,10 @@
 package clustertest_test
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"cnm/pki"
 	"cnm/raftnode"
 )
 
@@ -35,10 +38,58 @@ type countSnap struct{}
 func (countSnap) Persist(s raft.SnapshotSink) error { return s.Close() }
 func (countSnap) Release()                          {}
 
-// rawCluster starts three raft members and returns the leader.
-func rawCluster(b *testing.B) (*raft.Raft, []*raft.Raft) {
+// tlsLayer is a raft stream layer over mutual TLS, as cnm's raft runs:
+// the second yardstick, which tells raft's own cost over TLS from what
+// cnm adds to it.
+type tlsLayer struct {
+	net.Listener
+	client *tls.Config
+}
+
+func (l *tlsLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", string(addr), l.client)
+}
+
+// tlsTransport is a raft transport on host over mutual TLS, with a node
+// certificate of ca for uid.
+func tlsTransport(b *testing.B, ca *pki.CA, uid int, host string) *raft.NetworkTransport {
+	b.Helper()
+	keyPEM, csrPEM, err := pki.NewKeyAndCSR(uid, []string{host})
+	if err != nil {
+		b.Fatal(err)
+	}
+	certPEM, err := ca.Sign(csrPEM, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := pki.Material{CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: ca.CertPEM}
+	server, err := m.ServerConfig(true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client, err := m.ClientConfig()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", net.JoinHostPort(host, "0"), server)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raft.NewNetworkTransport(&tlsLayer{Listener: ln, client: client}, 3, 10*time.Second, io.Discard)
+}
+
+// rawCluster starts three raft members, over plain TCP or over mutual
+// TLS, and returns the leader.
+func rawCluster(b *testing.B, overTLS bool) (*raft.Raft, []*raft.Raft) {
 	b.Helper()
 	dir := b.TempDir()
+	var ca *pki.CA
+	if overTLS {
+		var err error
+		if ca, err = pki.NewCA("raw-raft", time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
 	var rafts []*raft.Raft
 	var servers []raft.Server
 	type member struct {
@@ -62,8 +113,10 @@ func rawCluster(b *testing.B) (*raft.Raft, []*raft.Raft) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		trans, err := raft.NewTCPTransport(fmt.Sprintf("127.0.0.%d:0", 40+i), nil, 3, 10*time.Second, io.Discard)
-		if err != nil {
+		var trans *raft.NetworkTransport
+		if overTLS {
+			trans = tlsTransport(b, ca, i, fmt.Sprintf("127.0.0.%d", 40+i))
+		} else if trans, err = raft.NewTCPTransport(fmt.Sprintf("127.0.0.%d:0", 40+i), nil, 3, 10*time.Second, io.Discard); err != nil {
 			b.Fatal(err)
 		}
 		ms = append(ms, member{rc, logs, snaps, trans})
@@ -102,7 +155,7 @@ func rawCluster(b *testing.B) (*raft.Raft, []*raft.Raft) {
 }
 
 func BenchmarkRawRaft(b *testing.B) {
-	leader, _ := rawCluster(b)
+	leader, _ := rawCluster(b, false)
 	cmd := make([]byte, 200)
 	b.Run("apply_seq", func(b *testing.B) {
 		ds := make([]time.Duration, 0, b.N)
@@ -121,6 +174,23 @@ func BenchmarkRawRaft(b *testing.B) {
 	b.Run("verify_leader_16", func(b *testing.B) {
 		parallel(b, 16, func() error { return leader.VerifyLeader().Error() })
 	})
+	// The same over mutual TLS, as cnm's raft runs (after the plain runs,
+	// so that those stay as they were measured before).
+	tlsLeader, _ := rawCluster(b, true)
+	b.Run("apply_seq_tls", func(b *testing.B) {
+		ds := make([]time.Duration, 0, b.N)
+		for b.Loop() {
+			t := time.Now()
+			if err := tlsLeader.Apply(cmd, 5*time.Second).Error(); err != nil {
+				b.Fatal(err)
+			}
+			ds = append(ds, time.Since(t))
+		}
+		reportLatency(b, ds)
+	})
+	b.Run("apply_16_tls", func(b *testing.B) {
+		parallel(b, 16, func() error { return tlsLeader.Apply(cmd, 5*time.Second).Error() })
+	})
 }
 
 // BenchmarkRawRaftFailover times, from the leader's shutdown (no
@@ -130,7 +200,7 @@ func BenchmarkRawRaftFailover(b *testing.B) {
 	cmd := make([]byte, 200)
 	for b.Loop() {
 		b.StopTimer()
-		leader, rafts := rawCluster(b)
+		leader, rafts := rawCluster(b, false)
 		b.StartTimer()
 		if err := leader.Shutdown().Error(); err != nil {
 			b.Fatal(err)

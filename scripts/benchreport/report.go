@@ -80,7 +80,8 @@ func report(r results, mach, commit, plots, md string) (string, error) {
 	b.WriteString(". " + mach + "\n\n")
 	b.WriteString("Every figure is set against raw hashicorp/raft measured in the same run " +
 		"(`daemon/clustertest` `BenchmarkRawRaft`: three members in one process over TCP loopback, cnm's raft " +
-		"configuration and stores, 200-byte commands): compare the ratios, not the milliseconds, " +
+		"configuration and stores, 200-byte commands; the rows that say so, the same over mutual TLS, as " +
+		"cnm's raft runs): compare the ratios, not the milliseconds, " +
 		"as this machine is shared and its speed moves from run to run.\n\n")
 
 	raw, ok := r.get(rawApply, "p50-ms")
@@ -102,6 +103,15 @@ func report(r results, mach, commit, plots, md string) (string, error) {
 		row{[]string{"extra latency of a write via a follower", fmt.Sprintf("%+.2f ms", fol-lead), "—", fmt.Sprintf("%+.2f× Apply", (fol-lead)/raw), "≤ +0.25 ms", verdict(fol-lead <= 0.25)}})
 	w16, a16 := get("BenchmarkAPI/write_16_leader", "ops/s"), get("BenchmarkRawRaft/apply_16", "ops/s")
 	rows = append(rows, row{[]string{"16 clients, writes/s", fmt.Sprintf("%.0f", w16), fmt.Sprintf("%.0f", a16), fmt.Sprintf("%.2f×", w16/a16), "≥ 0.9×", verdict(w16/a16 >= 0.9)}})
+	// Raft over mutual TLS, as cnm's raft runs: what of a write is raft's
+	// own cost over TLS, and what cnm adds to it.
+	if rawTLS, ok := r.get(rawApply+"_tls", "p50-ms"); ok {
+		t16 := get("BenchmarkRawRaft/apply_16_tls", "ops/s")
+		rows = append(rows,
+			row{[]string{"raw raft over mutual TLS (cnm's raft transport): sequential Apply p50", "—", fmtMS(rawTLS), fmt.Sprintf("%.2f× Apply over TCP", rawTLS/raw), "—", "—"}},
+			row{[]string{"sequential write p50 via the leader, against raft over TLS", fmtMS(lead), fmtMS(rawTLS) + " (Apply, TLS)", fmt.Sprintf("%.2f×", lead/rawTLS), "—", "—"}},
+			row{[]string{"16 clients, writes/s, against raft over TLS", fmt.Sprintf("%.0f", w16), fmt.Sprintf("%.0f", t16), fmt.Sprintf("%.2f×", w16/t16), "—", "—"}})
+	}
 	stale, vl := get("BenchmarkAPI/read_16_stale_leader", "ops/s"), get("BenchmarkRawRaft/verify_leader_16", "ops/s")
 	rows = append(rows, row{[]string{"16 clients, `?stale=true` reads/s on the leader", fmt.Sprintf("%.0f", stale), fmt.Sprintf("%.0f Apply/s", a16), fmt.Sprintf("%.1f× raft writes/s", stale/a16), "—", "—"}})
 	rl, rf := get("BenchmarkAPI/read_16_leader", "ops/s"), get("BenchmarkAPI/read_16_follower", "ops/s")

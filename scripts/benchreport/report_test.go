@@ -12,6 +12,8 @@ const fixture = `goos: linux
 BenchmarkRawRaft/apply_seq-2         	    2000	   1340060 ns/op	         1.000 p50-ms	         3.846 p99-ms
 BenchmarkRawRaft/apply_16-2          	    2000	    345783 ns/op	      4000 ops/s
 BenchmarkRawRaft/verify_leader_16-2  	    2000	      6526 ns/op	    150000 ops/s
+BenchmarkRawRaft/apply_seq_tls-2    	    1000	   1340060 ns/op	         1.250 p50-ms	         3.000 p99-ms
+BenchmarkRawRaft/apply_16_tls-2     	    1000	   1340060 ns/op	      3500 ops/s
 BenchmarkAPI/write_seq_leader-2      	    1000	   1717891 ns/op	         1.500 p50-ms	         3.670 p99-ms
 BenchmarkAPI/write_seq_follower-2    	    1000	   1704393 ns/op	         1.600 p50-ms	         3.727 p99-ms
 BenchmarkAPI/write_16_leader-2       	    1000	    463546 ns/op	      3800 ops/s
@@ -45,8 +47,8 @@ func TestParse(t *testing.T) {
 			t.Errorf("%s %s = %v (%v), want %v", tc.name, tc.unit, got, ok, tc.want)
 		}
 	}
-	if _, ok := r.get("goos: linux", "ns/op"); ok || len(r) != 18 {
-		t.Errorf("parsed %d benchmarks, want the 18 lines that are benchmarks", len(r))
+	if _, ok := r.get("goos: linux", "ns/op"); ok || len(r) != 20 {
+		t.Errorf("parsed %d benchmarks, want the 20 lines that are benchmarks", len(r))
 	}
 }
 
@@ -74,6 +76,9 @@ func TestRun_WritesSectionAndPlots(t *testing.T) {
 		before, after, "commit abc1234",
 		"| sequential write p50, via the leader | 1.50 ms | 1.00 ms (Apply) | 1.50× | ≤ 1.3× | **not met** |",
 		"| 16 clients, writes/s | 3800 | 4000 | 0.95× | ≥ 0.9× | met |",
+		"| raw raft over mutual TLS (cnm's raft transport): sequential Apply p50 | — | 1.25 ms | 1.25× Apply over TCP | — | — |",
+		"| sequential write p50 via the leader, against raft over TLS | 1.50 ms | 1.25 ms (Apply, TLS) | 1.20× | — | — |",
+		"| 16 clients, writes/s, against raft over TLS | 3800 | 3500 | 1.09× | — | — |",
 		"| 16 clients, linearizable reads/s via a follower | 9000 | 10000 on the leader | 0.90× | ≥ 0.8× of the leader | met |",
 		"| `GET /v1/shards` | 0.700 ms | 7.00 ms | 70.0 ms | 7.0× | < 5.00 ms | **not met** |",
 		"| `maintenance_on` plan of a whole node (`?dry_run`) | — | 60.0 ms | — | 60.0× | < 50.0 ms | **not met** |",
