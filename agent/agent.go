@@ -297,9 +297,9 @@ func (a *Agent) view() view {
 // the candidates are the shards that left this node since. looks is the
 // shards whose spec changed, when the pass read only what changed
 // (incremental); a full pass looks at every shard.
+// The caller holds a.pass.mu for the whole pass: the view's want and
+// pairs are the pass view's own maps.
 func (a *Agent) passView(full bool, local []string) (v view, candidates, looks []string, incremental bool) {
-	a.pass.mu.Lock()
-	defer a.pass.mu.Unlock()
 	promoted := a.promotions()
 	var done []string
 	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
@@ -387,6 +387,9 @@ func (a *Agent) Reconcile(ctx context.Context) error { return a.reconcile(ctx, t
 // reconcile is Reconcile; unless full, it skips the shards that are
 // settled at the spec the state gives them now.
 func (a *Agent) reconcile(ctx context.Context, full bool) error {
+	// One pass at a time (Reconcile may be called beside Run).
+	a.pass.mu.Lock()
+	defer a.pass.mu.Unlock()
 	var local []string
 	if full {
 		var err error

@@ -14,7 +14,7 @@ import (
 // rather than every shard of the cluster: a step of an action writes two
 // shards, and each of its three or four entries wakes every agent.
 type passView struct {
-	mu    sync.Mutex // one pass at a time
+	mu    sync.Mutex // held by a reconcile pass from start to end
 	valid bool
 	pos   uint64 // the state's ShardWrites position the view reflects
 	// The node and database records the view was made from: the FSM
