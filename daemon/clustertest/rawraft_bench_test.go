@@ -157,40 +157,34 @@ func rawCluster(b *testing.B, overTLS bool) (*raft.Raft, []*raft.Raft) {
 func BenchmarkRawRaft(b *testing.B) {
 	leader, _ := rawCluster(b, false)
 	cmd := make([]byte, 200)
-	b.Run("apply_seq", func(b *testing.B) {
-		ds := make([]time.Duration, 0, b.N)
-		for b.Loop() {
-			t := time.Now()
-			if err := leader.Apply(cmd, 5*time.Second).Error(); err != nil {
-				b.Fatal(err)
+	applySeq := func(leader *raft.Raft) func(b *testing.B) {
+		return func(b *testing.B) {
+			ds := make([]time.Duration, 0, b.N)
+			for b.Loop() {
+				t := time.Now()
+				if err := leader.Apply(cmd, 5*time.Second).Error(); err != nil {
+					b.Fatal(err)
+				}
+				ds = append(ds, time.Since(t))
 			}
-			ds = append(ds, time.Since(t))
+			reportLatency(b, ds)
 		}
-		reportLatency(b, ds)
-	})
-	b.Run("apply_16", func(b *testing.B) {
-		parallel(b, 16, func() error { return leader.Apply(cmd, 5*time.Second).Error() })
-	})
+	}
+	apply16 := func(leader *raft.Raft) func(b *testing.B) {
+		return func(b *testing.B) {
+			parallel(b, 16, func() error { return leader.Apply(cmd, 5*time.Second).Error() })
+		}
+	}
+	b.Run("apply_seq", applySeq(leader))
+	b.Run("apply_16", apply16(leader))
 	b.Run("verify_leader_16", func(b *testing.B) {
 		parallel(b, 16, func() error { return leader.VerifyLeader().Error() })
 	})
 	// The same over mutual TLS, as cnm's raft runs (after the plain runs,
 	// so that those stay as they were measured before).
 	tlsLeader, _ := rawCluster(b, true)
-	b.Run("apply_seq_tls", func(b *testing.B) {
-		ds := make([]time.Duration, 0, b.N)
-		for b.Loop() {
-			t := time.Now()
-			if err := tlsLeader.Apply(cmd, 5*time.Second).Error(); err != nil {
-				b.Fatal(err)
-			}
-			ds = append(ds, time.Since(t))
-		}
-		reportLatency(b, ds)
-	})
-	b.Run("apply_16_tls", func(b *testing.B) {
-		parallel(b, 16, func() error { return tlsLeader.Apply(cmd, 5*time.Second).Error() })
-	})
+	b.Run("apply_seq_tls", applySeq(tlsLeader))
+	b.Run("apply_16_tls", apply16(tlsLeader))
 }
 
 // BenchmarkRawRaftFailover times, from the leader's shutdown (no
