@@ -212,14 +212,19 @@ var goldenEntries = []struct {
 	// The maintenance_off is still running: its step's hold is its own
 	// until it ends, so a release is refused.
 	{"25_release_step.bin", &fsm.ReleaseStep{TaskID: "6a1f8d7b-2e3c-4d4e-8f90-1b2c3d4e5f60", Term: 3}},
+	// A step's commit that begins the next step in the same entry; this
+	// one names a step the action is not at, and is refused.
+	{"26_step_done_begin_next.bin", &fsm.StepDone{TaskID: "6a1f8d7b-2e3c-4d4e-8f90-1b2c3d4e5f60", Term: 3, Index: 99, Time: 1735690040,
+		Message: "shard 3 failed over to its replica 4 on node 1", ElapsedMS: 12, BeginNext: true}},
 }
 
 // goldenRefused holds, by file, the error code of golden entries that Apply
 // refused when they were committed. They must be refused again with the same
 // code: a refusal is part of where the log leads as much as a change is.
 var goldenRefused = map[string]string{
-	"11_delete_snapshot.bin": "snapshot_not_found",
-	"25_release_step.bin":    "stale_term",
+	"11_delete_snapshot.bin":      "snapshot_not_found",
+	"25_release_step.bin":         "stale_term",
+	"26_step_done_begin_next.bin": "stale_term",
 }
 
 // goldenState is the layout of state.json.
