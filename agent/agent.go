@@ -285,8 +285,7 @@ func (a *Agent) view() view {
 	promoted := a.promotions()
 	a.cfg.FSM.Read(func(st *fsm.State, _ uint64) {
 		v.want, v.pairs = a.scan(st, 0)
-		a.facts(st, &v, nil)
-		stillSwitching(st, promoted, v.switching)
+		a.facts(st, &v, nil, promoted)
 	})
 	return v
 }
@@ -309,8 +308,7 @@ func (a *Agent) passView(full bool, local []string) (v view, candidates, looks [
 		if full {
 			candidates = local
 		}
-		a.facts(st, &v, candidates)
-		done = stillSwitching(st, promoted, v.switching)
+		done = a.facts(st, &v, candidates, promoted)
 	})
 	a.forgetPromoted(promoted, done)
 	v.want, v.pairs = a.pass.want, a.pass.pairs
@@ -324,8 +322,9 @@ func (a *Agent) passView(full bool, local []string) (v view, candidates, looks [
 // facts fills in what a view needs besides the shards assigned here: the
 // owner of each of candidates (uids) that the state holds, which deciding
 // about a stray needs, the node's identity, and what actions have in
-// flight.
-func (a *Agent) facts(st *fsm.State, v *view, candidates []string) {
+// flight, promoted (a copy of notePromoted's) included. It returns the
+// promotions whose step is over (stillSwitching).
+func (a *Agent) facts(st *fsm.State, v *view, candidates []string, promoted map[string]Op) (promotedDone []string) {
 	v.pending, v.bdbs = map[string]bool{}, make(map[int]bool, len(st.BDBs))
 	v.owner = make(map[string]int, len(candidates))
 	for _, uid := range candidates {
@@ -341,6 +340,7 @@ func (a *Agent) facts(st *fsm.State, v *view, candidates []string) {
 	}
 	v.issued = st.NextShardUID
 	v.switching = switchingIn(st)
+	promotedDone = stillSwitching(st, promoted, v.switching)
 	for uid := range st.BDBs {
 		v.bdbs[uid] = true
 	}
@@ -356,6 +356,7 @@ func (a *Agent) facts(st *fsm.State, v *view, candidates []string) {
 			}
 		}
 	}
+	return promotedDone
 }
 
 // mayDrop decides about a local shard that is neither assigned here nor
