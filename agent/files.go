@@ -20,8 +20,9 @@ import (
 )
 
 // FileBackend keeps each shard as <dir>/<uid>.data with its metadata in
-// <uid>.meta, and its persistence file as <uid>.rdb or <uid>.aof. A role
-// switched since the metadata was written is in <uid>.role.
+// <uid>.meta, and its persistence file as <uid>.rdb or <uid>.aof. Its role
+// is in <uid>.role, which a switch overwrites in place; where that record
+// is missing or cut short, the metadata's role stands.
 type FileBackend struct {
 	dir     string
 	limiter *Limiter
@@ -230,7 +231,13 @@ func (b *FileBackend) saveMeta(m meta) error {
 	if err := os.Rename(p+".tmp", p); err != nil {
 		return fmt.Errorf("install %s: %w", p, err)
 	}
-	// The metadata just written holds the role.
+	// The role record says what the metadata just written says. It is
+	// written now, with the shard, rather than removed: a first failover
+	// that had to create it waited a millisecond for the directory, as
+	// long as the step's commit, where an overwrite takes microseconds.
+	if _, ok := roleRecords[m.Role]; ok {
+		return b.saveRole(m.UID, m.Role)
+	}
 	if err := os.Remove(b.path(m.UID, ".role")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("install %s: %w", p, err)
 	}
@@ -267,7 +274,7 @@ func (b *FileBackend) saveRole(uid, role string) error {
 	return nil
 }
 
-// loadRole is the role a switch recorded since the metadata, if any.
+// loadRole is the role the shard's role record holds, if it holds a whole one.
 func (b *FileBackend) loadRole(uid string) (string, bool, error) {
 	data, err := os.ReadFile(b.path(uid, ".role"))
 	if errors.Is(err, os.ErrNotExist) {

@@ -210,7 +210,7 @@ func TestFileBackendPersistRefusesUnknownMode(t *testing.T) {
 	if info, _ := b.Info("1"); info.Persisted {
 		t.Errorf("shard persisted after refused modes")
 	}
-	if got := dirNames(t, dir); !slices.Equal(got, []string{"1.data", "1.meta"}) {
+	if got := dirNames(t, dir); !slices.Equal(got, []string{"1.data", "1.meta", "1.role"}) {
 		t.Errorf("files after refused Persist: %v", got)
 	}
 	if err := b.Persist(t.Context(), "2", "snapshot"); !errors.Is(err, agent.ErrNoShard) {
