@@ -141,10 +141,16 @@ func (r *actionRun) read() (*turn, bool) {
 		if p := st.ActionByTask(r.id); p != nil && !fsm.Terminal(p.Status) && p.Term == r.term {
 			// A step only reads its view, and copying every shard for
 			// each of thousands of steps cost more than the step; the
-			// planner makes what-ifs on its own copy.
-			view := st.ReadView()
-			if p.Status == fsm.StatusStarting {
+			// planner makes what-ifs on its own copy, and a step that
+			// reads only its shard and that shard's pair copies those.
+			var view *fsm.State
+			switch {
+			case p.Status == fsm.StatusStarting:
 				view = st.View()
+			case p.Done < len(p.Steps) && runnerOf(p.Steps[p.Done].Kind).narrow:
+				view = st.ReadViewOf(p.Steps[p.Done].Shard)
+			default:
+				view = st.ReadView()
 			}
 			t = &turn{a: *view.ActionByTask(r.id), view: view}
 		}

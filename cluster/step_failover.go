@@ -28,6 +28,7 @@ var failoverRunner = runner{
 			sh.Role, p.Role = fsm.RoleSlave, fsm.RoleMaster
 		}
 	},
+	narrow: true,
 }
 
 func (e *Executor) failover(ctx context.Context, t *turn, st fsm.Step) (string, error) {

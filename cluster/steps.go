@@ -34,6 +34,9 @@ type runner struct {
 	// change the pending step will make to shard sh; nil for steps that
 	// change no shard's node or role.
 	foresee func(v *fsm.State, sh *fsm.Shard, st fsm.Step)
+	// narrow: run reads, of the turn's shard table, only the step's shard
+	// and that shard's pair, so the turn copies no other (fsm.ReadViewOf).
+	narrow bool
 }
 
 // runners holds a runner for every step kind fsm knows. init fills it, as

@@ -3,6 +3,7 @@ package fsm_test
 import (
 	"bytes"
 	"io"
+	"maps"
 	"slices"
 	"testing"
 
@@ -130,5 +131,47 @@ func TestReadView_StaysAsTheStateWas(t *testing.T) {
 	}
 	if p := view.PairOf(view.Shards["1"]); p == nil || p.UID != "2" {
 		t.Errorf("the view's pair of shard 1 is %v, want shard 2", p)
+	}
+}
+
+// A narrow read view holds, of the shard table, the shards named and
+// their pairs, as the state had them, and the rest of the tables whole.
+func TestReadViewOf_HoldsTheNamedShardsAndTheirPairs(t *testing.T) {
+	f, apply := actionFSM(t) // database 1: shard 1 on node 1, its replica 2 on node 2
+	if r := apply(&fsm.CreateBDB{BDB: fsm.BDB{Name: "two", MemorySize: 1 << 30, ShardsCount: 1, Replication: true,
+		DataPersistence: fsm.PersistenceDisabled}, Placement: []int{2, 3}, EndpointNode: 2}); r.Err != nil {
+		t.Fatal(r.Err) // shards 3 and 4
+	}
+	cases := []struct {
+		name  string
+		uids  []string
+		want  []string
+		pairs map[string]string
+	}{
+		{"a master brings its replica", []string{"1"}, []string{"1", "2"}, map[string]string{"1": "2", "2": "1"}},
+		{"a replica brings its master", []string{"4"}, []string{"3", "4"}, map[string]string{"4": "3"}},
+		{"two shards", []string{"1", "3"}, []string{"1", "2", "3", "4"}, map[string]string{"1": "2", "3": "4"}},
+		{"a shard that is gone", []string{"9"}, nil, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var view *fsm.State
+			var nodes, bdbs int
+			f.Read(func(s *fsm.State, _ uint64) {
+				view = s.ReadViewOf(c.uids...)
+				nodes, bdbs = len(s.Nodes), len(s.BDBs)
+			})
+			if got := slices.Sorted(maps.Keys(view.Shards)); !slices.Equal(got, c.want) {
+				t.Errorf("shards %v, want %v", got, c.want)
+			}
+			for uid, pair := range c.pairs {
+				if p := view.PairOf(view.Shards[uid]); p == nil || p.UID != pair {
+					t.Errorf("the view's pair of shard %s is %v, want shard %s", uid, p, pair)
+				}
+			}
+			if len(view.Nodes) != nodes || len(view.BDBs) != bdbs {
+				t.Errorf("the view holds %d nodes and %d databases, want %d and %d", len(view.Nodes), len(view.BDBs), nodes, bdbs)
+			}
+		})
 	}
 }

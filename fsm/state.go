@@ -219,11 +219,30 @@ func (s *State) View() *State {
 // the copy stays as s was while s goes on, at the cost of copying the
 // tables' pointers, not the records. Nothing may change a record reached
 // through it (View is the copy to change).
-func (s *State) ReadView() *State {
+func (s *State) ReadView() *State { return s.readView(maps.Clone(s.Shards)) }
+
+// ReadViewOf is a ReadView whose shard table holds only the shards named
+// and their pairs: for a step that reads no other shard, as a failover
+// does, so that it costs those shards rather than the whole table (at 10k
+// shards, copying the table took a fifth of a failover step).
+func (s *State) ReadViewOf(uids ...string) *State {
+	shards := make(map[string]*Shard, 2*len(uids))
+	for _, uid := range uids {
+		if sh := s.Shards[uid]; sh != nil {
+			shards[uid] = sh
+			if p := s.PairOf(sh); p != nil {
+				shards[p.UID] = p
+			}
+		}
+	}
+	return s.readView(shards)
+}
+
+func (s *State) readView(shards map[string]*Shard) *State {
 	c := &State{Cluster: s.Cluster, NextUserUID: s.NextUserUID, Policy: s.Policy,
 		NextBDBUID: s.NextBDBUID, NextShardUID: s.NextShardUID,
 		Nodes: maps.Clone(s.Nodes), Users: maps.Clone(s.Users), BDBs: maps.Clone(s.BDBs),
-		Shards: maps.Clone(s.Shards), Snapshots: maps.Clone(s.Snapshots),
+		Shards: shards, Snapshots: maps.Clone(s.Snapshots),
 		Voters: slices.Clone(s.Voters), Revoked: slices.Clone(s.Revoked)}
 	if s.Actions != nil {
 		c.Actions = make(map[int]map[string]*Action, len(s.Actions))
