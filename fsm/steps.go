@@ -242,9 +242,12 @@ func (s *State) moveEndpointsOff(bdb, from, to int) {
 	}
 }
 
+// hostsMaster reads the database's shards through the index: every
+// failover's commit asks, and a scan of the whole table made each commit
+// cost more the more shards the cluster held.
 func (s *State) hostsMaster(bdb, node int) bool {
-	for _, sh := range s.Shards {
-		if sh.BDBUID == bdb && sh.NodeUID == node && sh.Role == RoleMaster {
+	for _, uid := range s.shardIndex().byBDB[bdb] {
+		if sh := s.Shards[uid]; sh != nil && sh.NodeUID == node && sh.Role == RoleMaster {
 			return true
 		}
 	}

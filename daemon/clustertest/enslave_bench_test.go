@@ -110,7 +110,8 @@ func benchEnslave(b *testing.B, dbs int) {
 // awaitShardFiles waits until every node's agent holds a file for each
 // shard the state assigns to it: creating ten thousand of them, each
 // written and fsync'd, takes the disk for many seconds, and an action or
-// a yardstick write measured meanwhile would measure that.
+// a yardstick write measured meanwhile would measure that. It counts the
+// role records, the last file the file backend writes for a new shard.
 func awaitShardFiles(b *testing.B, c *clustertest.Cluster, leader int) {
 	b.Helper()
 	var shards []struct {
@@ -123,7 +124,7 @@ func awaitShardFiles(b *testing.B, c *clustertest.Cluster, leader int) {
 	}
 	clustertest.Eventually(b, 10*time.Minute, func() error {
 		for _, uid := range c.UIDs() {
-			files, err := filepath.Glob(filepath.Join(c.Member(uid).Cfg.DataDir, "shards", "*.data"))
+			files, err := filepath.Glob(filepath.Join(c.Member(uid).Cfg.DataDir, "shards", "*.role"))
 			if err != nil {
 				return err
 			}
