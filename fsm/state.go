@@ -224,7 +224,7 @@ func (s *State) ReadView() *State { return s.readView(maps.Clone(s.Shards)) }
 // ReadViewOf is a ReadView whose shard table holds only the shards named
 // and their pairs: for a step that reads no other shard, as a failover
 // does, so that it costs those shards rather than the whole table (at 10k
-// shards, copying the table took a fifth of a failover step).
+// shards, copying the table took about 0.3 ms of a 1.7 ms failover step).
 func (s *State) ReadViewOf(uids ...string) *State {
 	shards := make(map[string]*Shard, 2*len(uids))
 	for _, uid := range uids {
