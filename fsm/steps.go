@@ -225,14 +225,14 @@ func (s *State) removeMember(a *Action, _ Step) *Error {
 // from follows the master to node to.
 func (s *State) moveEndpointsOff(bdb, from, to int) {
 	b, ok := s.BDBs[bdb]
-	if !ok {
+	if !ok || s.hostsMaster(bdb, from) {
 		return
 	}
 	changed := false
 	c := *b
 	c.Endpoints = slices.Clone(b.Endpoints)
 	for i := range c.Endpoints {
-		if c.Endpoints[i].NodeUID == from && !s.hostsMaster(bdb, from) {
+		if c.Endpoints[i].NodeUID == from {
 			c.Endpoints[i].NodeUID = to
 			changed = true
 		}
@@ -246,10 +246,7 @@ func (s *State) moveEndpointsOff(bdb, from, to int) {
 // failover's commit asks, and a scan of the whole table made each commit
 // cost more the more shards the cluster held.
 func (s *State) hostsMaster(bdb, node int) bool {
-	for _, uid := range s.shardIndex().byBDB[bdb] {
-		if sh := s.Shards[uid]; sh != nil && sh.NodeUID == node && sh.Role == RoleMaster {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(s.ShardsOf(bdb), func(sh *Shard) bool {
+		return sh.NodeUID == node && sh.Role == RoleMaster
+	})
 }
