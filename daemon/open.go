@@ -71,10 +71,12 @@ func (n *Node) openAPI() (*catchUp, error) {
 		return nil, err
 	}
 	n.gate = newAgentGate()
+	agentAPI := n.gate.wrap(n.agent.Handler())
+	peer.ServeOwn(n.peerHTTP, cfg.APIAddr, agent.Prefix, agentAPI)
 	n.api = httpapi.New(httpapi.Config{
 		Raft: n.raft, Peers: n.peers, Hold: cfg.Hold, BcryptCost: cfg.BcryptCost,
 		Version: Version, APIAddr: cfg.APIAddr, RaftAddr: cfg.RaftAddr, Logger: cfg.Logger,
-		Agent: n.gate.wrap(n.agent.Handler()), AgentPrefix: agent.Prefix,
+		Agent: agentAPI, AgentPrefix: agent.Prefix,
 		PeerCheck: n.id.VerifiedPeer, CertLifetime: cfg.CertLifetime, Collectors: n.steps.Collectors(),
 	})
 	return cu, n.serveAPI(apiTLS)

@@ -47,9 +47,13 @@ func NewHTTPClient(tlsCfg *tls.Config, localHost string, dial DialFunc) *http.Cl
 type transport struct {
 	cur  atomic.Pointer[http.Transport]
 	make func() *http.Transport
+	own  atomic.Pointer[ownRoute] // see ServeOwn
 }
 
 func (p *transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if o := p.own.Load(); o.matches(r) {
+		return o.serve(r)
+	}
 	return p.cur.Load().RoundTrip(r)
 }
 
