@@ -32,6 +32,7 @@ func (a *Agent) Handler() http.Handler {
 	m := mux.NewRouter()
 	r := m.PathPrefix(Prefix).Subrouter()
 	r.HandleFunc("/shards", a.list).Methods("GET")
+	r.HandleFunc("/stats", a.stats).Methods("GET")
 	r.HandleFunc("/ops", a.ops).Methods("GET")
 	r.HandleFunc("/shards/{uid}", a.info).Methods("GET")
 	r.HandleFunc("/shards/{uid}", a.drop).Methods("DELETE")
@@ -114,6 +115,21 @@ func (a *Agent) list(w http.ResponseWriter, _ *http.Request) {
 		if info, err := a.cfg.Backend.Info(uid); err == nil {
 			out = append(out, info)
 		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// stats answers what the local shards' processes report: none from a
+// backend whose shards are no processes (see StatsReporter).
+func (a *Agent) stats(w http.ResponseWriter, _ *http.Request) {
+	out := []Info{}
+	if r, ok := a.cfg.Backend.(StatsReporter); ok {
+		got, err := r.Stats()
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		out = append(out, got...)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -118,6 +118,16 @@ type Backend interface {
 	List() ([]string, error)
 }
 
+// StatsReporter is a backend whose shards are processes that report how
+// they are doing (status, memory in use, keys). The leader's stats poll
+// asks an agent only for those: a backend that is not one has nothing to
+// report, and reading every shard's records to say so grew with the
+// shards a node holds.
+type StatsReporter interface {
+	// Stats is the Info of every local shard, as its process reports it.
+	Stats() ([]Info, error)
+}
+
 // Errors of backends.
 var (
 	ErrNoShard        = errors.New("no such shard on this node")

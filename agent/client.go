@@ -143,6 +143,16 @@ func (c *Client) List(ctx context.Context, addr string) ([]Info, error) {
 	return out, err
 }
 
+// Stats asks the agent at addr what its shards' processes report; empty
+// from a backend that runs none.
+func (c *Client) Stats(ctx context.Context, addr string) ([]Info, error) {
+	ctx, cancel := c.small(ctx)
+	defer cancel()
+	var out []Info
+	err := c.call(ctx, http.MethodGet, addr, "/stats", nil, &out)
+	return out, err
+}
+
 // SwitchRole asks the agent at addr to change a shard's role.
 func (c *Client) SwitchRole(ctx context.Context, addr, uid, role string) error {
 	return c.call(ctx, http.MethodPost, addr, "/shards/"+uid+"/role", map[string]string{"role": role}, nil)

@@ -99,6 +99,7 @@ func TestClientCallsToAPeerThatNeverAnswersEnd(t *testing.T) {
 	}{
 		{"info", 0, func(ctx context.Context, addr string) error { _, err := cl.Info(ctx, addr, "1"); return err }},
 		{"list", 0, func(ctx context.Context, addr string) error { _, err := cl.List(ctx, addr); return err }},
+		{"stats", 0, func(ctx context.Context, addr string) error { _, err := cl.Stats(ctx, addr); return err }},
 		{"drop", 0, func(ctx context.Context, addr string) error { return cl.Drop(ctx, addr, "1") }},
 		{"ops", 0, func(ctx context.Context, addr string) error { _, err := cl.Ops(ctx, addr); return err }},
 		{"copy", callCap, func(ctx context.Context, addr string) error {

@@ -263,6 +263,10 @@ func TestClientManagesShardsOnRemoteAgent(t *testing.T) {
 	if err != nil || len(list) != 2 {
 		t.Fatalf("List = %+v, %v; want 2 shards", list, err)
 	}
+	// Shard files are no processes: nothing for the leader's stats poll.
+	if stats, err := caller.client.Stats(ctx, remote.addr); err != nil || len(stats) != 0 {
+		t.Fatalf("Stats = %+v, %v; want none from the file backend", stats, err)
+	}
 	if err := caller.client.SwitchRole(ctx, remote.addr, "2", fsm.RoleMaster); err != nil {
 		t.Fatalf("SwitchRole: %v", err)
 	}

@@ -139,6 +139,18 @@ func TestRedisInfoOfDeadShardIsDownAndDropRemovesIt(t *testing.T) {
 		}
 		return nil
 	})
+	// What the leader's stats poll reads: each shard as its process is.
+	stats, err := b.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]string{}
+	for _, info := range stats {
+		status[info.UID] = info.Status
+	}
+	if len(stats) != 2 || status["1"] != agent.StatusDown || status["2"] != agent.StatusActive {
+		t.Errorf("Stats = %+v, want shard 1 down and 2 active", stats)
+	}
 	pid2 := shardPID(t, dir, "2")
 	for _, uid := range []string{"1", "2", "2"} { // dead, running, gone
 		if err := b.Drop(ctx, uid); err != nil {

@@ -10,9 +10,9 @@ import (
 	"cnm/fsm"
 )
 
-// ShardLister asks a node's agent how its shards are doing.
-type ShardLister interface {
-	List(ctx context.Context, apiAddr string) ([]agent.Info, error)
+// StatsReader asks a node's agent what its shards' processes report.
+type StatsReader interface {
+	Stats(ctx context.Context, apiAddr string) ([]agent.Info, error)
 }
 
 // ShardStats is the leader's watch over the shard processes: it asks every
@@ -22,7 +22,7 @@ type ShardLister interface {
 // an idle cluster writes nothing.
 type ShardStats struct {
 	FSM    *fsm.FSM
-	Agents ShardLister
+	Agents StatsReader
 	Raft   Applier
 	// Interval is the time between rounds (default 2 s).
 	Interval time.Duration
@@ -59,27 +59,21 @@ func (w *ShardStats) Run(ctx context.Context, _ uint64) {
 	}
 }
 
+// round asks every active node, and reads the state only for the shards
+// reported: a backend that runs no process reports none, and a round that
+// copied the whole shard table held the state's lock for the whole copy.
 func (w *ShardStats) round(ctx context.Context, log *slog.Logger, interval time.Duration) {
-	type nodeShards struct {
-		uid   int
-		addr  string
-		state map[string]fsm.Shard
-		got   []agent.Info
-		err   error
+	type nodeStats struct {
+		uid  int
+		addr string
+		got  []agent.Info
+		err  error
 	}
-	var nodes []*nodeShards
+	var nodes []*nodeStats
 	w.FSM.Read(func(st *fsm.State, _ uint64) {
-		byNode := map[int]map[string]fsm.Shard{}
-		for uid, sh := range st.Shards {
-			if byNode[sh.NodeUID] == nil {
-				byNode[sh.NodeUID] = map[string]fsm.Shard{}
-			}
-			byNode[sh.NodeUID][uid] = *sh
-		}
 		for _, uid := range st.NodeUIDs() {
-			n := st.Nodes[uid]
-			if n.Status == fsm.NodeActive && len(byNode[uid]) > 0 {
-				nodes = append(nodes, &nodeShards{uid: uid, addr: n.APIAddr, state: byNode[uid]})
+			if n := st.Nodes[uid]; n.Status == fsm.NodeActive {
+				nodes = append(nodes, &nodeStats{uid: uid, addr: n.APIAddr})
 			}
 		}
 	})
@@ -88,7 +82,7 @@ func (w *ShardStats) round(ctx context.Context, log *slog.Logger, interval time.
 		wg.Go(func() {
 			lctx, cancel := context.WithTimeout(ctx, interval)
 			defer cancel()
-			n.got, n.err = w.Agents.List(lctx, n.addr)
+			n.got, n.err = w.Agents.Stats(lctx, n.addr)
 		})
 	}
 	wg.Wait()
@@ -100,7 +94,11 @@ func (w *ShardStats) round(ctx context.Context, log *slog.Logger, interval time.
 			log.Debug("shard stats not read", "node", n.uid, "error", n.err)
 			continue
 		}
-		changed := statsChanged(n.state, n.got)
+		if len(n.got) == 0 {
+			continue
+		}
+		var changed []fsm.ShardStat
+		w.FSM.Read(func(st *fsm.State, _ uint64) { changed = statsChanged(st.Shards, n.uid, n.got) })
 		if len(changed) == 0 {
 			continue
 		}
@@ -115,14 +113,14 @@ func (w *ShardStats) round(ctx context.Context, log *slog.Logger, interval time.
 	}
 }
 
-// statsChanged is what a node's report changes in the state, for the
-// shards the state puts on that node. A backend that runs no process
-// reports no status, and is left as the state says.
-func statsChanged(state map[string]fsm.Shard, got []agent.Info) []fsm.ShardStat {
+// statsChanged is what node's report changes in the state, for the shards
+// the state puts on that node. A shard reported without a status is left
+// as the state says.
+func statsChanged(shards map[string]*fsm.Shard, node int, got []agent.Info) []fsm.ShardStat {
 	var out []fsm.ShardStat
 	for _, info := range got {
-		sh, ok := state[info.UID]
-		if !ok || info.Status == "" {
+		sh, ok := shards[info.UID]
+		if !ok || sh.NodeUID != node || info.Status == "" {
 			continue
 		}
 		drift := info.UsedMemory - sh.UsedMemory
