@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"time"
+
+	"cnm/peer"
 )
 
 // Close leaves gracefully (SIGTERM). The order matters: while the node
@@ -59,6 +61,9 @@ func remaining(ctx context.Context) time.Duration {
 // connections dropped. Tests use it as an in-process SIGKILL.
 func (n *Node) Kill() {
 	_ = n.srv.Close()
+	// A crashed node's own goroutines reach its agent no more than others
+	// do: its calls to itself now meet the closed API.
+	peer.ServeOwn(n.peerHTTP, "", "", nil)
 	n.stopBG()
 	n.bg.Wait()
 	n.agent.Wait()

@@ -23,9 +23,15 @@ type ownRoute struct {
 // TLS that call took a third of a failover step. The answers, errors and
 // streams are h's, exactly as a remote caller gets them; what is skipped
 // is the check that the caller holds a member's certificate, and the
-// caller is this node.
+// caller is this node. A nil h ends it: the calls go to the network again,
+// and fail there once the node's API is closed, as after a crash.
 func ServeOwn(c *http.Client, addr, prefix string, h http.Handler) {
-	if p, ok := c.Transport.(*transport); ok {
+	p, ok := c.Transport.(*transport)
+	switch {
+	case !ok:
+	case h == nil:
+		p.own.Store(nil)
+	default:
 		p.own.Store(&ownRoute{addr: addr, prefix: prefix, h: h})
 	}
 }

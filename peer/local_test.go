@@ -22,13 +22,19 @@ const ownAddr = "127.0.0.7:9443"
 // ownClient is a node's peer client whose own agent (under /agent) is h; it
 // counts the connections it tries to open, and opens none.
 func ownClient(h http.Handler) (*peer.Client, *atomic.Int32) {
+	hc, dials := ownHTTP(h)
+	return peer.NewClient(hc), dials
+}
+
+// ownHTTP is the HTTP client beneath ownClient.
+func ownHTTP(h http.Handler) (*http.Client, *atomic.Int32) {
 	dials := &atomic.Int32{}
 	hc := peer.NewHTTPClient(&tls.Config{MinVersion: tls.VersionTLS13}, "127.0.0.7", func(_ context.Context, _, _, remote string) (net.Conn, error) {
 		dials.Add(1)
 		return nil, errors.New("no network in this test: " + remote)
 	})
 	peer.ServeOwn(hc, ownAddr, "/agent", h)
-	return peer.NewClient(hc), dials
+	return hc, dials
 }
 
 // TestServeOwn: a node's calls to its own agent are answered in the process,
@@ -103,6 +109,20 @@ func TestServeOwn(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestServeOwnEnds: once the route is ended (a node's crash in tests), a
+// node's calls to itself go to the network like any other.
+func TestServeOwnEnds(t *testing.T) {
+	hc, dials := ownHTTP(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	c := peer.NewClient(hc)
+	if err := c.Call(context.Background(), http.MethodGet, ownAddr, "/agent/shards", nil, nil, nil); err != nil || dials.Load() != 0 {
+		t.Fatalf("served in the process: %v, %d connections tried", err, dials.Load())
+	}
+	peer.ServeOwn(hc, "", "", nil)
+	if err := c.Call(context.Background(), http.MethodGet, ownAddr, "/agent/shards", nil, nil, nil); err == nil || dials.Load() != 1 {
+		t.Fatalf("after the route ended: %v, %d connections tried; want a failed dial", err, dials.Load())
 	}
 }
 
