@@ -105,18 +105,28 @@ func decode(r *http.Request, v any) error {
 }
 
 func (a *Agent) list(w http.ResponseWriter, _ *http.Request) {
-	uids, err := a.cfg.Backend.List()
+	out, err := infoAll(a.cfg.Backend)
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	out := []Info{}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// infoAll is the Info of every local shard of b; a shard that goes
+// meanwhile is left out.
+func infoAll(b Backend) ([]Info, error) {
+	uids, err := b.List()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Info, 0, len(uids))
 	for _, uid := range uids {
-		if info, err := a.cfg.Backend.Info(uid); err == nil {
+		if info, err := b.Info(uid); err == nil {
 			out = append(out, info)
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // stats answers what the local shards' processes report: none from a

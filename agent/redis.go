@@ -250,19 +250,7 @@ func (b *RedisBackend) List() ([]string, error) {
 
 // Stats implements StatsReporter: each shard's process, asked in turn (one
 // that does not answer is reported down).
-func (b *RedisBackend) Stats() ([]Info, error) {
-	uids, err := b.List()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Info, 0, len(uids))
-	for _, uid := range uids {
-		if info, err := b.Info(uid); err == nil {
-			out = append(out, info)
-		}
-	}
-	return out, nil
-}
+func (b *RedisBackend) Stats() ([]Info, error) { return infoAll(b) }
 
 func checkPersistence(mode string) error {
 	switch mode {
