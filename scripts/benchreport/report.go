@@ -98,9 +98,13 @@ func report(r results, mach, commit, plots, md string) (string, error) {
 	var rows []row
 	get := func(name, unit string) float64 { v, _ := r.get(name, unit); return v }
 	lead, fol := get("BenchmarkAPI/write_seq_leader", "p50-ms"), get("BenchmarkAPI/write_seq_follower", "p50-ms")
+	extra := fol - lead
+	if v, ok := r.get("BenchmarkAPI/write_seq_follower", "extra-ms"); ok {
+		extra = v // measured against writes through the leader in turn with these
+	}
 	rows = append(rows,
 		row{[]string{"sequential write p50, via the leader", fmtMS(lead), fmtMS(raw) + " (Apply)", fmt.Sprintf("%.2f×", lead/raw), "≤ 1.3×", verdict(lead/raw <= 1.3)}},
-		row{[]string{"extra latency of a write via a follower", fmt.Sprintf("%+.2f ms", fol-lead), "—", fmt.Sprintf("%+.2f× Apply", (fol-lead)/raw), "≤ +0.25 ms", verdict(fol-lead <= 0.25)}})
+		row{[]string{"extra latency of a write via a follower", fmt.Sprintf("%+.2f ms", extra), "—", fmt.Sprintf("%+.2f× Apply", extra/raw), "≤ +0.25 ms", verdict(extra <= 0.25)}})
 	w16, a16 := get("BenchmarkAPI/write_16_leader", "ops/s"), get("BenchmarkRawRaft/apply_16", "ops/s")
 	rows = append(rows, row{[]string{"16 clients, writes/s", fmt.Sprintf("%.0f", w16), fmt.Sprintf("%.0f", a16), fmt.Sprintf("%.2f×", w16/a16), "≥ 0.9×", verdict(w16/a16 >= 0.9)}})
 	// Raft over mutual TLS, as cnm's raft runs: what of a write is raft's
