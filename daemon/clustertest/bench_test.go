@@ -120,7 +120,9 @@ func BenchmarkAPI(b *testing.B) {
 	b.Run("read_seq_leader", seq(read(leader, "")))
 	b.Run("read_16_stale_leader", par(read(leader, "?stale=true")))
 	b.Run("read_16_leader", par(read(leader, "")))
-	b.Run("read_16_follower", par(read(follower, "")))
+	// Through the follower in rounds that take turns with the leader's, so
+	// that the ratio is of the same moments.
+	b.Run("read_16_follower", func(b *testing.B) { parallelPair(b, 16, read(leader, ""), read(follower, "")) })
 }
 
 // benchOptions are the product's raft timing, checkpoints and consistency
@@ -154,13 +156,20 @@ func reportLatency(b *testing.B, ds []time.Duration) {
 
 // parallel runs b.N calls of op from workers goroutines and reports ops/s.
 func parallel(b *testing.B, workers int, op func() error) {
+	took := calls(b, workers, b.N, op)
+	b.ReportMetric(float64(b.N)/took.Seconds(), "ops/s")
+}
+
+// calls makes n calls of op from workers goroutines and returns the time
+// they took.
+func calls(b *testing.B, workers, n int, op func() error) time.Duration {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
 	start := time.Now()
 	for range workers {
 		wg.Go(func() {
-			for next.Add(1) <= int64(b.N) {
+			for next.Add(1) <= int64(n) {
 				if err := op(); err != nil {
 					failed.CompareAndSwap(nil, &err)
 					return
@@ -169,8 +178,31 @@ func parallel(b *testing.B, workers int, op func() error) {
 		})
 	}
 	wg.Wait()
+	took := time.Since(start)
 	if err := failed.Load(); err != nil {
 		b.Fatal(*err)
 	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+	return took
+}
+
+// parallelPair runs b.N calls of each op from workers goroutines, in
+// rounds that take turns (which goes first alternates), and reports the
+// ops/s of the second and its ratio to the first's over the same rounds.
+func parallelPair(b *testing.B, workers int, first, second func() error) {
+	const rounds = 20
+	per := max(b.N/rounds, workers)
+	var took1, took2 time.Duration
+	n := 0
+	for i := 0; n < b.N; i++ {
+		if i%2 == 0 {
+			took1 += calls(b, workers, per, first)
+			took2 += calls(b, workers, per, second)
+		} else {
+			took2 += calls(b, workers, per, second)
+			took1 += calls(b, workers, per, first)
+		}
+		n += per
+	}
+	b.ReportMetric(float64(n)/took2.Seconds(), "ops/s")
+	b.ReportMetric(took1.Seconds()/took2.Seconds(), "of-first")
 }
