@@ -68,6 +68,76 @@ func TestReadIndexBatch_IndexIsFetchedAfterTheReadArrived(t *testing.T) {
 	}
 }
 
+// Up to readIndexDepth fetches are out at once: a read that arrives while
+// one is out starts the next at once, and one that finds them all out
+// waits for a free one, never for an answer fetched before it arrived.
+func TestReadIndexBatch_FetchesOverlapUpToTheDepth(t *testing.T) {
+	var fetches atomic.Uint64
+	releases := make(chan chan struct{}, readIndexDepth+2)
+	b := newReadIndexBatch(func(context.Context) (uint64, error) {
+		n := fetches.Add(1)
+		release := make(chan struct{})
+		releases <- release
+		<-release
+		return n, nil
+	}, 10*time.Second)
+	read := func() <-chan uint64 {
+		got := make(chan uint64, 1)
+		go func() { i, _ := b.get(context.Background()); got <- i }()
+		return got
+	}
+	next := func() chan struct{} {
+		select {
+		case r := <-releases:
+			return r
+		case <-time.After(5 * time.Second):
+			t.Fatal("no fetch started")
+			return nil
+		}
+	}
+	// Each read while fewer than the depth are out starts its own fetch.
+	var reads []<-chan uint64
+	var released []chan struct{}
+	for range readIndexDepth {
+		reads = append(reads, read())
+		released = append(released, next())
+	}
+	last := read() // all are out: this one waits for a free one
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b.mu.Lock()
+		queued := b.next != nil
+		b.mu.Unlock()
+		if queued {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the read past the depth never queued")
+		}
+		time.Sleep(time.Millisecond) // polling for the goroutine to queue, with a deadline
+	}
+	if n := fetches.Load(); n != readIndexDepth {
+		t.Fatalf("%d fetches out, want %d", n, readIndexDepth)
+	}
+	// The newest fetch answers first: its read gets its index, and the
+	// waiting read's fetch starts in the slot it freed.
+	close(released[readIndexDepth-1])
+	if i := <-reads[readIndexDepth-1]; i != readIndexDepth {
+		t.Fatalf("read %d got index %d", readIndexDepth, i)
+	}
+	releaseLast := next()
+	for i := range readIndexDepth - 1 {
+		close(released[i])
+		if got := <-reads[i]; got != uint64(i+1) {
+			t.Fatalf("read %d got index %d", i+1, got)
+		}
+	}
+	close(releaseLast)
+	if i := <-last; i != readIndexDepth+1 {
+		t.Fatalf("the read past the depth got index %d, want %d (fetched after it arrived)", i, readIndexDepth+1)
+	}
+}
+
 func TestReadIndexBatch_ErrorsAndCancelledReads(t *testing.T) {
 	boom := errors.New("no leader")
 	b := newReadIndexBatch(func(context.Context) (uint64, error) { return 0, boom }, time.Second)
