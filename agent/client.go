@@ -73,6 +73,16 @@ func (c *Client) call(ctx context.Context, method, addr, path string, body, out 
 	return agentError(c.c.Call(ctx, method, addr, Prefix+path, timeoutOf(ctx), body, out))
 }
 
+// smallCall is a call capped by CallTimeout (small) that decodes its
+// answer into a T.
+func smallCall[T any](ctx context.Context, c *Client, method, addr, path string, body any) (T, error) {
+	ctx, cancel := c.small(ctx)
+	defer cancel()
+	var out T
+	err := c.call(ctx, method, addr, path, body, &out)
+	return out, err
+}
+
 // agentError gives a peer's refusal the sentinel of its code, so that
 // callers tell a missing shard, bad data and a deposed leader apart.
 func agentError(err error) error {
@@ -99,29 +109,17 @@ func (c *Client) Copy(ctx context.Context, target string, spec Spec, source stri
 // switch-over holds the old master's writes for a bounded pause only, so
 // it is capped like the small calls.
 func (c *Client) Promote(ctx context.Context, addr, uid string, req PromoteRequest) (Info, error) {
-	ctx, cancel := c.small(ctx)
-	defer cancel()
-	var info Info
-	err := c.call(ctx, http.MethodPost, addr, "/shards/"+uid+"/promote", req, &info)
-	return info, err
+	return smallCall[Info](ctx, c, http.MethodPost, addr, "/shards/"+uid+"/promote", req)
 }
 
 // Ops fetches the op log of the agent at addr.
 func (c *Client) Ops(ctx context.Context, addr string) ([]OpRecord, error) {
-	ctx, cancel := c.small(ctx)
-	defer cancel()
-	var out []OpRecord
-	err := c.call(ctx, http.MethodGet, addr, "/ops", nil, &out)
-	return out, err
+	return smallCall[[]OpRecord](ctx, c, http.MethodGet, addr, "/ops", nil)
 }
 
 // Info asks the agent at addr about a shard.
 func (c *Client) Info(ctx context.Context, addr, uid string) (Info, error) {
-	ctx, cancel := c.small(ctx)
-	defer cancel()
-	var info Info
-	err := c.call(ctx, http.MethodGet, addr, "/shards/"+uid, nil, &info)
-	return info, err
+	return smallCall[Info](ctx, c, http.MethodGet, addr, "/shards/"+uid, nil)
 }
 
 // WaitEndpoint asks the agent at addr to answer once the proxy of
@@ -136,21 +134,13 @@ func (c *Client) WaitEndpoint(ctx context.Context, addr, uid string) error {
 
 // List asks the agent at addr for all its shards.
 func (c *Client) List(ctx context.Context, addr string) ([]Info, error) {
-	ctx, cancel := c.small(ctx)
-	defer cancel()
-	var out []Info
-	err := c.call(ctx, http.MethodGet, addr, "/shards", nil, &out)
-	return out, err
+	return smallCall[[]Info](ctx, c, http.MethodGet, addr, "/shards", nil)
 }
 
 // Stats asks the agent at addr what its shards' processes report; empty
 // from a backend that runs none.
 func (c *Client) Stats(ctx context.Context, addr string) ([]Info, error) {
-	ctx, cancel := c.small(ctx)
-	defer cancel()
-	var out []Info
-	err := c.call(ctx, http.MethodGet, addr, "/stats", nil, &out)
-	return out, err
+	return smallCall[[]Info](ctx, c, http.MethodGet, addr, "/stats", nil)
 }
 
 // SwitchRole asks the agent at addr to change a shard's role.
