@@ -99,16 +99,10 @@ func BenchmarkAPI(b *testing.B) {
 				*ds = append(*ds, time.Since(t))
 			}
 			for i := 0; b.Loop(); i++ {
-				if i%2 == 0 {
-					timed(lead, &leads)
-					timed(fol, &fols)
-				} else {
-					timed(fol, &fols)
-					timed(lead, &leads)
-				}
+				inTurns(i, func() { timed(lead, &leads) }, func() { timed(fol, &fols) })
 			}
 			reportLatency(b, fols)
-			b.ReportMetric(float64(p50(fols)-p50(leads))/float64(time.Millisecond), "extra-ms")
+			b.ReportMetric(ms(p50(fols)-p50(leads)), "extra-ms")
 		}
 	}
 	par := func(op func() error) func(b *testing.B) {
@@ -148,10 +142,23 @@ func reportLatency(b *testing.B, ds []time.Duration) {
 	if len(ds) == 0 {
 		return
 	}
-	slices.Sort(ds)
-	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	b.ReportMetric(ms(ds[len(ds)/2]), "p50-ms")
+	b.ReportMetric(ms(p50(ds)), "p50-ms")
 	b.ReportMetric(ms(ds[len(ds)*99/100]), "p99-ms")
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// inTurns runs a and b, in turn i: a first in even turns, b first in odd
+// ones, so that neither of two things measured side by side always has
+// the machine as the other left it.
+func inTurns(i int, a, b func()) {
+	if i%2 == 0 {
+		a()
+		b()
+		return
+	}
+	b()
+	a()
 }
 
 // parallel runs b.N calls of op from workers goroutines and reports ops/s.
@@ -194,13 +201,7 @@ func parallelPair(b *testing.B, workers int, first, second func() error) {
 	var took1, took2 time.Duration
 	n := 0
 	for i := 0; n < b.N; i++ {
-		if i%2 == 0 {
-			took1 += calls(b, workers, per, first)
-			took2 += calls(b, workers, per, second)
-		} else {
-			took2 += calls(b, workers, per, second)
-			took1 += calls(b, workers, per, first)
-		}
+		inTurns(i, func() { took1 += calls(b, workers, per, first) }, func() { took2 += calls(b, workers, per, second) })
 		n += per
 	}
 	b.ReportMetric(float64(n)/took2.Seconds(), "ops/s")
