@@ -43,16 +43,7 @@ func TestReadIndexBatch_IndexIsFetchedAfterTheReadArrived(t *testing.T) {
 	}
 	joined.Wait()
 	// Every read is queued on the batch after fetch 1 once next holds it.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b.mu.Lock()
-		waiting := b.next != nil
-		b.mu.Unlock()
-		if waiting || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(time.Millisecond) // polling for the goroutines to queue, with a deadline
-	}
+	awaitQueued(b)
 	close(release)
 	if i := <-first; i != 1 {
 		t.Fatalf("first read got index %d, want 1", i)
@@ -103,18 +94,8 @@ func TestReadIndexBatch_FetchesOverlapUpToTheDepth(t *testing.T) {
 		released = append(released, next())
 	}
 	last := read() // all are out: this one waits for a free one
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b.mu.Lock()
-		queued := b.next != nil
-		b.mu.Unlock()
-		if queued {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the read past the depth never queued")
-		}
-		time.Sleep(time.Millisecond) // polling for the goroutine to queue, with a deadline
+	if !awaitQueued(b) {
+		t.Fatal("the read past the depth never queued")
 	}
 	if n := fetches.Load(); n != readIndexDepth {
 		t.Fatalf("%d fetches out, want %d", n, readIndexDepth)
@@ -135,6 +116,24 @@ func TestReadIndexBatch_FetchesOverlapUpToTheDepth(t *testing.T) {
 	close(releaseLast)
 	if i := <-last; i != readIndexDepth+1 {
 		t.Fatalf("the read past the depth got index %d, want %d (fetched after it arrived)", i, readIndexDepth+1)
+	}
+}
+
+// awaitQueued polls, for up to 5 s, until a read waits on b's next batch,
+// and reports whether one did.
+func awaitQueued(b *readIndexBatch) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b.mu.Lock()
+		queued := b.next != nil
+		b.mu.Unlock()
+		if queued {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond) // polling for the goroutines to queue, with a deadline
 	}
 }
 
