@@ -115,19 +115,16 @@ func (a *Agent) oldMaster(ctx context.Context, req PromoteRequest) string {
 }
 
 // promoteLocal makes the local shard uid the master; without a Promoter
-// that is the role switch reconcile would make after the commit anyway.
+// that is the role switch reconcile would make after the commit anyway,
+// which leaves a master as it is.
 func (a *Agent) promoteLocal(ctx context.Context, uid, old string) error {
 	if p, ok := a.cfg.Backend.(Promoter); ok {
 		return p.Promote(ctx, uid, old)
 	}
-	info, err := a.cfg.Backend.Info(uid)
-	if err != nil {
+	if err := a.cfg.Backend.SwitchRole(ctx, uid, fsm.RoleMaster); err != nil {
 		return fmt.Errorf("promote shard %s: %w", uid, err)
 	}
-	if info.Role == fsm.RoleMaster {
-		return nil
-	}
-	return a.cfg.Backend.SwitchRole(ctx, uid, fsm.RoleMaster)
+	return nil
 }
 
 // notePromoted remembers that uid was promoted for op's step: until this
