@@ -95,12 +95,14 @@ lint:
 # itself.
 bench: deps build
 	@mkdir -p .test-output/bench
-	$(GO) test -p 1 -timeout 30m -run '^$$' -bench . -skip '^(BenchmarkFailover|BenchmarkEnslaveAtScale)$$' -benchmem -count 1 $$($(GO) list ./... | grep -v '^cnm/agent$$') | tee .test-output/bench/go.txt
+	$(GO) test -p 1 -timeout 30m -run '^$$' -bench . -skip '^(BenchmarkFailover|BenchmarkEnslaveAtScale|BenchmarkWriteParts)$$' -benchmem -count 1 $$($(GO) list ./... | grep -v '^cnm/agent$$') | tee .test-output/bench/go.txt
 	@# Benchmarks whose iterations are few and long run a fixed number of
 	@# times: each switch-over sleeps 2 s outside the timer, and each
 	@# failover waits for the killed node to come back.
 	$(GO) test -run '^$$' -bench . -benchtime 5x -benchmem -count 1 ./agent | tee -a .test-output/bench/go.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 5x -count 1 ./daemon/clustertest | tee -a .test-output/bench/go.txt
+	@# 2,000 turns of the write and its yardsticks, one call each.
+	$(GO) test -run '^$$' -bench '^BenchmarkWriteParts$$' -benchtime 2000x -count 1 ./daemon/clustertest | tee -a .test-output/bench/go.txt
 	@# Three actions at each size: the first promotes replicas on the
 	@# leader's own node, the next ones replicas on another node.
 	$(GO) test -run '^$$' -bench '^BenchmarkEnslaveAtScale$$' -benchtime 3x -count 1 ./daemon/clustertest | tee -a .test-output/bench/go.txt

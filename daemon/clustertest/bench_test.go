@@ -1,13 +1,13 @@
 package clustertest_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,33 +32,14 @@ func BenchmarkAPI(b *testing.B) {
 			break
 		}
 	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // benchmark client, like curl -k
-		MaxIdleConnsPerHost: 64,
-	}}
+	client := benchClient()
 	var flip atomic.Uint64
 	call := func(uid int, method, path string, write bool) error {
-		var body io.Reader
+		var body string
 		if write {
-			body = bytes.NewReader(fmt.Appendf(nil, `{"rack_aware":%t}`, flip.Add(1)%2 == 0))
+			body = fmt.Sprintf(`{"rack_aware":%t}`, flip.Add(1)%2 == 0)
 		}
-		req, err := http.NewRequest(method, "https://"+c.Member(uid).Cfg.APIAddr+path, body)
-		if err != nil {
-			return err
-		}
-		req.SetBasicAuth(clustertest.AdminUser, clustertest.AdminPassword)
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s %s on node %d: %d", method, path, uid, resp.StatusCode)
-		}
-		return nil
+		return apiCall(client, method, "https://"+c.Member(uid).Cfg.APIAddr+path, body)
 	}
 	write := func(uid int) func() error {
 		return func() error { return call(uid, "PUT", "/v1/cluster/policy", true) }
@@ -121,6 +102,41 @@ func BenchmarkAPI(b *testing.B) {
 
 // benchOptions are the product's raft timing, checkpoints and consistency
 // checks, rather than the tests' faster ones.
+// benchClient is the benchmarks' HTTPS client: keep-alive connections,
+// enough idle ones for 16 workers and more.
+func benchClient() *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // benchmark client, like curl -k
+		MaxIdleConnsPerHost: 64,
+	}}
+}
+
+// apiCall makes one request as the admin, with body when it is not empty,
+// reads the answer to the end and wants a 200.
+func apiCall(client *http.Client, method, url, body string) error {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(clustertest.AdminUser, clustertest.AdminPassword)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %d", method, url, resp.StatusCode)
+	}
+	return nil
+}
+
 func benchOptions() clustertest.Options {
 	return clustertest.Options{
 		Raft: raftnode.Config{HeartbeatTimeout: raftnode.DefaultHeartbeatTimeout, ElectionTimeout: raftnode.DefaultElectionTimeout,

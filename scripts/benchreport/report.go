@@ -75,6 +75,68 @@ func followerReads(r results, rf, rl float64) row {
 		fmt.Sprintf("%.2f×", ratio), "≥ 0.8× of the leader", verdict(ratio >= 0.8)}}
 }
 
+// writeSeq is BenchmarkWriteParts' sequential part: cnm's write, raw
+// raft's Apply over TCP and over TLS and a bare HTTPS round trip, in turns.
+const writeSeq = "BenchmarkWriteParts/seq"
+
+// writeRows are the rows of the write targets. When the run has
+// BenchmarkWriteParts, the targets are judged on its figures, taken in
+// turns with raw raft's, and the figures of BenchmarkAPI against
+// BenchmarkRawRaft, measured a benchmark apart, follow as they were.
+func writeRows(r results, lead, raw, w16, a16 float64) []row {
+	apart := []row{
+		{[]string{"sequential write p50, via the leader", fmtMS(lead), fmtMS(raw) + " (Apply)", fmt.Sprintf("%.2f×", lead/raw), "≤ 1.3×", verdict(lead/raw <= 1.3)}},
+		{[]string{"16 clients, writes/s", fmt.Sprintf("%.0f", w16), fmt.Sprintf("%.0f", a16), fmt.Sprintf("%.2f×", w16/a16), "≥ 0.9×", verdict(w16/a16 >= 0.9)}},
+	}
+	w, ok := r.get(writeSeq, "write-ms")
+	v16, ok16 := r.get("BenchmarkWriteParts/16_tcp", "of-first")
+	if !ok || !ok16 || v16 <= 0 {
+		return apart
+	}
+	tcp, _ := r.get(writeSeq, "apply-tcp-ms")
+	o16, _ := r.get("BenchmarkWriteParts/16_tcp", "ops/s")
+	for i := range apart {
+		apart[i].cells[0] += ", a benchmark apart"
+		apart[i].cells[4], apart[i].cells[5] = "—", "—"
+	}
+	return []row{
+		{[]string{"sequential write p50, via the leader, in turns with raw raft's Apply", fmtMS(w), fmtMS(tcp) + " (Apply, in turns)", fmt.Sprintf("%.2f×", w/tcp), "≤ 1.3×", verdict(w/tcp <= 1.3)}},
+		apart[0],
+		{[]string{"16 clients, writes/s, in rounds taking turns with raw raft's 16 appliers", fmt.Sprintf("%.0f", o16), fmt.Sprintf("%.0f in turns", o16/v16), fmt.Sprintf("%.2f×", v16), "≥ 0.9×", verdict(v16 >= 0.9)}},
+		apart[1],
+	}
+}
+
+// writeParts is the table of where a write's time goes, from
+// BenchmarkWriteParts/seq, when the run has it.
+func writeParts(b *bytes.Buffer, r results) {
+	w, ok := r.get(writeSeq, "write-ms")
+	if !ok {
+		return
+	}
+	get := func(unit string) float64 { v, _ := r.get(writeSeq, unit); return v }
+	side := func(label, unit string) row {
+		in, alone := get(unit), get(unit+"-raw")
+		return row{[]string{label, fmtMS(in), fmtMS(alone), fmt.Sprintf("%+.3f ms", in-alone)}}
+	}
+	rest := get("rest-ms")
+	b.WriteString("### Where a write's time goes\n\n")
+	b.WriteString("`daemon/clustertest` `BenchmarkWriteParts`: in one process and in turns, one call each, raw raft over " +
+		"TCP and over mutual TLS applies a command, cnm takes `PUT /v1/cluster/policy` through its leader, and a bare " +
+		"Go HTTPS server answers a PUT of the same size to the same client. Raft's phases are its own timers " +
+		"(go-metrics, means), gathered for the raw TLS cluster's commands and for cnm's apart.\n\n")
+	table(b, []string{"part of a write", "inside cnm", "raw raft over TLS, alone", "difference"}, []row{
+		{[]string{"a write through the leader, p50", fmtMS(w), "—", "—"}},
+		{[]string{"raft's Apply, p50", "—", fmtMS(get("apply-tls-ms")), "—"}},
+		side("raft's commit: the leader's dispatch until a quorum has stored the entry", "commit-ms"),
+		side("of which the leader's store, fsync included", "store-leader-ms"),
+		side("of which a follower's store, fsync included", "store-follower-ms"),
+		side("the FSM's Apply of one entry", "fsm-ms"),
+		{[]string{"one HTTPS round trip to a bare Go server, p50", fmtMS(get("https-ms")), "—", "—"}},
+		{[]string{"left to cnm: the write, less raft's Apply over TLS and that round trip", fmt.Sprintf("%s (%.0f%% of the write)", fmtMS(rest), 100*rest/w), "—", "—"}},
+	})
+}
+
 func verdict(ok bool) string {
 	if ok {
 		return "met"
@@ -114,19 +176,27 @@ func report(r results, mach, commit, plots, md string) (string, error) {
 	if v, ok := r.get("BenchmarkAPI/write_seq_follower", "extra-ms"); ok {
 		extra = v // measured against writes through the leader in turn with these
 	}
-	rows = append(rows,
-		row{[]string{"sequential write p50, via the leader", fmtMS(lead), fmtMS(raw) + " (Apply)", fmt.Sprintf("%.2f×", lead/raw), "≤ 1.3×", verdict(lead/raw <= 1.3)}},
-		row{[]string{"extra latency of a write via a follower", fmt.Sprintf("%+.2f ms", extra), "—", fmt.Sprintf("%+.2f× Apply", extra/raw), "≤ +0.25 ms", verdict(extra <= 0.25)}})
 	w16, a16 := get("BenchmarkAPI/write_16_leader", "ops/s"), get("BenchmarkRawRaft/apply_16", "ops/s")
-	rows = append(rows, row{[]string{"16 clients, writes/s", fmt.Sprintf("%.0f", w16), fmt.Sprintf("%.0f", a16), fmt.Sprintf("%.2f×", w16/a16), "≥ 0.9×", verdict(w16/a16 >= 0.9)}})
+	rows = append(rows, writeRows(r, lead, raw, w16, a16)...)
+	rows = append(rows, row{[]string{"extra latency of a write via a follower", fmt.Sprintf("%+.2f ms", extra), "—", fmt.Sprintf("%+.2f× Apply", extra/raw), "≤ +0.25 ms", verdict(extra <= 0.25)}})
 	// Raft over mutual TLS, as cnm's raft runs: what of a write is raft's
 	// own cost over TLS, and what cnm adds to it.
 	if rawTLS, ok := r.get(rawApply+"_tls", "p50-ms"); ok {
 		t16 := get("BenchmarkRawRaft/apply_16_tls", "ops/s")
 		rows = append(rows,
-			row{[]string{"raw raft over mutual TLS (cnm's raft transport): sequential Apply p50", "—", fmtMS(rawTLS), fmt.Sprintf("%.2f× Apply over TCP", rawTLS/raw), "—", "—"}},
-			row{[]string{"sequential write p50 via the leader, against raft over TLS", fmtMS(lead), fmtMS(rawTLS) + " (Apply, TLS)", fmt.Sprintf("%.2f×", lead/rawTLS), "—", "—"}},
-			row{[]string{"16 clients, writes/s, against raft over TLS", fmt.Sprintf("%.0f", w16), fmt.Sprintf("%.0f", t16), fmt.Sprintf("%.2f×", w16/t16), "—", "—"}})
+			row{[]string{"raw raft over mutual TLS (cnm's raft transport): sequential Apply p50", "—", fmtMS(rawTLS), fmt.Sprintf("%.2f× Apply over TCP", rawTLS/raw), "—", "—"}})
+		if w, ok := r.get(writeSeq, "write-ms"); ok {
+			tls := get(writeSeq, "apply-tls-ms")
+			rows = append(rows, row{[]string{"sequential write p50 via the leader, in turns with raft over TLS", fmtMS(w), fmtMS(tls) + " (Apply, TLS, in turns)", fmt.Sprintf("%.2f×", w/tls), "—", "—"}})
+		} else {
+			rows = append(rows, row{[]string{"sequential write p50 via the leader, against raft over TLS", fmtMS(lead), fmtMS(rawTLS) + " (Apply, TLS)", fmt.Sprintf("%.2f×", lead/rawTLS), "—", "—"}})
+		}
+		if v, ok := r.get("BenchmarkWriteParts/16_tls", "of-first"); ok && v > 0 {
+			w := get("BenchmarkWriteParts/16_tls", "ops/s")
+			rows = append(rows, row{[]string{"16 clients, writes/s, in rounds taking turns with raft over TLS", fmt.Sprintf("%.0f", w), fmt.Sprintf("%.0f in turns", w/v), fmt.Sprintf("%.2f×", v), "—", "—"}})
+		} else {
+			rows = append(rows, row{[]string{"16 clients, writes/s, against raft over TLS", fmt.Sprintf("%.0f", w16), fmt.Sprintf("%.0f", t16), fmt.Sprintf("%.2f×", w16/t16), "—", "—"}})
+		}
 	}
 	stale, vl := get("BenchmarkAPI/read_16_stale_leader", "ops/s"), get("BenchmarkRawRaft/verify_leader_16", "ops/s")
 	rows = append(rows, row{[]string{"16 clients, `?stale=true` reads/s on the leader", fmt.Sprintf("%.0f", stale), fmt.Sprintf("%.0f Apply/s", a16), fmt.Sprintf("%.1f× raft writes/s", stale/a16), "—", "—"}})
@@ -145,6 +215,7 @@ func report(r results, mach, commit, plots, md string) (string, error) {
 			row{[]string{"leader killed → the action's next step committed (a shard move of ~1 s was in flight)", fmtMS(step), "—", "—", "—", "—"}})
 	}
 	table(&b, []string{"measurement", "cnm", "raw raft", "ratio", "target", ""}, rows)
+	writeParts(&b, r)
 
 	var actionRows []row
 	for _, size := range []string{"1k", "10k"} {
