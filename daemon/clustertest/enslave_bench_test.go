@@ -18,7 +18,8 @@ import (
 // docs/BENCHMARKS.md sets against one raw raft write: a step's cost must
 // not grow with the shards the step does not touch. It also reports the
 // step against a write through the API of the same cluster, measured just
-// before each action (step/write), and the steps of actions that promoted
+// before each action (step/write), raw raft's Apply in turns with those
+// writes (apply-ms), and the steps of actions that promoted
 // only replicas on the leader's own node (ms/step-own) and only on the
 // other nodes (ms/step-peer). It needs two iterations for both
 // (-benchtime 2x or more).
@@ -41,20 +42,32 @@ func benchEnslave(b *testing.B, dbs int) {
 			"shards_count": 50, "replication": true}, http.StatusOK)
 	}
 	awaitShardFiles(b, c, leader)
+	// Raw raft in this process: its Apply, in turns with the cluster's
+	// writes before each action, is the yardstick of the same moments.
+	raw, _ := rawCluster(b, false)
+	cmd := make([]byte, 200)
 	// A failover promotes the replica through its node's agent: the
 	// leader's own, served in its process, or another node's, one round
 	// trip between nodes. Each action is of one kind where the placement
 	// allows (it pairs nodes in a ring), the kind measured least so far.
 	var all, own, peer perStep
-	var writes []time.Duration
+	var writes, applies []time.Duration
 	for b.Loop() {
-		// The yardstick of the same cluster at the same time: sequential
-		// writes of one raft entry each, through the leader, just before
-		// the action.
+		// The yardsticks of the same moments: sequential writes of one
+		// raft entry each through the leader, in turns with raw raft's
+		// Apply, just before the action.
 		for i := range 30 {
-			start := time.Now()
-			c.MustDo(leader, "PUT", "/v1/cluster/policy", map[string]any{"rack_aware": i%2 == 0}, http.StatusOK)
-			writes = append(writes, time.Since(start))
+			inTurns(i, func() {
+				start := time.Now()
+				c.MustDo(leader, "PUT", "/v1/cluster/policy", map[string]any{"rack_aware": i%2 == 0}, http.StatusOK)
+				writes = append(writes, time.Since(start))
+			}, func() {
+				start := time.Now()
+				if err := raw.Apply(cmd, 5*time.Second).Error(); err != nil {
+					b.Fatal(err)
+				}
+				applies = append(applies, time.Since(start))
+			})
 		}
 		want := &own
 		if peer.steps < own.steps {
@@ -95,8 +108,7 @@ func benchEnslave(b *testing.B, dbs int) {
 			peer.add(a.Additional.DoneOps, took)
 		}
 	}
-	slices.Sort(writes)
-	write := writes[len(writes)/2]
+	write := p50(writes)
 	b.ReportMetric(float64(all.steps)/float64(b.N), "steps")
 	b.ReportMetric(all.ms(), "ms/step")
 	for _, k := range []struct {
@@ -107,8 +119,9 @@ func benchEnslave(b *testing.B, dbs int) {
 			b.ReportMetric(k.t.ms(), k.unit)
 		}
 	}
-	b.ReportMetric(float64(write)/float64(time.Millisecond), "write-ms")
-	b.ReportMetric(all.ms()/(float64(write)/float64(time.Millisecond)), "step/write")
+	b.ReportMetric(ms(write), "write-ms")
+	b.ReportMetric(ms(p50(applies)), "apply-ms")
+	b.ReportMetric(all.ms()/ms(write), "step/write")
 }
 
 // perStep sums the steps of actions and the time they took.
