@@ -101,8 +101,8 @@ bench: deps build
 	@# failover waits for the killed node to come back.
 	$(GO) test -run '^$$' -bench . -benchtime 5x -benchmem -count 1 ./agent | tee -a .test-output/bench/go.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 5x -count 1 ./daemon/clustertest | tee -a .test-output/bench/go.txt
-	@# 2,000 turns of the write and its yardsticks, one call each.
-	$(GO) test -run '^$$' -bench '^BenchmarkWriteParts$$' -benchtime 2000x -count 1 ./daemon/clustertest | tee -a .test-output/bench/go.txt
+	@# 4,000 turns of the write and its yardsticks, one call each.
+	$(GO) test -run '^$$' -bench '^BenchmarkWriteParts$$' -benchtime 4000x -count 1 ./daemon/clustertest | tee -a .test-output/bench/go.txt
 	@# Three actions at each size: the first promotes replicas on the
 	@# leader's own node, the next ones replicas on another node.
 	$(GO) test -run '^$$' -bench '^BenchmarkEnslaveAtScale$$' -benchtime 3x -count 1 ./daemon/clustertest | tee -a .test-output/bench/go.txt
