@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -98,6 +99,30 @@ func BenchmarkAPI(b *testing.B) {
 	// Through the follower in rounds that take turns with the leader's, so
 	// that the ratio is of the same moments.
 	b.Run("read_16_follower", func(b *testing.B) { parallelPair(b, 16, read(leader, ""), read(follower, "")) })
+	// The ceiling of a read that raft has no part in: a bare Go HTTPS
+	// server answering the same clients, in rounds that take turns with
+	// the leader's stale reads.
+	bare := bareServer(b)
+	b.Run("read_16_stale_bare", func(b *testing.B) {
+		parallelPair(b, 16, func() error { return apiCall(client, "GET", bare+"/v1/nodes/actions", "") }, read(leader, "?stale=true"))
+	})
+}
+
+// bareServer starts a Go HTTPS server whose handler reads the body and
+// answers a short JSON object, and returns its URL: what one HTTPS round
+// trip costs here, before any work.
+func bareServer(b *testing.B) string {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"rack_aware":true}`)
+	}))
+	srv.StartTLS()
+	b.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // benchOptions are the product's raft timing, checkpoints and consistency

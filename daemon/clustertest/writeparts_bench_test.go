@@ -2,9 +2,6 @@ package clustertest_test
 
 import (
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,16 +35,7 @@ func BenchmarkWriteParts(b *testing.B) {
 	leader := c.Leader(30 * time.Second)
 	rawTCP, _ := rawCluster(b, false)
 	rawTLS, _ := rawCluster(b, true)
-	bare := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := io.Copy(io.Discard, r.Body); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"rack_aware":true}`)
-	}))
-	bare.StartTLS()
-	b.Cleanup(bare.Close)
+	bare := bareServer(b)
 	client := benchClient()
 
 	cmd := make([]byte, 200)
@@ -77,7 +65,7 @@ func BenchmarkWriteParts(b *testing.B) {
 			{phaseNone, apply(rawTCP)},
 			{phaseRaw, apply(rawTLS)},
 			{phaseCNM, write},
-			{phaseNone, put(bare.URL)},
+			{phaseNone, put(bare)},
 		}
 		ds := make([][]time.Duration, len(ops))
 		for _, o := range ops { // connections open, raft warm

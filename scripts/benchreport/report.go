@@ -200,6 +200,12 @@ func report(r results, mach, commit, plots, md string) (string, error) {
 	}
 	stale, vl := get("BenchmarkAPI/read_16_stale_leader", "ops/s"), get("BenchmarkRawRaft/verify_leader_16", "ops/s")
 	rows = append(rows, row{[]string{"16 clients, `?stale=true` reads/s on the leader", fmt.Sprintf("%.0f", stale), fmt.Sprintf("%.0f Apply/s", a16), fmt.Sprintf("%.1f× raft writes/s", stale/a16), "—", "—"}})
+	// The ceiling of a read raft has no part in: a bare HTTPS server, the
+	// same clients, in turns.
+	if v, ok := r.get("BenchmarkAPI/read_16_stale_bare", "of-first"); ok && v > 0 {
+		s := get("BenchmarkAPI/read_16_stale_bare", "ops/s")
+		rows = append(rows, row{[]string{"the same, in rounds taking turns with a bare Go HTTPS server", fmt.Sprintf("%.0f", s), fmt.Sprintf("%.0f bare HTTPS, in turns", s/v), fmt.Sprintf("%.2f× the bare server", v), "—", "—"}})
+	}
 	rl, rf := get("BenchmarkAPI/read_16_leader", "ops/s"), get("BenchmarkAPI/read_16_follower", "ops/s")
 	rows = append(rows,
 		row{[]string{"16 clients, linearizable reads/s on the leader", fmt.Sprintf("%.0f", rl), fmt.Sprintf("%.0f VerifyLeader/s", vl), fmt.Sprintf("%.2f×", rl/vl), "—", "—"}},
