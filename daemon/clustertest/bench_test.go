@@ -125,8 +125,6 @@ func bareServer(b *testing.B) string {
 	return srv.URL
 }
 
-// benchOptions are the product's raft timing, checkpoints and consistency
-// checks, rather than the tests' faster ones.
 // benchClient is the benchmarks' HTTPS client: keep-alive connections,
 // enough idle ones for 16 workers and more.
 func benchClient() *http.Client {
@@ -162,6 +160,8 @@ func apiCall(client *http.Client, method, url, body string) error {
 	return nil
 }
 
+// benchOptions are the product's raft timing, checkpoints and consistency
+// checks, rather than the tests' faster ones.
 func benchOptions() clustertest.Options {
 	return clustertest.Options{
 		Raft: raftnode.Config{HeartbeatTimeout: raftnode.DefaultHeartbeatTimeout, ElectionTimeout: raftnode.DefaultElectionTimeout,
