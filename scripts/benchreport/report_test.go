@@ -56,23 +56,8 @@ func TestParse(t *testing.T) {
 // The report says, for each target, whether this run met it, and the
 // section replaces the previous one without touching the rest.
 func TestRun_WritesSectionAndPlots(t *testing.T) {
-	dir := t.TempDir()
-	in, md, plots := filepath.Join(dir, "bench.txt"), filepath.Join(dir, "BENCHMARKS.md"), filepath.Join(dir, "bench")
-	if err := os.WriteFile(in, []byte(fixture), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	const before, after = "# Benchmarks\n\nwritten by hand\n\n", "\n## Also by hand\n"
-	if err := os.WriteFile(md, []byte(before+startMarker+"\nold figures\n"+endMarker+"\n"+after), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := run(in, md, plots, "abc1234"); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(md)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(b)
+	doc, plots := reportOf(t, fixture, before+startMarker+"\nold figures\n"+endMarker+"\n"+after, "abc1234")
 	for _, want := range []string{
 		before, after, "commit abc1234",
 		"| sequential write p50, via the leader | 1.50 ms | 1.00 ms (Apply) | 1.50× | ≤ 1.3× | **not met** |",
@@ -121,22 +106,7 @@ BenchmarkEnslaveAtScale/shards=10k-2  	       3	13147404543 ns/op	         2.400
 // stay as information, and the write is taken apart; with raw raft's
 // Apply taken before each action, the steps are judged against it.
 func TestRun_JudgesWritesInTurns(t *testing.T) {
-	dir := t.TempDir()
-	in, md := filepath.Join(dir, "bench.txt"), filepath.Join(dir, "BENCHMARKS.md")
-	if err := os.WriteFile(in, []byte(fixture+writePartsFixture), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(md, []byte("# Benchmarks\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := run(in, md, filepath.Join(dir, "bench"), ""); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(md)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(b)
+	doc, _ := reportOf(t, fixture+writePartsFixture, "# Benchmarks\n", "")
 	for _, want := range []string{
 		"| sequential write p50, via the leader, in turns with raw raft's Apply | 1.38 ms | 1.10 ms (Apply, in turns) | 1.25× | ≤ 1.3× | met |",
 		"| sequential write p50, via the leader, a benchmark apart | 1.50 ms | 1.00 ms (Apply) | 1.50× | — | — |",
@@ -161,6 +131,28 @@ func TestRun_JudgesWritesInTurns(t *testing.T) {
 	if strings.Contains(doc, "| sequential write p50, via the leader | ") {
 		t.Errorf("the write target is still judged on the figures a benchmark apart:\n%s", doc)
 	}
+}
+
+// reportOf runs the report on the benchmark output in, into a document
+// that held md, and returns the document and the plots' directory.
+func reportOf(t *testing.T, in, md, commit string) (doc, plots string) {
+	t.Helper()
+	dir := t.TempDir()
+	inPath, mdPath, plots := filepath.Join(dir, "bench.txt"), filepath.Join(dir, "BENCHMARKS.md"), filepath.Join(dir, "bench")
+	if err := os.WriteFile(inPath, []byte(in), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mdPath, []byte(md), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(inPath, mdPath, plots, commit); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(mdPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), plots
 }
 
 func TestRun_RefusesARunWithoutTheYardstick(t *testing.T) {
