@@ -227,8 +227,8 @@ func isNull(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null
 // jsonFields maps the json names of struct t's exported fields to their
 // types, as encoding/json names them. The map is shared: read it only.
 func jsonFields(t reflect.Type) map[string]reflect.Type {
-	// Walking a type's fields by reflection cost every write about 7 µs,
-	// a twentieth of the handler; the answer never changes.
+	// Walking a type's fields by reflection cost every write about 7 µs
+	// of the handler's 47; the answer never changes.
 	if m, ok := fieldsOf.Load(t); ok {
 		return m.(map[string]reflect.Type)
 	}
