@@ -63,13 +63,25 @@ func table(b *bytes.Buffer, head []string, rows []row) {
 	b.WriteString("\n")
 }
 
+// inTurns is a parallelPair benchmark's figures: the ops/s of its second
+// side, the first side's ops/s in the same rounds, and their ratio; false
+// when the run does not have it.
+func inTurns(r results, name string) (ops, first, ratio float64, ok bool) {
+	ratio, ok = r.get(name, "of-first")
+	if !ok || ratio <= 0 {
+		return 0, 0, 0, false
+	}
+	ops, _ = r.get(name, "ops/s")
+	return ops, ops / ratio, ratio, true
+}
+
 // followerReads is the row of the reads through a follower: against the
 // leader's reads of the rounds they took turns with, when the run has
 // them, else against the leader's own benchmark.
 func followerReads(r results, rf, rl float64) row {
 	ratio, lead, with := rf/rl, rl, "on the leader"
-	if v, ok := r.get("BenchmarkAPI/read_16_follower", "of-first"); ok && v > 0 {
-		ratio, lead, with = v, rf/v, "on the leader, in turns"
+	if _, first, v, ok := inTurns(r, "BenchmarkAPI/read_16_follower"); ok {
+		ratio, lead, with = v, first, "on the leader, in turns"
 	}
 	return row{[]string{"16 clients, linearizable reads/s via a follower", fmt.Sprintf("%.0f", rf), fmt.Sprintf("%.0f %s", lead, with),
 		fmt.Sprintf("%.2f×", ratio), "≥ 0.8× of the leader", verdict(ratio >= 0.8)}}
@@ -89,12 +101,11 @@ func writeRows(r results, lead, raw, w16, a16 float64) []row {
 		{[]string{"16 clients, writes/s", fmt.Sprintf("%.0f", w16), fmt.Sprintf("%.0f", a16), fmt.Sprintf("%.2f×", w16/a16), "≥ 0.9×", verdict(w16/a16 >= 0.9)}},
 	}
 	w, ok := r.get(writeSeq, "write-ms")
-	v16, ok16 := r.get("BenchmarkWriteParts/16_tcp", "of-first")
-	if !ok || !ok16 || v16 <= 0 {
+	o16, raw16, v16, ok16 := inTurns(r, "BenchmarkWriteParts/16_tcp")
+	if !ok || !ok16 {
 		return apart
 	}
 	tcp, _ := r.get(writeSeq, "apply-tcp-ms")
-	o16, _ := r.get("BenchmarkWriteParts/16_tcp", "ops/s")
 	for i := range apart {
 		apart[i].cells[0] += ", a benchmark apart"
 		apart[i].cells[4], apart[i].cells[5] = "—", "—"
@@ -102,7 +113,7 @@ func writeRows(r results, lead, raw, w16, a16 float64) []row {
 	return []row{
 		{[]string{"sequential write p50, via the leader, in turns with raw raft's Apply", fmtMS(w), fmtMS(tcp) + " (Apply, in turns)", fmt.Sprintf("%.2f×", w/tcp), "≤ 1.3×", verdict(w/tcp <= 1.3)}},
 		apart[0],
-		{[]string{"16 clients, writes/s, in rounds taking turns with raw raft's 16 appliers", fmt.Sprintf("%.0f", o16), fmt.Sprintf("%.0f in turns", o16/v16), fmt.Sprintf("%.2f×", v16), "≥ 0.9×", verdict(v16 >= 0.9)}},
+		{[]string{"16 clients, writes/s, in rounds taking turns with raw raft's 16 appliers", fmt.Sprintf("%.0f", o16), fmt.Sprintf("%.0f in turns", raw16), fmt.Sprintf("%.2f×", v16), "≥ 0.9×", verdict(v16 >= 0.9)}},
 		apart[1],
 	}
 }
@@ -191,9 +202,8 @@ func report(r results, mach, commit, plots, md string) (string, error) {
 		} else {
 			rows = append(rows, row{[]string{"sequential write p50 via the leader, against raft over TLS", fmtMS(lead), fmtMS(rawTLS) + " (Apply, TLS)", fmt.Sprintf("%.2f×", lead/rawTLS), "—", "—"}})
 		}
-		if v, ok := r.get("BenchmarkWriteParts/16_tls", "of-first"); ok && v > 0 {
-			w := get("BenchmarkWriteParts/16_tls", "ops/s")
-			rows = append(rows, row{[]string{"16 clients, writes/s, in rounds taking turns with raft over TLS", fmt.Sprintf("%.0f", w), fmt.Sprintf("%.0f in turns", w/v), fmt.Sprintf("%.2f×", v), "—", "—"}})
+		if w, tls16, v, ok := inTurns(r, "BenchmarkWriteParts/16_tls"); ok {
+			rows = append(rows, row{[]string{"16 clients, writes/s, in rounds taking turns with raft over TLS", fmt.Sprintf("%.0f", w), fmt.Sprintf("%.0f in turns", tls16), fmt.Sprintf("%.2f×", v), "—", "—"}})
 		} else {
 			rows = append(rows, row{[]string{"16 clients, writes/s, against raft over TLS", fmt.Sprintf("%.0f", w16), fmt.Sprintf("%.0f", t16), fmt.Sprintf("%.2f×", w16/t16), "—", "—"}})
 		}
@@ -202,9 +212,8 @@ func report(r results, mach, commit, plots, md string) (string, error) {
 	rows = append(rows, row{[]string{"16 clients, `?stale=true` reads/s on the leader", fmt.Sprintf("%.0f", stale), fmt.Sprintf("%.0f Apply/s", a16), fmt.Sprintf("%.1f× raft writes/s", stale/a16), "—", "—"}})
 	// The ceiling of a read raft has no part in: a bare HTTPS server, the
 	// same clients, in turns.
-	if v, ok := r.get("BenchmarkAPI/read_16_stale_bare", "of-first"); ok && v > 0 {
-		s := get("BenchmarkAPI/read_16_stale_bare", "ops/s")
-		rows = append(rows, row{[]string{"the same, in rounds taking turns with a bare Go HTTPS server", fmt.Sprintf("%.0f", s), fmt.Sprintf("%.0f bare HTTPS, in turns", s/v), fmt.Sprintf("%.2f× the bare server", v), "—", "—"}})
+	if s, bare, v, ok := inTurns(r, "BenchmarkAPI/read_16_stale_bare"); ok {
+		rows = append(rows, row{[]string{"the same, in rounds taking turns with a bare Go HTTPS server", fmt.Sprintf("%.0f", s), fmt.Sprintf("%.0f bare HTTPS, in turns", bare), fmt.Sprintf("%.2f× the bare server", v), "—", "—"}})
 	}
 	rl, rf := get("BenchmarkAPI/read_16_leader", "ops/s"), get("BenchmarkAPI/read_16_follower", "ops/s")
 	rows = append(rows,
