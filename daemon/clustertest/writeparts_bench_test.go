@@ -119,8 +119,8 @@ var raftPhases = []struct{ key, unit string }{
 }
 
 // phaseSink is a go-metrics sink that keeps the sum and count of each
-// timer apart for the cluster whose command is in flight (mode); what is
-// emitted while neither is, or by other metrics, is dropped.
+// timer apart for the cluster whose command is in flight (mode); timers
+// emitted while neither is, gauges and counters are dropped.
 type phaseSink struct {
 	mode atomic.Int32
 	mu   sync.Mutex
